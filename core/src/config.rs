@@ -1,0 +1,335 @@
+//! The guard's configuration: one YAML document, every key optional, documented defaults.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// `enforce` denies; `audit` allows with a warning and an audit annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim() {
+            "enforce" => Some(Mode::Enforce),
+            "audit" => Some(Mode::Audit),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    pub mode: Mode,
+    pub flux: Flux,
+    pub argocd: ArgoCd,
+    pub agents: Agents,
+    pub system: System,
+    pub operational: Operational,
+    pub break_glass: BreakGlass,
+    /// How long the webhook caches a scale request's parent object.
+    pub scale_parent_cache_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Flux {
+    /// Namespace Flux's controllers run in.
+    pub namespace: String,
+    /// Service account names of Flux's controllers (in `namespace`).
+    pub controllers: Vec<String>,
+    /// The controllers' `--default-service-account`: the tenant account impersonated when an owner
+    /// sets no `spec.serviceAccountName`. Empty: none.
+    pub default_service_account: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArgoCd {
+    /// Namespace Argo CD runs in, and where Applications live unless the tracking id names another.
+    pub namespace: String,
+    /// Service account names of Argo CD's agents (in `namespace`). `argocd-server` is deliberately
+    /// not here: it is how UI and CLI edits by people arrive.
+    pub controllers: Vec<String>,
+    /// Also treat `tracking_label` as ownership (opt-in: Helm charts set that label too).
+    pub label_tracking: bool,
+    pub tracking_label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Agents {
+    /// Extra usernames that act as the agent for every managed object.
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct System {
+    /// Kubernetes' own identities: never blocked.
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Operational {
+    pub flux_reconcile: bool,
+    pub flux_suspend: bool,
+    pub argocd_refresh: bool,
+    pub argocd_operation: bool,
+    pub rollout_restart: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct BreakGlass {
+    /// Groups whose members may open a break-glass window. Empty: the feature is off.
+    pub groups: Vec<String>,
+    /// The longest window anyone may open, e.g. `4h`, `30m`, `90s`.
+    #[serde(with = "duration")]
+    pub max_duration: jiff::SignedDuration,
+}
+
+/// kube-controller-manager's per-controller service accounts (`--use-service-account-credentials`).
+const KUBE_CONTROLLERS: &[&str] = &[
+    "attachdetach-controller",
+    "bootstrap-signer",
+    "certificate-controller",
+    "clusterrole-aggregation-controller",
+    "cronjob-controller",
+    "daemon-set-controller",
+    "deployment-controller",
+    "disruption-controller",
+    "endpoint-controller",
+    "endpointslice-controller",
+    "endpointslicemirroring-controller",
+    "ephemeral-volume-controller",
+    "expand-controller",
+    "generic-garbage-collector",
+    "horizontal-pod-autoscaler",
+    "job-controller",
+    "legacy-service-account-token-cleaner",
+    "namespace-controller",
+    "node-controller",
+    "persistent-volume-binder",
+    "pod-garbage-collector",
+    "pv-protection-controller",
+    "pvc-protection-controller",
+    "replicaset-controller",
+    "replication-controller",
+    "resourcequota-controller",
+    "root-ca-cert-publisher",
+    "route-controller",
+    "service-account-controller",
+    "service-controller",
+    "statefulset-controller",
+    "token-cleaner",
+    "ttl-after-finished-controller",
+    "ttl-controller",
+    "validatingadmissionpolicy-status-controller",
+];
+
+impl Default for System {
+    fn default() -> Self {
+        let mut users: Vec<String> = [
+            "system:apiserver",
+            "system:kube-controller-manager",
+            "system:kube-scheduler",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        users.extend(
+            KUBE_CONTROLLERS
+                .iter()
+                .map(|c| format!("system:serviceaccount:kube-system:{c}")),
+        );
+        System {
+            users,
+            groups: vec!["system:nodes".to_string()],
+        }
+    }
+}
+
+impl Default for Flux {
+    fn default() -> Self {
+        Flux {
+            namespace: "flux-system".into(),
+            controllers: [
+                "kustomize-controller",
+                "helm-controller",
+                "source-controller",
+                "notification-controller",
+                "image-automation-controller",
+                "image-reflector-controller",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            default_service_account: String::new(),
+        }
+    }
+}
+
+impl Default for ArgoCd {
+    fn default() -> Self {
+        ArgoCd {
+            namespace: "argocd".into(),
+            controllers: vec![
+                "argocd-application-controller".into(),
+                "argocd-applicationset-controller".into(),
+            ],
+            label_tracking: false,
+            tracking_label: "app.kubernetes.io/instance".into(),
+        }
+    }
+}
+
+impl Default for Operational {
+    fn default() -> Self {
+        Operational {
+            flux_reconcile: true,
+            flux_suspend: true,
+            argocd_refresh: true,
+            argocd_operation: true,
+            rollout_restart: true,
+        }
+    }
+}
+
+impl Default for BreakGlass {
+    fn default() -> Self {
+        BreakGlass {
+            groups: Vec::new(),
+            max_duration: jiff::SignedDuration::from_hours(4),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Enforce,
+            flux: Flux::default(),
+            argocd: ArgoCd::default(),
+            agents: Agents::default(),
+            system: System::default(),
+            operational: Operational::default(),
+            break_glass: BreakGlass::default(),
+            scale_parent_cache_seconds: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks a config file's text. An empty document means all defaults.
+    pub fn from_yaml(text: &str) -> Result<Config, Error> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let config: Config =
+            serde_yaml_ng::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.break_glass.max_duration <= jiff::SignedDuration::ZERO {
+            return Err(Error::Config(
+                "breakGlass.maxDuration must be positive, e.g. 4h".into(),
+            ));
+        }
+        if self.flux.namespace.is_empty() || self.argocd.namespace.is_empty() {
+            return Err(Error::Config(
+                "flux.namespace and argocd.namespace must not be empty".into(),
+            ));
+        }
+        if self.argocd.label_tracking && self.argocd.tracking_label.is_empty() {
+            return Err(Error::Config(
+                "argocd.labelTracking is on but argocd.trackingLabel is empty".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Durations in the config as people write them: `4h`, `30m`, `1h30m`, `90s` (or ISO 8601).
+mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &jiff::SignedDuration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{d:#}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<jiff::SignedDuration, D::Error> {
+        let text = String::deserialize(d)?;
+        text.trim().parse::<jiff::SignedDuration>().map_err(|e| {
+            serde::de::Error::custom(format!("{text:?} is not a duration like 4h or 30m: {e}"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = Config::from_yaml("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.mode, Mode::Enforce);
+        assert!(
+            c.system
+                .users
+                .contains(&"system:serviceaccount:kube-system:generic-garbage-collector".into())
+        );
+        assert!(c.break_glass.groups.is_empty());
+        assert_eq!(c.break_glass.max_duration.as_secs(), 4 * 3600);
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = Config::from_yaml(
+            "mode: audit\nflux:\n  defaultServiceAccount: default\nbreakGlass:\n  groups: [sre]\n  maxDuration: 30m\n",
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Audit);
+        assert_eq!(c.flux.namespace, "flux-system");
+        assert_eq!(c.flux.default_service_account, "default");
+        assert_eq!(c.break_glass.groups, vec!["sre".to_string()]);
+        assert_eq!(c.break_glass.max_duration.as_secs(), 1800);
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let cases = [
+            ("mode: loose\n", "mode"),
+            ("flux:\n  namepsace: x\n", "namepsace"),
+            ("breakGlass:\n  maxDuration: forever\n", "forever"),
+            ("breakGlass:\n  maxDuration: 0s\n", "positive"),
+            (
+                "argocd:\n  labelTracking: true\n  trackingLabel: ''\n",
+                "trackingLabel",
+            ),
+            ("[not, a, map]\n", "invalid"),
+        ];
+        for (text, needle) in cases {
+            let err = Config::from_yaml(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn defaults_round_trip_through_yaml() {
+        let text = serde_yaml_ng::to_string(&Config::default()).unwrap();
+        assert_eq!(Config::from_yaml(&text).unwrap(), Config::default());
+    }
+}
