@@ -1,0 +1,237 @@
+"""Install and upgrade the chart with the Helm v4 SDK's real install into a local control plane
+(kube-apiserver 1.20.2, no controllers, no kubelet: pods never run, so the guard is "down" the
+whole time). That is exactly the situation the safety design is for: with the guard unreachable,
+only the writes it is meant to stop fail; everything needed to repair or remove it still works.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+
+from conftest import Cluster
+from render import CHART, NAMESPACE, RELEASE, manifest_objects
+
+WEBHOOK_CALL_FAILED = 'failed calling webhook "guard.gitops-guard.dev"'
+ENTRIES = ["argocd-annotations", "argocd-namespaces", "enforce-all", "flux-helm", "flux-kustomize", "scale"]
+
+
+@pytest.fixture(scope="module")
+def helm(cluster: Cluster) -> Iterator[helm_python.Config]:
+    with helm_python.Config(kubeconfig_path=cluster.kubeconfig, namespace=NAMESPACE) as cfg:
+        yield cfg
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster, helm: helm_python.Config) -> Iterator[dict[str, Any]]:
+    release = helm.install(str(CHART), RELEASE, namespace=NAMESPACE, create_namespace=True, timeout=120)
+    try:
+        yield release
+    finally:
+        helm.uninstall(RELEASE, ignore_not_found=True, timeout=120)
+
+
+def webhook_configs(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    items = cluster.get("validatingwebhookconfigurations", "-l", f"app.kubernetes.io/instance={RELEASE}")[
+        "items"
+    ]
+    return {i["metadata"]["name"].removeprefix(f"{RELEASE}-"): i for i in items}
+
+
+def tls_secret(cluster: Cluster) -> dict[str, str]:
+    data: dict[str, str] = cluster.get("secret", "-n", NAMESPACE, f"{RELEASE}-tls")["data"]
+    return data
+
+
+def create(cluster: Cluster, manifest: dict[str, Any]) -> Any:
+    return cluster.kubectl("create", "-f", "-", check=False, stdin=json.dumps(manifest))
+
+
+def configmap(name: str, namespace: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "data": {"k": "v"},
+    }
+
+
+def deployment(name: str, namespace: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+        },
+    }
+
+
+def test_install_creates_the_guard(cluster: Cluster, installed: dict[str, Any]) -> None:
+    # The SDK rendered with the cluster's own version (1.20): no matchConditions, policy/v1beta1.
+    objs = manifest_objects(installed["manifest"])
+    kinds = sorted({o["kind"] for o in objs})
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "ValidatingWebhookConfiguration",
+    ]
+    pdb = next(o for o in objs if o["kind"] == "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1beta1"
+
+    dep = cluster.get("deployment", "-n", NAMESPACE, RELEASE)
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert cluster.get("poddisruptionbudget", "-n", NAMESPACE, RELEASE)["spec"]["maxUnavailable"] == 1
+    config = yaml.safe_load(
+        cluster.get("configmap", "-n", NAMESPACE, f"{RELEASE}-config")["data"]["config.yaml"]
+    )
+    assert config["mode"] == "enforce"
+    role = cluster.get("clusterrole", RELEASE)
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert verbs == {"get", "list", "watch", "create"}
+
+    configs = webhook_configs(cluster)
+    assert sorted(configs) == ENTRIES
+    ca = tls_secret(cluster)["ca.crt"]
+    for name, cfg in configs.items():
+        (hook,) = cfg["webhooks"]
+        assert hook["name"] == "guard.gitops-guard.dev"
+        assert hook["clientConfig"]["caBundle"] == ca, name
+        assert hook["timeoutSeconds"] == 3
+        assert "matchConditions" not in hook, name  # 1.20 has no matchConditions
+    assert base64.b64decode(ca).startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+def test_guard_down_blocks_only_managed_objects(cluster: Cluster, installed: dict[str, Any]) -> None:
+    """No pod serves the guard here. Fail entries refuse their writes; nothing else is affected."""
+    cluster.kubectl("create", "namespace", "team")
+    flux = {
+        "kustomize.toolkit.fluxcd.io/name": "apps",
+        "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
+    }
+
+    # A Flux-managed object: failurePolicy Fail, so the write is refused while the guard is away.
+    out = create(cluster, configmap("managed", "team", flux))
+    assert out.returncode != 0 and WEBHOOK_CALL_FAILED in out.stderr, out.stderr
+    out = create(cluster, configmap("managed-helm", "team", {"helm.toolkit.fluxcd.io/name": "web"}))
+    assert out.returncode != 0 and WEBHOOK_CALL_FAILED in out.stderr, out.stderr
+
+    # Everything else goes through: unowned objects (Ignore), the excluded namespaces, the guard's
+    # own objects, scaling (Ignore).
+    assert create(cluster, configmap("plain", "team")).returncode == 0
+    assert create(cluster, configmap("infra", "kube-system", flux)).returncode == 0
+    assert (
+        create(
+            cluster, configmap("self", "team", {**flux, "app.kubernetes.io/part-of": "gitops-guard"})
+        ).returncode
+        == 0
+    )
+    assert create(cluster, deployment("web", "team")).returncode == 0
+    cluster.kubectl("scale", "-n", "team", "deployment/web", "--replicas=3")
+    assert cluster.get("deployment", "-n", "team", "web")["spec"]["replicas"] == 3
+
+    # A namespace labelled for enforce-all: its unlabelled objects are protected (Fail) too.
+    cluster.kubectl("create", "namespace", "prod")
+    cluster.kubectl("label", "namespace", "prod", "gitops-guard.dev/enforce=all")
+    cluster.kubectl("annotate", "namespace", "prod", "gitops-guard.dev/enforce=all")
+    out = create(cluster, configmap("plain", "prod"))
+    assert out.returncode != 0 and WEBHOOK_CALL_FAILED in out.stderr, out.stderr
+
+    # The guard's own namespace is excluded once it carries kubernetes.io/metadata.name (1.21+ sets
+    # it; on 1.20, as here, NOTES.txt tells you to add it).
+    cluster.kubectl(
+        "label", "namespace", NAMESPACE, f"kubernetes.io/metadata.name={NAMESPACE}", "--overwrite"
+    )
+    assert create(cluster, configmap("guard-side", NAMESPACE, flux)).returncode == 0
+
+    # The switch is always reachable: webhook configurations are never sent to the guard.
+    for name in ENTRIES:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", f"{RELEASE}-{name}", "--dry-run=server")
+
+
+def test_upgrade_keeps_the_generated_ca(
+    cluster: Cluster, helm: helm_python.Config, installed: dict[str, Any]
+) -> None:
+    before = tls_secret(cluster)
+    checksum = cluster.get("deployment", "-n", NAMESPACE, RELEASE)["spec"]["template"]["metadata"][
+        "annotations"
+    ]["checksum/tls"]
+
+    # An upgrade that changes something, while the guard is down: it must still go through.
+    release = helm.upgrade(
+        str(CHART), RELEASE, {"webhook": {"timeoutSeconds": 5}}, namespace=NAMESPACE, timeout=120
+    )
+    assert release["revision"] == 2 and release["status"] == "deployed"
+    assert tls_secret(cluster) == before
+    configs = webhook_configs(cluster)
+    assert sorted(configs) == ENTRIES
+    for name, cfg in configs.items():
+        assert cfg["webhooks"][0]["clientConfig"]["caBundle"] == before["ca.crt"], name
+        assert cfg["webhooks"][0]["timeoutSeconds"] == 5, name
+    dep = cluster.get("deployment", "-n", NAMESPACE, RELEASE)
+    assert dep["spec"]["template"]["metadata"]["annotations"]["checksum/tls"] == checksum
+
+    # Rotation, as the chart documents it: delete the Secret and upgrade.
+    cluster.kubectl("delete", "secret", "-n", NAMESPACE, f"{RELEASE}-tls")
+    helm.upgrade(str(CHART), RELEASE, {"webhook": {"timeoutSeconds": 5}}, namespace=NAMESPACE, timeout=120)
+    after = tls_secret(cluster)
+    assert after["ca.crt"] != before["ca.crt"]
+    for name, cfg in webhook_configs(cluster).items():
+        assert cfg["webhooks"][0]["clientConfig"]["caBundle"] == after["ca.crt"], name
+    dep = cluster.get("deployment", "-n", NAMESPACE, RELEASE)
+    assert dep["spec"]["template"]["metadata"]["annotations"]["checksum/tls"] != checksum
+
+
+def test_audit_mode_upgrade_stops_blocking(
+    cluster: Cluster, helm: helm_python.Config, installed: dict[str, Any]
+) -> None:
+    cluster.kubectl("create", "namespace", "audit-team")
+    flux = {"kustomize.toolkit.fluxcd.io/name": "apps"}
+    out = create(cluster, configmap("before", "audit-team", flux))
+    assert out.returncode != 0 and WEBHOOK_CALL_FAILED in out.stderr, out.stderr
+
+    helm.upgrade(
+        str(CHART),
+        RELEASE,
+        {"config": {"mode": "audit"}},
+        namespace=NAMESPACE,
+        reuse_values=True,
+        timeout=120,
+    )
+    assert {c["webhooks"][0]["failurePolicy"] for c in webhook_configs(cluster).values()} == {"Ignore"}
+    config = yaml.safe_load(
+        cluster.get("configmap", "-n", NAMESPACE, f"{RELEASE}-config")["data"]["config.yaml"]
+    )
+    assert config["mode"] == "audit"
+    assert create(cluster, configmap("after", "audit-team", flux)).returncode == 0
+
+
+def test_uninstall_removes_every_webhook(
+    cluster: Cluster, helm: helm_python.Config, installed: dict[str, Any]
+) -> None:
+    helm.uninstall(RELEASE, timeout=120)
+    assert webhook_configs(cluster) == {}
+    assert cluster.kubectl("get", "clusterrole", RELEASE, check=False).returncode != 0
+    flux = {"kustomize.toolkit.fluxcd.io/name": "apps"}
+    assert create(cluster, configmap("after-uninstall", "team", flux)).returncode == 0

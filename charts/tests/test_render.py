@@ -1,0 +1,754 @@
+"""Safety properties of the rendered chart, for the value sets and cluster versions users run."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+from typing import Any
+
+import celpy
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from conftest import workspace_version
+from render import NAMESPACE, RELEASE, objects, render
+
+WEBHOOK_NAME = "guard.gitops-guard.dev"
+ALWAYS_EXCLUDED = {"kube-system", "kube-node-lease", "kube-public", NAMESPACE}
+KUSTOMIZE = "kustomize.toolkit.fluxcd.io/name"
+HELM = "helm.toolkit.fluxcd.io/name"
+SELF = ("app.kubernetes.io/part-of", "gitops-guard")
+FLUX_KC = "system:serviceaccount:flux-system:kustomize-controller"
+FLUX_HC = "system:serviceaccount:flux-system:helm-controller"
+ARGO_AC = "system:serviceaccount:argocd:argocd-application-controller"
+HPA = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+
+# name -> (values, kube_version); kube_version None = Helm's default (recent) capabilities.
+SCENARIOS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "default": ({}, None),
+    "kube-1.20": ({}, "v1.20.2"),
+    "kube-1.27": ({}, "v1.27.9"),
+    "kube-1.28": ({}, "v1.28.0"),
+    "kube-1.30": ({}, "v1.30.0"),
+    "cert-manager": ({"certManager": {"enabled": True}}, None),
+    "cert-manager-1.20": ({"certManager": {"enabled": True}}, "v1.20.2"),
+    "audit": ({"config": {"mode": "audit"}}, None),
+    "label-tracking": ({"config": {"argocd": {"labelTracking": True}}}, "v1.30.0"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _render(values_json: str, kube_version: str | None) -> list[dict[str, Any]]:
+    return objects(render(json.loads(values_json), kube_version=kube_version))
+
+
+def rendered(values: dict[str, Any] | None = None, kube_version: str | None = None) -> list[dict[str, Any]]:
+    return _render(json.dumps(values or {}, sort_keys=True), kube_version)
+
+
+def of_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = of_kind(objs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def webhooks(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Entry (configuration name minus the release prefix) -> its single webhook."""
+    out = {}
+    for cfg in of_kind(objs, "ValidatingWebhookConfiguration"):
+        assert len(cfg["webhooks"]) == 1, cfg["metadata"]["name"]
+        out[cfg["metadata"]["name"].removeprefix(f"{RELEASE}-")] = cfg["webhooks"][0]
+    return out
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label selector semantics (NotIn and DoesNotExist match an absent label)."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def rule_matches(rules: list[dict[str, Any]], group: str, resource: str) -> bool:
+    return any(
+        (group in r["apiGroups"] or "*" in r["apiGroups"])
+        and (resource in r["resources"] or ("/" not in resource and "*" in r["resources"]))
+        for r in rules
+    )
+
+
+def routes(
+    hooks: dict[str, dict[str, Any]],
+    namespace: str,
+    ns_labels: dict[str, str],
+    obj_labels: dict[str, str],
+    group: str = "apps",
+    resource: str = "deployments",
+) -> list[str]:
+    """Which entries the API server would call for a write to such an object."""
+    ns = {"kubernetes.io/metadata.name": namespace, **ns_labels}
+    return sorted(
+        name
+        for name, hook in hooks.items()
+        if rule_matches(hook["rules"], group, resource)
+        and selector_matches(hook["namespaceSelector"], ns)
+        and selector_matches(hook["objectSelector"], obj_labels)
+    )
+
+
+# --- the webhook configurations ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_entry_is_safe(scenario: str) -> None:
+    values, kube = SCENARIOS[scenario]
+    objs = rendered(values, kube)
+    hooks = webhooks(objs)
+    assert hooks, "no webhook configuration rendered"
+    for name, hook in hooks.items():
+        assert hook["name"] == WEBHOOK_NAME, name
+        assert hook["sideEffects"] == "None", name
+        assert hook["matchPolicy"] == "Equivalent", name
+        assert hook["timeoutSeconds"] == 3, name
+        assert hook["admissionReviewVersions"] == ["v1"], name
+        assert hook["clientConfig"]["service"] == {
+            "namespace": NAMESPACE,
+            "name": RELEASE,
+            "path": "/validate",
+            "port": 443,
+        }, name
+        exclusion = hook["namespaceSelector"]["matchExpressions"][0]
+        assert exclusion["key"] == "kubernetes.io/metadata.name"
+        assert exclusion["operator"] == "NotIn"
+        assert ALWAYS_EXCLUDED <= set(exclusion["values"]), name
+        for rule in hook["rules"]:
+            assert "admissionregistration.k8s.io" not in rule["apiGroups"], name
+            assert "*" not in rule["apiGroups"], name
+            assert rule["apiVersions"] == ["*"]
+        if name != "scale":
+            # The guard never sees its own objects, even where namespaces cannot be excluded.
+            assert {"key": SELF[0], "operator": "NotIn", "values": [SELF[1]]} in hook["objectSelector"][
+                "matchExpressions"
+            ], name
+            assert all("/" not in res for r in hook["rules"] for res in r["resources"]), name
+        else:
+            assert all(res.endswith("/scale") for r in hook["rules"] for res in r["resources"])
+
+
+def test_default_entries_and_failure_policies() -> None:
+    hooks = webhooks(rendered())
+    policies = {name: hook["failurePolicy"] for name, hook in hooks.items()}
+    assert policies == {
+        "flux-kustomize": "Fail",
+        "flux-helm": "Fail",
+        "enforce-all": "Fail",
+        "argocd-annotations": "Ignore",
+        "argocd-namespaces": "Ignore",
+        "scale": "Ignore",
+    }
+
+
+def test_failure_policies_are_configurable() -> None:
+    hooks = webhooks(
+        rendered(
+            {
+                "webhook": {
+                    "failurePolicy": "Ignore",
+                    "timeoutSeconds": 10,
+                    "argocdAnnotationTracking": {"enabled": True, "failurePolicy": "Fail"},
+                    "scale": {"enabled": False, "failurePolicy": "Ignore", "targets": []},
+                }
+            }
+        )
+    )
+    assert {n: h["failurePolicy"] for n, h in hooks.items()} == {
+        "flux-kustomize": "Ignore",
+        "flux-helm": "Ignore",
+        "enforce-all": "Fail",
+        "argocd-annotations": "Fail",
+        "argocd-namespaces": "Fail",
+    }
+    assert {h["timeoutSeconds"] for h in hooks.values()} == {10}
+
+
+def test_audit_mode_never_fails_closed() -> None:
+    objs = rendered({"config": {"mode": "audit"}})
+    assert {h["failurePolicy"] for h in webhooks(objs).values()} == {"Ignore"}
+    config = yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yaml"])
+    assert config["mode"] == "audit"
+
+
+@pytest.mark.parametrize("kube", [None, "v1.20.2"])
+def test_entries_partition_the_objects(kube: str | None) -> None:
+    """Each write reaches the guard through exactly the entry meant for it, at most once."""
+    hooks = webhooks(rendered({}, kube))
+    enforce = {"gitops-guard.dev/enforce": "all"}
+    cases = [
+        # (namespace, namespace labels, object labels, expected entries)
+        ("apps", {}, {KUSTOMIZE: "apps"}, ["flux-kustomize"]),
+        ("apps", {}, {HELM: "web"}, ["flux-helm"]),
+        ("apps", {}, {KUSTOMIZE: "apps", HELM: "web"}, ["flux-kustomize"]),
+        ("apps", {}, {}, ["argocd-annotations"]),
+        ("apps", {}, {"app.kubernetes.io/instance": "web"}, ["argocd-annotations"]),
+        ("prod", enforce, {}, ["enforce-all"]),
+        ("prod", enforce, {KUSTOMIZE: "apps"}, ["flux-kustomize"]),
+        # never: the guard's own objects, anywhere
+        ("apps", {}, {KUSTOMIZE: "guard", SELF[0]: SELF[1]}, []),
+        ("prod", enforce, {SELF[0]: SELF[1]}, []),
+        # never: the excluded namespaces, whatever the labels say
+        ("kube-system", {}, {KUSTOMIZE: "infra"}, []),
+        ("kube-public", enforce, {}, []),
+        ("kube-node-lease", {}, {HELM: "x"}, []),
+        (NAMESPACE, {}, {KUSTOMIZE: "guard"}, []),
+        (NAMESPACE, enforce, {}, []),
+    ]
+    for namespace, ns_labels, obj_labels, want in cases:
+        got = routes(hooks, namespace, ns_labels, obj_labels)
+        assert got == want, (namespace, ns_labels, obj_labels)
+
+    # A Namespace object is matched by namespaceSelector on its own labels: labelling one for
+    # enforce-all must not depend on the guard, and a Flux-managed one stays with Flux's entry.
+    def namespace_object(name: str, labels: dict[str, str]) -> list[str]:
+        return routes(hooks, name, labels, {"kubernetes.io/metadata.name": name, **labels}, "", "namespaces")
+
+    assert namespace_object("prod", enforce) == ["argocd-namespaces"]
+    assert namespace_object("apps", {}) == ["argocd-namespaces"]
+    assert namespace_object("apps", {KUSTOMIZE: "apps"}) == ["flux-kustomize"]
+    assert namespace_object("prod", {**enforce, KUSTOMIZE: "apps"}) == ["flux-kustomize"]
+    assert namespace_object("kube-system", {KUSTOMIZE: "infra"}) == []
+    assert namespace_object(NAMESPACE, {}) == []
+    # A Scale carries no labels: only the scale entry sees it, and never in excluded namespaces.
+    assert routes(hooks, "apps", {}, {}, "apps", "deployments/scale") == ["scale"]
+    assert routes(hooks, "prod", enforce, {}, "", "replicationcontrollers/scale") == ["scale"]
+    assert routes(hooks, "kube-system", {}, {}, "apps", "deployments/scale") == []
+    assert routes(hooks, NAMESPACE, {}, {}, "apps", "deployments/scale") == []
+    # Resources left out on purpose never reach the guard.
+    for group, resource in [
+        ("", "pods"),
+        ("", "events"),
+        ("coordination.k8s.io", "leases"),
+        ("apps", "replicasets"),
+    ]:
+        assert routes(hooks, "apps", {}, {KUSTOMIZE: "apps"}, group, resource) == [], resource
+    for group, resource in [
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+    ]:
+        assert routes(hooks, "", {}, {KUSTOMIZE: "x"}, group, resource) == []
+
+
+def test_label_tracking_adds_its_entry_and_keeps_the_partition() -> None:
+    hooks = webhooks(
+        rendered(
+            {"config": {"argocd": {"labelTracking": True, "trackingLabel": "argocd.argoproj.io/instance"}}}
+        )
+    )
+    assert hooks["argocd-labels"]["failurePolicy"] == "Fail"
+    label = {"argocd.argoproj.io/instance": "web"}
+    assert routes(hooks, "apps", {}, label) == ["argocd-labels"]
+    assert routes(hooks, "apps", {}, {**label, KUSTOMIZE: "apps"}) == ["flux-kustomize"]
+    assert routes(hooks, "prod", {"gitops-guard.dev/enforce": "all"}, label) == ["argocd-labels"]
+    assert routes(hooks, "apps", {}, {}) == ["argocd-annotations"]
+
+
+def test_optional_entries_can_be_switched_off() -> None:
+    hooks = webhooks(
+        rendered(
+            {
+                "webhook": {
+                    "enforceAllNamespaces": {"enabled": False, "failurePolicy": "Fail"},
+                    "argocdAnnotationTracking": {"enabled": False, "failurePolicy": "Ignore"},
+                }
+            }
+        )
+    )
+    assert sorted(hooks) == ["flux-helm", "flux-kustomize", "scale"]
+    assert routes(hooks, "prod", {"gitops-guard.dev/enforce": "all"}, {}) == []
+
+
+def test_extra_excluded_namespaces_and_expressions() -> None:
+    hooks = webhooks(
+        rendered(
+            {
+                "webhook": {
+                    "excludeNamespaces": ["kube-system", "kube-node-lease", "kube-public", "sandbox"],
+                    "namespaceSelectorExpressions": [{"key": "team", "operator": "NotIn", "values": ["lab"]}],
+                }
+            }
+        )
+    )
+    assert routes(hooks, "sandbox", {}, {KUSTOMIZE: "x"}) == []
+    assert routes(hooks, "apps", {"team": "lab"}, {KUSTOMIZE: "x"}) == []
+    assert routes(hooks, "apps", {"team": "web"}, {KUSTOMIZE: "x"}) == ["flux-kustomize"]
+
+
+def test_rules_refuse_admissionregistration_and_wildcard_groups() -> None:
+    import helm_python
+
+    for groups in (["admissionregistration.k8s.io"], ["*"]):
+        values = {"webhook": {"rules": [{"apiGroups": groups, "resources": ["*"]}]}}
+        with pytest.raises(helm_python.HelmError) as err:
+            render(values)
+        assert "apiGroups" in str(err.value) or "admissionregistration" in str(err.value)
+
+
+# --- matchConditions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kube", "expected"),
+    [("v1.20.2", False), ("v1.27.9", False), ("v1.28.0", True), ("v1.30.0", True), (None, True)],
+)
+def test_match_conditions_only_where_the_api_server_has_them(kube: str | None, expected: bool) -> None:
+    hooks = webhooks(rendered({}, kube))
+    assert {("matchConditions" in h) for h in hooks.values()} == {expected}
+
+
+def test_match_conditions_can_be_switched_off() -> None:
+    hooks = webhooks(rendered({"webhook": {"matchConditions": {"enabled": False}}}, "v1.30.0"))
+    assert all("matchConditions" not in h for h in hooks.values())
+
+
+def _skips(
+    hook: dict[str, Any],
+    username: str,
+    groups: list[str] | None,
+    obj: dict[str, Any] | None = None,
+    old: dict[str, Any] | None = None,
+) -> bool:
+    """Whether the API server would skip the guard for this request (a matchCondition is false).
+
+    Evaluated with cel-python against the variables the API server binds: `request` (an
+    AdmissionRequest), `object` and `oldObject` (null for DELETE and CREATE respectively).
+    `groups` None leaves the field out; that must not be an error, as an erroring condition with
+    failurePolicy Fail would reject the request.
+    """
+    user: dict[str, Any] = {"username": username}
+    if groups is not None:
+        user["groups"] = groups
+    if obj is None and old is None:  # the object does not matter: an update of a plain object
+        obj = old = _obj()
+    operation = (
+        "UPDATE" if obj is not None and old is not None else ("CREATE" if obj is not None else "DELETE")
+    )
+    activation = {
+        "request": celpy.json_to_cel({"uid": "x", "operation": operation, "userInfo": user}),
+        "object": celpy.json_to_cel(obj),
+        "oldObject": celpy.json_to_cel(old),
+    }
+    env = celpy.Environment()
+    results = []
+    for cond in hook["matchConditions"]:
+        result = env.program(env.compile(cond["expression"])).evaluate(activation)
+        assert isinstance(result, celpy.celtypes.BoolType), (cond["name"], result)
+        results.append(bool(result))
+    return not all(results)
+
+
+def _obj(labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "web", "namespace": "apps"}
+    if labels is not None:
+        meta["labels"] = labels
+    if annotations is not None:
+        meta["annotations"] = annotations
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta}
+
+
+def test_match_conditions_skip_exactly_the_agents_of_each_entry() -> None:
+    hooks = webhooks(
+        rendered({"config": {"agents": {"users": ["ci-deployer"], "groups": ["gitops-agents"]}}}, "v1.30.0")
+    )
+    people = [
+        ("ana", ["developers", "system:authenticated"]),
+        ("ana", None),
+        ("system:serviceaccount:argocd:argocd-server", []),
+    ]
+    for name, hook in hooks.items():
+        for user, groups in people:
+            assert not _skips(hook, user, groups), (name, user)
+        # Kubernetes itself and the configured agents: skipped everywhere.
+        assert _skips(hook, "system:kube-controller-manager", []), name
+        assert _skips(hook, HPA, None), name
+        assert _skips(hook, "system:node:worker-1", ["system:nodes", "system:authenticated"]), name
+        assert _skips(hook, "ci-deployer", None), name
+        assert _skips(hook, "robot", ["gitops-agents"]), name
+    # Each tool's controllers only where the guard treats them as the agent.
+    flux_obj = _obj({KUSTOMIZE: "apps"})
+    for name in ("flux-kustomize", "flux-helm"):
+        assert _skips(hooks[name], FLUX_KC, ["system:serviceaccounts"], flux_obj, flux_obj), name
+        assert _skips(hooks[name], FLUX_HC, None, flux_obj, None), name  # create
+        assert _skips(hooks[name], FLUX_KC, None, None, flux_obj), name  # delete
+        assert not _skips(hooks[name], ARGO_AC, None, flux_obj, flux_obj), name
+    assert not _skips(hooks["argocd-annotations"], FLUX_KC, None)
+    assert _skips(hooks["argocd-annotations"], ARGO_AC, None)
+    assert _skips(hooks["enforce-all"], FLUX_KC, None, _obj(), _obj()) and _skips(
+        hooks["enforce-all"], ARGO_AC, None
+    )
+    assert not _skips(hooks["scale"], FLUX_KC, None) and not _skips(hooks["scale"], ARGO_AC, None)
+    # A tenant service account (Flux impersonation) is decided by the guard, not skipped.
+    assert not _skips(
+        hooks["flux-kustomize"], "system:serviceaccount:team-a:reconciler", None, flux_obj, flux_obj
+    )
+
+
+def test_flux_controllers_still_reach_the_guard_for_objects_argo_cd_also_owns() -> None:
+    """The guard denies a change by an agent that is not the agent of every owner."""
+    tracking = {"argocd.argoproj.io/tracking-id": "web:apps/Deployment:apps/web"}
+    both = _obj({KUSTOMIZE: "apps"}, tracking)
+    flux_only = _obj({KUSTOMIZE: "apps"}, {"other": "x"})
+    hooks = webhooks(rendered({}, "v1.30.0"))
+    for name in ("flux-kustomize", "flux-helm"):
+        assert not _skips(hooks[name], FLUX_KC, None, both, both), name
+        assert not _skips(hooks[name], FLUX_KC, None, flux_only, both), name  # removing the annotation
+        assert not _skips(hooks[name], FLUX_KC, None, both, None), name  # create
+        assert not _skips(hooks[name], FLUX_KC, None, None, both), name  # delete
+        assert _skips(hooks[name], FLUX_KC, None, flux_only, flux_only), name
+    assert not _skips(hooks["enforce-all"], FLUX_KC, None, _obj(None, tracking), _obj(None, tracking))
+    # With label tracking, Argo CD's label makes it a co-owner as well.
+    hooks = webhooks(rendered({"config": {"argocd": {"labelTracking": True}}}, "v1.30.0"))
+    labelled = _obj({KUSTOMIZE: "apps", "app.kubernetes.io/instance": "web"})
+    assert not _skips(hooks["flux-kustomize"], FLUX_KC, None, labelled, labelled)
+    assert _skips(hooks["flux-kustomize"], FLUX_KC, None, flux_only, flux_only)
+    assert _skips(hooks["argocd-labels"], ARGO_AC, None, labelled, labelled)
+
+
+def test_match_conditions_follow_the_configured_namespaces() -> None:
+    hooks = webhooks(
+        rendered(
+            {"config": {"flux": {"namespace": "gitops", "controllers": ["kustomize-controller"]}}}, "v1.30.0"
+        )
+    )
+    flux_obj = _obj({KUSTOMIZE: "apps"})
+    assert _skips(
+        hooks["flux-kustomize"], "system:serviceaccount:gitops:kustomize-controller", None, flux_obj, flux_obj
+    )
+    assert not _skips(hooks["flux-kustomize"], FLUX_KC, None, flux_obj, flux_obj)
+    assert not _skips(hooks["flux-kustomize"], FLUX_HC, None, flux_obj, flux_obj)
+
+
+# --- the Deployment and its neighbours --------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_deployment_is_highly_available_and_locked_down(scenario: str) -> None:
+    values, kube = SCENARIOS[scenario]
+    objs = rendered(values, kube)
+    dep = one(objs, "Deployment")
+    spec = dep["spec"]
+    pod = spec["template"]["spec"]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert selector_matches(spec["selector"], pod_labels)
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert anti["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert selector_matches(anti["podAffinityTerm"]["labelSelector"], pod_labels)
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    assert selector_matches(spread["labelSelector"], pod_labels)
+
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] != 0
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+
+    res = container["resources"]
+    assert set(res["requests"]) >= {"cpu", "memory"} and set(res["limits"]) >= {"cpu", "memory"}
+
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"webhook": 8443, "probes": 8080}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes"}
+
+    # Flags from docs/architecture.md, pointing at the mounted ConfigMap and Secret.
+    args = dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+    assert args == {
+        "config": "/etc/gitops-guard/config/config.yaml",
+        "tls-cert": "/etc/gitops-guard/tls/tls.crt",
+        "tls-key": "/etc/gitops-guard/tls/tls.key",
+        "listen": "0.0.0.0:8443",
+        "probe-listen": "0.0.0.0:8080",
+        "log-format": "json",
+    }
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert all("subPath" not in m and m["readOnly"] for m in mounts.values())
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == f"{RELEASE}-config"
+    assert volumes["tls"]["secret"]["secretName"] == f"{RELEASE}-tls"
+    assert container["image"] == f"ghcr.io/gitops-guard/gitops-guard-webhook:{workspace_version()}"
+
+    svc = one(objs, "Service")
+    assert selector_matches({"matchLabels": svc["spec"]["selector"]}, pod_labels)
+    https = next(p for p in svc["spec"]["ports"] if p["port"] == 443)
+    assert https["targetPort"] == "webhook"
+
+
+@pytest.mark.parametrize(
+    ("kube", "api_version"), [("v1.20.2", "policy/v1beta1"), ("v1.21.0", "policy/v1"), (None, "policy/v1")]
+)
+def test_pod_disruption_budget(kube: str | None, api_version: str) -> None:
+    objs = rendered({}, kube)
+    pdb = one(objs, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == api_version
+    assert pdb["spec"]["maxUnavailable"] == 1
+    pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert selector_matches(pdb["spec"]["selector"], pod_labels)
+
+
+def test_rbac_is_least_privilege() -> None:
+    objs = rendered()
+    role = one(objs, "ClusterRole")
+    grants = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    read = {"get", "list", "watch"}
+    expected = (
+        {("kustomize.toolkit.fluxcd.io", "kustomizations", v) for v in read}
+        | {("helm.toolkit.fluxcd.io", "helmreleases", v) for v in read}
+        | {("argoproj.io", r, v) for r in ("applications", "appprojects") for v in read}
+        | {("", "namespaces", v) for v in read}
+        | {("apps", r, "get") for r in ("deployments", "statefulsets", "replicasets")}
+        | {("", "replicationcontrollers", "get")}
+        | {("", "events", "create")}
+    )
+    assert grants == expected
+    binding = one(objs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
+    assert not of_kind(objs, "Role") and not of_kind(objs, "RoleBinding")
+
+
+def test_scale_rbac_follows_the_scale_targets() -> None:
+    objs = rendered(
+        {
+            "webhook": {
+                "scale": {
+                    "enabled": True,
+                    "failurePolicy": "Fail",
+                    "targets": [{"apiGroup": "argoproj.io", "resource": "rollouts"}],
+                }
+            }
+        }
+    )
+    role = one(objs, "ClusterRole")
+    gets = {
+        (g, r)
+        for rule in role["rules"]
+        if rule["verbs"] == ["get"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert gets == {("argoproj.io", "rollouts")}
+    scale = webhooks(objs)["scale"]
+    assert scale["failurePolicy"] == "Fail"
+    assert scale["rules"] == [
+        {
+            "apiGroups": ["argoproj.io"],
+            "apiVersions": ["*"],
+            "operations": ["UPDATE"],
+            "resources": ["rollouts/scale"],
+            "scope": "Namespaced",
+        }
+    ]
+
+
+def test_config_map_carries_the_config_from_values() -> None:
+    values = {
+        "config": {
+            "agents": {"users": ["ci-deployer"], "groups": []},
+            "breakGlass": {"groups": ["sre"], "maxDuration": "1h"},
+            "argocd": {"labelTracking": True},
+        }
+    }
+    objs = rendered(values)
+    config = yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yaml"])
+    assert config["agents"]["users"] == ["ci-deployer"]
+    assert config["breakGlass"] == {"groups": ["sre"], "maxDuration": "1h"}
+    assert config["argocd"]["labelTracking"] is True
+    assert config["argocd"]["trackingLabel"] == "app.kubernetes.io/instance"
+    # Every key the chart writes is one the webhook knows (its config denies unknown fields).
+    assert set(config) == {
+        "mode",
+        "flux",
+        "argocd",
+        "agents",
+        "system",
+        "operational",
+        "breakGlass",
+        "scaleParentCacheSeconds",
+    }
+
+
+# --- certificates -----------------------------------------------------------------------------
+
+
+def _pem(b64: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(base64.b64decode(b64))
+
+
+def test_generated_certificate_is_trusted_by_the_ca_bundle() -> None:
+    objs = rendered()
+    secret = one(objs, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    data = secret["data"]
+    ca, cert = _pem(data["ca.crt"]), _pem(data["tls.crt"])
+    # Signed by the CA in the Secret ...
+    key = ca.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        key.verify(
+            cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm
+        )
+    else:
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+    # ... for every name the API server may use for the Service ...
+    sans = set(
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+    )
+    assert f"{RELEASE}.{NAMESPACE}.svc" in sans
+    assert sans == {
+        RELEASE,
+        f"{RELEASE}.{NAMESPACE}",
+        f"{RELEASE}.{NAMESPACE}.svc",
+        f"{RELEASE}.{NAMESPACE}.svc.cluster.local",
+    }
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.SERVER_AUTH in eku
+    # ... and that CA is what every webhook configuration trusts.
+    for name, hook in webhooks(objs).items():
+        assert hook["clientConfig"]["caBundle"] == data["ca.crt"], name
+    # The pods restart when the certificate changes.
+    annotations = one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["checksum/tls"] == hashlib.sha256(data["tls.crt"].encode()).hexdigest()
+    assert not of_kind(objs, "Certificate") and not of_kind(objs, "Issuer")
+
+
+@pytest.mark.parametrize("kube", [None, "v1.20.2"])
+def test_cert_manager_issues_and_injects(kube: str | None) -> None:
+    objs = rendered({"certManager": {"enabled": True}}, kube)
+    assert not of_kind(objs, "Secret"), "with cert-manager the chart must not generate a certificate"
+    certs = {c["metadata"]["name"]: c for c in of_kind(objs, "Certificate")}
+    serving = certs[f"{RELEASE}-serving"]
+    assert serving["spec"]["secretName"] == f"{RELEASE}-tls"
+    assert f"{RELEASE}.{NAMESPACE}.svc" in serving["spec"]["dnsNames"]
+    ca_issuer = serving["spec"]["issuerRef"]
+    issuers = {i["metadata"]["name"]: i for i in of_kind(objs, "Issuer")}
+    assert (
+        issuers[ca_issuer["name"]]["spec"]["ca"]["secretName"] == certs[f"{RELEASE}-ca"]["spec"]["secretName"]
+    )
+    assert certs[f"{RELEASE}-ca"]["spec"]["isCA"] is True
+    for cfg in of_kind(objs, "ValidatingWebhookConfiguration"):
+        assert (
+            cfg["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+            == f"{NAMESPACE}/{RELEASE}-serving"
+        )
+        assert "caBundle" not in cfg["webhooks"][0]["clientConfig"]
+    assert "annotations" not in one(objs, "Deployment")["spec"]["template"]["metadata"]
+
+
+def test_cert_manager_with_your_own_issuer() -> None:
+    objs = rendered(
+        {
+            "certManager": {
+                "enabled": True,
+                "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"},
+            }
+        }
+    )
+    assert not of_kind(objs, "Issuer")
+    cert = one(objs, "Certificate")
+    assert cert["spec"]["issuerRef"] == {
+        "name": "corp-ca",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
+
+
+# --- optional objects -------------------------------------------------------------------------
+
+
+def test_service_monitor_and_network_policy_are_off_by_default() -> None:
+    objs = rendered()
+    kinds = {o["kind"] for o in objs}
+    assert "ServiceMonitor" not in kinds and "NetworkPolicy" not in kinds
+
+
+def test_service_monitor_scrapes_the_probe_port() -> None:
+    objs = rendered({"serviceMonitor": {"enabled": True}})
+    sm = one(objs, "ServiceMonitor")
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    svc = one(objs, "Service")
+    metrics = next(p for p in svc["spec"]["ports"] if p["name"] == "metrics")
+    assert metrics["targetPort"] == "probes"
+    assert selector_matches(sm["spec"]["selector"], svc["metadata"]["labels"])
+
+
+def test_network_policy_admits_only_the_api_server_to_the_webhook_port() -> None:
+    objs = rendered({"networkPolicy": {"enabled": True, "apiServerCIDRs": ["10.0.0.10/32", "10.0.0.11/32"]}})
+    np = one(objs, "NetworkPolicy")
+    pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert selector_matches(np["spec"]["podSelector"], pod_labels)
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = np["spec"]["ingress"]
+    assert rule["from"] == [{"ipBlock": {"cidr": "10.0.0.10/32"}}, {"ipBlock": {"cidr": "10.0.0.11/32"}}]
+    assert rule["ports"] == [{"port": "webhook", "protocol": "TCP"}]
+
+    scrape = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    objs = rendered(
+        {"networkPolicy": {"enabled": True, "apiServerCIDRs": ["10.0.0.10/32"], "metricsFrom": [scrape]}}
+    )
+    rules = one(objs, "NetworkPolicy")["spec"]["ingress"]
+    assert rules[1] == {"from": [scrape], "ports": [{"port": "probes", "protocol": "TCP"}]}
+
+
+# --- NOTES ------------------------------------------------------------------------------------
+
+
+def test_notes_say_how_to_check_the_guard() -> None:
+    notes = render()["gitops-guard/templates/NOTES.txt"]
+    assert "kubectl gitops doctor" in notes
+    assert "--dry-run=server" in notes
+    assert "dry-run only: the real change would be denied" in notes
+    assert "kubernetes.io/metadata.name=" not in notes
+    old = render(kube_version="v1.20.2")["gitops-guard/templates/NOTES.txt"]
+    assert "kubectl label namespace kube-system kubernetes.io/metadata.name=kube-system" in old
+    assert f"kubectl label namespace {NAMESPACE} kubernetes.io/metadata.name={NAMESPACE}" in old
+
+
+def test_capabilities_reach_the_templates() -> None:
+    """render()'s kube_version must really change .Capabilities (else the 1.20 cases prove nothing)."""
+    default = render()["gitops-guard/templates/poddisruptionbudget.yaml"]
+    old = render(kube_version="v1.20.2")["gitops-guard/templates/poddisruptionbudget.yaml"]
+    assert "policy/v1\n" in default and "policy/v1beta1" in old
