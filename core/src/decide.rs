@@ -247,7 +247,14 @@ pub fn decide(
         req.kind.kind.as_str()
     };
     let name = req.object_name();
-    let namespace = req.namespace.as_str();
+    // For a Namespace object the API server sends its own name as the request's namespace; the
+    // object itself is cluster-scoped.
+    let is_namespace = group.is_empty() && kind == "Namespace";
+    let namespace = if is_namespace {
+        ""
+    } else {
+        req.namespace.as_str()
+    };
 
     let mut owners: Vec<OwnerRef> = Vec::new();
     let mut add_owners = |o: Option<&Object<'_>>| {
@@ -266,15 +273,13 @@ pub fn decide(
     owners.sort();
     owners.dedup();
 
-    let ns_info = if namespace.is_empty() {
+    // A namespace's mode, window and state also apply to the Namespace object itself.
+    let ns_info = if req.namespace.is_empty() {
         NamespaceInfo::default()
     } else {
-        cluster.namespace(namespace).unwrap_or_default()
+        cluster.namespace(&req.namespace).unwrap_or_default()
     };
-    if owners.is_empty()
-        && ns_info.enforce_all
-        && !is_runtime_record(group, kind)
-        && !(group.is_empty() && kind == "Namespace")
+    if owners.is_empty() && ns_info.enforce_all && !is_runtime_record(group, kind) && !is_namespace
     {
         owners.push(OwnerRef {
             kind: OwnerKind::Namespace,
@@ -284,7 +289,6 @@ pub fn decide(
     }
 
     let member = exception::is_break_glass_member(&req.user.groups, config);
-    let is_namespace = group.is_empty() && kind == "Namespace";
     let empty = Default::default();
     let old_ann = old.map(|o| &o.annotations).unwrap_or(&empty);
     let new_ann = new.map(|o| &o.annotations).unwrap_or(&empty);
@@ -482,7 +486,7 @@ fn break_glass_change(
     name: &str,
 ) -> Decision {
     let kind = req.kind.kind.to_lowercase();
-    let what = if req.namespace.is_empty() {
+    let what = if req.namespace.is_empty() || kind == "namespace" {
         format!("{kind}/{name}")
     } else {
         format!("{kind}/{name} in {}", req.namespace)

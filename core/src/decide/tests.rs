@@ -368,6 +368,24 @@ fn denial_message_names_owner_revision_and_command() {
         )
     );
 
+    // A Namespace: the API server sends its own name as the request namespace.
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "prod", "labels": flux_labels("flux-system")}});
+    let mut r = req(
+        "UPDATE",
+        ANA,
+        Some(ns.clone()),
+        Some(with_annotation(ns, "note", "x")),
+    )
+    .kind("", "Namespace", "namespaces");
+    r.name = "prod";
+    assert_eq!(
+        run(&r).message.as_deref(),
+        Some(
+            "namespace/prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops edit namespace/prod"
+        )
+    );
+
     // Cluster-scoped objects have no namespace in the message or the command.
     let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": "viewer", "labels": flux_labels("flux-system")}, "rules": []});
@@ -1182,7 +1200,7 @@ fn break_glass_windows() {
                     Some(window(ns, "2026-11-21T13:00:00Z", "x", ANA)),
                 )
                 .kind("", "Namespace", "namespaces")
-                .ns("");
+                .ns("prod");
                 r.name = "prod";
                 r
             },
@@ -1201,7 +1219,7 @@ fn break_glass_windows() {
                     Some(window(ns, "2026-11-21T13:00:00Z", "x", "sam")),
                 )
                 .kind("", "Namespace", "namespaces")
-                .ns("")
+                .ns("prod")
                 .groups(sre);
                 r.name = "prod";
                 r

@@ -1,0 +1,329 @@
+//! Policy exceptions end to end: Git-delivered allowances and break-glass windows, with real
+//! kubectl against a real kube-apiserver and the webhook registered.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use gitops_guard_tests::{Cluster, Out, User, Webhook};
+
+const KC: &str = "system:serviceaccount:flux-system:kustomize-controller";
+/// Break-glass windows here last at most 20 s, so expiry is tested without waiting for hours.
+const CONFIG: &str = "breakGlass:\n  groups: [sre]\n  maxDuration: 20s\n";
+
+struct Env {
+    cluster: Cluster,
+    _webhook: Webhook,
+}
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let cluster = Cluster::start();
+        cluster.install_crds();
+        cluster
+            .kubectl(User::Admin, &["create", "namespace", "flux-system"])
+            .ok();
+        // People in the sre group may do anything RBAC-wise; only the guard stops them.
+        cluster
+            .kubectl(
+                User::Admin,
+                &[
+                    "create",
+                    "clusterrolebinding",
+                    "sre-admin",
+                    "--clusterrole=cluster-admin",
+                    "--group=sre",
+                ],
+            )
+            .ok();
+        let webhook = Webhook::start(&cluster, CONFIG);
+        Env {
+            cluster,
+            _webhook: webhook,
+        }
+    })
+}
+
+fn deployment(ns: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\n  labels:\n    app: web\n    kustomize.toolkit.fluxcd.io/name: apps\n    kustomize.toolkit.fluxcd.io/namespace: flux-system\n  annotations: {{{annotations}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: web\n        image: ghcr.io/acme/web:1.8.1\n"
+    )
+}
+
+fn setup(ns: &str, annotations: &str) {
+    let env = env();
+    env.cluster
+        .kubectl(User::Admin, &["create", "namespace", ns])
+        .ok();
+    env.cluster
+        .kubectl_as_stdin(
+            KC,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=kustomize-controller",
+                "-f",
+                "-",
+            ],
+            &deployment(ns, annotations),
+        )
+        .ok();
+}
+
+/// kubectl as `user` in the `sre` break-glass group (impersonated by the admin).
+fn sre(user: &str, args: &[&str]) -> Out {
+    let mut all = vec!["--as-group=sre", "--as-group=system:authenticated"];
+    all.extend_from_slice(args);
+    env().cluster.kubectl_as(user, &all)
+}
+
+fn dev(args: &[&str]) -> Out {
+    env().cluster.kubectl(User::Developer, args)
+}
+
+fn rfc3339_in(secs: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("+{secs} seconds"),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn jsonpath(ns: &str, path: &str) -> String {
+    env()
+        .cluster
+        .kubectl(
+            User::Admin,
+            &[
+                "get",
+                "deployment/web",
+                "-n",
+                ns,
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+        )
+        .ok()
+        .stdout
+        .clone()
+}
+
+#[test]
+fn git_delivered_allow_fields_lets_scale_through_but_not_an_image_change() {
+    setup("allow", "gitops-guard.dev/allow-fields: spec.replicas");
+    dev(&["scale", "deployment/web", "-n", "allow", "--replicas=5"]).ok();
+    assert_eq!(jsonpath("allow", "{.spec.replicas}"), "5");
+    let out = dev(&[
+        "set",
+        "image",
+        "deployment/web",
+        "web=ghcr.io/acme/web:2",
+        "-n",
+        "allow",
+    ]);
+    let msg = out.denied();
+    assert!(
+        msg.starts_with(
+            "deployment/web in allow is managed by Flux Kustomization flux-system/apps"
+        ),
+        "{out}"
+    );
+    assert!(
+        msg.contains("Only spec.replicas may be changed by hand here (gitops-guard.dev/allow-fields); this change also touches: spec.template.spec.containers[0].image"),
+        "{out}"
+    );
+    // Widening the allowance by hand is a change like any other.
+    let out = dev(&[
+        "annotate",
+        "--overwrite",
+        "deployment/web",
+        "-n",
+        "allow",
+        "gitops-guard.dev/allow-fields=spec",
+    ]);
+    assert!(
+        out.denied().contains("gitops-guard.dev/allow-fields"),
+        "{out}"
+    );
+}
+
+#[test]
+fn allowances_added_by_hand_do_not_count() {
+    setup("forged", "");
+    let out = dev(&[
+        "annotate",
+        "deployment/web",
+        "-n",
+        "forged",
+        "gitops-guard.dev/allow=manual",
+    ]);
+    out.denied();
+    let out = dev(&[
+        "annotate",
+        "deployment/web",
+        "-n",
+        "forged",
+        "gitops-guard.dev/allow-fields=spec.replicas",
+    ]);
+    out.denied();
+}
+
+#[test]
+fn break_glass_window_lets_members_through_with_a_warning_and_expires() {
+    setup("incident", "");
+    let until = rfc3339_in(12);
+    let open = |user: &str| -> Vec<String> {
+        vec![
+            "annotate".into(),
+            "--overwrite".into(),
+            "deployment/web".into(),
+            "-n".into(),
+            "incident".into(),
+            format!("gitops-guard.dev/break-glass-until={until}"),
+            "gitops-guard.dev/break-glass-reason=payments outage".into(),
+            "gitops-guard.dev/break-glass-ticket=INC-123".into(),
+            format!("gitops-guard.dev/break-glass-by={user}"),
+        ]
+    };
+    // A non-member cannot open a window.
+    let args = open("ana");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = dev(&args);
+    assert!(
+        out.denied()
+            .starts_with("break-glass on deployment/web in incident refused: only members of sre"),
+        "{out}"
+    );
+    // Nor can a member open one longer than the maximum.
+    let long = rfc3339_in(3600);
+    let out = sre(
+        "sam",
+        &[
+            "annotate",
+            "deployment/web",
+            "-n",
+            "incident",
+            &format!("gitops-guard.dev/break-glass-until={long}"),
+            "gitops-guard.dev/break-glass-reason=x",
+            "gitops-guard.dev/break-glass-by=sam",
+        ],
+    );
+    assert!(out.denied().contains("may last at most 20s"), "{out}");
+    // Nor without a reason.
+    let out = sre(
+        "sam",
+        &[
+            "annotate",
+            "deployment/web",
+            "-n",
+            "incident",
+            &format!("gitops-guard.dev/break-glass-until={until}"),
+            "gitops-guard.dev/break-glass-by=sam",
+        ],
+    );
+    assert!(out.denied().contains("needs a reason"), "{out}");
+
+    // A member opens it.
+    let args = open("sam");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = sre("sam", &args);
+    out.ok();
+    assert_eq!(
+        out.warnings(),
+        vec![format!("break-glass window on deployment/web in incident opened by sam until {until}: payments outage [INC-123]").as_str()],
+        "{out}"
+    );
+    // Inside the window a member's change passes, with a warning and an Event.
+    let out = sre(
+        "kim",
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "web=ghcr.io/acme/web:hotfix",
+            "-n",
+            "incident",
+        ],
+    );
+    out.ok();
+    assert!(
+        out.warnings().iter().any(|w| w.starts_with(
+            "break-glass: deployment/web in incident changed by kim under the window opened by sam"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        jsonpath("incident", "{.spec.template.spec.containers[0].image}"),
+        "ghcr.io/acme/web:hotfix"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = env()
+            .cluster
+            .kubectl(
+                User::Admin,
+                &["get", "events", "-n", "incident", "-o", "json"],
+            )
+            .ok()
+            .json();
+        let found = events["items"].as_array().unwrap().iter().any(|e| {
+            e["reason"] == "BreakGlass"
+                && e["involvedObject"]["name"] == "web"
+                && e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("changed by kim")
+        });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no BreakGlass Event for deployment/web: {events}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A non-member is still denied inside the window.
+    dev(&["scale", "deployment/web", "-n", "incident", "--replicas=9"]).denied();
+    // After the window the object is guarded again, without anyone closing it.
+    let wait = {
+        let end = until.parse::<String>().unwrap();
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", &end, "+%s"])
+            .output()
+            .unwrap();
+        let end: u64 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        end.saturating_sub(now) + 1
+    };
+    std::thread::sleep(Duration::from_secs(wait));
+    let out = sre(
+        "kim",
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "web=ghcr.io/acme/web:again",
+            "-n",
+            "incident",
+        ],
+    );
+    assert!(
+        out.denied().starts_with(
+            "deployment/web in incident is managed by Flux Kustomization flux-system/apps"
+        ),
+        "{out}"
+    );
+}

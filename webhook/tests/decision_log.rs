@@ -1,0 +1,103 @@
+//! The log line of a decision. Its own test binary: tracing caches per-callsite interest, so a
+//! capturing subscriber must not share the process with tests that log without one.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use http::{Request, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use gitops_guard_core::{Config, OwnerInfo, OwnerKind, OwnerRef};
+use gitops_guard_webhook::{App, StaticLookup};
+
+/// A `MakeWriter` collecting log output.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+async fn post(app: &App, body: Vec<u8>) {
+    let req = Request::post("/validate")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.router().oneshot(req).await.unwrap();
+    assert!(resp.status().is_success());
+    resp.into_body().collect().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_denial_is_logged_with_who_what_and_why() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let lookup = StaticLookup::new().with_owner(
+        OwnerRef {
+            kind: OwnerKind::Kustomization,
+            namespace: "flux-system".into(),
+            name: "apps".into(),
+        },
+        OwnerInfo {
+            revision: Some("main@sha1:3f2a9c1e8b7d".into()),
+            service_account: None,
+        },
+    );
+    let app = App::new(Arc::new(Config::default()), Arc::new(lookup));
+    let body =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/update-13k.json"))
+            .unwrap();
+    post(&app, body.clone()).await;
+    // Allowed requests are logged at debug only.
+    let mut agent: Value = serde_json::from_slice(&body).unwrap();
+    agent["request"]["userInfo"]["username"] =
+        "system:serviceaccount:flux-system:kustomize-controller".into();
+    post(&app, serde_json::to_vec(&agent).unwrap()).await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let line = &lines[0];
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["message"], "admission decision");
+    assert_eq!(line["uid"], "4f6d2a1b-9c3e-4e8f-a7b2-1d0c5e6f7a89");
+    assert_eq!(line["operation"], "UPDATE");
+    assert_eq!(line["kind"], "Deployment");
+    assert_eq!(line["namespace"], "prod");
+    assert_eq!(line["name"], "web");
+    assert_eq!(line["user"], "ana");
+    assert_eq!(line["verdict"], "deny");
+    assert_eq!(line["reason"], "managed");
+    assert_eq!(line["owner"], "Flux Kustomization flux-system/apps");
+    assert_eq!(
+        line["detail"],
+        "deployment/web in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1). \
+         Change it in Git instead: kubectl gitops edit deployment/web -n prod"
+    );
+}
