@@ -126,7 +126,7 @@ def test_every_entry_is_safe(scenario: str) -> None:
     assert hooks, "no webhook configuration rendered"
     for name, hook in hooks.items():
         assert hook["name"] == WEBHOOK_NAME, name
-        assert hook["sideEffects"] == "None", name
+        assert hook["sideEffects"] == "NoneOnDryRun", name
         assert hook["matchPolicy"] == "Equivalent", name
         assert hook["timeoutSeconds"] == 3, name
         assert hook["admissionReviewVersions"] == ["v1"], name

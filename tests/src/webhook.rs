@@ -256,7 +256,7 @@ webhooks:
   namespaceSelector:
     matchExpressions:
     - {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}}
-  sideEffects: None
+  sideEffects: NoneOnDryRun
   admissionReviewVersions: [v1]
   failurePolicy: Fail
   timeoutSeconds: 5
