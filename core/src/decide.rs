@@ -1,7 +1,10 @@
 //! The one decision: may this request change this object?
 
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
 use crate::config::{Config, Mode};
-use crate::diff::{FieldPath, Report, disallowed_changes};
+use crate::diff::{FieldPath, Report, disallowed_changes_of};
 use crate::exception::{self, Window};
 use crate::identity::Identity;
 use crate::object::{Fields, Object};
@@ -142,39 +145,64 @@ fn is_runtime_record(group: &str, kind: &str) -> bool {
     ) || matches!(group, "authorization.k8s.io" | "authentication.k8s.io")
 }
 
-/// Operational changes that are not configuration, as configured.
-fn operational_paths(config: &Config, group: &str, kind: &str) -> Vec<FieldPath> {
-    let ops = &config.operational;
-    let annotation = |key: &str| {
-        let mut p = FieldPath::keys(&["metadata", "annotations"]);
-        p.0.push(crate::diff::PatSeg::Key(key.to_string()));
+/// [`SERVER_FIELDS`] as patterns, built once.
+static SERVER_PATHS: LazyLock<Vec<FieldPath>> =
+    LazyLock::new(|| SERVER_FIELDS.iter().map(|p| FieldPath::keys(p)).collect());
+
+/// The operational paths, built once; [`operational_paths`] picks those that apply.
+struct OperationalPaths {
+    flux_reconcile: Vec<FieldPath>,
+    flux_suspend: FieldPath,
+    argocd_refresh: FieldPath,
+    argocd_operation: FieldPath,
+    rollout_restart: FieldPath,
+}
+
+static OPERATIONAL_PATHS: LazyLock<OperationalPaths> = LazyLock::new(|| {
+    let key = |keys: &[&str], last: &str| {
+        let mut p = FieldPath::keys(keys);
+        p.0.push(crate::diff::PatSeg::Key(last.to_string()));
         p
     };
-    let mut out = Vec::new();
-    if ops.flux_reconcile && group.ends_with("fluxcd.io") {
-        for key in [
+    let annotation = |last: &str| key(&["metadata", "annotations"], last);
+    OperationalPaths {
+        flux_reconcile: [
             "reconcile.fluxcd.io/requestedAt",
             "reconcile.fluxcd.io/forceAt",
             "reconcile.fluxcd.io/resetAt",
-        ] {
-            out.push(annotation(key));
-        }
+        ]
+        .into_iter()
+        .map(annotation)
+        .collect(),
+        flux_suspend: FieldPath::keys(&["spec", "suspend"]),
+        argocd_refresh: annotation("argocd.argoproj.io/refresh"),
+        argocd_operation: FieldPath::keys(&["operation"]),
+        rollout_restart: key(
+            &["spec", "template", "metadata", "annotations"],
+            "kubectl.kubernetes.io/restartedAt",
+        ),
+    }
+});
+
+/// Operational changes that are not configuration, as configured.
+fn operational_paths(config: &Config, group: &str, kind: &str) -> Vec<&'static FieldPath> {
+    let ops = &config.operational;
+    let paths = &*OPERATIONAL_PATHS;
+    let mut out = Vec::new();
+    if ops.flux_reconcile && group.ends_with("fluxcd.io") {
+        out.extend(&paths.flux_reconcile);
     }
     if ops.flux_suspend && group.ends_with(".toolkit.fluxcd.io") {
-        out.push(FieldPath::keys(&["spec", "suspend"]));
+        out.push(&paths.flux_suspend);
     }
     if ops.argocd_refresh && group == "argoproj.io" {
-        out.push(annotation("argocd.argoproj.io/refresh"));
+        out.push(&paths.argocd_refresh);
     }
     if ops.argocd_operation && group == "argoproj.io" && kind == "Application" {
-        out.push(FieldPath::keys(&["operation"]));
+        out.push(&paths.argocd_operation);
     }
     if ops.rollout_restart {
-        let mut p = FieldPath::keys(&["spec", "template", "metadata", "annotations"]);
-        p.0.push(crate::diff::PatSeg::Key(
-            "kubectl.kubernetes.io/restartedAt".into(),
-        ));
-        out.push(p);
+        out.push(&paths.rollout_restart);
     }
     out
 }
@@ -200,6 +228,18 @@ pub fn deny_message(
             "{kind}/{name} in {namespace} is managed by {owner}{revision}.\nChange it in Git instead: kubectl gitops edit {kind}/{name} -n {namespace}"
         )
     }
+}
+
+/// The guard's own annotations (`gitops-guard.dev/…`), the only ones [`exception`] reads.
+fn guard_annotations(o: Option<&Object<'_>>) -> BTreeMap<String, String> {
+    let Some(o) = o else {
+        return BTreeMap::new();
+    };
+    o.annotations
+        .keys()
+        .filter(|k| k.starts_with(exception::PREFIX))
+        .filter_map(|k| Some((k.to_string(), o.annotation(k)?.to_string())))
+        .collect()
 }
 
 fn one_line(text: &str) -> String {
@@ -289,9 +329,8 @@ pub fn decide(
     }
 
     let member = exception::is_break_glass_member(&req.user.groups, config);
-    let empty = Default::default();
-    let old_ann = old.map(|o| &o.annotations).unwrap_or(&empty);
-    let new_ann = new.map(|o| &o.annotations).unwrap_or(&empty);
+    let old_ann = &guard_annotations(old);
+    let new_ann = &guard_annotations(new);
     let window_change = !scale
         && req.operation == Operation::Update
         && exception::BREAK_GLASS_KEYS
@@ -370,12 +409,11 @@ pub fn decide(
         let no_fields = Fields::default();
         let fo = diff_old.map(|o| &o.fields).unwrap_or(&no_fields);
         let fnew = diff_new.map(|o| &o.fields).unwrap_or(&no_fields);
-        let mut allowed: Vec<FieldPath> =
-            SERVER_FIELDS.iter().map(|p| FieldPath::keys(p)).collect();
+        let mut allowed: Vec<&FieldPath> = SERVER_PATHS.iter().collect();
         allowed.extend(operational_paths(config, group, kind));
         let guard_changes = exception::changed_guard_annotations(old_ann, new_ann);
         if guard_changes.is_empty()
-            && disallowed_changes(fo, fnew, &allowed, Report::First).is_empty()
+            && disallowed_changes_of(fo, fnew, &allowed, Report::First).is_empty()
         {
             return Decision::allow(Reason::Operational);
         }
@@ -386,8 +424,8 @@ pub fn decide(
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ");
-                allowed.extend(list);
-                let mut offending = disallowed_changes(fo, fnew, &allowed, Report::All(8));
+                allowed.extend(&list);
+                let mut offending = disallowed_changes_of(fo, fnew, &allowed, Report::All(8));
                 offending.extend(
                     guard_changes
                         .iter()
@@ -477,7 +515,7 @@ impl Decision {
 #[allow(clippy::too_many_arguments)]
 fn break_glass_change(
     req: &AdmissionRequest<'_>,
-    new_ann: &std::collections::BTreeMap<String, String>,
+    new_ann: &BTreeMap<String, String>,
     member: bool,
     config: &Config,
     now: jiff::Timestamp,

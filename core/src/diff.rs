@@ -1,12 +1,12 @@
 //! Field-by-field comparison of an old and a new object, on raw JSON, descending only into the parts
 //! that differ, and only as far as the allowed paths require.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde_json::value::RawValue;
-
 use crate::Error;
-use crate::object::Fields;
+use crate::object::tape::View;
+use crate::object::{Fields, Raw};
 
 /// One step in a path to a field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +176,17 @@ pub fn disallowed_changes(
     allowed: &[FieldPath],
     report: Report,
 ) -> Vec<String> {
+    let allowed: Vec<&FieldPath> = allowed.iter().collect();
+    disallowed_changes_of(old, new, &allowed, report)
+}
+
+/// [`disallowed_changes`] with the patterns by reference (so fixed ones need not be rebuilt).
+pub fn disallowed_changes_of(
+    old: &Fields<'_>,
+    new: &Fields<'_>,
+    allowed: &[&FieldPath],
+    report: Report,
+) -> Vec<String> {
     let mut out = Vec::new();
     let mut path = Vec::new();
     let limit = match report {
@@ -192,7 +203,7 @@ pub fn disallowed_changes(
 }
 
 struct Ctx<'p> {
-    allowed: &'p [FieldPath],
+    allowed: &'p [&'p FieldPath],
     deep: bool,
     limit: usize,
 }
@@ -204,21 +215,67 @@ fn diff_fields(
     path: &mut Vec<Seg>,
     out: &mut Vec<String>,
 ) {
+    // Top-level values that came without a tape are scanned only if the diff descends into them.
+    let top = |old: Option<&Raw<'_>>, new: Option<&Raw<'_>>, path: &mut Vec<Seg>, out: &mut _| {
+        let (mut so, mut sn) = (None, None);
+        let old = old.map(|r| r.view(&mut so));
+        let new = new.map(|r| r.view(&mut sn));
+        diff_value(old, new, ctx, path, out);
+    };
     for (key, old_v) in &old.0 {
         if out.len() >= ctx.limit {
             return;
         }
+        let new_v = new.get(key);
+        if unchanged(Some(old_v.get()), new_v.map(Raw::get)) {
+            continue;
+        }
         path.push(Seg::Key(key.to_string()));
-        diff_value(Some(old_v), new.get(key), ctx, path, out);
+        top(Some(old_v), new_v, path, out);
         path.pop();
     }
     for (key, new_v) in &new.0 {
         if out.len() >= ctx.limit {
             return;
         }
-        if old.get(key).is_none() {
+        if old.get(key).is_none() && !unchanged(None, Some(new_v.get())) {
             path.push(Seg::Key(key.to_string()));
-            diff_value(None, Some(new_v), ctx, path, out);
+            top(None, Some(new_v), path, out);
+            path.pop();
+        }
+    }
+}
+
+/// The members of two objects (a missing side has none).
+fn diff_members<'t, 'a>(
+    old: &[(Cow<'a, str>, View<'t, 'a>)],
+    new: &[(Cow<'a, str>, View<'t, 'a>)],
+    ctx: &Ctx<'_>,
+    path: &mut Vec<Seg>,
+    out: &mut Vec<String>,
+) {
+    fn get<'t, 'a>(fields: &[(Cow<'a, str>, View<'t, 'a>)], key: &str) -> Option<View<'t, 'a>> {
+        fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+    for (key, old_v) in old {
+        if out.len() >= ctx.limit {
+            return;
+        }
+        let new_v = get(new, key);
+        if unchanged(Some(old_v.text), new_v.map(|v| v.text)) {
+            continue;
+        }
+        path.push(Seg::Key(key.to_string()));
+        diff_value(Some(*old_v), new_v, ctx, path, out);
+        path.pop();
+    }
+    for (key, new_v) in new {
+        if out.len() >= ctx.limit {
+            return;
+        }
+        if get(old, key).is_none() && !unchanged(None, Some(new_v.text)) {
+            path.push(Seg::Key(key.to_string()));
+            diff_value(None, Some(*new_v), ctx, path, out);
             path.pop();
         }
     }
@@ -231,31 +288,36 @@ enum Shape {
     Scalar,
 }
 
-fn shape(v: Option<&RawValue>) -> Shape {
-    match v.map(|r| r.get().trim_start().as_bytes().first().copied()) {
-        Some(Some(b'{')) => Shape::Map,
-        Some(Some(b'[')) => Shape::List,
+fn shape(v: Option<View<'_, '_>>) -> Shape {
+    match v.and_then(|r| r.text.as_bytes().first().copied()) {
+        Some(b'{') => Shape::Map,
+        Some(b'[') => Shape::List,
         _ => Shape::Scalar,
     }
 }
 
-fn is_null(v: Option<&RawValue>) -> bool {
-    v.is_none_or(|r| r.get().trim() == "null")
+fn is_null(v: Option<View<'_, '_>>) -> bool {
+    v.is_none_or(|v| v.is_null())
+}
+
+/// Same text, or both missing or `null`.
+fn unchanged(old: Option<&str>, new: Option<&str>) -> bool {
+    match (old, new) {
+        (Some(a), Some(b)) => a == b,
+        (a, b) => a.is_none_or(|a| a == "null") && b.is_none_or(|b| b == "null"),
+    }
 }
 
 fn diff_value<'a>(
-    old: Option<&'a RawValue>,
-    new: Option<&'a RawValue>,
+    old: Option<View<'_, 'a>>,
+    new: Option<View<'_, 'a>>,
     ctx: &Ctx<'_>,
     path: &mut Vec<Seg>,
     out: &mut Vec<String>,
 ) {
-    let same = match (old, new) {
-        (Some(a), Some(b)) => a.get() == b.get(),
-        (None, None) => true,
-        (a, b) => is_null(a) && is_null(b),
-    };
-    if same || ctx.allowed.iter().any(|p| p.covers(path)) {
+    if unchanged(old.map(|v| v.text), new.map(|v| v.text))
+        || ctx.allowed.iter().any(|p| p.covers(path))
+    {
         return;
     }
     let descend = ctx.deep || ctx.allowed.iter().any(|p| p.below(path));
@@ -263,13 +325,13 @@ fn diff_value<'a>(
         let (so, sn) = (shape(old), shape(new));
         // A missing or null map on one side compares as an empty map, so adding the first
         // annotation is a change to that annotation, not to `metadata.annotations` as a whole.
-        let map_like = |s: &Shape, v: Option<&RawValue>| *s == Shape::Map || is_null(v);
+        let map_like = |s: &Shape, v: Option<View<'_, 'a>>| *s == Shape::Map || is_null(v);
         if (so == Shape::Map || sn == Shape::Map)
             && map_like(&so, old)
             && map_like(&sn, new)
             && let (Some(a), Some(b)) = (map_fields(&so, old), map_fields(&sn, new))
         {
-            diff_fields(&a, &b, ctx, path, out);
+            diff_members(&a, &b, ctx, path, out);
             return;
         }
         if so == Shape::List
@@ -282,7 +344,7 @@ fn diff_value<'a>(
                     return;
                 }
                 path.push(Seg::Index(i));
-                diff_value(Some(x), Some(y), ctx, path, out);
+                diff_value(Some(*x), Some(*y), ctx, path, out);
                 path.pop();
             }
             return;
@@ -291,16 +353,18 @@ fn diff_value<'a>(
     out.push(path_string(path));
 }
 
+type Members<'t, 'a> = Vec<(Cow<'a, str>, View<'t, 'a>)>;
+
 /// A map-shaped value's fields; a missing or null value is an empty map.
-fn map_fields<'a>(shape: &Shape, v: Option<&'a RawValue>) -> Option<Fields<'a>> {
+fn map_fields<'t, 'a>(shape: &Shape, v: Option<View<'t, 'a>>) -> Option<Members<'t, 'a>> {
     match v {
-        Some(raw) if *shape == Shape::Map => Fields::parse(raw),
-        _ => Some(Fields::default()),
+        Some(view) if *shape == Shape::Map => view.fields(),
+        _ => Some(Vec::new()),
     }
 }
 
-fn list_items<'a>(v: Option<&'a RawValue>) -> Option<Vec<&'a RawValue>> {
-    v.and_then(|r| serde_json::from_str::<Vec<&'a RawValue>>(r.get()).ok())
+fn list_items<'t, 'a>(v: Option<View<'t, 'a>>) -> Option<Vec<View<'t, 'a>>> {
+    v.and_then(View::items).map(Iterator::collect)
 }
 
 #[cfg(test)]
@@ -478,5 +542,73 @@ mod tests {
             let got = disallowed_changes(&fields(old), &fields(new), &paths(&allowed), report);
             assert_eq!(got, want, "{what}");
         }
+    }
+
+    /// Fields of a scanned document (the request path) and fields read by serde_json (with no
+    /// tape: each value is scanned when the diff descends into it) diff the same.
+    #[test]
+    fn scanned_and_serde_read_objects_diff_the_same() {
+        let old = r#"{"apiVersion":"apps/v1","metadata":{"name":"web","generation":7,
+            "annotations":{"a":"1","k\"ey":"x"},"labels":null,"managedFields":[{"m":"x"}]},
+            "spec":{"replicas":1,"template":{"metadata":{"labels":{"app":"web"}},"spec":{
+              "containers":[{"name":"web","image":"web:1","env":[{"name":"A","value":"ü"}]},{"name":"side","image":"s:1"}],
+              "volumes":[],"nodeSelector":{"zone":"a"}}}},
+            "status":{"ready":1},"gone":[1,2]}"#;
+        let new = r#"{"apiVersion":"apps/v1","metadata":{"name":"web","generation":8,
+            "annotations":{"a":"2","k\"ey":"x","kubectl.kubernetes.io/restartedAt":"now"},"labels":{"team":"x"},
+            "managedFields":[{"m":"y"}]},
+            "spec":{"replicas":3,"template":{"metadata":{"labels":{"app":"web"},"annotations":{"kubectl.kubernetes.io/restartedAt":"now"}},
+              "spec":{"containers":[{"name":"web","image":"web:2","env":[{"name":"A","value":"ö"}]},{"name":"side","image":"s:1"}],
+              "volumes":[{"name":"v"}],"nodeSelector":null}}},
+            "status":{"ready":3},"added":{"x":[{"y":null}]}}"#;
+        let allowed_sets = [
+            vec![],
+            vec!["metadata.generation", "metadata.managedFields", "status"],
+            vec![
+                "spec.replicas",
+                "spec.template.spec.containers[*].image",
+                "spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt']",
+            ],
+            vec![
+                "metadata.annotations",
+                "metadata.labels.team",
+                "gone",
+                "added",
+            ],
+            vec![
+                "spec.template.spec.containers[0].env[0].value",
+                "spec.template.spec.volumes",
+            ],
+        ];
+        let scanned = |text| crate::Object::from_json(text).unwrap().fields;
+        let (so, sn) = (scanned(old), scanned(new));
+        for allowed in &allowed_sets {
+            for report in [Report::First, Report::All(3), Report::All(100)] {
+                let by_scan = disallowed_changes(&so, &sn, &paths(allowed), report);
+                let by_serde =
+                    disallowed_changes(&fields(old), &fields(new), &paths(allowed), report);
+                assert_eq!(by_scan, by_serde, "{allowed:?} {report:?}");
+            }
+        }
+        let all = disallowed_changes(&so, &sn, &[], Report::All(100));
+        assert_eq!(
+            all,
+            [
+                "metadata.generation",
+                "metadata.annotations.a",
+                "metadata.annotations['kubectl.kubernetes.io/restartedAt']",
+                "metadata.labels.team",
+                "metadata.managedFields[0].m",
+                "spec.replicas",
+                "spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt']",
+                "spec.template.spec.containers[0].image",
+                "spec.template.spec.containers[0].env[0].value",
+                "spec.template.spec.volumes",
+                "spec.template.spec.nodeSelector.zone",
+                "status.ready",
+                "gone",
+                "added.x",
+            ]
+        );
     }
 }

@@ -1,12 +1,15 @@
 //! A Kubernetes object decoded only as far as a decision needs.
 //!
-//! The top-level fields and the `metadata` fields are kept as borrowed raw JSON spans; only labels,
-//! annotations and a few metadata strings are parsed. Field diffs ([`crate::diff`]) descend into the
-//! raw spans lazily, so an admission request is read about once and no dynamic object is built.
+//! The text is scanned once, by a validating scanner that records where every value lies (a
+//! "tape", see `tape.rs`); the object's fields, its `metadata`, and anything a field diff
+//! ([`crate::diff`]) descends into are then split from that record without reading the text again.
+//! Only a few metadata strings are copied out; labels and annotations stay borrowed, and a value
+//! with escapes is unescaped the first time someone asks for it.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -14,21 +17,120 @@ use serde_json::value::RawValue;
 
 use crate::Error;
 
+pub(crate) mod tape;
+
+use tape::{Tape, View};
+
+/// The text of one JSON value, known to be valid JSON, with (when it came from a scanned
+/// document) the record of where everything inside it lies.
+#[derive(Clone)]
+pub struct Raw<'a> {
+    text: &'a str,
+    /// The scanned document and this value's node in it.
+    at: Option<(Arc<Tape>, u32)>,
+}
+
+impl fmt::Debug for Raw<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text)
+    }
+}
+
+impl<'a> Raw<'a> {
+    /// The value's JSON text (like [`RawValue::get`]).
+    pub fn get(&self) -> &'a str {
+        self.text
+    }
+
+    /// Scans a whole JSON document; `None` if it is not valid JSON.
+    pub(crate) fn document(text: &'a str) -> Option<Raw<'a>> {
+        let tape = tape::parse(text)?;
+        let root = tape.nodes.first()?;
+        Some(Raw {
+            // Without the whitespace around it, as every value's text.
+            text: text.get(root.start as usize..root.end as usize)?,
+            at: Some((Arc::new(tape), 0)),
+        })
+    }
+
+    /// A view of this value. A value that came without a tape is scanned into `scratch` first (its
+    /// text is valid JSON, so that only fails beyond the scanner's 2 GiB, and then the view is
+    /// opaque).
+    pub(crate) fn view<'s>(&'s self, scratch: &'s mut Option<Tape>) -> View<'s, 'a> {
+        match &self.at {
+            Some((tape, idx)) => View::new(Some(tape), *idx, self.text),
+            None => {
+                *scratch = tape::parse(self.text);
+                View::new(scratch.as_ref(), 0, self.text)
+            }
+        }
+    }
+
+    /// A value inside this one (`view` must be a view of this value's tape).
+    pub(crate) fn inside(&self, view: View<'_, 'a>) -> Raw<'a> {
+        Raw {
+            text: view.text,
+            at: self
+                .at
+                .as_ref()
+                .map(|(tape, _)| (Arc::clone(tape), view.idx())),
+        }
+    }
+
+    fn first_byte(&self) -> Option<u8> {
+        self.text.as_bytes().first().copied()
+    }
+}
+
+impl<'a> From<&'a RawValue> for Raw<'a> {
+    fn from(raw: &'a RawValue) -> Raw<'a> {
+        Raw {
+            text: raw.get(),
+            at: None,
+        }
+    }
+}
+
+/// The contents of a JSON string value (like serde_json reading an `Option<String>`: `null`,
+/// other values and undecodable escapes give `None`), borrowed unless it has escapes.
+fn string_value(json: &str) -> Option<Cow<'_, str>> {
+    let inner = json.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(json).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
 /// A JSON object's entries in document order, values left as raw JSON.
 #[derive(Debug, Clone, Default)]
-pub struct Fields<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+pub struct Fields<'a>(pub Vec<(Cow<'a, str>, Raw<'a>)>);
 
 impl<'a> Fields<'a> {
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    pub fn get(&self, key: &str) -> Option<&Raw<'a>> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// Parses a raw JSON span as an object's fields; `None` if it is not an object.
-    pub fn parse(raw: &'a RawValue) -> Option<Fields<'a>> {
-        if !raw.get().trim_start().starts_with('{') {
+    pub fn parse(raw: &Raw<'a>) -> Option<Fields<'a>> {
+        if raw.first_byte()? != b'{' {
             return None;
         }
-        serde_json::from_str(raw.get()).ok()
+        if raw.at.is_none() {
+            return match Raw::document(raw.text) {
+                Some(doc) => Fields::parse(&doc),
+                // Beyond the scanner: as serde_json reads it.
+                None => serde_json::from_str(raw.text).ok(),
+            };
+        }
+        let mut scratch = None;
+        let fields = raw.view(&mut scratch).fields()?;
+        Some(Fields(
+            fields
+                .into_iter()
+                .map(|(key, value)| (key, raw.inside(value)))
+                .collect(),
+        ))
     }
 }
 
@@ -67,12 +169,99 @@ impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'a>, A::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(6));
                 while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    out.push((k.0, v));
+                    out.push((k.0, Raw::from(v)));
                 }
                 Ok(Fields(out))
             }
         }
         d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A string-to-string map such as `metadata.labels` or `metadata.annotations`, borrowed from the
+/// object's text. Like a map, a key given twice means its last value.
+#[derive(Debug, Clone, Default)]
+pub struct StrMap<'a>(Vec<(Cow<'a, str>, StrValue<'a>)>);
+
+#[derive(Debug, Clone)]
+enum StrValue<'a> {
+    Plain(Cow<'a, str>),
+    /// A JSON string literal with escapes (that serde_json decodes), decoded when first asked for.
+    Escaped {
+        json: &'a str,
+        text: OnceLock<String>,
+    },
+}
+
+impl StrValue<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            StrValue::Plain(s) => s,
+            StrValue::Escaped { json, text } => {
+                text.get_or_init(|| serde_json::from_str::<String>(json).unwrap_or_default())
+            }
+        }
+    }
+}
+
+impl<'a> StrMap<'a> {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The keys in document order (a key given twice appears twice).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_ref())
+    }
+
+    /// The entries in document order (a key given twice appears twice; the later one counts).
+    /// Values with escapes are decoded here, so [`StrMap::get`] is cheaper for a few keys.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
+    }
+
+    /// Reads `null` or an object of strings; `None` for anything else.
+    fn read(view: View<'_, 'a>) -> Option<StrMap<'a>> {
+        if view.is_null() {
+            return Some(StrMap::default());
+        }
+        let mut out = Vec::new();
+        for (key, value) in view.members()? {
+            let json = value.text;
+            let inner = json.strip_prefix('"')?.strip_suffix('"')?;
+            let value = if !inner.contains('\\') {
+                StrValue::Plain(Cow::Borrowed(inner))
+            } else if inner.contains("\\u") {
+                // A `\u` escape may be a lone surrogate, which serde_json refuses: decode now.
+                StrValue::Plain(Cow::Owned(serde_json::from_str::<String>(json).ok()?))
+            } else {
+                StrValue::Escaped {
+                    json,
+                    text: OnceLock::new(),
+                }
+            };
+            out.push((key.decode()?, value));
+        }
+        Some(StrMap(out))
+    }
+}
+
+impl From<BTreeMap<String, String>> for StrMap<'_> {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        StrMap(
+            map.into_iter()
+                .map(|(k, v)| (Cow::Owned(k), StrValue::Plain(Cow::Owned(v))))
+                .collect(),
+        )
     }
 }
 
@@ -83,56 +272,64 @@ pub struct Object<'a> {
     pub kind: String,
     pub name: String,
     pub namespace: String,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+    pub labels: StrMap<'a>,
+    pub annotations: StrMap<'a>,
     pub deletion_timestamp: Option<String>,
     /// Top-level fields (including `metadata`) as raw JSON, for field diffs.
     pub fields: Fields<'a>,
 }
 
-fn string_of(raw: Option<&RawValue>) -> String {
-    raw.and_then(|r| {
-        serde_json::from_str::<Option<String>>(r.get())
-            .ok()
-            .flatten()
-    })
-    .unwrap_or_default()
+fn string_of(json: Option<&str>) -> String {
+    json.and_then(string_value)
+        .map(Cow::into_owned)
+        .unwrap_or_default()
 }
 
-fn map_of(raw: Option<&RawValue>, what: &str) -> Result<BTreeMap<String, String>, Error> {
-    match raw {
-        None => Ok(BTreeMap::new()),
-        Some(r) => serde_json::from_str::<Option<BTreeMap<String, String>>>(r.get())
-            .map(Option::unwrap_or_default)
-            .map_err(|e| Error::Object(format!("metadata.{what}: {e}"))),
+/// `metadata.labels` or `metadata.annotations`: `null`/missing is empty, anything but an object of
+/// strings is an error.
+fn map_of<'a>(value: Option<View<'_, 'a>>, what: &str) -> Result<StrMap<'a>, Error> {
+    let Some(value) = value else {
+        return Ok(StrMap::default());
+    };
+    if let Some(map) = StrMap::read(value) {
+        return Ok(map);
     }
+    // Let serde_json say what is wrong (and judge anything the scanner left to it).
+    serde_json::from_str::<Option<BTreeMap<String, String>>>(value.text)
+        .map(|m| StrMap::from(m.unwrap_or_default()))
+        .map_err(|e| Error::Object(format!("metadata.{what}: {e}")))
 }
 
 impl<'a> Object<'a> {
     /// Builds the view from an object's top-level fields.
     pub fn from_fields(fields: Fields<'a>) -> Result<Object<'a>, Error> {
-        let meta = match fields.get("metadata") {
-            Some(raw) => Fields::parse(raw).unwrap_or_default(),
-            None => Fields::default(),
-        };
-        let deletion_timestamp =
-            Some(string_of(meta.get("deletionTimestamp"))).filter(|s: &String| !s.is_empty());
+        let mut scratch = None;
+        let meta = fields
+            .get("metadata")
+            .and_then(|raw| raw.view(&mut scratch).fields())
+            .unwrap_or_default();
+        let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+        let text = |key: &str| get(key).map(|v| v.text);
         Ok(Object {
-            api_version: string_of(fields.get("apiVersion")),
-            kind: string_of(fields.get("kind")),
-            name: string_of(meta.get("name")),
-            namespace: string_of(meta.get("namespace")),
-            labels: map_of(meta.get("labels"), "labels")?,
-            annotations: map_of(meta.get("annotations"), "annotations")?,
-            deletion_timestamp,
+            api_version: string_of(fields.get("apiVersion").map(Raw::get)),
+            kind: string_of(fields.get("kind").map(Raw::get)),
+            name: string_of(text("name")),
+            namespace: string_of(text("namespace")),
+            labels: map_of(get("labels"), "labels")?,
+            annotations: map_of(get("annotations"), "annotations")?,
+            deletion_timestamp: Some(string_of(text("deletionTimestamp")))
+                .filter(|s| !s.is_empty()),
             fields,
         })
     }
 
     /// Parses a whole object from JSON text (used for scale parents and by the plugin).
     pub fn from_json(text: &'a str) -> Result<Object<'a>, Error> {
-        let fields: Fields<'a> =
-            serde_json::from_str(text).map_err(|e| Error::Object(e.to_string()))?;
+        let scanned = Raw::document(text).and_then(|doc| Fields::parse(&doc));
+        let fields = match scanned {
+            Some(fields) => fields,
+            None => serde_json::from_str(text).map_err(|e| Error::Object(e.to_string()))?,
+        };
         Object::from_fields(fields)
     }
 
@@ -145,11 +342,11 @@ impl<'a> Object<'a> {
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(key).map(String::as_str)
+        self.labels.get(key)
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.get(key).map(String::as_str)
+        self.annotations.get(key)
     }
 }
 
@@ -192,5 +389,111 @@ mod tests {
         let err = Object::from_json(r#"{"metadata":{"labels":{"a":1}}}"#).unwrap_err();
         assert!(err.to_string().contains("metadata.labels"), "{err}");
         assert!(Object::from_json("[1,2]").is_err());
+    }
+
+    /// The object as the scanner reads it, and as serde_json's fields (the path taken for a text
+    /// the scanner refuses) read it: the same, or the same error.
+    fn both_ways(text: &str) -> Result<String, String> {
+        let scanned = Object::from_json(text).map(|o| format!("{o:?}"));
+        let serde = serde_json::from_str::<Fields<'_>>(text)
+            .map_err(|e| Error::Object(e.to_string()))
+            .and_then(Object::from_fields)
+            .map(|o| format!("{o:?}"));
+        let (scanned, serde) = (
+            scanned.map_err(|e| e.to_string()),
+            serde.map_err(|e| e.to_string()),
+        );
+        assert_eq!(scanned, serde, "{text}");
+        scanned
+    }
+
+    #[test]
+    fn labels_and_annotations_read_like_a_map_of_strings() {
+        let text = r#"{"metadata":{"name":"a\u0062","labels":{"x":"1","x":"2","k\"ey":"v"},
+            "annotations":{"last":"{\"a\":[\"b\\n\"]}","u":"caf\u00e9","raw":"ü😀","empty":""}}}"#;
+        both_ways(text).unwrap();
+        let o = Object::from_json(text).unwrap();
+        assert_eq!(o.name, "ab");
+        // A key given twice: the last value, as in a map.
+        assert_eq!(o.label("x"), Some("2"));
+        assert_eq!(o.label("k\"ey"), Some("v"));
+        assert_eq!(o.annotation("last"), Some("{\"a\":[\"b\\n\"]}"));
+        assert_eq!(o.annotation("u"), Some("café"));
+        assert_eq!(o.annotation("raw"), Some("ü😀"));
+        assert_eq!(o.annotation("empty"), Some(""));
+        assert_eq!(o.annotation("missing"), None);
+        assert_eq!(
+            o.annotations.keys().collect::<Vec<_>>(),
+            ["last", "u", "raw", "empty"]
+        );
+        let all: BTreeMap<&str, &str> = o.labels.iter().collect();
+        assert_eq!(all, BTreeMap::from([("x", "2"), ("k\"ey", "v")]));
+    }
+
+    #[test]
+    fn metadata_maps_that_are_not_maps_of_strings_are_errors_as_before() {
+        for (text, needle) in [
+            (r#"{"metadata":{"labels":{"a":null}}}"#, "metadata.labels"),
+            (r#"{"metadata":{"labels":["a"]}}"#, "metadata.labels"),
+            (r#"{"metadata":{"labels":"a"}}"#, "metadata.labels"),
+            (
+                r#"{"metadata":{"annotations":{"a":{"b":"c"}}}}"#,
+                "metadata.annotations",
+            ),
+            (
+                r#"{"metadata":{"annotations":{"a":"\ud800"}}}"#,
+                "metadata.annotations",
+            ),
+            (
+                r#"{"metadata":{"annotations":{"\udc00":"a"}}}"#,
+                "metadata.annotations",
+            ),
+            (r#"{"metadata":{"name":"x"}"#, "EOF"),
+            ("[]", "invalid type"),
+        ] {
+            let err = both_ways(text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn odd_metadata_reads_as_before() {
+        for text in [
+            r#"{}"#,
+            r#"{"metadata":null}"#,
+            r#"{"metadata":[1]}"#,
+            r#"{"metadata":{"name":1,"namespace":null,"deletionTimestamp":""}}"#,
+            r#"{"metadata":{"name":"a","name":"b"}}"#,
+            r#"{"metadata":{"\ud800":1,"name":"n","labels":{"a":1}}}"#,
+            r#"{"kind":"K","kind":"L","apiVersion":"g/v1","metadata":{"labels":null,"annotations":{}}}"#,
+            " {\n\"metadata\" : { \"name\" : \"web\" , \"labels\" : { \"a\" : \"1\" } } }\n",
+        ] {
+            both_ways(text).unwrap();
+        }
+        // metadata with an undecodable key is no metadata (as serde_json refused it as a map).
+        let o = Object::from_json(r#"{"metadata":{"\ud800":1,"name":"n"}}"#).unwrap();
+        assert_eq!(o.name, "");
+        let o = Object::from_json(r#"{"metadata":{"name":"a","name":"b"}}"#).unwrap();
+        assert_eq!(o.name, "a");
+    }
+
+    #[test]
+    fn fields_of_nested_values_need_no_new_scan() {
+        let o = Object::from_json(r#"{"spec":{"template":{"spec":{"containers":[]}}}}"#).unwrap();
+        let spec = Fields::parse(o.fields.get("spec").unwrap()).unwrap();
+        let template = Fields::parse(spec.get("template").unwrap()).unwrap();
+        let inner = template.get("spec").unwrap();
+        assert_eq!(inner.get(), r#"{"containers":[]}"#);
+        // Still the document's tape, not a new one.
+        let (Some((doc_tape, _)), Some((tape, _))) = (&o.fields.0[0].1.at, &inner.at) else {
+            panic!("values from a scanned document carry its tape");
+        };
+        assert!(Arc::ptr_eq(doc_tape, tape));
+        assert!(
+            Fields::parse(&Raw::from(
+                serde_json::from_str::<&RawValue>("[1]").unwrap()
+            ))
+            .is_none()
+        );
     }
 }

@@ -118,7 +118,7 @@ impl Kubectl {
 #[derive(Debug)]
 pub struct Cluster {
     kubectl: Kubectl,
-    // Removed after `down` has removed `kubectl.dir` inside it.
+    // `down` removes the directory; this only cleans up if `up` failed.
     _tmp: tempfile::TempDir,
 }
 
@@ -130,7 +130,8 @@ impl Cluster {
             .prefix("gitops-guard-cluster.")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp dir for the cluster: {e}"));
-        let dir = tmp.path().join("cluster");
+        // `up` takes the empty dir; `down` removes it (so even the watchdog leaves nothing behind).
+        let dir = tmp.path().to_path_buf();
         let mut cmd = Command::new("bash");
         cmd.arg(repo_root().join("scripts/local-cluster.sh"))
             .arg("up")

@@ -327,3 +327,180 @@ fn break_glass_window_lets_members_through_with_a_warning_and_expires() {
         "{out}"
     );
 }
+
+/// A kubeconfig acting as `user` in the `sre` group (the admin's token, impersonating).
+fn member_kubeconfig(user: &str) -> std::path::PathBuf {
+    let cluster = &env().cluster;
+    let admin = std::fs::read_to_string(cluster.kubeconfig(User::Admin)).unwrap();
+    let token_line = admin
+        .lines()
+        .find(|l| l.trim_start().starts_with("token:"))
+        .unwrap();
+    let indent = &token_line[..token_line.len() - token_line.trim_start().len()];
+    let text = admin.replace(
+        token_line,
+        &format!(
+            "{token_line}\n{indent}as: {user}\n{indent}as-groups: [sre, system:authenticated]"
+        ),
+    );
+    let path = cluster.dir().join(format!("{user}-sre.kubeconfig"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `kubectl gitops ...` (this build's plugin) with the given kubeconfig.
+fn gitops(kubeconfig: &std::path::Path, args: &[&str]) -> Out {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let mut path = vec![profile_dir];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let out =
+        std::process::Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+            .arg("gitops")
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("PATH", std::env::join_paths(path).unwrap())
+            .output()
+            .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        command: format!("kubectl gitops {}", args.join(" ")),
+    }
+}
+
+#[test]
+fn the_plugin_opens_lists_and_closes_windows() {
+    setup("plugin-bg", "gitops-guard.dev/allow-fields: spec.replicas");
+    let sam = member_kubeconfig("sam");
+    let ana = env().cluster.kubeconfig(User::Developer);
+    let target = ["break-glass", "deployment/web", "-n", "plugin-bg"];
+
+    // No reason, no window.
+    let out = gitops(&sam, &[&target[..], &["--for", "15s"]].concat());
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("--reason"), "{out}");
+    // Not a member: the guard refuses, and the plugin says why.
+    let out = gitops(
+        &ana,
+        &[&target[..], &["--for", "15s", "--reason", "x"]].concat(),
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr
+            .contains("only members of sre may open, extend or close a break-glass window"),
+        "{out}"
+    );
+    // Longer than the guard allows.
+    let out = gitops(
+        &sam,
+        &[&target[..], &["--for", "5h", "--reason", "x"]].concat(),
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("may last at most 20s"), "{out}");
+
+    // A member opens it: the plugin finds out who sam is and records it.
+    let out = gitops(
+        &sam,
+        &[
+            &target[..],
+            &[
+                "--for",
+                "15s",
+                "--reason",
+                "payments outage",
+                "--ticket",
+                "INC-9",
+            ],
+        ]
+        .concat(),
+    );
+    out.ok();
+    assert!(
+        out.stdout
+            .starts_with("break-glass window open on deployment/web in plugin-bg until ")
+            && out
+                .stdout
+                .contains("opened by sam: payments outage [INC-9]"),
+        "{out}"
+    );
+    assert_eq!(
+        jsonpath(
+            "plugin-bg",
+            "{.metadata.annotations.gitops-guard\\.dev/break-glass-by}"
+        ),
+        "sam"
+    );
+    // A member's hand change under it, and the listing of what to bring back into Git.
+    sre(
+        "kim",
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "web=ghcr.io/acme/web:hotfix",
+            "-n",
+            "plugin-bg",
+        ],
+    )
+    .ok();
+    let out = gitops(&ana, &["exceptions", "-n", "plugin-bg", "-o", "json"]);
+    out.ok();
+    let items = out.json()["items"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = items
+        .iter()
+        .map(|i| i["exception"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["allow-fields", "break-glass"], "{out}");
+    assert_eq!(items[0]["detail"], "spec.replicas");
+    assert_eq!(items[1]["detail"], "by sam: payments outage [INC-9]");
+    assert!(
+        items[1]["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("active, ends in"),
+        "{out}"
+    );
+    assert_eq!(
+        items[1]["changed"][0]["resource"], "deployment/web",
+        "{out}"
+    );
+    assert_eq!(items[1]["changed"][0]["manager"], "kubectl-set", "{out}");
+    let table = gitops(&ana, &["exceptions", "-n", "plugin-bg"]);
+    table.ok();
+    assert!(
+        table
+            .stdout
+            .starts_with("RESOURCE         NAMESPACE   EXCEPTION      STATE"),
+        "{table}"
+    );
+
+    // Closing it.
+    gitops(
+        &sam,
+        &[
+            "break-glass",
+            "deployment/web",
+            "-n",
+            "plugin-bg",
+            "--close",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        jsonpath(
+            "plugin-bg",
+            "{.metadata.annotations.gitops-guard\\.dev/break-glass-until}"
+        ),
+        ""
+    );
+    let out = gitops(&ana, &["exceptions", "-n", "plugin-bg", "-o", "json"]);
+    assert_eq!(
+        out.ok().json()["items"].as_array().unwrap().len(),
+        1,
+        "{out}"
+    );
+}

@@ -1,0 +1,1812 @@
+//! Where a field of an object is actually set in Git.
+//!
+//! An object is its document in a manifest file, changed by the kustomization layers around it
+//! on the way to the owner's path: strategic-merge and JSON 6902 patches (`patches`,
+//! `patchesStrategicMerge`, `patchesJson6902`, in files or inline, also from `components`), the
+//! `images` and `replicas` transformers, and common labels, annotations, namespace and name
+//! prefix/suffix. [`Definition::effective`] computes the object those sources give;
+//! [`Definition::route`] writes a change to that object into the source that sets each field —
+//! the patch or transformer entry that sets it last, else the document itself — and checks that
+//! the sources then give exactly the intended object. Fields set for every object of a layer
+//! (common labels, namespace, name prefix) are refused with a message naming the file.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::Error;
+use crate::git::{EntryKind, Snapshot, join_path};
+use crate::manifest::{Build, Entry, Renderer};
+use crate::splice::{self, Change, DocSpan, FieldPath, PathSegment};
+
+use super::diff::FileChange;
+
+const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// Fields by which strategic merge patches merge lists of objects (as in `splice`).
+const MERGE_KEYS: &[&str] = &[
+    "name",
+    "mountPath",
+    "devicePath",
+    "containerPort",
+    "port",
+    "ip",
+    "type",
+];
+
+/// The texts of the files a definition reads, as in Git and with the edits made so far.
+#[derive(Debug, Clone, Default)]
+pub struct Files {
+    original: BTreeMap<String, String>,
+    current: BTreeMap<String, String>,
+}
+
+impl Files {
+    /// The current text of a file read during [`define`].
+    pub fn get(&self, path: &str) -> Option<&str> {
+        self.current
+            .get(path)
+            .or_else(|| self.original.get(path))
+            .map(String::as_str)
+    }
+
+    /// The text in Git.
+    pub fn original(&self, path: &str) -> Option<&str> {
+        self.original.get(path).map(String::as_str)
+    }
+
+    pub fn set(&mut self, path: &str, text: String) {
+        self.current.insert(path.to_string(), text);
+    }
+
+    /// The files whose text changed, in path order.
+    pub fn changes(&self) -> Vec<FileChange> {
+        self.current
+            .iter()
+            .filter_map(|(p, new)| {
+                let old = self.original.get(p)?;
+                (old != new).then(|| FileChange {
+                    path: p.clone(),
+                    old: old.clone(),
+                    new: new.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// How to find the object's document in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocRef {
+    pub file: String,
+    pub index: usize,
+    pub kind: String,
+    /// The name written in the file.
+    pub name: String,
+    pub namespace: Option<String>,
+}
+
+impl DocRef {
+    /// The span of the document in `text`: by kind and name (and namespace when the file names
+    /// one), else by position.
+    pub fn span(&self, text: &str) -> Option<DocSpan> {
+        let docs = splice::find_documents(text);
+        let matching: Vec<&DocSpan> = docs
+            .iter()
+            .filter(|d| d.is_object(&self.kind, &self.name, self.namespace.as_deref()))
+            .collect();
+        match matching.as_slice() {
+            [one] => Some((*one).clone()),
+            _ => docs
+                .iter()
+                .find(|d| d.index == self.index && d.kind.as_deref() == Some(self.kind.as_str()))
+                .cloned(),
+        }
+    }
+}
+
+/// Where the text of a patch is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PatchText {
+    /// A document of a patch file.
+    File { path: String, index: usize },
+    /// A string inside a kustomization file (`patch: |` or a `patchesStrategicMerge` item).
+    Inline { file: String, at: FieldPath },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Patch {
+    json6902: bool,
+    text: PatchText,
+    /// `apps/prod/kustomization.yaml (patches[1])` or `apps/prod/replicas-patch.yaml`.
+    origin: String,
+}
+
+/// One transformation a layer makes, in the order it is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Patch(Patch),
+    /// `replicas[index]` of the kustomization file.
+    Replicas {
+        file: String,
+        index: usize,
+    },
+    /// `images[index]` of the kustomization file.
+    Images {
+        file: String,
+        index: usize,
+    },
+    /// Labels for every object: the map, whether selectors and templates get them too.
+    Labels {
+        file: String,
+        field: String,
+        labels: Map<String, Value>,
+        selectors: bool,
+        templates: bool,
+    },
+    Annotations {
+        file: String,
+        annotations: Map<String, Value>,
+    },
+    Namespace {
+        file: String,
+        namespace: String,
+    },
+    Name {
+        file: String,
+        prefix: String,
+        suffix: String,
+    },
+}
+
+/// Everything that defines an object in Git.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    pub doc: DocRef,
+    /// The kustomization files around the document, innermost first.
+    pub layers: Vec<String>,
+    steps: Vec<Step>,
+    pub files: Files,
+    /// Workload kinds get common labels in selectors and templates.
+    kind: String,
+}
+
+/// What went wrong while reading the sources (a file that is not what kustomize needs).
+fn bad(file: &str, message: impl Into<String>) -> Error {
+    Error::KustomizeSource {
+        file: file.to_string(),
+        message: message.into(),
+    }
+}
+
+fn read_text(snap: &Snapshot<'_>, path: &str) -> Result<Option<String>, Error> {
+    match snap.read(path)? {
+        Some(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| bad(path, "the file is not UTF-8 text")),
+        None => Ok(None),
+    }
+}
+
+fn first_doc(text: &str, file: &str) -> Result<(DocSpan, Value), Error> {
+    let docs = splice::find_documents(text);
+    let doc = docs
+        .into_iter()
+        .find(|d| !d.is_empty())
+        .ok_or_else(|| bad(file, "the file is empty"))?;
+    let value = splice::parse_document(&text[doc.range.clone()])?;
+    Ok((doc, value))
+}
+
+fn kustomization_in(snap: &Snapshot<'_>, dir: &str) -> Result<Option<String>, Error> {
+    for name in KUSTOMIZATION_FILES {
+        let path = join_path(dir, name).unwrap_or_default();
+        if snap.kind(&path)? == Some(EntryKind::File) {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+fn is_remote(resource: &str) -> bool {
+    resource.contains("://")
+        || resource.starts_with("git@")
+        || resource.starts_with("github.com/")
+        || resource.starts_with("gitlab.com/")
+        || resource.contains("?ref=")
+}
+
+fn dir_of(file: &str) -> String {
+    file.rsplit_once('/')
+        .map_or(String::new(), |(d, _)| d.to_string())
+}
+
+/// Finds the kustomization files between the build root and `target` (outermost first).
+struct ChainFinder<'s, 'r> {
+    snap: &'s Snapshot<'r>,
+    target: String,
+    visiting: Vec<String>,
+}
+
+impl ChainFinder<'_, '_> {
+    fn root_chain(&mut self, build: &Build) -> Result<Option<Vec<String>>, Error> {
+        let root = build.path.clone();
+        match self.snap.kind(&root)? {
+            Some(EntryKind::File) => Ok((root == self.target).then(Vec::new)),
+            Some(EntryKind::Dir) => {
+                if let Some(k) = kustomization_in(self.snap, &root)? {
+                    return self.kustomization(&k);
+                }
+                match build.renderer {
+                    Renderer::Flux => self.plain_dir(&root, true),
+                    Renderer::ArgoDirectory { recurse } => self.plain_dir(&root, recurse),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn plain_dir(&mut self, dir: &str, recurse: bool) -> Result<Option<Vec<String>>, Error> {
+        let Some(list) = self.snap.list(dir)? else {
+            return Ok(None);
+        };
+        for (name, kind) in list {
+            let path = join_path(dir, &name).unwrap_or_default();
+            match kind {
+                EntryKind::File if path == self.target => return Ok(Some(Vec::new())),
+                EntryKind::Dir if recurse => {
+                    let found = match kustomization_in(self.snap, &path)? {
+                        Some(k) => self.kustomization(&k)?,
+                        None => self.plain_dir(&path, true)?,
+                    };
+                    if found.is_some() {
+                        return Ok(found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    fn kustomization(&mut self, file: &str) -> Result<Option<Vec<String>>, Error> {
+        if self.visiting.iter().any(|v| v == file) {
+            return Ok(None);
+        }
+        self.visiting.push(file.to_string());
+        let found = self.kustomization_inner(file);
+        self.visiting.pop();
+        let found = found?;
+        Ok(found.map(|mut chain| {
+            chain.insert(0, file.to_string());
+            chain
+        }))
+    }
+
+    fn kustomization_inner(&mut self, file: &str) -> Result<Option<Vec<String>>, Error> {
+        let Some(text) = read_text(self.snap, file)? else {
+            return Ok(None);
+        };
+        let Ok((_, k)) = first_doc(&text, file) else {
+            return Ok(None);
+        };
+        let dir = dir_of(file);
+        for key in ["resources", "bases", "components", "crds"] {
+            let Some(items) = k.get(key).and_then(Value::as_array) else {
+                continue;
+            };
+            for item in items {
+                let Some(r) = item.as_str() else { continue };
+                if is_remote(r) {
+                    continue;
+                }
+                let Some(path) = join_path(&dir, r) else {
+                    continue;
+                };
+                match self.snap.kind(&path)? {
+                    Some(EntryKind::File) if path == self.target => return Ok(Some(Vec::new())),
+                    Some(EntryKind::Dir) => {
+                        let found = match kustomization_in(self.snap, &path)? {
+                            Some(inner) => self.kustomization(&inner)?,
+                            None => self.plain_dir(&path, false)?,
+                        };
+                        if found.is_some() {
+                            return Ok(found);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The object identity patch targets are matched against.
+#[derive(Debug, Clone)]
+struct Identity {
+    group: String,
+    version: String,
+    kind: String,
+    /// Names the object may be matched by (as written, and as the layers rename it).
+    names: Vec<String>,
+    namespace: Option<String>,
+    labels: Map<String, Value>,
+    annotations: Map<String, Value>,
+}
+
+/// Kustomize matches target fields as anchored regular expressions; this handles literal text
+/// and the common forms `.*`, `.+`, `.`, `\.`, `^…$` and top-level `a|b`.
+fn pattern_matches(pattern: &str, text: &str) -> bool {
+    pattern
+        .split('|')
+        .any(|alt| glob_regex(alt.trim_start_matches('^').trim_end_matches('$'), text))
+}
+
+fn glob_regex(p: &str, t: &str) -> bool {
+    #[derive(Clone, Copy)]
+    enum Tok {
+        Lit(char),
+        Any,
+        Star,
+        Plus,
+    }
+    let mut toks = Vec::new();
+    let mut chars = p.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    toks.push(Tok::Lit(n));
+                }
+            }
+            '.' => match chars.peek() {
+                Some('*') => {
+                    chars.next();
+                    toks.push(Tok::Star);
+                }
+                Some('+') => {
+                    chars.next();
+                    toks.push(Tok::Plus);
+                }
+                _ => toks.push(Tok::Any),
+            },
+            c => toks.push(Tok::Lit(c)),
+        }
+    }
+    fn go(toks: &[Tok], t: &[char]) -> bool {
+        match toks.split_first() {
+            None => t.is_empty(),
+            Some((Tok::Lit(c), rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+            Some((Tok::Any, rest)) => !t.is_empty() && go(rest, &t[1..]),
+            Some((Tok::Star, rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
+            Some((Tok::Plus, rest)) => (1..=t.len()).any(|i| go(rest, &t[i..])),
+        }
+    }
+    let t: Vec<char> = t.chars().collect();
+    go(&toks, &t)
+}
+
+/// Equality-based label selectors (`a=b,c!=d,e`); other forms do not match.
+fn selector_matches(selector: &str, labels: &Map<String, Value>) -> bool {
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .all(|term| {
+            let get = |k: &str| labels.get(k.trim()).and_then(Value::as_str);
+            if let Some((k, v)) = term.split_once("!=") {
+                get(k) != Some(v.trim())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                get(k) == Some(v.trim())
+            } else if let Some(k) = term.strip_prefix('!') {
+                get(k).is_none()
+            } else {
+                get(term).is_some()
+            }
+        })
+}
+
+impl Identity {
+    fn matches_target(&self, target: &Value) -> bool {
+        let field = |k: &str| {
+            target
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        if let Some(g) = field("group")
+            && !pattern_matches(g, &self.group)
+        {
+            return false;
+        }
+        if let Some(v) = field("version")
+            && !pattern_matches(v, &self.version)
+        {
+            return false;
+        }
+        if let Some(k) = field("kind")
+            && !pattern_matches(k, &self.kind)
+        {
+            return false;
+        }
+        if let Some(n) = field("name")
+            && !self.names.iter().any(|name| pattern_matches(n, name))
+        {
+            return false;
+        }
+        if let Some(ns) = field("namespace")
+            && !pattern_matches(ns, self.namespace.as_deref().unwrap_or("default"))
+        {
+            return false;
+        }
+        if let Some(s) = field("labelSelector")
+            && !selector_matches(s, &self.labels)
+        {
+            return false;
+        }
+        if let Some(s) = field("annotationSelector")
+            && !selector_matches(s, &self.annotations)
+        {
+            return false;
+        }
+        true
+    }
+
+    /// A strategic merge patch without a target applies to the object it names.
+    fn named_by(&self, patch: &Value) -> bool {
+        let kind = patch.get("kind").and_then(Value::as_str);
+        let name = patch.pointer("/metadata/name").and_then(Value::as_str);
+        let ns = patch.pointer("/metadata/namespace").and_then(Value::as_str);
+        kind == Some(self.kind.as_str())
+            && name.is_some_and(|n| self.names.iter().any(|m| m == n))
+            && match (ns, &self.namespace) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+/// Reads the files of a definition while it is built.
+struct Reader<'s, 'r> {
+    snap: &'s Snapshot<'r>,
+    files: Files,
+}
+
+impl Reader<'_, '_> {
+    fn text(&mut self, path: &str) -> Result<Option<String>, Error> {
+        if let Some(t) = self.files.original.get(path) {
+            return Ok(Some(t.clone()));
+        }
+        let t = read_text(self.snap, path)?;
+        if let Some(t) = &t {
+            self.files.original.insert(path.to_string(), t.clone());
+        }
+        Ok(t)
+    }
+}
+
+fn string_map(v: Option<&Value>) -> Map<String, Value> {
+    v.and_then(Value::as_object).cloned().unwrap_or_default()
+}
+
+/// The definition of the object `entry` describes, built by `build`, at the snapshot.
+pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Definition, Error> {
+    let Some(doc_index) = entry.doc else {
+        return Err(Error::GeneratedObject {
+            resource: format!("{}/{}", entry.kind.to_ascii_lowercase(), entry.name),
+            file: entry.file.clone(),
+        });
+    };
+    let mut reader = Reader {
+        snap,
+        files: Files::default(),
+    };
+    let text = reader
+        .text(&entry.file)?
+        .ok_or_else(|| bad(&entry.file, "the file does not exist at this commit"))?;
+    let docs = splice::find_documents(&text);
+    let source_ns = docs
+        .iter()
+        .find(|d| d.is_object(&entry.kind, &entry.source_name, None))
+        .and_then(|d| d.namespace.clone());
+    let doc = DocRef {
+        file: entry.file.clone(),
+        index: doc_index,
+        kind: entry.kind.clone(),
+        name: entry.source_name.clone(),
+        namespace: source_ns,
+    };
+    let span = doc.span(&text).ok_or_else(|| {
+        bad(
+            &entry.file,
+            format!("no document of {} {} in it", entry.kind, entry.source_name),
+        )
+    })?;
+    let base = splice::parse_document(&text[span.range.clone()])?;
+    let mut finder = ChainFinder {
+        snap,
+        target: entry.file.clone(),
+        visiting: Vec::new(),
+    };
+    let mut layers = finder.root_chain(build)?.unwrap_or_default();
+    layers.reverse();
+    let api_version = base
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (group, version) = match api_version.rsplit_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), api_version.to_string()),
+    };
+    let mut identity = Identity {
+        group,
+        version,
+        kind: entry.kind.clone(),
+        names: vec![entry.source_name.clone()],
+        namespace: doc.namespace.clone(),
+        labels: string_map(base.pointer("/metadata/labels")),
+        annotations: string_map(base.pointer("/metadata/annotations")),
+    };
+    let mut steps = Vec::new();
+    for layer in &layers {
+        layer_steps(&mut reader, layer, &mut identity, &mut steps)?;
+    }
+    // The owner's own name prefix, suffix and namespace (Flux `spec.namePrefix`,
+    // `spec.targetNamespace`; Argo CD `kustomize.namePrefix`, `kustomize.namespace`).
+    if !build.name_prefix.is_empty() || !build.name_suffix.is_empty() {
+        steps.push(Step::Name {
+            file: "the owner's spec".into(),
+            prefix: build.name_prefix.clone(),
+            suffix: build.name_suffix.clone(),
+        });
+    }
+    if let Some(ns) = &build.namespace {
+        steps.push(Step::Namespace {
+            file: "the owner's spec".into(),
+            namespace: ns.clone(),
+        });
+    }
+    Ok(Definition {
+        doc,
+        layers,
+        steps,
+        files: reader.files,
+        kind: entry.kind.clone(),
+    })
+}
+
+fn layer_steps(
+    reader: &mut Reader<'_, '_>,
+    file: &str,
+    identity: &mut Identity,
+    steps: &mut Vec<Step>,
+) -> Result<(), Error> {
+    let text = reader
+        .text(file)?
+        .ok_or_else(|| bad(file, "the file does not exist at this commit"))?;
+    let (_, k) = first_doc(&text, file)?;
+    let dir = dir_of(file);
+    // Components listed here transform this layer's resources first.
+    if let Some(components) = k.get("components").and_then(Value::as_array) {
+        for c in components.iter().filter_map(Value::as_str) {
+            if is_remote(c) {
+                continue;
+            }
+            let Some(path) = join_path(&dir, c) else {
+                continue;
+            };
+            if let Some(kf) = kustomization_in(reader.snap, &path)? {
+                layer_steps(reader, &kf, identity, steps)?;
+            }
+        }
+    }
+    // Strategic merge patches listed as files or inline texts.
+    if let Some(items) = k.get("patchesStrategicMerge").and_then(Value::as_array) {
+        for (i, item) in items.iter().enumerate() {
+            let Some(s) = item.as_str() else { continue };
+            let at = FieldPath::keys(["patchesStrategicMerge"]).index(i);
+            let is_file = join_path(&dir, s)
+                .map(|p| reader.snap.kind(&p).ok().flatten() == Some(EntryKind::File))
+                .unwrap_or(false)
+                && !s.contains('\n');
+            if is_file {
+                let path = join_path(&dir, s).unwrap_or_default();
+                smp_file_steps(reader, &path, None, identity, steps)?;
+            } else if let Ok(v) = splice::parse_document(s)
+                && identity.named_by(&v)
+            {
+                steps.push(Step::Patch(Patch {
+                    json6902: false,
+                    text: PatchText::Inline {
+                        file: file.to_string(),
+                        at: at.clone(),
+                    },
+                    origin: format!("{file} ({at})"),
+                }));
+            }
+        }
+    }
+    // `patches`: a file or inline text, strategic merge or JSON 6902, with an optional target.
+    if let Some(items) = k.get("patches").and_then(Value::as_array) {
+        for (i, item) in items.iter().enumerate() {
+            let target = item.get("target");
+            if let Some(t) = target
+                && !identity.matches_target(t)
+            {
+                continue;
+            }
+            if let Some(p) = item.get("path").and_then(Value::as_str) {
+                let Some(path) = join_path(&dir, p) else {
+                    continue;
+                };
+                smp_file_steps(reader, &path, target, identity, steps)?;
+            } else if let Some(p) = item.get("patch").and_then(Value::as_str) {
+                let at = FieldPath::keys(["patches"]).index(i).key("patch");
+                let v = splice::parse_document(p).map_err(|e| {
+                    bad(
+                        file,
+                        format!("the inline patch at {at} is not valid YAML: {e}"),
+                    )
+                })?;
+                let json6902 = v.is_array();
+                if !json6902 && target.is_none() && !identity.named_by(&v) {
+                    continue;
+                }
+                steps.push(Step::Patch(Patch {
+                    json6902,
+                    text: PatchText::Inline {
+                        file: file.to_string(),
+                        at: at.clone(),
+                    },
+                    origin: format!("{file} ({at})"),
+                }));
+            }
+        }
+    }
+    if let Some(items) = k.get("patchesJson6902").and_then(Value::as_array) {
+        for (i, item) in items.iter().enumerate() {
+            if !item
+                .get("target")
+                .is_some_and(|t| identity.matches_target(t))
+            {
+                continue;
+            }
+            if let Some(p) = item.get("path").and_then(Value::as_str) {
+                let Some(path) = join_path(&dir, p) else {
+                    continue;
+                };
+                if reader.text(&path)?.is_none() {
+                    return Err(bad(
+                        file,
+                        format!("patchesJson6902[{i}] names {p}, which does not exist"),
+                    ));
+                }
+                steps.push(Step::Patch(Patch {
+                    json6902: true,
+                    text: PatchText::File {
+                        path: path.clone(),
+                        index: 0,
+                    },
+                    origin: path,
+                }));
+            } else if item.get("patch").is_some_and(Value::is_string) {
+                let at = FieldPath::keys(["patchesJson6902"]).index(i).key("patch");
+                steps.push(Step::Patch(Patch {
+                    json6902: true,
+                    text: PatchText::Inline {
+                        file: file.to_string(),
+                        at: at.clone(),
+                    },
+                    origin: format!("{file} ({at})"),
+                }));
+            }
+        }
+    }
+    if let Some(items) = k.get("replicas").and_then(Value::as_array) {
+        for (index, item) in items.iter().enumerate() {
+            let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
+            if identity.names.iter().any(|n| n == name) {
+                steps.push(Step::Replicas {
+                    file: file.to_string(),
+                    index,
+                });
+            }
+        }
+    }
+    if let Some(items) = k.get("images").and_then(Value::as_array) {
+        for index in 0..items.len() {
+            steps.push(Step::Images {
+                file: file.to_string(),
+                index,
+            });
+        }
+    }
+    let common = string_map(k.get("commonLabels"));
+    if !common.is_empty() {
+        identity.labels.extend(common.clone());
+        steps.push(Step::Labels {
+            file: file.to_string(),
+            field: "commonLabels".into(),
+            labels: common,
+            selectors: true,
+            templates: true,
+        });
+    }
+    if let Some(sets) = k.get("labels").and_then(Value::as_array) {
+        for (i, set) in sets.iter().enumerate() {
+            let pairs = string_map(set.get("pairs"));
+            if pairs.is_empty() {
+                continue;
+            }
+            let selectors = set.get("includeSelectors").and_then(Value::as_bool) == Some(true);
+            let templates =
+                selectors || set.get("includeTemplates").and_then(Value::as_bool) == Some(true);
+            identity.labels.extend(pairs.clone());
+            steps.push(Step::Labels {
+                file: file.to_string(),
+                field: format!("labels[{i}]"),
+                labels: pairs,
+                selectors,
+                templates,
+            });
+        }
+    }
+    let annotations = string_map(k.get("commonAnnotations"));
+    if !annotations.is_empty() {
+        identity.annotations.extend(annotations.clone());
+        steps.push(Step::Annotations {
+            file: file.to_string(),
+            annotations,
+        });
+    }
+    let prefix = k
+        .get("namePrefix")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let suffix = k
+        .get("nameSuffix")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if (!prefix.is_empty() || !suffix.is_empty()) && !NOT_PREFIXED.contains(&identity.kind.as_str())
+    {
+        let renamed: Vec<String> = identity
+            .names
+            .iter()
+            .map(|n| format!("{prefix}{n}{suffix}"))
+            .collect();
+        identity.names.extend(renamed);
+        steps.push(Step::Name {
+            file: file.to_string(),
+            prefix: prefix.to_string(),
+            suffix: suffix.to_string(),
+        });
+    }
+    if let Some(ns) = k
+        .get("namespace")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        identity.namespace = Some(ns.to_string());
+        steps.push(Step::Namespace {
+            file: file.to_string(),
+            namespace: ns.to_string(),
+        });
+    }
+    Ok(())
+}
+
+const NOT_PREFIXED: [&str; 3] = ["Namespace", "CustomResourceDefinition", "APIService"];
+
+/// The documents of a strategic merge patch file that apply to the object (a file can hold
+/// several patches; a JSON 6902 file is one list of operations).
+fn smp_file_steps(
+    reader: &mut Reader<'_, '_>,
+    path: &str,
+    target: Option<&Value>,
+    identity: &Identity,
+    steps: &mut Vec<Step>,
+) -> Result<(), Error> {
+    let text = reader
+        .text(path)?
+        .ok_or_else(|| bad(path, "the patch file does not exist at this commit"))?;
+    for d in splice::find_documents(&text) {
+        if d.is_empty() {
+            continue;
+        }
+        let v = splice::parse_document(&text[d.range.clone()])?;
+        let json6902 = v.is_array();
+        let applies = if json6902 {
+            target.is_some()
+        } else {
+            target.is_some() || identity.named_by(&v)
+        };
+        if applies {
+            steps.push(Step::Patch(Patch {
+                json6902,
+                text: PatchText::File {
+                    path: path.to_string(),
+                    index: d.index,
+                },
+                origin: path.to_string(),
+            }));
+        }
+    }
+    Ok(())
+}
+
+fn nth_doc(text: &str, index: usize) -> Option<DocSpan> {
+    splice::find_documents(text)
+        .into_iter()
+        .find(|d| d.index == index)
+}
+
+/// An image reference split as kustomize does: name, tag, digest.
+fn split_image(image: &str) -> (String, Option<String>, Option<String>) {
+    let (rest, digest) = match image.split_once('@') {
+        Some((r, d)) => (r, Some(d.to_string())),
+        None => (image, None),
+    };
+    // A tag is after the last `:` that comes after the last `/` (a registry port is not a tag).
+    let slash = rest.rfind('/').map_or(0, |i| i + 1);
+    match rest[slash..].rfind(':') {
+        Some(i) => (
+            rest[..slash + i].to_string(),
+            Some(rest[slash + i + 1..].to_string()),
+            digest,
+        ),
+        None => (rest.to_string(), None, digest),
+    }
+}
+
+fn join_image(name: &str, tag: Option<&str>, digest: Option<&str>) -> String {
+    match (tag, digest) {
+        (_, Some(d)) => format!("{name}@{d}"),
+        (Some(t), None) => format!("{name}:{t}"),
+        (None, None) => name.to_string(),
+    }
+}
+
+/// Kustomize's image transformer on one image, if the entry names it.
+fn transform_image(image: &str, entry: &Value) -> Option<String> {
+    let (name, tag, digest) = split_image(image);
+    if entry.get("name").and_then(Value::as_str) != Some(name.as_str()) {
+        return None;
+    }
+    let new_name = entry
+        .get("newName")
+        .and_then(Value::as_str)
+        .unwrap_or(&name);
+    let new_tag = entry.get("newTag").map(|t| match t {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    let new_digest = entry.get("digest").and_then(Value::as_str);
+    let (t, d) = match (new_digest, new_tag) {
+        (Some(d), _) => (None, Some(d.to_string())),
+        (None, Some(t)) => (Some(t), None),
+        (None, None) => (tag, digest),
+    };
+    Some(join_image(new_name, t.as_deref(), d.as_deref()))
+}
+
+/// The image fields of a pod template: (path, value).
+fn image_fields(obj: &Value, kind: &str) -> Vec<(FieldPath, String)> {
+    let Some(spec) = splice::pod_spec_path(kind) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for list in ["initContainers", "containers"] {
+        let path = spec.clone().key(list);
+        if let Some(items) = obj.pointer(&path.to_pointer()).and_then(Value::as_array) {
+            for (i, c) in items.iter().enumerate() {
+                if let Some(img) = c.get("image").and_then(Value::as_str) {
+                    out.push((path.clone().index(i).key("image"), img.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn is_workload(kind: &str) -> bool {
+    splice::pod_spec_path(kind).is_some() && kind != "Pod"
+}
+
+fn set_at(obj: &mut Value, path: &[&str], value: Value) {
+    let mut cur = obj;
+    for (i, k) in path.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let Value::Object(m) = cur else { return };
+        if i + 1 == path.len() {
+            m.insert((*k).to_string(), value);
+            return;
+        }
+        cur = m
+            .entry((*k).to_string())
+            .or_insert(Value::Object(Map::new()));
+    }
+}
+
+fn merge_into(obj: &mut Value, path: &[&str], pairs: &Map<String, Value>) {
+    for (k, v) in pairs {
+        let mut full: Vec<&str> = path.to_vec();
+        full.push(k);
+        set_at(obj, &full, v.clone());
+    }
+}
+
+/// Where a change goes.
+#[derive(Debug, Clone, PartialEq)]
+enum Route {
+    /// The document itself, at this path.
+    Base(FieldPath),
+    /// Step `step` (a patch), at this path inside the patch text.
+    Patch(usize, FieldPath),
+    /// A kustomization file's own fields (replicas / images entries).
+    Kustomization(String),
+}
+
+impl Definition {
+    /// Whether the object is exactly its document: no patch or transformer changes its content
+    /// (a namespace or name prefix only renames it).
+    pub fn is_plain(&self) -> Result<bool, Error> {
+        let states = self.states()?;
+        for (i, s) in self.steps.iter().enumerate() {
+            match s {
+                Step::Namespace { .. } | Step::Name { .. } => {}
+                Step::Patch(_) | Step::Replicas { .. } => return Ok(false),
+                _ if states[i] != states[i + 1] => return Ok(false),
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// Files that shape the object besides its own file (for messages).
+    pub fn sources(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for s in &self.steps {
+            let o = match s {
+                Step::Patch(p) => p.origin.clone(),
+                Step::Replicas { file, index } => format!("{file} (replicas[{index}])"),
+                Step::Images { .. } => continue,
+                Step::Labels { file, field, .. } => format!("{file} ({field})"),
+                Step::Annotations { file, .. } => format!("{file} (commonAnnotations)"),
+                Step::Namespace { file, .. } => format!("{file} (namespace)"),
+                Step::Name { file, .. } => format!("{file} (namePrefix/nameSuffix)"),
+            };
+            if !out.contains(&o) {
+                out.push(o);
+            }
+        }
+        out
+    }
+
+    /// The text and span of the object's document now.
+    pub fn base_doc(&self) -> Result<(String, DocSpan), Error> {
+        let text = self
+            .files
+            .get(&self.doc.file)
+            .ok_or_else(|| bad(&self.doc.file, "the file is gone"))?
+            .to_string();
+        let span = self.doc.span(&text).ok_or_else(|| {
+            bad(
+                &self.doc.file,
+                format!("no document of {} {} in it", self.doc.kind, self.doc.name),
+            )
+        })?;
+        Ok((text, span))
+    }
+
+    fn patch_value(&self, p: &Patch) -> Result<Value, Error> {
+        match &p.text {
+            PatchText::File { path, index } => {
+                let text = self
+                    .files
+                    .get(path)
+                    .ok_or_else(|| bad(path, "the patch file is gone"))?;
+                let span = nth_doc(text, *index)
+                    .ok_or_else(|| bad(path, format!("it has no document {index}")))?;
+                splice::parse_document(&text[span.range])
+            }
+            PatchText::Inline { file, at } => {
+                let s = self.inline_text(file, at)?;
+                splice::parse_document(&s)
+            }
+        }
+    }
+
+    fn inline_text(&self, file: &str, at: &FieldPath) -> Result<String, Error> {
+        let text = self
+            .files
+            .get(file)
+            .ok_or_else(|| bad(file, "the kustomization file is gone"))?;
+        let (_, k) = first_doc(text, file)?;
+        k.pointer(&at.to_pointer())
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| bad(file, format!("{at} is not a text")))
+    }
+
+    fn kustomization_value(&self, file: &str) -> Result<Value, Error> {
+        let text = self
+            .files
+            .get(file)
+            .ok_or_else(|| bad(file, "the kustomization file is gone"))?;
+        Ok(first_doc(text, file)?.1)
+    }
+
+    /// The object the sources give now, and the object before each step (`states[i]` is the
+    /// object before step `i`; the last is the result).
+    fn states(&self) -> Result<Vec<Value>, Error> {
+        let (text, span) = self.base_doc()?;
+        let mut v = splice::parse_document(&text[span.range])?;
+        let mut states = vec![v.clone()];
+        for step in &self.steps {
+            match step {
+                Step::Patch(p) => {
+                    let pv = self.patch_value(p)?;
+                    if p.json6902 {
+                        splice::json_patch(&mut v, &pv).map_err(|e| {
+                            bad(&p.origin, format!("the JSON patch does not apply: {e}"))
+                        })?;
+                    } else {
+                        let mut patch = pv;
+                        // The identity fields of a patch only select; they are not changes.
+                        if let Some(m) = patch.as_object_mut() {
+                            m.remove("apiVersion");
+                            m.remove("kind");
+                        }
+                        if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut)
+                        {
+                            meta.remove("name");
+                            meta.remove("namespace");
+                        }
+                        splice::strategic_merge_patch(&mut v, &patch);
+                    }
+                }
+                Step::Replicas { file, index } => {
+                    let k = self.kustomization_value(file)?;
+                    if let Some(count) = k.pointer(&format!("/replicas/{index}/count")) {
+                        set_at(&mut v, &["spec", "replicas"], count.clone());
+                    }
+                }
+                Step::Images { file, index } => {
+                    let k = self.kustomization_value(file)?;
+                    if let Some(entry) = k.pointer(&format!("/images/{index}")) {
+                        for (path, img) in image_fields(&v, &self.kind) {
+                            if let Some(new) = transform_image(&img, entry)
+                                && let Some(slot) = v.pointer_mut(&path.to_pointer())
+                            {
+                                *slot = Value::String(new);
+                            }
+                        }
+                    }
+                }
+                Step::Labels {
+                    labels,
+                    selectors,
+                    templates,
+                    ..
+                } => {
+                    merge_into(&mut v, &["metadata", "labels"], labels);
+                    if is_workload(&self.kind) {
+                        if *selectors {
+                            merge_into(&mut v, &["spec", "selector", "matchLabels"], labels);
+                        }
+                        if *templates {
+                            merge_into(&mut v, &["spec", "template", "metadata", "labels"], labels);
+                        }
+                    }
+                }
+                Step::Annotations { annotations, .. } => {
+                    merge_into(&mut v, &["metadata", "annotations"], annotations);
+                    if is_workload(&self.kind) {
+                        merge_into(
+                            &mut v,
+                            &["spec", "template", "metadata", "annotations"],
+                            annotations,
+                        );
+                    }
+                }
+                Step::Namespace { namespace, .. } => {
+                    if self.kind != "Namespace" {
+                        set_at(
+                            &mut v,
+                            &["metadata", "namespace"],
+                            Value::String(namespace.clone()),
+                        );
+                    }
+                }
+                Step::Name { prefix, suffix, .. } => {
+                    if !NOT_PREFIXED.contains(&self.kind.as_str())
+                        && let Some(Value::String(n)) = v.pointer_mut("/metadata/name")
+                    {
+                        *n = format!("{prefix}{n}{suffix}");
+                    }
+                }
+            }
+            states.push(v.clone());
+        }
+        Ok(states)
+    }
+
+    /// The object as the sources define it now.
+    pub fn effective(&self) -> Result<Value, Error> {
+        Ok(self.states()?.pop().unwrap_or(Value::Null))
+    }
+
+    /// Writes the change from `old` (the effective object now) to `new` into the sources; on
+    /// success [`Definition::files`] holds the new texts. Fails without changing anything when
+    /// a field is set for every object of a layer, or when the sources would not give `new`.
+    pub fn route(&mut self, old: &Value, new: &Value) -> Result<(), Error> {
+        let changes = splice::changes_between(old, new);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let states = self.states()?;
+        let mut routes: Vec<(Route, Change)> = Vec::new();
+        for c in &changes {
+            for r in self.route_one(&states, old, c)? {
+                routes.push(r);
+            }
+        }
+        let saved = self.files.clone();
+        let result = self.apply_routes(routes);
+        if let Err(e) = result {
+            self.files = saved;
+            return Err(e);
+        }
+        let now = self.effective();
+        match now {
+            Ok(v) if &v == new => Ok(()),
+            Ok(v) => {
+                let left: Vec<String> = splice::changes_between(&v, new)
+                    .iter()
+                    .map(|c| c.path().to_string())
+                    .collect();
+                self.files = saved;
+                Err(Error::KustomizeRoute {
+                    file: self.doc.file.clone(),
+                    paths: left.join(", "),
+                    sources: self.sources().join(", "),
+                })
+            }
+            Err(e) => {
+                self.files = saved;
+                Err(e)
+            }
+        }
+    }
+
+    /// Where one change goes.
+    fn route_one(
+        &self,
+        states: &[Value],
+        old: &Value,
+        change: &Change,
+    ) -> Result<Vec<(Route, Change)>, Error> {
+        let path = change.path().clone();
+        let segs = path.segments();
+        // Identity fields are never changed here.
+        let refuse = |file: &str, why: String| Error::LayerField {
+            path: path.to_string(),
+            file: file.to_string(),
+            why,
+        };
+        // Walk the steps from the last applied back to the first.
+        for (i, step) in self.steps.iter().enumerate().rev() {
+            match step {
+                Step::Namespace { file, .. } if key_path(segs) == ["metadata", "namespace"] => {
+                    return Err(refuse(file, "the namespace of every object there".into()));
+                }
+                Step::Name { file, .. } if key_path(segs) == ["metadata", "name"] => {
+                    return Err(refuse(
+                        file,
+                        "the name prefix or suffix of every object there".into(),
+                    ));
+                }
+                Step::Labels {
+                    file,
+                    field,
+                    labels,
+                    ..
+                } => {
+                    if let Some(k) = label_key(segs, "labels")
+                        && labels.contains_key(&k)
+                    {
+                        return Err(refuse(
+                            file,
+                            format!("{field}, which labels every object of that kustomization"),
+                        ));
+                    }
+                }
+                Step::Annotations {
+                    file, annotations, ..
+                } => {
+                    if let Some(k) = label_key(segs, "annotations")
+                        && annotations.contains_key(&k)
+                    {
+                        return Err(refuse(
+                            file,
+                            "commonAnnotations, which annotates every object of that kustomization"
+                                .into(),
+                        ));
+                    }
+                }
+                Step::Replicas { file, index } if key_path(segs) == ["spec", "replicas"] => {
+                    return Ok(vec![(
+                        Route::Kustomization(file.clone()),
+                        match change {
+                            Change::Set { value, .. } => Change::set(
+                                FieldPath::keys(["replicas"]).index(*index).key("count"),
+                                value.clone(),
+                            ),
+                            _ => {
+                                return Err(refuse(
+                                    file,
+                                    format!("replicas[{index}], which sets the replica count"),
+                                ));
+                            }
+                        },
+                    )]);
+                }
+                Step::Images { file, index } => {
+                    let before = &states[i];
+                    let after = &states[i + 1];
+                    let before_img = before.pointer(&path.to_pointer()).and_then(Value::as_str);
+                    let after_img = after.pointer(&path.to_pointer()).and_then(Value::as_str);
+                    let is_image = segs.last().is_some_and(|s| s.same_key("image"));
+                    if is_image && before_img.is_some() && before_img != after_img {
+                        let k = self.kustomization_value(file)?;
+                        let entry = k
+                            .pointer(&format!("/images/{index}"))
+                            .cloned()
+                            .unwrap_or_default();
+                        let Change::Set {
+                            value: Value::String(new_image),
+                            ..
+                        } = change
+                        else {
+                            return Err(refuse(
+                                file,
+                                format!("images[{index}], which sets this image"),
+                            ));
+                        };
+                        return Ok(image_entry_changes(&entry, *index, new_image)
+                            .into_iter()
+                            .map(|c| (Route::Kustomization(file.clone()), c))
+                            .collect());
+                    }
+                }
+                Step::Patch(p) => {
+                    let pv = self.patch_value(p)?;
+                    if p.json6902 {
+                        if let Some(r) = json6902_route(&pv, change, &p.origin, &path)? {
+                            return Ok(vec![(Route::Patch(i, r.clone()), change.clone_to(r))]);
+                        }
+                    } else if let Some(r) = smp_route(&states[i + 1], &pv, change, segs) {
+                        if matches!(change, Change::Delete { .. }) {
+                            // Delete it wherever it is set, so that it is gone for good.
+                            let mut all = vec![(Route::Patch(i, r.clone()), change.clone_to(r))];
+                            all.extend(self.deletes_before(states, i, change)?);
+                            return Ok(all);
+                        }
+                        return Ok(vec![(Route::Patch(i, r.clone()), change.clone_to(r))]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Not set by any step: the document itself.
+        let base = &states[0];
+        let mapped = map_path(old, base, segs).ok_or_else(|| Error::KustomizeRoute {
+            file: self.doc.file.clone(),
+            paths: path.to_string(),
+            sources: self.sources().join(", "),
+        })?;
+        Ok(vec![(Route::Base(mapped.clone()), change.clone_to(mapped))])
+    }
+
+    /// A delete also removes the field from earlier patches and the document.
+    fn deletes_before(
+        &self,
+        states: &[Value],
+        upto: usize,
+        change: &Change,
+    ) -> Result<Vec<(Route, Change)>, Error> {
+        let segs = change.path().segments();
+        let mut out = Vec::new();
+        for (i, step) in self.steps.iter().enumerate().take(upto) {
+            if let Step::Patch(p) = step
+                && !p.json6902
+            {
+                let pv = self.patch_value(p)?;
+                if let Some(r) = smp_route(&states[i + 1], &pv, change, segs) {
+                    out.push((Route::Patch(i, r.clone()), change.clone_to(r)));
+                }
+            }
+        }
+        if let Some(r) = map_path(&states[states.len() - 1], &states[0], segs)
+            && get(&states[0], r.segments()).is_some()
+        {
+            out.push((Route::Base(r.clone()), change.clone_to(r)));
+        }
+        Ok(out)
+    }
+
+    fn apply_routes(&mut self, routes: Vec<(Route, Change)>) -> Result<(), Error> {
+        let mut base = Vec::new();
+        let mut patches: BTreeMap<usize, Vec<Change>> = BTreeMap::new();
+        let mut kustomizations: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+        for (route, change) in routes {
+            match route {
+                Route::Base(_) => base.push(change),
+                Route::Patch(i, _) => patches.entry(i).or_default().push(change),
+                Route::Kustomization(file) => kustomizations.entry(file).or_default().push(change),
+            }
+        }
+        if !base.is_empty() {
+            let (text, span) = self.base_doc()?;
+            let new = splice::apply_changes_to_file(&text, &span, &base)?;
+            self.files.set(&self.doc.file.clone(), new);
+        }
+        for (i, changes) in patches {
+            let Some(Step::Patch(p)) = self.steps.get(i).cloned() else {
+                continue;
+            };
+            match &p.text {
+                PatchText::File { path, index } => {
+                    let text = self
+                        .files
+                        .get(path)
+                        .ok_or_else(|| bad(path, "the patch file is gone"))?
+                        .to_string();
+                    let span = nth_doc(&text, *index)
+                        .ok_or_else(|| bad(path, format!("it has no document {index}")))?;
+                    let new = splice::apply_changes_to_file(&text, &span, &changes)?;
+                    self.files.set(path, new);
+                }
+                PatchText::Inline { file, at } => {
+                    let inner = self.inline_text(file, at)?;
+                    let new_inner = splice::apply_changes(&inner, &changes)?;
+                    kustomizations
+                        .entry(file.clone())
+                        .or_default()
+                        .push(Change::set(at.clone(), Value::String(new_inner)));
+                }
+            }
+        }
+        for (file, changes) in kustomizations {
+            let text = self
+                .files
+                .get(&file)
+                .ok_or_else(|| bad(&file, "the kustomization file is gone"))?
+                .to_string();
+            let (span, _) = first_doc(&text, &file)?;
+            let new = splice::apply_changes_to_file(&text, &span, &changes)?;
+            self.files.set(&file, new);
+        }
+        Ok(())
+    }
+}
+
+trait ChangeExt {
+    fn clone_to(&self, path: FieldPath) -> Change;
+}
+
+impl ChangeExt for Change {
+    fn clone_to(&self, path: FieldPath) -> Change {
+        match self {
+            Change::Set { value, .. } => Change::set(path, value.clone()),
+            Change::Insert { value, .. } => Change::insert(path, value.clone()),
+            Change::Delete { .. } => Change::delete(path),
+        }
+    }
+}
+
+trait SegExt {
+    fn same_key(&self, k: &str) -> bool;
+}
+
+impl SegExt for PathSegment {
+    fn same_key(&self, k: &str) -> bool {
+        matches!(self, PathSegment::Key(s) if s == k)
+    }
+}
+
+fn key_path(segs: &[PathSegment]) -> Vec<String> {
+    segs.iter()
+        .map(|s| match s {
+            PathSegment::Key(k) => k.clone(),
+            PathSegment::Index(i) => i.to_string(),
+        })
+        .collect()
+}
+
+/// `metadata.<field>.<key>` (or the same under the selector or pod template): the key.
+fn label_key(segs: &[PathSegment], field: &str) -> Option<String> {
+    let keys = key_path(segs);
+    let k: Vec<&str> = keys.iter().map(String::as_str).collect();
+    match k.as_slice() {
+        ["metadata", f, key] if *f == field => Some((*key).to_string()),
+        ["spec", "template", "metadata", f, key] if *f == field => Some((*key).to_string()),
+        ["spec", "selector", "matchLabels", key] if field == "labels" => Some((*key).to_string()),
+        _ => None,
+    }
+}
+
+fn get<'v>(v: &'v Value, segs: &[PathSegment]) -> Option<&'v Value> {
+    let mut cur = v;
+    for s in segs {
+        cur = match (cur, s) {
+            (Value::Object(m), PathSegment::Key(k)) => m.get(k)?,
+            (Value::Array(a), PathSegment::Index(i)) => a.get(*i)?,
+            (Value::Array(a), PathSegment::Key(k)) => a.get(k.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Applies one change to a JSON value: `Set` creates missing parent maps (an index equal to a
+/// list's length appends), `Insert` inserts a list item, `Delete` removes a key or item. Returns
+/// false when the path runs into something else.
+pub(super) fn apply_change(root: &mut Value, change: &Change) -> bool {
+    let segs = change.path().segments();
+    let Some((last, parents)) = segs.split_last() else {
+        if let Change::Set { value, .. } = change {
+            *root = value.clone();
+            return true;
+        }
+        return false;
+    };
+    let mut cur = root;
+    for s in parents {
+        let next = match (cur, s) {
+            (Value::Object(m), PathSegment::Key(k)) => {
+                if !matches!(change, Change::Set { .. }) && !m.contains_key(k) {
+                    return matches!(change, Change::Delete { .. });
+                }
+                m.entry(k.clone())
+                    .or_insert_with(|| Value::Object(Map::new()))
+            }
+            (Value::Array(a), PathSegment::Index(i)) => match a.get_mut(*i) {
+                Some(v) => v,
+                None => return matches!(change, Change::Delete { .. }),
+            },
+            (v @ Value::Null, PathSegment::Key(k)) if matches!(change, Change::Set { .. }) => {
+                *v = Value::Object(Map::new());
+                let Value::Object(m) = v else { return false };
+                m.entry(k.clone())
+                    .or_insert_with(|| Value::Object(Map::new()))
+            }
+            _ => return matches!(change, Change::Delete { .. }),
+        };
+        cur = next;
+    }
+    match (cur, last, change) {
+        (Value::Object(m), PathSegment::Key(k), Change::Set { value, .. }) => {
+            m.insert(k.clone(), value.clone());
+            true
+        }
+        (Value::Object(m), PathSegment::Key(k), Change::Delete { .. }) => {
+            m.remove(k);
+            true
+        }
+        (Value::Array(a), PathSegment::Index(i), Change::Set { value, .. }) => {
+            if *i < a.len() {
+                a[*i] = value.clone();
+                true
+            } else if *i == a.len() {
+                a.push(value.clone());
+                true
+            } else {
+                false
+            }
+        }
+        (Value::Array(a), PathSegment::Index(i), Change::Insert { value, .. }) if *i <= a.len() => {
+            a.insert(*i, value.clone());
+            true
+        }
+        (Value::Array(a), PathSegment::Index(i), Change::Delete { .. }) => {
+            if *i < a.len() {
+                a.remove(*i);
+            }
+            true
+        }
+        (v @ Value::Null, PathSegment::Key(k), Change::Set { value, .. }) => {
+            let mut m = Map::new();
+            m.insert(k.clone(), value.clone());
+            *v = Value::Object(m);
+            true
+        }
+        (_, _, Change::Delete { .. }) => true,
+        _ => false,
+    }
+}
+
+fn merge_key_of(item: &Value) -> Option<(&'static str, &Value)> {
+    MERGE_KEYS
+        .iter()
+        .find_map(|k| item.get(*k).map(|v| (*k, v)))
+}
+
+/// The path in `to` of the field at `segs` in `from`: the same keys, and list items matched by
+/// their merge key (`name`, …), else by position when both lists are as long. A path to a
+/// field that does not exist yet maps through its existing parents.
+pub(super) fn map_path(from: &Value, to: &Value, segs: &[PathSegment]) -> Option<FieldPath> {
+    let mut out = FieldPath::root();
+    let (mut f, mut t) = (Some(from), Some(to));
+    for s in segs {
+        match s {
+            PathSegment::Key(k) => {
+                out = out.key(k.clone());
+                f = f.and_then(|v| v.get(k));
+                t = t.and_then(|v| v.get(k));
+            }
+            PathSegment::Index(i) => {
+                let (fl, tl) = (f.and_then(Value::as_array), t.and_then(Value::as_array));
+                let j = match (fl, tl) {
+                    (Some(fl), Some(tl)) => match fl.get(*i).and_then(merge_key_of) {
+                        Some((key, id)) => tl
+                            .iter()
+                            .position(|it| it.get(key) == Some(id))
+                            .or_else(|| (*i >= fl.len()).then_some(tl.len())),
+                        None if fl.len() == tl.len() => Some(*i),
+                        // A new item appended at the end.
+                        None if *i >= fl.len() => Some(tl.len()),
+                        None => None,
+                    },
+                    (None, Some(tl)) => Some((*i).min(tl.len())),
+                    (_, None) => Some(*i),
+                }?;
+                out = out.index(j);
+                f = fl.and_then(|a| a.get(*i));
+                t = tl.and_then(|a| a.get(j));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Where a strategic merge patch sets the field at `segs` of `eff` (the object right after the
+/// patch): the path inside the patch, if the patch sets it (or an ancestor that it replaces
+/// whole). For a new field, the patch counts when it holds the closest existing parent map.
+fn smp_route(
+    eff: &Value,
+    patch: &Value,
+    change: &Change,
+    segs: &[PathSegment],
+) -> Option<FieldPath> {
+    let mut out = FieldPath::root();
+    let (mut e, mut p) = (Some(eff), patch);
+    for (n, s) in segs.iter().enumerate() {
+        let rest = || {
+            FieldPath(
+                out.0
+                    .iter()
+                    .cloned()
+                    .chain(segs[n..].iter().cloned())
+                    .collect(),
+            )
+        };
+        match (p, s) {
+            (Value::Object(m), PathSegment::Key(k)) => {
+                if n == 0 && matches!(k.as_str(), "apiVersion" | "kind") {
+                    return None;
+                }
+                match m.get(k) {
+                    Some(next) => {
+                        out = out.key(k.clone());
+                        p = next;
+                        e = e.and_then(|v| v.get(k));
+                    }
+                    None => {
+                        // A new key under a map the patch holds: only for a field the object
+                        // does not have yet, directly under a map the patch writes.
+                        let new_field = e.and_then(|v| v.get(k)).is_none();
+                        let is_set = matches!(change, Change::Set { .. } | Change::Insert { .. });
+                        if new_field && is_set && n + 1 == segs.len() && n > 0 {
+                            return Some(out.key(k.clone()));
+                        }
+                        return None;
+                    }
+                }
+            }
+            (Value::Array(items), PathSegment::Index(i)) => {
+                let el = e.and_then(Value::as_array);
+                let eitem = el.and_then(|a| a.get(*i));
+                match eitem.and_then(merge_key_of) {
+                    Some((key, id)) if items.iter().all(|it| it.get(key).is_some()) => {
+                        let j = items.iter().position(|it| it.get(key) == Some(id))?;
+                        out = out.index(j);
+                        p = &items[j];
+                        e = eitem;
+                    }
+                    // The patch replaces the whole list: it sets every item.
+                    _ => return Some(rest()),
+                }
+            }
+            // The patch deletes (null) or sets a whole value at an ancestor.
+            (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_), _) => {
+                return Some(rest());
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Where a JSON 6902 patch sets the field: `[op index, "value", rest…]` of the last `add` or
+/// `replace` whose path is the field or a parent of it. A field the patch removes, copies or
+/// moves is refused.
+fn json6902_route(
+    ops: &Value,
+    change: &Change,
+    origin: &str,
+    path: &FieldPath,
+) -> Result<Option<FieldPath>, Error> {
+    let Some(ops) = ops.as_array() else {
+        return Ok(None);
+    };
+    let segs = key_path(path.segments());
+    for (i, op) in ops.iter().enumerate().rev() {
+        let Some(p) = op.get("path").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(op_path) = FieldPath::from_pointer(p) else {
+            continue;
+        };
+        let op_segs = key_path(op_path.segments());
+        let prefix = op_segs.len() <= segs.len() && op_segs == segs[..op_segs.len()];
+        if !prefix {
+            continue;
+        }
+        match op.get("op").and_then(Value::as_str) {
+            Some("add" | "replace") if op_segs.last().is_some_and(|l| l != "-") => {
+                let mut out = FieldPath::root().index(i).key("value");
+                for s in &path.segments()[op_segs.len()..] {
+                    out.0.push(s.clone());
+                }
+                if matches!(change, Change::Delete { .. }) && out.segments().len() == 2 {
+                    return Err(Error::LayerField {
+                        path: path.to_string(),
+                        file: origin.to_string(),
+                        why: format!(
+                            "operation {i} of a JSON patch, which adds it; remove the operation by hand"
+                        ),
+                    });
+                }
+                return Ok(Some(out));
+            }
+            Some(other) => {
+                return Err(Error::LayerField {
+                    path: path.to_string(),
+                    file: origin.to_string(),
+                    why: format!("operation {i} ({other}) of a JSON patch; edit the patch by hand"),
+                });
+            }
+            None => continue,
+        }
+    }
+    Ok(None)
+}
+
+/// The changes to a kustomize `images` entry that make it give `new_image`.
+fn image_entry_changes(entry: &Value, index: usize, new_image: &str) -> Vec<Change> {
+    let base = FieldPath::keys(["images"]).index(index);
+    let (name, tag, digest) = split_image(new_image);
+    let current_name = entry
+        .get("newName")
+        .or_else(|| entry.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    if name != current_name {
+        out.push(Change::set(
+            base.clone().key("newName"),
+            Value::String(name),
+        ));
+    }
+    match (tag, digest) {
+        (_, Some(d)) => {
+            out.push(Change::set(base.clone().key("digest"), Value::String(d)));
+            if entry.get("newTag").is_some() {
+                out.push(Change::delete(base.clone().key("newTag")));
+            }
+        }
+        (Some(t), None) => {
+            out.push(Change::set(base.clone().key("newTag"), Value::String(t)));
+            if entry.get("digest").is_some() {
+                out.push(Change::delete(base.clone().key("digest")));
+            }
+        }
+        (None, None) => {
+            for k in ["newTag", "digest"] {
+                if entry.get(k).is_some() {
+                    out.push(Change::delete(base.clone().key(k)));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn target_patterns() {
+        assert!(pattern_matches("web", "web"));
+        assert!(!pattern_matches("web", "web2"));
+        assert!(pattern_matches(".*", "anything"));
+        assert!(pattern_matches("^web-.*$", "web-api"));
+        assert!(pattern_matches("api|web", "web"));
+        assert!(pattern_matches("web\\.v1", "web.v1"));
+        assert!(!pattern_matches("web\\.v1", "webxv1"));
+    }
+
+    #[test]
+    fn selectors() {
+        let labels = json!({"app": "web", "tier": "front"});
+        let l = labels.as_object().unwrap();
+        assert!(selector_matches("app=web", l));
+        assert!(selector_matches("app==web,tier", l));
+        assert!(!selector_matches("app!=web", l));
+        assert!(selector_matches("!missing", l));
+    }
+
+    #[test]
+    fn images_split_and_transform() {
+        assert_eq!(
+            split_image("registry:5000/web:1.2"),
+            ("registry:5000/web".into(), Some("1.2".into()), None)
+        );
+        assert_eq!(
+            split_image("web@sha256:abc"),
+            ("web".into(), None, Some("sha256:abc".into()))
+        );
+        let e = json!({"name": "ghcr.io/acme/web", "newTag": "1.8.1"});
+        assert_eq!(
+            transform_image("ghcr.io/acme/web:1.0", &e).as_deref(),
+            Some("ghcr.io/acme/web:1.8.1")
+        );
+        assert_eq!(transform_image("other:1.0", &e), None);
+        assert_eq!(
+            image_entry_changes(&e, 0, "ghcr.io/acme/web:1.8.2"),
+            vec![Change::set(
+                FieldPath::keys(["images"]).index(0).key("newTag"),
+                json!("1.8.2")
+            )]
+        );
+    }
+
+    #[test]
+    fn paths_map_through_named_items() {
+        let from = json!({"c": [{"name": "a", "x": 1}, {"name": "b", "x": 2}]});
+        let to = json!({"c": [{"name": "b", "x": 2}]});
+        let p = FieldPath::keys(["c"]).index(1).key("x");
+        assert_eq!(
+            map_path(&from, &to, p.segments()),
+            Some(FieldPath::keys(["c"]).index(0).key("x"))
+        );
+        let patch = json!({"spec": {"c": [{"name": "b", "x": 5}]}});
+        let eff = json!({"spec": {"c": [{"name": "a", "x": 1}, {"name": "b", "x": 5}]}});
+        let change = Change::set(FieldPath::keys(["spec", "c"]).index(1).key("x"), json!(6));
+        assert_eq!(
+            smp_route(&eff, &patch, &change, change.path().segments()),
+            Some(FieldPath::keys(["spec", "c"]).index(0).key("x"))
+        );
+        let change = Change::set(FieldPath::keys(["spec", "c"]).index(0).key("x"), json!(6));
+        assert_eq!(
+            smp_route(&eff, &patch, &change, change.path().segments()),
+            None
+        );
+    }
+}

@@ -1,0 +1,375 @@
+//! The command line: `kubectl gitops <verb>`, kubectl conventions throughout (`--kubeconfig`,
+//! `--context`, `-n`, `-A`, `-l`, `-o`). Verbs are one clap enum so new ones (edit, scale, set
+//! image, patch, label, annotate, break-glass, exceptions) slot in next to these.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::Error;
+
+pub mod session;
+
+/// Options every verb takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace (default: the context's namespace).
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// A clone of a source repository to read instead of the cache (repeatable). Matched to
+    /// sources by its remotes; a single --repo is used for every source when no remote matches.
+    #[arg(long = "repo", global = true, value_name = "PATH")]
+    pub repos: Vec<PathBuf>,
+    /// The guard's config file (for agent and Argo CD settings); default: built-in defaults.
+    #[arg(long = "guard-config", global = true, value_name = "FILE")]
+    pub guard_config: Option<PathBuf>,
+}
+
+/// Output formats of `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+/// `kubectl gitops`: which Git commit owns each live resource.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-gitops",
+    bin_name = "kubectl gitops",
+    version,
+    about = "Which Git file and commit own each live Kubernetes object managed by Flux or Argo CD",
+    long_about = None,
+    after_help = "Examples:
+  kubectl gitops status -n prod
+  kubectl gitops status deployment/web service -n prod -o wide
+  kubectl gitops trace deployment/web -n prod
+  kubectl gitops blame configmap/web-env -n prod
+  source <(kubectl gitops completion bash)
+
+The Git repository of a source is read from the clone you run in (matched by its remotes), from
+--repo PATH, or from a clone kept in $XDG_CACHE_HOME/kubectl-gitops/ (fetched when the applied
+commit is missing).
+
+Exit status: 0 when everything asked for was found, 1 on any error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Owner, applied revision, file and last commit of every managed object.
+    #[command(after_help = "Examples:
+  # every managed object in the current namespace
+  kubectl gitops status
+  # deployments and one service in prod, with source, path and full dates
+  kubectl gitops status deployments service/web -n prod -o wide
+  # everything, including unmanaged objects, in all namespaces, as JSON
+  kubectl gitops status -A --all -o json
+  # objects with a label
+  kubectl gitops status -l app=web -n prod
+
+DRIFT shows the newest field manager that changed a field Git does not explain
+(`kubectl-edit 5m ago`); `kubectl gitops blame` shows which fields.")]
+    Status(StatusArgs),
+    /// The whole chain for one object: owner, source, applied commit, file, last change, link.
+    #[command(after_help = "Examples:
+  kubectl gitops trace deployment/web -n prod
+  kubectl gitops trace deploy web -n prod -o json")]
+    Trace(TraceArgs),
+    /// The object's YAML, each line annotated with the Git commit or field manager that set it.
+    #[command(after_help = "Examples:
+  kubectl gitops blame deployment/web -n prod
+  kubectl gitops blame cm/web-env -n prod --show-defaults
+  kubectl gitops blame deployment/web -n prod -o json
+
+Lines set by Git show the commit, author and age of the manifest line (git blame of the file at
+the applied commit). Lines no Git line explains show the field manager and when it wrote:
+the agent (kustomize-controller, helm-controller, argocd-controller), Kubernetes, or anyone
+else, which is drift. Server-maintained metadata and status are left out; fields nobody set
+(server defaults) only with --show-defaults.")]
+    Blame(BlameArgs),
+    /// Open (or close) a time-boxed, reasoned break-glass window on one object or a namespace.
+    #[command(
+        name = "break-glass",
+        after_help = "Examples:
+  kubectl gitops break-glass deployment/web -n prod --for 1h --reason \"payments down, Git host unreachable\" --ticket INC-123
+  kubectl gitops break-glass ns/prod --for 30m --reason \"registry outage\"
+  kubectl gitops break-glass deployment/web -n prod --close
+
+Only members of the guard's breakGlass.groups may open, extend or close a window, for at most
+breakGlass.maxDuration. Inside it their changes pass with a warning and are recorded as Events;
+afterwards the object is guarded again by itself. `kubectl gitops exceptions` lists what to bring
+back into Git."
+    )]
+    BreakGlass(BreakGlassArgs),
+    /// Every active exception: allowances from Git, break-glass windows, and what changed under them.
+    #[command(after_help = "Examples:
+  kubectl gitops exceptions -n prod
+  kubectl gitops exceptions -A -o yaml > exceptions-audit.yaml
+  kubectl gitops exceptions -A --expired-within 168h
+
+CHANGED BY HAND lists hand edits (kubectl-edit, kubectl-patch, …) made while a window was open
+that the agent has not taken back yet: the things to bring back into Git.")]
+    Exceptions(ExceptionsArgs),
+    /// Changes through a pull request: edit, scale, set image, patch, label, annotate.
+    #[command(flatten)]
+    Change(crate::change::ChangeCommand),
+    /// Print a shell completion script (bash, zsh or fish).
+    #[command(after_help = "Examples:
+  source <(kubectl gitops completion bash)
+  kubectl gitops completion zsh > \"${fpath[1]}/_kubectl-gitops\"
+  kubectl gitops completion fish > ~/.config/fish/completions/kubectl-gitops.fish")]
+    Completion(CompletionArgs),
+}
+
+/// `status` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// TYPE, TYPE/NAME, TYPE1,TYPE2 or TYPE NAME... as with kubectl get (default: every type).
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// List objects in all namespaces (and cluster-scoped ones).
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Label selector, e.g. app=web.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Format,
+    /// Also list objects no GitOps agent manages.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Output formats of `trace` and `blame`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DetailFormat {
+    Text,
+    Json,
+    Yaml,
+}
+
+/// `trace` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// TYPE/NAME, or TYPE NAME.
+    #[arg(value_name = "TYPE/NAME")]
+    pub resource: String,
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: DetailFormat,
+}
+
+/// `blame` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct BlameArgs {
+    /// TYPE/NAME, or TYPE NAME.
+    #[arg(value_name = "TYPE/NAME")]
+    pub resource: String,
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: DetailFormat,
+    /// Also print fields nobody set (server defaults).
+    #[arg(long)]
+    pub show_defaults: bool,
+}
+
+/// `break-glass` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct BreakGlassArgs {
+    /// TYPE/NAME, or ns/NAME for every object in a namespace.
+    #[arg(value_name = "TYPE/NAME")]
+    pub resource: String,
+    /// How long the window stays open, e.g. 30m, 1h (at most the guard's breakGlass.maxDuration).
+    #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
+    pub duration: String,
+    /// Why Git cannot be used right now (required to open a window).
+    #[arg(long, required_unless_present = "close")]
+    pub reason: Option<String>,
+    /// An incident or ticket reference.
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// End the window now.
+    #[arg(long, conflicts_with_all = ["reason", "ticket"])]
+    pub close: bool,
+}
+
+/// `exceptions` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ExceptionsArgs {
+    /// Look in all namespaces (and at cluster-scoped objects).
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: crate::exceptions::Format,
+    /// Also list windows that ended less than this long ago.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub expired_within: String,
+}
+
+/// Shells `completion` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// `completion` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionArgs {
+    pub shell: Shell,
+}
+
+/// `TYPE/NAME` or `TYPE NAME` → (TYPE, NAME).
+pub fn type_and_name(resource: &str, name: Option<&str>) -> Result<(String, String), Error> {
+    match (resource.split_once('/'), name) {
+        (Some((t, n)), None) if !t.is_empty() && !n.is_empty() => {
+            Ok((t.to_string(), n.to_string()))
+        }
+        (None, Some(n)) if !n.is_empty() => Ok((resource.to_string(), n.to_string())),
+        _ => Err(Error::Usage(format!(
+            "expected TYPE/NAME or TYPE NAME (e.g. deployment/web), got {:?}",
+            match name {
+                Some(n) => format!("{resource} {n}"),
+                None => resource.to_string(),
+            }
+        ))),
+    }
+}
+
+/// Writes a completion script for `kubectl-gitops`.
+pub fn completion(shell: Shell, out: &mut dyn std::io::Write) {
+    let mut cmd = Cli::command();
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "kubectl-gitops", out);
+}
+
+/// Runs a verb; `Ok(false)`: it ran but some of what was asked for failed (exit status 1).
+pub fn run(cli: Cli) -> Result<bool, Error> {
+    let Cli { global, command } = cli;
+    match command {
+        Command::Status(args) => crate::status::run(&global, &args),
+        Command::Trace(args) => crate::trace::run(&global, &args),
+        Command::Blame(args) => crate::blame::run(&global, &args),
+        Command::BreakGlass(args) => crate::exceptions::run_break_glass(&global, &args),
+        Command::Exceptions(args) => crate::exceptions::run(&global, &args),
+        Command::Change(cmd) => crate::change::run(&global, cmd),
+        Command::Completion(args) => {
+            completion(args.shell, &mut std::io::stdout());
+            Ok(true)
+        }
+    }
+}
+
+/// Parses the command line (exit 0 for --help/--version, 1 for usage errors) and runs the verb.
+pub fn main() -> ExitCode {
+    // gix's HTTP transport (reqwest) uses the process-wide rustls provider: ring, as kube does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 1,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kubectl_style_flags() {
+        let cli = Cli::try_parse_from([
+            "kubectl-gitops",
+            "status",
+            "deploy/web",
+            "svc",
+            "-n",
+            "prod",
+            "-o",
+            "wide",
+            "-l",
+            "app=web",
+            "--kubeconfig",
+            "/tmp/kc",
+            "--context",
+            "dev",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.namespace.as_deref(), Some("prod"));
+        assert_eq!(cli.global.context.as_deref(), Some("dev"));
+        let Command::Status(s) = cli.command else {
+            panic!("status")
+        };
+        assert_eq!(s.resources, vec!["deploy/web", "svc"]);
+        assert_eq!(s.output, Format::Wide);
+        assert_eq!(s.selector.as_deref(), Some("app=web"));
+        assert!(Cli::try_parse_from(["kubectl-gitops", "status", "-o", "xml"]).is_err());
+    }
+
+    #[test]
+    fn type_and_name_forms() {
+        assert_eq!(
+            type_and_name("deploy/web", None).unwrap(),
+            ("deploy".into(), "web".into())
+        );
+        assert_eq!(
+            type_and_name("deploy", Some("web")).unwrap(),
+            ("deploy".into(), "web".into())
+        );
+        assert!(type_and_name("deploy", None).is_err());
+        assert!(type_and_name("/web", None).is_err());
+    }
+
+    #[test]
+    fn completion_scripts_name_the_verbs() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let mut out = Vec::new();
+            completion(shell, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                text.contains("status") && text.contains("blame") && text.contains("trace"),
+                "{shell:?}"
+            );
+        }
+    }
+}

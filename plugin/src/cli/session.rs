@@ -1,0 +1,85 @@
+//! What every verb sets up: the guard config, an async runtime for the cluster, the cluster
+//! connection with discovery, the namespace, and the repository finder.
+
+use std::path::Path;
+
+use gitops_guard_core::Config;
+use serde_json::Value;
+
+use super::Global;
+use crate::Error;
+use crate::cluster::{self, Cluster, Resource};
+use crate::git::RepoFinder;
+use crate::git::cache::default_cache_dir;
+
+/// A verb's working state.
+pub struct Session {
+    pub rt: tokio::runtime::Runtime,
+    pub cluster: Cluster,
+    pub config: Config,
+    /// `-n`, else the context's namespace.
+    pub namespace: String,
+    pub finder: RepoFinder,
+}
+
+/// The guard config from `--guard-config`, else the defaults.
+pub fn load_config(path: Option<&Path>) -> Result<Config, Error> {
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Config::from_yaml(&text).map_err(|e| Error::GuardConfig {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+impl Session {
+    pub fn open(global: &Global) -> Result<Session, Error> {
+        let config = load_config(global.guard_config.as_deref())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Io {
+                path: "the async runtime".into(),
+                message: e.to_string(),
+            })?;
+        let mut cluster = rt.block_on(cluster::connect(
+            global.kubeconfig.as_deref(),
+            global.context.as_deref(),
+        ))?;
+        rt.block_on(cluster.discover())?;
+        let namespace = global
+            .namespace
+            .clone()
+            .unwrap_or_else(|| cluster.default_namespace.clone());
+        let cwd = std::env::current_dir().ok();
+        let finder = RepoFinder::new(&global.repos, cwd.as_deref(), default_cache_dir())?;
+        Ok(Session {
+            rt,
+            cluster,
+            config,
+            namespace,
+            finder,
+        })
+    }
+
+    /// One object named `TYPE` + `NAME` in the session's namespace.
+    pub fn get(&self, type_name: &str, name: &str) -> Result<(Resource, Value), Error> {
+        let r = self.cluster.resolve_type(type_name)?.clone();
+        let ns = r.namespaced.then_some(self.namespace.as_str());
+        let found = self.rt.block_on(self.cluster.get(&r, ns, name))?;
+        match found {
+            Some(v) => Ok((r, v)),
+            None => Err(Error::NotFound {
+                resource: match ns {
+                    Some(ns) => format!("{}/{name} in {ns}", r.display_kind()),
+                    None => format!("{}/{name}", r.display_kind()),
+                },
+            }),
+        }
+    }
+}

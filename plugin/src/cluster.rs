@@ -1,0 +1,351 @@
+//! Reading the cluster: kubeconfig and context like kubectl, API discovery (so TYPE arguments
+//! resolve as kubectl resolves them: `deployment`, `deploy`, `deployments.apps`, `Deployment`),
+//! listing and getting objects as JSON.
+
+use std::path::Path;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::Value;
+
+use crate::Error;
+
+/// One resource type the server serves (preferred version of its group).
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub api: ApiResource,
+    pub namespaced: bool,
+    pub singular: String,
+    pub short_names: Vec<String>,
+    pub verbs: Vec<String>,
+}
+
+impl Resource {
+    /// `deployment.apps`-style name used in messages.
+    pub fn display_kind(&self) -> String {
+        self.api.kind.to_lowercase()
+    }
+}
+
+/// A connection to the cluster and what it serves.
+pub struct Cluster {
+    pub client: kube::Client,
+    /// The namespace `-n` defaults to (the context's namespace, else `default`).
+    pub default_namespace: String,
+    resources: Vec<Resource>,
+}
+
+/// Resources never worth listing for `status` (copies of other objects, or not objects at all).
+const NOT_LISTED: &[(&str, &str)] = &[
+    ("", "events"),
+    ("events.k8s.io", "events"),
+    ("", "endpoints"),
+    ("discovery.k8s.io", "endpointslices"),
+    ("", "componentstatuses"),
+    ("coordination.k8s.io", "leases"),
+    ("metrics.k8s.io", "pods"),
+    ("metrics.k8s.io", "nodes"),
+];
+
+fn kube_error(action: impl Into<String>, e: kube::Error) -> Error {
+    let message = match &e {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    };
+    Error::Kube {
+        action: action.into(),
+        message,
+    }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Connects with `--kubeconfig` (else `$KUBECONFIG`, `~/.kube/config`, in-cluster) and `--context`.
+pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Cluster, Error> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig {
+                message: format!("{}: {e}", path.display()),
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| Error::Kubeconfig {
+                    message: e.to_string(),
+                })?
+        }
+        None if context.is_some() => {
+            kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| Error::Kubeconfig {
+                    message: e.to_string(),
+                })?
+        }
+        None => kube::Config::infer().await.map_err(|e| Error::Kubeconfig {
+            message: e.to_string(),
+        })?,
+    };
+    let default_namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config).map_err(|e| Error::Kubeconfig {
+        message: e.to_string(),
+    })?;
+    Ok(Cluster {
+        client,
+        default_namespace,
+        resources: Vec::new(),
+    })
+}
+
+fn add_list(out: &mut Vec<Resource>, group: &str, version: &str, list: APIResourceList) {
+    for r in list.resources {
+        if r.name.contains('/') {
+            continue; // subresource
+        }
+        let api_version = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        out.push(Resource {
+            api: ApiResource {
+                group: group.to_string(),
+                version: version.to_string(),
+                api_version,
+                kind: r.kind,
+                plural: r.name,
+            },
+            namespaced: r.namespaced,
+            singular: r.singular_name,
+            short_names: r.short_names.unwrap_or_default(),
+            verbs: r.verbs,
+        });
+    }
+}
+
+impl Cluster {
+    /// Reads what the server serves: the core group and the preferred version of every group.
+    pub async fn discover(&mut self) -> Result<(), Error> {
+        if !self.resources.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        let core = self
+            .client
+            .list_core_api_resources("v1")
+            .await
+            .map_err(|e| kube_error("API discovery (/api/v1)", e))?;
+        add_list(&mut out, "", "v1", core);
+        let groups = self
+            .client
+            .list_api_groups()
+            .await
+            .map_err(|e| kube_error("API discovery (/apis)", e))?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, g) in groups.groups.into_iter().enumerate() {
+            let Some(preferred) = g.preferred_version.or_else(|| g.versions.first().cloned())
+            else {
+                continue;
+            };
+            let client = self.client.clone();
+            tasks.spawn(async move {
+                let list = client
+                    .list_api_group_resources(&preferred.group_version)
+                    .await;
+                (i, g.name, preferred.version, list)
+            });
+        }
+        let mut lists = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let Ok((i, group, version, list)) = done else {
+                continue;
+            };
+            // An unavailable aggregated API (metrics-server down) must not break everything.
+            if let Ok(list) = list {
+                lists.push((i, group, version, list));
+            }
+        }
+        lists.sort_by_key(|(i, ..)| *i);
+        for (_, group, version, list) in lists {
+            add_list(&mut out, &group, &version, list);
+        }
+        self.resources = out;
+        Ok(())
+    }
+
+    /// Resolves a TYPE like kubectl: plural, singular, short name or kind, optionally
+    /// `.group` or `.version.group` qualified.
+    pub fn resolve_type(&self, name: &str) -> Result<&Resource, Error> {
+        let unknown = || Error::UnknownResourceType {
+            name: name.to_string(),
+        };
+        let lower = name.to_lowercase();
+        let (base, qualifier) = match lower.split_once('.') {
+            Some((b, q)) => (b.to_string(), Some(q.to_string())),
+            None => (lower.clone(), None),
+        };
+        let matches_name = |r: &Resource| {
+            r.api.plural == base
+                || r.singular == base
+                || r.api.kind.to_lowercase() == base
+                || r.short_names.iter().any(|s| s == &base)
+        };
+        let matches_group = |r: &Resource| match &qualifier {
+            None => true,
+            Some(q) => {
+                q == &r.api.group
+                    || q == &format!("{}.{}", r.api.version, r.api.group)
+                    || (r.api.group.is_empty() && q == &r.api.version)
+            }
+        };
+        let found: Vec<&Resource> = self
+            .resources
+            .iter()
+            .filter(|r| matches_name(r) && matches_group(r))
+            .collect();
+        // Several groups serve the name (events, ingresses on old servers): kubectl's order puts
+        // the core group first, and "extensions" last.
+        found
+            .iter()
+            .find(|r| r.api.group.is_empty())
+            .or_else(|| found.iter().find(|r| r.api.group != "extensions"))
+            .or_else(|| found.first())
+            .copied()
+            .ok_or_else(unknown)
+    }
+
+    /// The resource serving `kind` in `group` (for owners and sources).
+    pub fn resource_for(&self, group: &str, kind: &str) -> Option<&Resource> {
+        self.resources
+            .iter()
+            .find(|r| r.api.group == group && r.api.kind == kind)
+    }
+
+    /// Everything `status` lists when no TYPE is given: listable resources, minus copies
+    /// (events, endpoints, …) and types served twice under an old group name.
+    pub fn listable(&self, namespaced_only: bool) -> Vec<&Resource> {
+        self.resources
+            .iter()
+            .filter(|r| r.verbs.iter().any(|v| v == "list"))
+            .filter(|r| !namespaced_only || r.namespaced)
+            .filter(|r| !NOT_LISTED.contains(&(r.api.group.as_str(), r.api.plural.as_str())))
+            .filter(|r| {
+                // Served by a newer group too (extensions/ingresses on 1.20): list that one.
+                !(r.api.group == "extensions"
+                    && self
+                        .resources
+                        .iter()
+                        .any(|o| o.api.group != "extensions" && o.api.kind == r.api.kind))
+            })
+            .collect()
+    }
+
+    fn api(&self, r: &Resource, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace {
+            Some(ns) if r.namespaced => Api::namespaced_with(self.client.clone(), ns, &r.api),
+            _ => Api::all_with(self.client.clone(), &r.api),
+        }
+    }
+
+    /// Lists objects (all pages). `namespace`: `None` for all namespaces.
+    pub async fn list(
+        &self,
+        r: &Resource,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Vec<Value>, Error> {
+        let api = self.api(r, namespace);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(500);
+            if let Some(s) = selector {
+                lp = lp.labels(s);
+            }
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let list = api
+                .list(&lp)
+                .await
+                .map_err(|e| kube_error(format!("listing {}", r.api.plural), e))?;
+            for obj in list.items {
+                out.push(to_json(obj, r));
+            }
+            token = list.metadata.continue_.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lists, ignoring types the user may not list (403) or that vanished (404).
+    pub async fn list_lenient(
+        &self,
+        r: &Resource,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Vec<Value>, Error> {
+        match self.list(r, namespace, selector).await {
+            Ok(v) => Ok(v),
+            Err(Error::Kube { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One object; `None` if it does not exist.
+    pub async fn get(
+        &self,
+        r: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, Error> {
+        let api = self.api(r, namespace);
+        match api.get(name).await {
+            Ok(obj) => Ok(Some(to_json(obj, r))),
+            Err(e) if is_status(&e, 404) => Ok(None),
+            Err(e) => Err(kube_error(
+                format!("getting {}/{name}", r.display_kind()),
+                e,
+            )),
+        }
+    }
+
+    /// One object by group and kind (owners, sources); an error names a missing CRD.
+    pub async fn get_kind(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, Error> {
+        let Some(r) = self.resource_for(group, kind) else {
+            return Err(Error::Kube {
+                action: format!("getting {kind} {namespace}/{name}"),
+                message: format!(
+                    "the cluster does not serve {kind} ({group}); is its CRD installed?"
+                ),
+            });
+        };
+        let r = r.clone();
+        self.get(&r, Some(namespace), name).await
+    }
+}
+
+fn to_json(obj: DynamicObject, r: &Resource) -> Value {
+    let mut v = serde_json::to_value(&obj).unwrap_or(Value::Null);
+    if let Some(map) = v.as_object_mut() {
+        map.insert(
+            "apiVersion".into(),
+            Value::String(r.api.api_version.clone()),
+        );
+        map.insert("kind".into(), Value::String(r.api.kind.clone()));
+    }
+    v
+}

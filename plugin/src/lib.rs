@@ -1,0 +1,19 @@
+//! kubectl-gitops as a library: the binary in `main.rs` is a thin CLI over these modules.
+#![forbid(unsafe_code)]
+
+pub mod blame;
+pub mod change;
+pub mod cli;
+pub mod cluster;
+pub mod error;
+pub mod exceptions;
+pub mod forge;
+pub mod git;
+pub mod locate;
+pub mod manifest;
+pub mod output;
+pub mod splice;
+pub mod status;
+pub mod trace;
+
+pub use error::Error;

@@ -1,0 +1,986 @@
+//! From a live object to the Git commit that owns it: owner (core's ownership detection) → source
+//! (GitRepository / OCIRepository / Argo CD repo URL, branch, path) → applied commit →
+//! repository (local clone or cache) → file and document → the last commit that touched the file.
+//!
+//! The cluster part ([`plan`]) is async; the Git part ([`locate_all`]) is blocking and must run
+//! outside the async runtime (gix's HTTP transport blocks). [`resolve`] does both for one object.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use gitops_guard_core::owner::{self, OwnerKind, OwnerRef};
+use gitops_guard_core::{Config, Object};
+use gix::ObjectId;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::Error;
+use crate::cluster::Cluster;
+use crate::git::{self, CommitInfo, RepoFinder, RepoOrigin, Revision, revision};
+use crate::manifest::{self, Build, Found, Index, Renderer, Wanted};
+
+const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
+const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
+const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
+const ARGO_GROUP: &str = "argoproj.io";
+
+/// `apiVersion`, kind, namespace and name of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn of(v: &Value) -> ObjectRef {
+        let s = |p: &str| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        ObjectRef {
+            api_version: s("/apiVersion"),
+            kind: s("/kind"),
+            namespace: s("/metadata/namespace"),
+            name: s("/metadata/name"),
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+
+    /// `deployment/web`, as kubectl names objects.
+    pub fn resource(&self) -> String {
+        format!("{}/{}", self.kind.to_lowercase(), self.name)
+    }
+
+    /// `deployment/web in prod`, for messages.
+    pub fn describe(&self) -> String {
+        if self.namespace.is_empty() {
+            self.resource()
+        } else {
+            format!("{} in {}", self.resource(), self.namespace)
+        }
+    }
+}
+
+/// Where an owner's manifests come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// `GitRepository`, `OCIRepository`, or `Application` for an Argo CD source.
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub url: String,
+    /// Branch, tag or other reference the source follows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The owner's path in the repository (normalized, `""` for the root).
+    pub path: String,
+}
+
+/// One link of the ownership chain, for `trace`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Link {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// What this link adds: the path and revision, the chart, the URL and reference.
+    pub detail: String,
+}
+
+/// A field whose live value Git does not explain, and who set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Drift {
+    pub field: String,
+    pub manager: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+}
+
+/// Everything known about one object's place in Git.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Location {
+    pub object: ObjectRef,
+    /// The direct owner, if managed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerRef>,
+    /// Every owner the object names (usually one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<OwnerRef>,
+    /// Object → owner(s) → source.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<Link>,
+    /// For objects a HelmRelease installs: `chart@version`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// The revision the owner applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<Revision>,
+    /// Where the repository was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_origin: Option<RepoOrigin>,
+    /// The applied commit, full hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_commit: Option<String>,
+    /// The file that defines the object (for HelmRelease-installed objects: the HelmRelease's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// 0-based document index in the file; absent for generated objects (the file is the
+    /// kustomization that generates them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<(usize, usize)>,
+    /// The last commit at or before the applied commit that touched the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<CommitInfo>,
+    /// A link to the file at that commit (GitHub, GitLab, Gitea).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Fields set outside Git (empty when none, or not checked).
+    pub drift: Vec<Drift>,
+    /// Why the chain stops short, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The same, in a few words for a table cell (`repo unreachable`).
+    #[serde(skip)]
+    pub problem: Option<String>,
+    /// The applied commit's details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<CommitInfo>,
+    /// The live object (not printed).
+    #[serde(skip)]
+    pub live: Value,
+    /// The name prefix/suffix and namespace the build adds (not printed).
+    #[serde(skip)]
+    pub transform: manifest::Transform,
+}
+
+impl Location {
+    /// A location that knows only the live object (what `plan` starts from).
+    pub fn new(live: Value) -> Location {
+        Location {
+            object: ObjectRef::of(&live),
+            owner: None,
+            owners: Vec::new(),
+            chain: Vec::new(),
+            chart: None,
+            source: None,
+            revision: None,
+            repository: None,
+            repository_origin: None,
+            applied_commit: None,
+            file: None,
+            document: None,
+            lines: None,
+            commit: None,
+            link: None,
+            drift: Vec::new(),
+            error: None,
+            problem: None,
+            applied: None,
+            live,
+            transform: manifest::Transform::default(),
+        }
+    }
+
+    pub fn managed(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// `error: <object>: <why>` for stderr (the object is not named twice).
+    pub fn error_line(&self) -> Option<String> {
+        let e = self.error.as_ref()?;
+        let who = self.object.describe();
+        Some(if e.starts_with(&who) {
+            format!("error: {e}")
+        } else {
+            format!("error: {who}: {e}")
+        })
+    }
+
+    /// Records why the chain stops here.
+    pub fn fail(&mut self, e: &Error) {
+        self.problem = Some(problem_of(e).to_string());
+        self.error = Some(e.to_string());
+    }
+}
+
+/// What the Git part has to do for one object.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Who applied the revision, for messages (`Flux Kustomization flux-system/apps`).
+    pub applier: String,
+    pub source: Source,
+    pub revision: Revision,
+    /// One build per Git source (Argo CD multi-source applications have several).
+    pub builds: Vec<(Source, Revision, Build)>,
+    /// The object to find in Git (the HelmRelease, for objects it installs).
+    pub wanted: Wanted,
+    pub origin: Option<String>,
+}
+
+/// The result of the cluster part for one object.
+pub struct Planned {
+    pub location: Location,
+    pub target: Option<Target>,
+}
+
+/// group, kind, namespace, name.
+type OwnerKey = (String, String, String, String);
+
+/// One index per repository, commit and build.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct IndexKey {
+    repo: PathBuf,
+    commit: ObjectId,
+    build: String,
+}
+
+/// Owners and sources read from the cluster, each once.
+#[derive(Default)]
+pub struct OwnerCache {
+    objects: HashMap<OwnerKey, Result<Option<Value>, String>>,
+}
+
+impl OwnerCache {
+    async fn get(
+        &mut self,
+        cluster: &Cluster,
+        group: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Value>, Error> {
+        let key = (
+            group.to_string(),
+            kind.to_string(),
+            ns.to_string(),
+            name.to_string(),
+        );
+        if let Some(v) = self.objects.get(&key) {
+            return v.clone().map_err(|m| Error::Kube {
+                action: format!("getting {kind} {ns}/{name}"),
+                message: m,
+            });
+        }
+        let got = cluster.get_kind(group, kind, ns, name).await;
+        let stored = match &got {
+            Ok(v) => Ok(v.clone()),
+            Err(e) => Err(match e {
+                Error::Kube { message, .. } => message.clone(),
+                other => other.to_string(),
+            }),
+        };
+        self.objects.insert(key, stored);
+        got
+    }
+}
+
+/// A few words for a table cell.
+pub fn problem_of(e: &Error) -> &'static str {
+    match e {
+        Error::RepoUnreachable { .. } => "repo unreachable",
+        Error::CommitMissing { .. } => "commit missing",
+        Error::AmbiguousFile { .. } => "ambiguous file",
+        Error::FileNotFound { .. } => "file not found",
+        Error::OwnerIncomplete { .. } => "owner incomplete",
+        Error::Kube { .. } => "cluster error",
+        _ => "error",
+    }
+}
+
+fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn owner_label(o: &OwnerRef) -> String {
+    o.to_string()
+}
+
+fn kind_word(kind: OwnerKind) -> &'static str {
+    match kind {
+        OwnerKind::Kustomization => "Kustomization",
+        OwnerKind::HelmRelease => "HelmRelease",
+        OwnerKind::Application => "Application",
+        OwnerKind::Namespace => "Namespace",
+    }
+}
+
+/// `chart@version` of a HelmRelease.
+fn helm_chart(hr: &Value) -> Option<String> {
+    if let Some(chart) = str_at(hr, "/spec/chart/spec/chart") {
+        let version = str_at(hr, "/status/history/0/chartVersion")
+            .or_else(|| str_at(hr, "/spec/chart/spec/version"))
+            .unwrap_or("*");
+        return Some(format!(
+            "{}@{version}",
+            chart.rsplit('/').next().unwrap_or(chart)
+        ));
+    }
+    let name = str_at(hr, "/status/history/0/chartName")?;
+    let version = str_at(hr, "/status/history/0/chartVersion").unwrap_or("?");
+    Some(format!("{name}@{version}"))
+}
+
+/// An Argo CD application's deployed revisions, one per source (multi-source applications
+/// report `revisions`).
+fn argo_revisions(app: &Value) -> Vec<String> {
+    let from = |v: &Value| -> Option<Vec<String>> {
+        if let Some(list) = v
+            .get("revisions")
+            .and_then(Value::as_array)
+            .filter(|l| !l.is_empty())
+        {
+            return Some(
+                list.iter()
+                    .map(|r| r.as_str().unwrap_or_default().to_string())
+                    .collect(),
+            );
+        }
+        v.get("revision")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|r| vec![r.to_string()])
+    };
+    app.pointer("/status/operationState/syncResult")
+        .and_then(from)
+        .or_else(|| {
+            app.pointer("/status/history")
+                .and_then(Value::as_array)
+                .and_then(|h| h.last())
+                .and_then(from)
+        })
+        .or_else(|| owner::argo_deployed_revision(app).map(|r| vec![r]))
+        .unwrap_or_default()
+}
+
+fn wanted_of(obj: &ObjectRef) -> Wanted {
+    Wanted {
+        group: obj.group().to_string(),
+        kind: obj.kind.clone(),
+        namespace: obj.namespace.clone(),
+        name: obj.name.clone(),
+    }
+}
+
+/// The Flux source of a Kustomization: URL, reference and applied revision.
+async fn flux_kustomization(
+    cluster: &Cluster,
+    cache: &mut OwnerCache,
+    ks: &Value,
+    owner: &OwnerRef,
+    chain: &mut Vec<Link>,
+) -> Result<(Source, Revision, Build), Error> {
+    let label = owner_label(owner);
+    let incomplete = |problem: String| Error::OwnerIncomplete {
+        owner: label.clone(),
+        problem,
+    };
+    let path = git::normalize_path(str_at(ks, "/spec/path").unwrap_or("./"))
+        .ok_or_else(|| incomplete("spec.path climbs out of the repository".into()))?;
+    let applied = str_at(ks, "/status/lastAppliedRevision");
+    chain.push(Link {
+        kind: "Kustomization".into(),
+        namespace: owner.namespace.clone(),
+        name: owner.name.clone(),
+        detail: format!(
+            "path ./{path}, applied {}",
+            applied
+                .map(owner::short_revision)
+                .unwrap_or_else(|| "nothing yet".into())
+        ),
+    });
+    let src_kind = str_at(ks, "/spec/sourceRef/kind").unwrap_or("GitRepository");
+    let src_name = str_at(ks, "/spec/sourceRef/name")
+        .ok_or_else(|| incomplete("spec.sourceRef.name is not set".into()))?;
+    let src_ns = str_at(ks, "/spec/sourceRef/namespace").unwrap_or(owner.namespace.as_str());
+    let src = cache
+        .get(cluster, FLUX_SOURCE_GROUP, src_kind, src_ns, src_name)
+        .await?
+        .ok_or_else(|| {
+            incomplete(format!(
+                "its source {src_kind} {src_ns}/{src_name} does not exist"
+            ))
+        })?;
+    let (url, reference, revision_text) = match src_kind {
+        "GitRepository" => {
+            let url = str_at(&src, "/spec/url").ok_or_else(|| {
+                incomplete(format!("{src_kind} {src_ns}/{src_name} has no spec.url"))
+            })?;
+            let reference = ["branch", "tag", "semver", "name", "commit"]
+                .iter()
+                .find_map(|k| str_at(&src, &format!("/spec/ref/{k}")))
+                .map(str::to_string);
+            (url.to_string(), reference, applied.map(str::to_string))
+        }
+        "OCIRepository" => {
+            let meta = |k: &str| {
+                src.pointer("/status/artifact/metadata")
+                    .and_then(|m| m.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            let url = meta("org.opencontainers.image.source").ok_or_else(|| {
+                incomplete(format!(
+                    "its source is the OCI artifact {} without org.opencontainers.image.source metadata, so its Git repository is unknown (push it with `flux push artifact --source=<git url> --revision=<branch@sha1:commit>`)",
+                    str_at(&src, "/spec/url").unwrap_or("?")
+                ))
+            })?;
+            (url, None, meta("org.opencontainers.image.revision"))
+        }
+        other => {
+            return Err(incomplete(format!(
+                "its source is a {other}, which is not a Git repository"
+            )));
+        }
+    };
+    let revision = revision::parse(revision_text.as_deref().unwrap_or_default());
+    chain.push(Link {
+        kind: src_kind.to_string(),
+        namespace: src_ns.to_string(),
+        name: src_name.to_string(),
+        detail: match &reference {
+            Some(r) => format!("{url} ({r})"),
+            None => url.clone(),
+        },
+    });
+    if revision.commit.is_none() {
+        return Err(incomplete(match revision_text {
+            None => "it has not applied a revision yet (no status.lastAppliedRevision)".into(),
+            Some(t) => format!("its applied revision {t:?} names no commit"),
+        }));
+    }
+    let source = Source {
+        kind: src_kind.to_string(),
+        namespace: src_ns.to_string(),
+        name: src_name.to_string(),
+        url,
+        reference,
+        path: path.clone(),
+    };
+    let build = Build {
+        path,
+        renderer: Renderer::Flux,
+        name_prefix: str_at(ks, "/spec/namePrefix")
+            .unwrap_or_default()
+            .to_string(),
+        name_suffix: str_at(ks, "/spec/nameSuffix")
+            .unwrap_or_default()
+            .to_string(),
+        namespace: str_at(ks, "/spec/targetNamespace").map(str::to_string),
+        default_namespace: None,
+    };
+    Ok((source, revision, build))
+}
+
+/// The Git sources of an Argo CD application, with their deployed revisions.
+fn argo_application(
+    app: &Value,
+    owner: &OwnerRef,
+    chain: &mut Vec<Link>,
+) -> Result<Vec<(Source, Revision, Build)>, Error> {
+    let label = owner_label(owner);
+    let incomplete = |problem: String| Error::OwnerIncomplete {
+        owner: label.clone(),
+        problem,
+    };
+    let sources: Vec<&Value> = match app.pointer("/spec/sources").and_then(Value::as_array) {
+        Some(list) if !list.is_empty() => list.iter().collect(),
+        _ => app.pointer("/spec/source").into_iter().collect(),
+    };
+    if sources.is_empty() {
+        return Err(incomplete("spec.source is not set".into()));
+    }
+    let revisions = argo_revisions(app);
+    let dest_ns = str_at(app, "/spec/destination/namespace").map(str::to_string);
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        let url = str_at(s, "/repoURL").unwrap_or_default();
+        let target = str_at(s, "/targetRevision").unwrap_or("HEAD");
+        if let Some(chart) = str_at(s, "/chart") {
+            notes.push(format!(
+                "chart {chart}@{target} from the Helm repository {url}"
+            ));
+            continue;
+        }
+        let Some(path) = str_at(s, "/path") else {
+            continue;
+        };
+        let Some(path) = git::normalize_path(path) else {
+            continue;
+        };
+        let deployed = revisions.get(i).cloned().unwrap_or_default();
+        let revision = revision::parse(&deployed);
+        let source = Source {
+            kind: "Application".into(),
+            namespace: owner.namespace.clone(),
+            name: owner.name.clone(),
+            url: url.to_string(),
+            reference: Some(target.to_string()),
+            path: path.clone(),
+        };
+        let recurse = s
+            .pointer("/directory/recurse")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let build = Build {
+            path: path.clone(),
+            renderer: Renderer::ArgoDirectory { recurse },
+            name_prefix: str_at(s, "/kustomize/namePrefix")
+                .unwrap_or_default()
+                .to_string(),
+            name_suffix: str_at(s, "/kustomize/nameSuffix")
+                .unwrap_or_default()
+                .to_string(),
+            namespace: str_at(s, "/kustomize/namespace").map(str::to_string),
+            default_namespace: dest_ns.clone(),
+        };
+        chain.push(Link {
+            kind: "Application".into(),
+            namespace: owner.namespace.clone(),
+            name: owner.name.clone(),
+            detail: format!(
+                "{url} ({target}), path ./{path}, deployed {}",
+                if deployed.is_empty() {
+                    "nothing yet".into()
+                } else {
+                    revision::short(&deployed).to_string()
+                }
+            ),
+        });
+        if revision.commit.is_none() {
+            notes.push(format!(
+                "{url} path ./{path} has no deployed commit yet (no sync result or history)"
+            ));
+            continue;
+        }
+        out.push((source, revision, build));
+    }
+    if out.is_empty() {
+        return Err(incomplete(if notes.is_empty() {
+            "none of its sources is a Git path".into()
+        } else {
+            notes.join("; ")
+        }));
+    }
+    Ok(out)
+}
+
+/// The cluster part: who owns `live` and where their manifests come from.
+pub async fn plan(
+    cluster: &Cluster,
+    cache: &mut OwnerCache,
+    live: Value,
+    config: &Config,
+) -> Planned {
+    let mut location = Location::new(live);
+    let text = serde_json::to_string(&location.live).unwrap_or_default();
+    let owners = match Object::from_json(&text) {
+        Ok(obj) => owner::owners_of(&obj, location.object.group(), &location.object.kind, config),
+        Err(e) => {
+            location.fail(&Error::Usage(format!(
+                "{}: {e}",
+                location.object.describe()
+            )));
+            return Planned {
+                location,
+                target: None,
+            };
+        }
+    };
+    location.owners = owners.clone();
+    let Some(first) = owners.into_iter().next() else {
+        return Planned {
+            location,
+            target: None,
+        };
+    };
+    location.owner = Some(first.clone());
+    match plan_owner(cluster, cache, &mut location, &first, config).await {
+        Ok(target) => Planned {
+            location,
+            target: Some(target),
+        },
+        Err(e) => {
+            location.fail(&e);
+            Planned {
+                location,
+                target: None,
+            }
+        }
+    }
+}
+
+async fn plan_owner(
+    cluster: &Cluster,
+    cache: &mut OwnerCache,
+    location: &mut Location,
+    owner: &OwnerRef,
+    config: &Config,
+) -> Result<Target, Error> {
+    let origin = location
+        .live
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(manifest::ORIGIN_ANNOTATION))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut wanted = wanted_of(&location.object);
+    let mut origin = origin;
+    let mut owner = owner.clone();
+    if owner.kind == OwnerKind::HelmRelease {
+        // The HelmRelease's own file is what to change: find it through its owner.
+        let hr = cache
+            .get(
+                cluster,
+                HELM_GROUP,
+                "HelmRelease",
+                &owner.namespace,
+                &owner.name,
+            )
+            .await?
+            .ok_or_else(|| Error::OwnerIncomplete {
+                owner: owner_label(&owner),
+                problem: "it does not exist".into(),
+            })?;
+        location.chart = helm_chart(&hr);
+        location.chain.push(Link {
+            kind: "HelmRelease".into(),
+            namespace: owner.namespace.clone(),
+            name: owner.name.clone(),
+            detail: format!(
+                "chart {}",
+                location.chart.clone().unwrap_or_else(|| "unknown".into())
+            ),
+        });
+        let text = serde_json::to_string(&hr).unwrap_or_default();
+        let hr_ref = ObjectRef::of(&hr);
+        let parent = Object::from_json(&text)
+            .ok()
+            .map(|o| owner::owners_of(&o, HELM_GROUP, "HelmRelease", config))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.kind != OwnerKind::HelmRelease)
+            .ok_or_else(|| Error::OwnerIncomplete {
+                owner: owner_label(&owner),
+                problem: "the HelmRelease itself is not managed from Git (no Flux or Argo CD owner), so no file defines it".into(),
+            })?;
+        wanted = Wanted {
+            group: HELM_GROUP.into(),
+            kind: "HelmRelease".into(),
+            namespace: hr_ref.namespace.clone(),
+            name: hr_ref.name.clone(),
+        };
+        origin = hr
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(manifest::ORIGIN_ANNOTATION))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        owner = parent;
+    }
+    let builds = match owner.kind {
+        OwnerKind::Kustomization => {
+            let ks = cache
+                .get(
+                    cluster,
+                    KUSTOMIZE_GROUP,
+                    "Kustomization",
+                    &owner.namespace,
+                    &owner.name,
+                )
+                .await?
+                .ok_or_else(|| Error::OwnerIncomplete {
+                    owner: owner_label(&owner),
+                    problem: "it does not exist".into(),
+                })?;
+            vec![flux_kustomization(cluster, cache, &ks, &owner, &mut location.chain).await?]
+        }
+        OwnerKind::Application => {
+            let app = cache
+                .get(
+                    cluster,
+                    ARGO_GROUP,
+                    "Application",
+                    &owner.namespace,
+                    &owner.name,
+                )
+                .await?
+                .ok_or_else(|| Error::OwnerIncomplete {
+                    owner: owner_label(&owner),
+                    problem: "it does not exist".into(),
+                })?;
+            argo_application(&app, &owner, &mut location.chain)?
+        }
+        other => {
+            return Err(Error::OwnerIncomplete {
+                owner: owner_label(&owner),
+                problem: format!("a {} is not backed by a Git repository", kind_word(other)),
+            });
+        }
+    };
+    let (source, revision, _) = builds[0].clone();
+    location.source = Some(source.clone());
+    location.revision = Some(revision.clone());
+    Ok(Target {
+        applier: owner_label(&owner),
+        source,
+        revision,
+        builds,
+        wanted,
+        origin,
+    })
+}
+
+/// The Git part for many objects: open each repository once, index each (commit, build) once,
+/// and walk each applied commit's history once for all files.
+pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Location> {
+    struct Pending {
+        repo: std::rc::Rc<git::Repo>,
+        commit: ObjectId,
+    }
+    let mut out: Vec<Location> = Vec::with_capacity(planned.len());
+    let mut pending: Vec<Option<Pending>> = Vec::with_capacity(planned.len());
+    let mut indexes: HashMap<IndexKey, Result<Index, String>> = HashMap::new();
+    for Planned {
+        mut location,
+        target,
+    } in planned
+    {
+        let Some(target) = target else {
+            out.push(location);
+            pending.push(None);
+            continue;
+        };
+        let mut result: Result<Option<Pending>, Error> = Ok(None);
+        let mut misses: Vec<String> = Vec::new();
+        let mut many: Option<Error> = None;
+        for (source, revision, build) in &target.builds {
+            let commit_hex = revision.commit.as_deref();
+            let found = match finder.open(&source.url, commit_hex, &target.applier) {
+                Ok(f) => f,
+                Err(e) => {
+                    result = Err(e);
+                    continue;
+                }
+            };
+            let Some(commit) = found.commit else { continue };
+            let repo = found.repo;
+            let key = IndexKey {
+                repo: repo.dir.clone(),
+                commit,
+                build: format!("{build:?}"),
+            };
+            let index = indexes.entry(key).or_insert_with(|| {
+                repo.snapshot(commit)
+                    .and_then(|snap| manifest::index(&snap, build))
+                    .map_err(|e| e.to_string())
+            });
+            let index = match index {
+                Ok(i) => i,
+                Err(e) => {
+                    result = Err(Error::Git {
+                        repo: repo.dir.display().to_string(),
+                        message: e.clone(),
+                    });
+                    continue;
+                }
+            };
+            location.source = Some(source.clone());
+            location.revision = Some(revision.clone());
+            location.repository = Some(repo.dir.clone());
+            location.repository_origin = Some(repo.origin);
+            location.applied_commit = Some(commit.to_string());
+            match index.find(&target.wanted, target.origin.as_deref()) {
+                Found::One(entry) => {
+                    location.file = Some(entry.file.clone());
+                    location.document = entry.doc;
+                    location.lines = Some((entry.first_line, entry.last_line));
+                    location.transform = entry.transform.clone();
+                    location.link =
+                        git::url::file_link(&source.url, &commit.to_string(), &entry.file);
+                    result = Ok(Some(Pending { repo, commit }));
+                    break;
+                }
+                Found::Many(entries) => {
+                    let mut files: Vec<String> = entries
+                        .iter()
+                        .map(|e| match e.doc {
+                            Some(d) if d > 0 => format!("{} (document {})", e.file, d + 1),
+                            _ => e.file.clone(),
+                        })
+                        .collect();
+                    files.dedup();
+                    many = Some(Error::AmbiguousFile {
+                        resource: describe_wanted(&target.wanted),
+                        commit: revision::short(&commit.to_string()).to_string(),
+                        count: entries.len(),
+                        candidates: files.join(", "),
+                    });
+                }
+                Found::None => {
+                    let mut why = if index.notes.is_empty() {
+                        format!("{} manifests searched", index.entries.len())
+                    } else {
+                        format!(
+                            "{} manifests searched; {}",
+                            index.entries.len(),
+                            index.notes.join("; ")
+                        )
+                    };
+                    if let Some(o) = &target.origin {
+                        why.push_str(&format!(
+                            "; its {} annotation says {}",
+                            manifest::ORIGIN_ANNOTATION,
+                            o.trim().replace('\n', " ")
+                        ));
+                    }
+                    misses.push(why);
+                    result = Ok(None);
+                }
+            }
+        }
+        match result {
+            Ok(Some(p)) => {
+                out.push(location);
+                pending.push(Some(p));
+            }
+            Ok(None) => {
+                let e = match many {
+                    Some(e) => e,
+                    None => Error::FileNotFound {
+                        resource: describe_wanted(&target.wanted),
+                        path: format!("./{}", target.source.path),
+                        commit: location
+                            .applied_commit
+                            .as_deref()
+                            .map(|c| revision::short(c).to_string())
+                            .unwrap_or_else(|| target.revision.display()),
+                        why: misses.join("; "),
+                    },
+                };
+                location.fail(&e);
+                out.push(location);
+                pending.push(None);
+            }
+            Err(e) => {
+                location.fail(&e);
+                out.push(location);
+                pending.push(None);
+            }
+        }
+    }
+    // One walk per (repository, applied commit) for all files found there.
+    let mut groups: HashMap<(PathBuf, ObjectId), Vec<usize>> = HashMap::new();
+    for (i, p) in pending.iter().enumerate() {
+        if let Some(p) = p {
+            groups
+                .entry((p.repo.dir.clone(), p.commit))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut infos: HashMap<(PathBuf, ObjectId), CommitInfo> = HashMap::new();
+    for ((dir, commit), members) in groups {
+        let Some(Some(first)) = pending.get(members[0]) else {
+            continue;
+        };
+        let repo = first.repo.clone();
+        if let Ok(info) = repo.commit_info(commit) {
+            for &i in &members {
+                out[i].applied = Some(info.clone());
+            }
+        }
+        let paths: Vec<String> = members
+            .iter()
+            .map(|&i| out[i].file.clone().unwrap_or_default())
+            .collect();
+        match repo.last_commits(commit, &paths) {
+            Ok((found, _)) => {
+                for (&i, c) in members.iter().zip(found) {
+                    let Some(c) = c else {
+                        let e = Error::Git {
+                            repo: dir.display().to_string(),
+                            message: format!(
+                                "{} is not a file at {}",
+                                out[i].file.clone().unwrap_or_default(),
+                                revision::short(&commit.to_string())
+                            ),
+                        };
+                        out[i].fail(&e);
+                        continue;
+                    };
+                    let info = match infos.get(&(dir.clone(), c)) {
+                        Some(info) => Ok(info.clone()),
+                        None => repo.commit_info(c),
+                    };
+                    match info {
+                        Ok(info) => {
+                            infos.insert((dir.clone(), c), info.clone());
+                            if let (Some(source), Some(file)) = (&out[i].source, &out[i].file) {
+                                out[i].link = git::url::file_link(&source.url, &info.id, file);
+                            }
+                            out[i].commit = Some(info);
+                        }
+                        Err(e) => out[i].fail(&e),
+                    }
+                }
+            }
+            Err(e) => {
+                for &i in &members {
+                    out[i].fail(&e);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn describe_wanted(w: &Wanted) -> String {
+    let r = format!("{}/{}", w.kind.to_lowercase(), w.name);
+    if w.namespace.is_empty() {
+        r
+    } else {
+        format!("{r} in {}", w.namespace)
+    }
+}
+
+/// Everything for one object: cluster part on `rt`, Git part here. The error is the reason the
+/// chain stops short (unmanaged, owner incomplete, repository unreachable, file not found, …).
+pub fn resolve(
+    rt: &tokio::runtime::Runtime,
+    cluster: &Cluster,
+    finder: &mut RepoFinder,
+    live: Value,
+    config: &Config,
+) -> Result<Location, Error> {
+    let mut cache = OwnerCache::default();
+    let planned = rt.block_on(plan(cluster, &mut cache, live, config));
+    if planned.location.owner.is_none() && planned.location.error.is_none() {
+        return Err(Error::Unmanaged {
+            resource: planned.location.object.describe(),
+        });
+    }
+    let mut located = locate_all(finder, vec![planned]);
+    let location = located
+        .pop()
+        .ok_or_else(|| Error::Usage("nothing to locate".into()))?;
+    Ok(location)
+}

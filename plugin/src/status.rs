@@ -1,0 +1,517 @@
+//! `kubectl gitops status`: one row per object with owner, applied revision, file, the last
+//! commit that touched the file, and drift.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use gitops_guard_core::owner::OwnerRef;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::Error;
+use crate::blame::{self, Context};
+use crate::cli::session::Session;
+use crate::cli::{Format, Global, StatusArgs};
+use crate::cluster::Resource;
+use crate::git::revision;
+use crate::locate::{self, Drift, Location, OwnerCache, Planned};
+use crate::manifest::yaml::{Document, parse_documents};
+use crate::output::{self, Table};
+
+/// What `status` was asked to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every listable type.
+    Everything,
+    /// TYPEs (all objects) and TYPE/NAMEs.
+    Some {
+        types: Vec<String>,
+        named: Vec<(String, String)>,
+    },
+}
+
+/// Reads `TYPE`, `TYPE/NAME`, `TYPE1,TYPE2` and `TYPE NAME NAME…` like kubectl get.
+pub fn selection(args: &[String]) -> Result<Selection, Error> {
+    if args.is_empty() {
+        return Ok(Selection::Everything);
+    }
+    let mut types = Vec::new();
+    let mut named = Vec::new();
+    if args.len() >= 2 && args.iter().all(|a| !a.contains('/')) {
+        for t in args[0].split(',').filter(|t| !t.is_empty()) {
+            for n in &args[1..] {
+                named.push((t.to_string(), n.clone()));
+            }
+        }
+        return Ok(Selection::Some { types, named });
+    }
+    for a in args {
+        match a.split_once('/') {
+            Some((t, n)) if !t.is_empty() && !n.is_empty() => {
+                named.push((t.to_string(), n.to_string()))
+            }
+            Some(_) => return Err(Error::Usage(format!("{a:?} is not TYPE/NAME"))),
+            None => types.extend(a.split(',').filter(|t| !t.is_empty()).map(str::to_string)),
+        }
+    }
+    Ok(Selection::Some { types, named })
+}
+
+fn controlled(v: &Value) -> bool {
+    v.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        })
+}
+
+/// Lists the objects the selection names (deduplicated by uid).
+fn objects(session: &Session, args: &StatusArgs) -> Result<Vec<Value>, Error> {
+    let ns = (!args.all_namespaces).then_some(session.namespace.as_str());
+    let selector = args.selector.as_deref();
+    let cluster = &session.cluster;
+    let mut found: Vec<Value> = Vec::new();
+    match selection(&args.resources)? {
+        Selection::Everything => {
+            let resources: Vec<Resource> = cluster
+                .listable(!args.all_namespaces)
+                .into_iter()
+                .cloned()
+                .collect();
+            let lists = session.rt.block_on(async {
+                let mut out = Vec::new();
+                for r in &resources {
+                    out.push(cluster.list_lenient(r, ns, selector).await);
+                }
+                out
+            });
+            for list in lists {
+                // Objects a controller made from another (ReplicaSets, Pods, …) are not GitOps'.
+                found.extend(list?.into_iter().filter(|v| !controlled(v)));
+            }
+        }
+        Selection::Some { types, named } => {
+            for t in &types {
+                let r = cluster.resolve_type(t)?.clone();
+                found.extend(session.rt.block_on(cluster.list(&r, ns, selector))?);
+            }
+            for (t, n) in &named {
+                let (_, v) = session.get(t, n)?;
+                found.push(v);
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    found.retain(|v| {
+        let uid = v
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        uid.is_empty() || seen.insert(uid)
+    });
+    Ok(found)
+}
+
+/// Fills in drift: live fields Git does not explain that a person or script wrote.
+pub fn fill_drift(session: &Session, locations: &mut [Location]) {
+    let mut files: HashMap<(PathBuf, String, String), Option<Vec<Document>>> = HashMap::new();
+    for loc in locations.iter_mut() {
+        if !loc.managed() || loc.error.is_some() {
+            continue;
+        }
+        // The object's own document, when Git defines it directly (not a chart, not generated).
+        let doc = match (
+            &loc.repository,
+            &loc.applied_commit,
+            &loc.file,
+            loc.document,
+            &loc.chart,
+        ) {
+            (Some(dir), Some(commit), Some(file), Some(index), None) => {
+                let key = (dir.clone(), commit.clone(), file.clone());
+                let docs = files.entry(key).or_insert_with(|| {
+                    let repo = session.finder.by_dir(dir)?;
+                    let id = gix::ObjectId::from_hex(commit.as_bytes()).ok()?;
+                    let bytes = repo.snapshot(id).ok()?.read(file).ok()??;
+                    parse_documents(&String::from_utf8_lossy(&bytes)).ok()
+                });
+                docs.as_ref()
+                    .and_then(|d| d.get(index))
+                    .and_then(|d| d.root.clone())
+            }
+            _ => None,
+        };
+        let cx = Context {
+            config: &session.config,
+            git: doc.as_ref(),
+            transform: &loc.transform,
+            show_defaults: false,
+        };
+        let lines = blame::explain(&loc.live, &cx);
+        loc.drift = blame::drift(&lines);
+    }
+}
+
+fn owner_cell(o: &OwnerRef) -> String {
+    let kind = match o.kind {
+        gitops_guard_core::OwnerKind::Kustomization => "Kustomization",
+        gitops_guard_core::OwnerKind::HelmRelease => "HelmRelease",
+        gitops_guard_core::OwnerKind::Application => "Application",
+        gitops_guard_core::OwnerKind::Namespace => "Namespace",
+    };
+    format!("{kind} {}/{}", o.namespace, o.name)
+}
+
+/// `kubectl-edit 5m ago`, plus how many more fields drifted.
+pub fn drift_cell(drift: &[Drift], now: jiff::Timestamp) -> String {
+    let Some(first) = drift.first() else {
+        return "-".into();
+    };
+    let when = first
+        .time
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| format!(" {} ago", output::age(t, now)))
+        .unwrap_or_default();
+    let more = if drift.len() > 1 {
+        format!(" (+{} more)", drift.len() - 1)
+    } else {
+        String::new()
+    };
+    format!("{}{when}{more}", first.manager)
+}
+
+/// The table (default or wide) for `locations`.
+pub fn table(
+    locations: &[Location],
+    wide: bool,
+    all_namespaces: bool,
+    now: jiff::Timestamp,
+) -> Table {
+    let mut header: Vec<&str> = Vec::new();
+    if wide || all_namespaces {
+        header.push("NAMESPACE");
+    }
+    header.extend(["RESOURCE", "OWNER"]);
+    if wide {
+        header.extend(["SOURCE", "PATH"]);
+    }
+    header.extend(["REVISION", "FILE"]);
+    if wide {
+        header.push("DOC");
+    }
+    header.extend(["COMMIT", "AUTHOR"]);
+    header.push(if wide { "DATE" } else { "AGE" });
+    header.extend(["SUBJECT", "DRIFT"]);
+    if wide {
+        header.push("CHART");
+    }
+    let mut t = Table::new(&header);
+    for l in locations {
+        let mut row: Vec<String> = Vec::new();
+        if wide || all_namespaces {
+            row.push(l.object.namespace.clone());
+        }
+        row.push(l.object.resource());
+        let Some(owner) = &l.owner else {
+            row.push("(unmanaged)".into());
+            t.push(row);
+            continue;
+        };
+        row.push(owner_cell(owner));
+        if wide {
+            row.push(
+                l.source
+                    .as_ref()
+                    .map(|s| match &s.reference {
+                        Some(r) => format!("{} ({r})", s.url),
+                        None => s.url.clone(),
+                    })
+                    .unwrap_or_default(),
+            );
+            row.push(
+                l.source
+                    .as_ref()
+                    .map(|s| format!("./{}", s.path))
+                    .unwrap_or_default(),
+            );
+        }
+        row.push(l.revision.as_ref().map(|r| r.display()).unwrap_or_default());
+        row.push(match (&l.file, &l.problem) {
+            (_, Some(p)) => format!("({p})"),
+            (Some(f), None) => f.clone(),
+            (None, None) => String::new(),
+        });
+        if wide {
+            row.push(l.document.map(|d| (d + 1).to_string()).unwrap_or_default());
+        }
+        match &l.commit {
+            Some(c) => {
+                row.push(c.short().to_string());
+                row.push(c.author.clone());
+                row.push(if wide {
+                    c.date.strftime("%Y-%m-%d %H:%M").to_string()
+                } else {
+                    output::age(c.date, now)
+                });
+                row.push(c.subject.clone());
+            }
+            None => row.extend([String::new(), String::new(), String::new(), String::new()]),
+        }
+        row.push(if l.error.is_some() {
+            String::new()
+        } else {
+            drift_cell(&l.drift, now)
+        });
+        if wide {
+            row.push(l.chart.clone().unwrap_or_default());
+        }
+        t.push(row);
+    }
+    t
+}
+
+#[derive(Serialize)]
+struct List<'a> {
+    items: &'a [Location],
+}
+
+/// Runs `status`; `Ok(false)` when some object's chain could not be followed.
+pub fn run(global: &Global, args: &StatusArgs) -> Result<bool, Error> {
+    let mut session = Session::open(global)?;
+    let objects = objects(&session, args)?;
+    let mut cache = OwnerCache::default();
+    let planned: Vec<Planned> = session.rt.block_on(async {
+        let mut out = Vec::with_capacity(objects.len());
+        for v in objects {
+            out.push(locate::plan(&session.cluster, &mut cache, v, &session.config).await);
+        }
+        out
+    });
+    let planned: Vec<Planned> = planned
+        .into_iter()
+        .filter(|p| args.all || p.location.owner.is_some() || p.location.error.is_some())
+        .collect();
+    let mut locations = locate::locate_all(&mut session.finder, planned);
+    fill_drift(&session, &mut locations);
+    locations.sort_by(|a, b| {
+        (&a.object.namespace, &a.object.kind, &a.object.name).cmp(&(
+            &b.object.namespace,
+            &b.object.kind,
+            &b.object.name,
+        ))
+    });
+    let now = jiff::Timestamp::now();
+    let mut stdout = std::io::stdout().lock();
+    match args.output {
+        Format::Table | Format::Wide => {
+            if locations.is_empty() {
+                eprintln!(
+                    "No GitOps-managed objects found{}.",
+                    if args.all_namespaces {
+                        String::new()
+                    } else {
+                        format!(" in {} namespace", session.namespace)
+                    }
+                );
+            } else {
+                let t = table(
+                    &locations,
+                    args.output == Format::Wide,
+                    args.all_namespaces,
+                    now,
+                );
+                output::text(&mut stdout, &t.render())?;
+            }
+        }
+        Format::Json => output::json(&mut stdout, &List { items: &locations })?,
+        Format::Yaml => output::yaml(&mut stdout, &List { items: &locations })?,
+    }
+    let mut ok = true;
+    for l in &locations {
+        if let Some(line) = l.error_line() {
+            ok = false;
+            eprintln!("{line}");
+        }
+    }
+    Ok(ok)
+}
+
+/// `deployment/web` → short commit, for messages in other verbs.
+pub fn short_commit(l: &Location) -> String {
+    l.applied_commit
+        .as_deref()
+        .map(|c| revision::short(c).to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_like_kubectl_get() {
+        let s = |a: &[&str]| selection(&a.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(s(&[]).unwrap(), Selection::Everything);
+        assert_eq!(
+            s(&["deploy/web", "svc,cm"]).unwrap(),
+            Selection::Some {
+                types: vec!["svc".into(), "cm".into()],
+                named: vec![("deploy".into(), "web".into())]
+            }
+        );
+        assert_eq!(
+            s(&["deploy", "web", "api"]).unwrap(),
+            Selection::Some {
+                types: vec![],
+                named: vec![
+                    ("deploy".into(), "web".into()),
+                    ("deploy".into(), "api".into())
+                ]
+            }
+        );
+        assert!(s(&["deploy/"]).is_err());
+    }
+
+    fn located() -> Vec<Location> {
+        use crate::git::CommitInfo;
+        use crate::locate::Source;
+        use gitops_guard_core::OwnerKind;
+        let now: jiff::Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
+        let mut web = Location::new(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "prod"}
+        }));
+        web.owner = Some(OwnerRef {
+            kind: OwnerKind::Kustomization,
+            namespace: "flux-system".into(),
+            name: "apps".into(),
+        });
+        web.source = Some(Source {
+            kind: "GitRepository".into(),
+            namespace: "flux-system".into(),
+            name: "fleet".into(),
+            url: "https://github.com/org/fleet".into(),
+            reference: Some("main".into()),
+            path: "apps/prod".into(),
+        });
+        web.revision = Some(revision::parse(
+            "main@sha1:3f2a9c1e8b7d6c5b4a39281706f5e4d3c2b1a098",
+        ));
+        web.file = Some("apps/web/deployment.yaml".into());
+        web.document = Some(0);
+        web.commit = Some(CommitInfo {
+            id: "9b1e0c2aa1b2c3d4e5f60718293a4b5c6d7e8f90".into(),
+            author: "Ana Ruiz".into(),
+            email: "ana@example.com".into(),
+            date: jiff::Timestamp::from_second(now.as_second() - 3 * 86400).unwrap(),
+            subject: "web: raise memory to 512Mi".into(),
+        });
+        web.drift = vec![Drift {
+            field: "spec.replicas".into(),
+            manager: "kubectl-edit".into(),
+            time: Some(
+                jiff::Timestamp::from_second(now.as_second() - 300)
+                    .unwrap()
+                    .to_string(),
+            ),
+        }];
+        let manual = Location::new(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "manual", "namespace": "prod"}
+        }));
+        let mut broken = Location::new(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "env", "namespace": "prod"}
+        }));
+        broken.owner = Some(OwnerRef {
+            kind: OwnerKind::Application,
+            namespace: "argocd".into(),
+            name: "web".into(),
+        });
+        broken.revision = Some(revision::parse("7d0e51f0a1b2c3d4e5f60718293a4b5c6d7e8f90"));
+        broken.fail(&Error::RepoUnreachable {
+            url: "https://git.example.com/web".into(),
+            message: "connection refused".into(),
+        });
+        vec![web, manual, broken]
+    }
+
+    #[test]
+    fn tables_default_and_wide() {
+        let now: jiff::Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
+        let rows = located();
+        assert_eq!(
+            table(&rows, false, false, now).render(),
+            "\
+RESOURCE         OWNER                            REVISION       FILE                       COMMIT    AUTHOR     AGE   SUBJECT                      DRIFT
+deployment/web   Kustomization flux-system/apps   main@3f2a9c1   apps/web/deployment.yaml   9b1e0c2   Ana Ruiz   3d    web: raise memory to 512Mi   kubectl-edit 5m ago
+secret/manual    (unmanaged)
+configmap/env    Application argocd/web           7d0e51f        (repo unreachable)
+"
+        );
+        let wide = table(&rows, true, false, now).render();
+        let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            vec![
+                "NAMESPACE",
+                "RESOURCE",
+                "OWNER",
+                "SOURCE",
+                "PATH",
+                "REVISION",
+                "FILE",
+                "DOC",
+                "COMMIT",
+                "AUTHOR",
+                "DATE",
+                "SUBJECT",
+                "DRIFT",
+                "CHART"
+            ]
+        );
+        assert!(
+            wide.lines().nth(1).unwrap().contains(
+                "https://github.com/org/fleet (main)   ./apps/prod   main@3f2a9c1   apps/web/deployment.yaml   1     9b1e0c2   Ana Ruiz   2026-03-07 12:00"
+            ),
+            "{wide}"
+        );
+        let all_ns = table(&rows, false, true, now).render();
+        assert!(all_ns.starts_with("NAMESPACE   RESOURCE"), "{all_ns}");
+    }
+
+    #[test]
+    fn json_and_yaml_rows() {
+        let rows = located();
+        let mut out = Vec::new();
+        output::json(&mut out, &List { items: &rows }).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let web = &v["items"][0];
+        assert_eq!(
+            web["object"],
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "prod", "name": "web"})
+        );
+        assert_eq!(
+            web["owner"],
+            serde_json::json!({"kind": "Kustomization", "namespace": "flux-system", "name": "apps"})
+        );
+        assert_eq!(web["revision"]["reference"], "main");
+        assert_eq!(web["file"], "apps/web/deployment.yaml");
+        assert_eq!(web["document"], 0);
+        assert_eq!(web["commit"]["author"], "Ana Ruiz");
+        assert_eq!(web["drift"][0]["manager"], "kubectl-edit");
+        assert!(web.get("live").is_none() && web.get("problem").is_none());
+        assert_eq!(v["items"][1]["drift"], serde_json::json!([]));
+        assert!(v["items"][1].get("owner").is_none());
+        assert!(
+            v["items"][2]["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("cannot reach the Git repository https://git.example.com/web")
+        );
+        let mut y = Vec::new();
+        output::yaml(&mut y, &List { items: &rows }).unwrap();
+        let back: serde_json::Value = serde_yaml_ng::from_slice(&y).unwrap();
+        assert_eq!(back, v, "YAML carries the same document as JSON");
+    }
+}

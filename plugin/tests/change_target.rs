@@ -1,0 +1,439 @@
+//! Where a change goes in Git: the object's own document, the overlay patch that sets the field
+//! (strategic merge or JSON 6902, in a file or inline), or the kustomization's `images` /
+//! `replicas` entry — always as the smallest diff, and always so that `kubectl kustomize` then
+//! builds exactly the edited object. Real repositories built with git in temp dirs; the builds
+//! are checked against the real `kubectl kustomize`.
+
+#[path = "support/git.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use kubectl_gitops::Error;
+use kubectl_gitops::change::target::{self, Definition};
+use kubectl_gitops::git::{Repo, RepoOrigin};
+use kubectl_gitops::manifest::{self, Build, Found, Renderer, Wanted};
+use kubectl_gitops::splice;
+use serde_json::{Value, json};
+
+const BASE_KUSTOMIZATION: &str = "\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - deployment.yaml
+";
+
+const BASE_DEPLOYMENT: &str = "\
+# The web frontend. Owned by team payments.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  replicas: 2 # the base default; overlays set their own
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+        - name: web
+          image: ghcr.io/acme/web:1.8.0
+          ports:
+            - containerPort: 8080
+          resources:
+            limits:
+              memory: 256Mi
+        - name: proxy
+          image: envoyproxy/envoy:v1.30
+";
+
+const PROD_KUSTOMIZATION: &str = "\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: prod
+resources:
+  - ../base
+patches:
+  - path: memory.yaml
+  # The proxy follows the platform team's rollout.
+  - target:
+      kind: Deployment
+      name: web
+    patch: |-
+      - op: replace
+        path: /spec/template/spec/containers/1/image
+        value: envoyproxy/envoy:v1.31
+images:
+  - name: ghcr.io/acme/web
+    newTag: 1.8.1
+replicas:
+  - name: web
+    count: 3
+commonLabels:
+  env: prod
+";
+
+const PROD_MEMORY: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  template:
+    spec:
+      containers:
+        - name: web
+          resources:
+            limits:
+              memory: 512Mi # prod needs more
+";
+
+const STAGING_KUSTOMIZATION: &str = "\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namePrefix: staging-
+resources:
+  - ../base
+patchesStrategicMerge:
+  - replicas.yaml
+patchesJson6902:
+  - target:
+      group: apps
+      version: v1
+      kind: Deployment
+      name: web
+    path: envoy.json
+";
+
+const STAGING_REPLICAS: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+";
+
+// One operation per line: `splice` rewrites a flow collection that spans several lines onto one.
+const STAGING_ENVOY: &str = "[{\"op\": \"replace\", \"path\": \"/spec/template/spec/containers/1/image\", \"value\": \"envoyproxy/envoy:v1.29\"}]\n";
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    commit: String,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("platform");
+    support::init(&dir);
+    for (path, text) in [
+        ("apps/base/kustomization.yaml", BASE_KUSTOMIZATION),
+        ("apps/base/deployment.yaml", BASE_DEPLOYMENT),
+        ("apps/prod/kustomization.yaml", PROD_KUSTOMIZATION),
+        ("apps/prod/memory.yaml", PROD_MEMORY),
+        ("apps/staging/kustomization.yaml", STAGING_KUSTOMIZATION),
+        ("apps/staging/replicas.yaml", STAGING_REPLICAS),
+        ("apps/staging/envoy.json", STAGING_ENVOY),
+    ] {
+        support::write(&dir, path, text);
+    }
+    let commit = support::commit_all(&dir, "apps", "Ana", 0);
+    Fixture {
+        _tmp: tmp,
+        dir,
+        commit,
+    }
+}
+
+fn flux(path: &str) -> Build {
+    Build {
+        path: path.into(),
+        renderer: Renderer::Flux,
+        name_prefix: String::new(),
+        name_suffix: String::new(),
+        namespace: None,
+        default_namespace: None,
+    }
+}
+
+/// The definition of deployment `name` in `namespace` built from `path`.
+fn define(f: &Fixture, path: &str, name: &str, namespace: &str) -> Definition {
+    let repo = Repo::open(&f.dir, RepoOrigin::Explicit).expect("open");
+    let id = repo.commit_id(&f.commit).expect("id").expect("commit");
+    let snap = repo.snapshot(id).expect("snapshot");
+    let build = flux(path);
+    let index = manifest::index(&snap, &build).expect("index");
+    let wanted = Wanted {
+        group: "apps".into(),
+        kind: "Deployment".into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    };
+    let entry = match index.find(&wanted, None) {
+        Found::One(e) => e.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    target::define(&snap, &build, &entry).expect("define")
+}
+
+/// What `kubectl kustomize DIR` builds for the Deployment, after writing `files` into the work
+/// tree.
+fn kustomize(f: &Fixture, def: &Definition, overlay: &str) -> Value {
+    for c in def.files.changes() {
+        std::fs::write(f.dir.join(&c.path), &c.new).expect("write");
+    }
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let out = Command::new(kubectl)
+        .args(["kustomize", &f.dir.join(overlay).display().to_string()])
+        .output()
+        .expect("run kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Put the work tree back.
+    support::git(&f.dir, &["checkout", "--", "."]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    splice::find_documents(&text)
+        .iter()
+        .find(|d| d.kind.as_deref() == Some("Deployment"))
+        .map(|d| splice::parse_document(&text[d.range.clone()]).expect("parse"))
+        .expect("a Deployment in the build")
+}
+
+/// Line diff size between two texts (removed, added).
+fn counts(a: &str, b: &str) -> (usize, usize) {
+    let fc = kubectl_gitops::change::diff::FileChange {
+        path: "x".into(),
+        old: a.into(),
+        new: b.into(),
+    };
+    fc.counts()
+}
+
+/// Routes `edit` (applied to the effective object) and checks: only `file` changed, by exactly
+/// one removed and one added line (or `lines`), and kustomize builds the edited object.
+fn route_and_check(
+    f: &Fixture,
+    overlay: &str,
+    name: &str,
+    ns: &str,
+    edit: impl Fn(&mut Value),
+    file: &str,
+    lines: (usize, usize),
+) -> Definition {
+    let mut def = define(f, overlay, name, ns);
+    let old = def.effective().expect("effective");
+    let mut new = old.clone();
+    edit(&mut new);
+    def.route(&old, &new).expect("route");
+    let changes = def.files.changes();
+    let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(paths, [file], "only {file} changes");
+    assert_eq!(
+        counts(&changes[0].old, &changes[0].new),
+        lines,
+        "{}",
+        changes[0].new
+    );
+    assert_eq!(
+        kustomize(f, &def, overlay),
+        new,
+        "kustomize builds the edited object"
+    );
+    def
+}
+
+fn container(v: &mut Value, i: usize) -> &mut Value {
+    &mut v["spec"]["template"]["spec"]["containers"][i]
+}
+
+#[test]
+fn the_effective_object_is_what_kustomize_builds() {
+    let f = fixture();
+    for (overlay, name, ns) in [
+        ("apps/prod", "web", "prod"),
+        ("apps/staging", "staging-web", "default"),
+    ] {
+        let def = define(&f, overlay, name, ns);
+        assert!(!def.is_plain().unwrap(), "{overlay} patches the object");
+        assert_eq!(
+            def.effective().unwrap(),
+            kustomize(&f, &def, overlay),
+            "{overlay}"
+        );
+    }
+    let base = define(&f, "apps/base", "web", "default");
+    assert!(base.is_plain().unwrap());
+    assert_eq!(base.layers, ["apps/base/kustomization.yaml"]);
+}
+
+#[test]
+fn a_field_set_by_an_overlay_patch_file_changes_there() {
+    let f = fixture();
+    let def = route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "prod",
+        |v| container(v, 0)["resources"]["limits"]["memory"] = json!("768Mi"),
+        "apps/prod/memory.yaml",
+        (1, 1),
+    );
+    let new = &def.files.changes()[0].new;
+    assert!(new.contains("memory: 768Mi # prod needs more\n"), "{new}");
+}
+
+#[test]
+fn a_field_only_the_base_sets_changes_in_the_base() {
+    let f = fixture();
+    let def = route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "prod",
+        |v| container(v, 0)["ports"][0]["containerPort"] = json!(9090),
+        "apps/base/deployment.yaml",
+        (1, 1),
+    );
+    assert!(
+        def.files.changes()[0]
+            .new
+            .starts_with("# The web frontend.")
+    );
+}
+
+#[test]
+fn images_and_replicas_entries_of_the_overlay_change_there() {
+    let f = fixture();
+    let def = route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "prod",
+        |v| container(v, 0)["image"] = json!("ghcr.io/acme/web:1.8.2"),
+        "apps/prod/kustomization.yaml",
+        (1, 1),
+    );
+    // splice quotes number-like strings (YAML 1.1 readers would take some of them as numbers).
+    assert!(
+        def.files.changes()[0]
+            .new
+            .contains("    newTag: \"1.8.2\"\n")
+    );
+    let def = route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "prod",
+        |v| v["spec"]["replicas"] = json!(6),
+        "apps/prod/kustomization.yaml",
+        (1, 1),
+    );
+    assert!(def.files.changes()[0].new.contains("    count: 6\n"));
+}
+
+#[test]
+fn an_inline_json_patch_changes_inside_its_block() {
+    let f = fixture();
+    let def = route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "prod",
+        |v| container(v, 1)["image"] = json!("envoyproxy/envoy:v1.32"),
+        "apps/prod/kustomization.yaml",
+        (1, 1),
+    );
+    let new = &def.files.changes()[0].new;
+    assert!(
+        new.contains("        value: envoyproxy/envoy:v1.32\n"),
+        "{new}"
+    );
+    assert!(new.contains("  # The proxy follows the platform team's rollout.\n"));
+}
+
+#[test]
+fn legacy_patch_fields_and_json_files_change_in_place() {
+    let f = fixture();
+    route_and_check(
+        &f,
+        "apps/staging",
+        "staging-web",
+        "default",
+        |v| v["spec"]["replicas"] = json!(2),
+        "apps/staging/replicas.yaml",
+        (1, 1),
+    );
+    let def = route_and_check(
+        &f,
+        "apps/staging",
+        "staging-web",
+        "default",
+        |v| container(v, 1)["image"] = json!("envoyproxy/envoy:v1.30.1"),
+        "apps/staging/envoy.json",
+        (1, 1),
+    );
+    assert!(
+        def.files.changes()[0]
+            .new
+            .contains("\"value\": \"envoyproxy/envoy:v1.30.1\"")
+    );
+}
+
+#[test]
+fn a_new_field_goes_into_the_patch_that_holds_its_parent() {
+    let f = fixture();
+    let def = route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "prod",
+        |v| container(v, 0)["resources"]["limits"]["cpu"] = json!("500m"),
+        "apps/prod/memory.yaml",
+        (0, 1),
+    );
+    assert!(
+        def.files.changes()[0]
+            .new
+            .contains("              cpu: 500m\n")
+    );
+}
+
+#[test]
+fn fields_a_layer_sets_for_every_object_are_refused() {
+    let f = fixture();
+    let mut def = define(&f, "apps/prod", "web", "prod");
+    let old = def.effective().unwrap();
+    let mut new = old.clone();
+    new["metadata"]["labels"]["env"] = json!("production");
+    let err = def.route(&old, &new).expect_err("commonLabels");
+    assert!(matches!(err, Error::LayerField { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("metadata.labels.env"), "{text}");
+    assert!(text.contains("commonLabels"), "{text}");
+    assert!(text.contains("apps/prod/kustomization.yaml"), "{text}");
+    assert!(def.files.changes().is_empty(), "nothing written");
+}
+
+#[test]
+fn the_plain_document_of_a_base_changes_by_one_line() {
+    let f = fixture();
+    let def = define(&f, "apps/base", "web", "default");
+    let (text, span) = def.base_doc().unwrap();
+    let mut v = splice::parse_document(&text[span.range.clone()]).unwrap();
+    v["spec"]["replicas"] = json!(4);
+    let new = splice::update_document(&text, &span, &v).unwrap();
+    assert_eq!(counts(&text, &new), (1, 1));
+    assert!(new.contains("  replicas: 4 # the base default; overlays set their own\n"));
+    assert!(Path::new(&f.dir).join("apps/base/deployment.yaml").exists());
+}
