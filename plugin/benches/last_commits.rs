@@ -92,9 +92,10 @@ fn main() {
     );
     if only_walk {
         println!(
-            "walk {walk_time:.3?}, {} commits, {} trees, peak RSS {:.1} MiB",
+            "walk {walk_time:.3?}, {} commits, {} trees, {} read ahead, peak RSS {:.1} MiB",
             stats.commits,
             stats.trees,
+            stats.prefetched,
             peak as f64 / 1024.0
         );
         return;
@@ -124,6 +125,7 @@ fn main() {
     println!("commits in history              {}", params.commits);
     println!("commits read by the walk        {}", stats.commits);
     println!("trees read by the walk          {}", stats.trees);
+    println!("objects read ahead (2nd thread) {}", stats.prefetched);
     println!("walk, all objects               {walk_time:.3?}");
     println!(
         "git log -1 per object           {per_object:.2?} each, {} objects sampled in {git_sample:.2?}",

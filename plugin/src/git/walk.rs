@@ -15,21 +15,34 @@
 //! Commits are visited newest first by committer date, as git does, and every commit is read once.
 //! Each queued commit carries the set of paths whose history still runs through it, so merges send
 //! each path down only the parent git would follow. The walk compares only the parts of the trees
-//! that lead to paths still unresolved, and stops as soon as every path is resolved.
+//! that lead to paths still unresolved (skipping identical leading and trailing tree entries at
+//! byte level), and stops as soon as every path is resolved. A commit reached again with paths it
+//! did not carry (equal dates, clock skew) is walked again for those paths only.
+//!
+//! Reading objects (inflating them) is most of the cost, so for large walks a second thread reads
+//! ahead along the first-parent chain: commits, and the parent-side trees of commit pairs the walk
+//! has not reached yet. The walk takes what it finds there and reads the rest itself; the results
+//! do not depend on the read-ahead. Memory stays bounded: a two-generation cache of raw trees, a
+//! 32 MiB delta-base cache, and at most 8,192 objects read ahead.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::{CommitRefIter, Find};
 
 /// A parent's tree, and (when not queued yet) its parents and date.
 type ParentInfo = (ObjectId, Option<(Vec<ObjectId>, i64)>);
 
+/// A commit's tree, parents and committer date.
+type CommitData = (ObjectId, Vec<ObjectId>, i64);
+
 /// Maps keyed by object id, hashed by the id's own bits.
 type IdMap<V> = gix::hashtable::HashMap<ObjectId, V>;
-use gix::bstr::ByteSlice;
-use gix::objs::{CommitRefIter, Find};
 
 /// What the walk did, for benchmarks and `--verbose` style diagnostics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,6 +51,9 @@ pub struct Stats {
     pub commits: usize,
     /// Tree objects read from the object database (cache misses).
     pub trees: usize,
+    /// Commits and trees the read-ahead thread read for the walk (included in the above when the
+    /// walk used them).
+    pub prefetched: usize,
 }
 
 /// A failure while walking: which object could not be read and why.
@@ -61,7 +77,22 @@ pub fn last_commits<P: AsRef<[u8]>>(
     paths: &[P],
 ) -> Result<(Vec<Option<ObjectId>>, Stats), WalkError> {
     let mut walk = Walk::new(repo, paths);
-    walk.run(start)?;
+    // A second thread reads ahead along the first-parent chain (commits and the trees the diffs
+    // will need) while the walk works behind it: object reads (inflating) are most of the cost.
+    let read_ahead = walk.unresolved >= READ_AHEAD_MIN_PATHS;
+    let helper_repo = repo.clone();
+    let (shared, trie, counts) = (walk.shared.clone(), walk.trie.clone(), walk.counts.clone());
+    shared.progress.store(i64::MAX, Relaxed);
+    let result = std::thread::scope(|s| {
+        if read_ahead {
+            s.spawn(move || read_ahead_thread(helper_repo, start, &trie, &counts, &shared));
+        }
+        let r = walk.run(start);
+        walk.shared.stop.store(true, Relaxed);
+        r
+    });
+    result?;
+    walk.stats.prefetched = walk.prefetched_used;
     let by_unique = walk.resolved;
     let out = walk
         .path_of_input
@@ -69,6 +100,171 @@ pub fn last_commits<P: AsRef<[u8]>>(
         .map(|&u| by_unique[u as usize])
         .collect();
     Ok((out, walk.stats))
+}
+
+/// Walks of fewer paths than this do not start the read-ahead thread.
+const READ_AHEAD_MIN_PATHS: usize = 32;
+/// The read-ahead thread skips ahead when the walk is closer than this many commits …
+const READ_AHEAD_MIN_LEAD: usize = 16;
+/// … and waits when it is further ahead than this.
+const READ_AHEAD_MAX_LEAD: usize = 768;
+/// At most this many read-ahead objects wait for the walk (bounded memory).
+const READ_AHEAD_MAX_OBJECTS: usize = 8192;
+
+/// What the read-ahead thread hands to the walk.
+#[derive(Default)]
+struct Shared {
+    trees: Mutex<IdMap<Arc<[u8]>>>,
+    commits: Mutex<IdMap<CommitData>>,
+    /// Committer date of the commit the walk took from its queue last (the walk goes newest
+    /// first, so this says how far back it is).
+    progress: AtomicI64,
+    stop: AtomicBool,
+}
+
+fn read_object(
+    repo: &gix::Repository,
+    id: &ObjectId,
+    kind: gix::objs::Kind,
+    buf: &mut Vec<u8>,
+) -> Option<()> {
+    let data = repo.objects.try_find(id, buf).ok()??;
+    (data.kind == kind).then_some(())
+}
+
+fn read_commit_data(
+    repo: &gix::Repository,
+    id: &ObjectId,
+    buf: &mut Vec<u8>,
+) -> Option<CommitData> {
+    read_object(repo, id, gix::objs::Kind::Commit, buf)?;
+    let it = CommitRefIter::from_bytes(buf, repo.object_hash());
+    let tree = it.clone().tree_id().ok()?;
+    let parents: Vec<ObjectId> = it.parent_ids().collect();
+    let time = it.committer().map(|s| s.seconds()).unwrap_or_default();
+    Some((tree, parents, time))
+}
+
+/// Reads ahead along the first-parent chain from `start`: every commit, and for commit pairs the
+/// walk has not reached yet, the parent's trees that differ along wanted paths. Everything read
+/// goes to `shared` for the walk to take. Any failure just ends the read-ahead (the walk reads
+/// for itself and reports errors).
+fn read_ahead_thread(
+    repo: gix::Repository,
+    start: ObjectId,
+    trie: &Trie,
+    counts: &[AtomicU32],
+    shared: &Shared,
+) {
+    let hash_len = repo.object_hash().len_in_bytes();
+    let mut buf = Vec::new();
+    let Some((mut child_tree, mut child_parents, _)) = read_commit_data(&repo, &start, &mut buf)
+    else {
+        return;
+    };
+    // Trees of the current child commit (read as the parent side one step earlier).
+    let mut child_trees: IdMap<Arc<[u8]>> = IdMap::default();
+    let mut steps = 0usize;
+    // Committer dates of the chain's commits, in chain order.
+    let mut times: Vec<i64> = Vec::new();
+    while !shared.stop.load(Relaxed) {
+        let Some(&parent) = child_parents.first() else {
+            break;
+        };
+        let Some((parent_tree, parent_parents, time)) = read_commit_data(&repo, &parent, &mut buf)
+        else {
+            break;
+        };
+        {
+            let mut commits = shared.commits.lock().unwrap_or_else(|p| p.into_inner());
+            if commits.len() < READ_AHEAD_MAX_OBJECTS {
+                commits.insert(parent, (parent_tree, parent_parents.clone(), time));
+            }
+        }
+        times.push(time);
+        // Keep a lead on the walk: skip pairs it is about to do, wait when far ahead. The walk's
+        // position on this chain: the steps at or after its date (dates fall along the chain).
+        let walk_at = |times: &[i64]| {
+            let t = shared.progress.load(Relaxed);
+            times.partition_point(|&x| x >= t)
+        };
+        let mut at = walk_at(&times);
+        while steps > at + READ_AHEAD_MAX_LEAD && !shared.stop.load(Relaxed) {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            at = walk_at(&times);
+        }
+        let mut parent_trees: IdMap<Arc<[u8]>> = IdMap::default();
+        if steps >= at + READ_AHEAD_MIN_LEAD {
+            let mut read = |id: ObjectId,
+                            side_child: bool,
+                            parent_trees: &mut IdMap<Arc<[u8]>>|
+             -> Option<Arc<[u8]>> {
+                if side_child && let Some(t) = child_trees.get(&id) {
+                    return Some(t.clone());
+                }
+                if let Some(t) = parent_trees.get(&id) {
+                    return Some(t.clone());
+                }
+                read_object(&repo, &id, gix::objs::Kind::Tree, &mut buf)?;
+                let t: Arc<[u8]> = Arc::from(buf.as_slice());
+                if !side_child {
+                    parent_trees.insert(id, t.clone());
+                }
+                Some(t)
+            };
+            // Depth-first over differing directories along wanted paths.
+            let mut stack = vec![(0u32, parent_tree, child_tree)];
+            while let Some((node, old, new)) = stack.pop() {
+                if old == new || counts[node as usize].load(Relaxed) == 0 {
+                    continue;
+                }
+                let (Some(a), Some(b)) = (
+                    read(old, false, &mut parent_trees),
+                    read(new, true, &mut parent_trees),
+                ) else {
+                    break;
+                };
+                let mut ib = 0;
+                let mut ia = 0;
+                while ia < a.len() && ib < b.len() {
+                    let (Some(x), Some(y)) =
+                        (raw_entry(&a, ia, hash_len), raw_entry(&b, ib, hash_len))
+                    else {
+                        break;
+                    };
+                    match git_order(x.name, x.is_tree, y.name, y.is_tree) {
+                        Ordering::Less => ia = x.end,
+                        Ordering::Greater => ib = y.end,
+                        Ordering::Equal => {
+                            ia = x.end;
+                            ib = y.end;
+                            if x.oid != y.oid
+                                && x.is_tree
+                                && y.is_tree
+                                && let Some(c) = trie.child(node, x.name)
+                                && !trie.nodes[c as usize].children.is_empty()
+                                && let (Ok(xo), Ok(yo)) =
+                                    (ObjectId::try_from(x.oid), ObjectId::try_from(y.oid))
+                            {
+                                stack.push((c, xo, yo));
+                            }
+                        }
+                    }
+                }
+            }
+            let mut trees = shared.trees.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, t) in &parent_trees {
+                if trees.len() >= READ_AHEAD_MAX_OBJECTS {
+                    break;
+                }
+                trees.insert(*id, t.clone());
+            }
+        }
+        child_trees = parent_trees;
+        child_tree = parent_tree;
+        child_parents = parent_parents;
+        steps += 1;
+    }
 }
 
 /// The wanted paths as a tree of components, so tree comparisons descend only where they must.
@@ -82,8 +278,6 @@ struct TrieNode {
     children: Vec<(Box<[u8]>, u32)>,
     /// The unique path that ends at this node, if one does.
     path: Option<u32>,
-    /// How many unresolved paths end at or below this node.
-    unresolved: u32,
     parent: u32,
 }
 
@@ -163,13 +357,13 @@ impl PartialOrd for QueueKey {
 /// Decoded-tree cache with two generations: bounded memory, and the trees of the last few commits
 /// (which a linear walk reads twice: once as a commit's, once as its child's parent's) stay hot.
 struct TreeCache {
-    young: IdMap<Rc<[u8]>>,
-    old: IdMap<Rc<[u8]>>,
+    young: IdMap<Arc<[u8]>>,
+    old: IdMap<Arc<[u8]>>,
     limit: usize,
 }
 
 impl TreeCache {
-    fn get(&mut self, id: &ObjectId) -> Option<Rc<[u8]>> {
+    fn get(&mut self, id: &ObjectId) -> Option<Arc<[u8]>> {
         if let Some(t) = self.young.get(id) {
             return Some(t.clone());
         }
@@ -178,7 +372,7 @@ impl TreeCache {
         Some(t)
     }
 
-    fn insert(&mut self, id: ObjectId, data: Rc<[u8]>) {
+    fn insert(&mut self, id: ObjectId, data: Arc<[u8]>) {
         if self.young.len() >= self.limit {
             self.old = std::mem::take(&mut self.young);
         }
@@ -189,7 +383,12 @@ impl TreeCache {
 struct Walk<'r> {
     repo: &'r gix::Repository,
     hash: gix::hash::Kind,
-    trie: Trie,
+    trie: Arc<Trie>,
+    /// How many unresolved paths end at or below each trie node (shared with the read-ahead).
+    counts: Arc<Vec<AtomicU32>>,
+    shared: Arc<Shared>,
+    /// Objects the walk took from the read-ahead.
+    prefetched_used: usize,
     /// Components of each unique path, for direct lookups.
     components: Rc<Vec<Vec<Box<[u8]>>>>,
     /// Trie node of each unique path.
@@ -250,10 +449,14 @@ impl<'r> Walk<'r> {
             components.push(comps);
         }
         // Every path starts unresolved; an empty path (the root) can never be a file.
+        let counts = Arc::new((0..trie.nodes.len()).map(|_| AtomicU32::new(0)).collect());
         let mut walk = Walk {
             repo,
             hash: repo.object_hash(),
-            trie,
+            trie: Arc::new(trie),
+            counts,
+            shared: Arc::new(Shared::default()),
+            prefetched_used: 0,
             components: Rc::new(components),
             node_of,
             path_of_input,
@@ -280,13 +483,17 @@ impl<'r> Walk<'r> {
     fn add_unresolved(&mut self, path: u32, delta: i32) {
         let mut node = self.node_of[path as usize];
         loop {
-            let n = &mut self.trie.nodes[node as usize];
-            n.unresolved = n.unresolved.saturating_add_signed(delta);
+            let count = &self.counts[node as usize];
+            count.store(count.load(Relaxed).saturating_add_signed(delta), Relaxed);
             if node == 0 {
                 break;
             }
-            node = n.parent;
+            node = self.trie.nodes[node as usize].parent;
         }
+    }
+
+    fn open_below(&self, node: u32) -> bool {
+        self.counts[node as usize].load(Relaxed) > 0
     }
 
     fn is_open(&self, p: u32) -> bool {
@@ -314,6 +521,16 @@ impl<'r> Walk<'r> {
     }
 
     fn read_commit(&mut self, id: ObjectId) -> Result<(ObjectId, Vec<ObjectId>, i64), WalkError> {
+        let ahead = self
+            .shared
+            .commits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(c) = ahead {
+            self.prefetched_used += 1;
+            return Ok(c);
+        }
         let err = |message: String| WalkError {
             object: id,
             message,
@@ -339,8 +556,19 @@ impl<'r> Walk<'r> {
         Ok((tree, parents, time))
     }
 
-    fn tree(&mut self, id: ObjectId) -> Result<Rc<[u8]>, WalkError> {
+    fn tree(&mut self, id: ObjectId) -> Result<Arc<[u8]>, WalkError> {
         if let Some(t) = self.trees.get(&id) {
+            return Ok(t);
+        }
+        let ahead = self
+            .shared
+            .trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(t) = ahead {
+            self.prefetched_used += 1;
+            self.trees.insert(id, t.clone());
             return Ok(t);
         }
         let err = |message: String| WalkError {
@@ -356,7 +584,7 @@ impl<'r> Walk<'r> {
         if data.kind != gix::objs::Kind::Tree {
             return Err(err(format!("expected a tree, found a {}", data.kind)));
         }
-        let t: Rc<[u8]> = Rc::from(data.data);
+        let t: Arc<[u8]> = Arc::from(data.data);
         self.stats.trees += 1;
         self.trees.insert(id, t.clone());
         Ok(t)
@@ -403,6 +631,7 @@ impl<'r> Walk<'r> {
             let Some(pending) = slots[key.slot].take() else {
                 continue;
             };
+            self.shared.progress.store(key.time, Relaxed);
             queued.remove(&pending.id);
             let carried = match done.remove(&pending.id) {
                 Some(before) => before.union(pending.set.clone()),
@@ -607,7 +836,11 @@ impl<'r> Walk<'r> {
     }
 
     /// The entry (id, is-tree) at unique path `p` inside the tree `root`.
-    fn entry_in(&mut self, root: &Rc<[u8]>, p: u32) -> Result<Option<(ObjectId, bool)>, WalkError> {
+    fn entry_in(
+        &mut self,
+        root: &Arc<[u8]>,
+        p: u32,
+    ) -> Result<Option<(ObjectId, bool)>, WalkError> {
         let all = Rc::clone(&self.components);
         let comps = &all[p as usize];
         let mut tree = root.clone();
@@ -649,7 +882,7 @@ impl<'r> Walk<'r> {
         new: Option<ObjectId>,
         out: &mut Vec<u32>,
     ) -> Result<(), WalkError> {
-        if old == new || self.trie.nodes[node as usize].unresolved == 0 {
+        if old == new || !self.open_below(node) {
             return Ok(());
         }
         let old_data = match old {
@@ -719,7 +952,7 @@ impl<'r> Walk<'r> {
                 (None, None) => break,
             };
             if let Some(child) = self.trie.child(node, name)
-                && self.trie.nodes[child as usize].unresolved > 0
+                && self.open_below(child)
             {
                 let id = |e: &Option<RawEntry<'_>>, tree: bool| {
                     e.as_ref()
