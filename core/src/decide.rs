@@ -246,6 +246,29 @@ fn one_line(text: &str) -> String {
     text.replace('\n', " ")
 }
 
+/// Requests allowed whatever the objects say: Kubernetes itself, CONNECT, and subresources other
+/// than scale.
+fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Option<Reason> {
+    if Identity::of(&req.user, config) == Identity::System {
+        return Some(Reason::System);
+    }
+    if req.operation == Operation::Connect {
+        return Some(Reason::Connect);
+    }
+    match req.sub_resource.as_str() {
+        "" | "scale" => None,
+        "status" => Some(Reason::Status),
+        _ => Some(Reason::Subresource),
+    }
+}
+
+/// Whether deciding `req` needs the object behind a `<resource>/scale` request (which the caller
+/// looks up). Kubernetes' own components (the HPA scales every few seconds) are decided without
+/// it, so they cost no API call.
+pub fn needs_scale_parent(req: &AdmissionRequest<'_>, config: &Config) -> bool {
+    req.sub_resource == "scale" && decided_without_objects(req, config).is_none()
+}
+
 /// Decides one admission request.
 ///
 /// `scale_parent` is the object behind a `<resource>/scale` request (the Scale object carries no
@@ -257,19 +280,11 @@ pub fn decide(
     cluster: &dyn Lookup,
     now: jiff::Timestamp,
 ) -> Decision {
+    if let Some(reason) = decided_without_objects(req, config) {
+        return Decision::allow(reason);
+    }
     let identity = Identity::of(&req.user, config);
-    if identity == Identity::System {
-        return Decision::allow(Reason::System);
-    }
-    if req.operation == Operation::Connect {
-        return Decision::allow(Reason::Connect);
-    }
-    let scale = match req.sub_resource.as_str() {
-        "" => false,
-        "scale" => true,
-        "status" => return Decision::allow(Reason::Status),
-        _ => return Decision::allow(Reason::Subresource),
-    };
+    let scale = req.sub_resource == "scale";
 
     // The objects that say who manages the resource: for scale, the parent.
     let (old, new) = if scale {
@@ -564,30 +579,14 @@ fn break_glass_change(
                 "break-glass window on {what} opened by {} until {}: {}{ticket}",
                 req.user.username, w.until, w.reason
             );
-            Decision {
-                verdict: Verdict::Warn,
-                reason: Reason::BreakGlass,
-                message: None,
-                warnings: vec![text.clone()],
-                audit_annotations: vec![("break-glass".into(), text.clone())],
-                owner: owner.cloned(),
-                event: Some(text),
-            }
+            recorded(text, owner.cloned())
         }
         None => {
             let text = format!(
                 "break-glass window on {what} closed by {}",
                 req.user.username
             );
-            Decision {
-                verdict: Verdict::Warn,
-                reason: Reason::BreakGlass,
-                message: None,
-                warnings: vec![text.clone()],
-                audit_annotations: vec![("break-glass".into(), text.clone())],
-                owner: owner.cloned(),
-                event: Some(text),
-            }
+            recorded(text, owner.cloned())
         }
     }
 }
@@ -621,13 +620,18 @@ fn under_window(
         "break-glass: {what} {op} by {} under the window opened by {} until {} ({}{ticket}); it is managed by {owner}: bring the change back into Git",
         req.user.username, w.by, w.until, w.reason
     );
+    recorded(text, Some(owner.clone()))
+}
+
+/// A break-glass action: allowed, with the text as a warning, an audit annotation and an Event.
+fn recorded(text: String, owner: Option<OwnerRef>) -> Decision {
     Decision {
         verdict: Verdict::Warn,
         reason: Reason::BreakGlass,
         message: None,
         warnings: vec![text.clone()],
         audit_annotations: vec![("break-glass".into(), text.clone())],
-        owner: Some(owner.clone()),
+        owner,
         event: Some(text),
     }
 }

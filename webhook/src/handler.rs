@@ -3,7 +3,7 @@
 
 use gitops_guard_core::review::encode_response;
 use gitops_guard_core::{
-    AdmissionRequest, Config, Decision, Identity, Lookup, Object, Operation, Verdict, decide,
+    AdmissionRequest, Config, Decision, Lookup, Object, Operation, Verdict, decide,
 };
 use tracing::{debug, info};
 
@@ -41,13 +41,7 @@ pub fn handle(
     Ok(answer(&req, None, config, lookup, now))
 }
 
-/// Whether deciding `req` needs the object behind a scale request. Kubernetes' own components
-/// (the HPA scales every few seconds) and CONNECT are decided without it, so they cost no API call.
-pub fn needs_scale_parent(req: &AdmissionRequest<'_>, config: &Config) -> bool {
-    req.sub_resource == "scale"
-        && req.operation != Operation::Connect
-        && Identity::of(&req.user, config) != Identity::System
-}
+pub use gitops_guard_core::decide::needs_scale_parent;
 
 /// An AdmissionReview response refusing the request for a reason other than a decision (the
 /// guard could not find out what it needed), with an HTTP-like `code` such as 500.
