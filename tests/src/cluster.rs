@@ -51,7 +51,7 @@ pub(crate) fn repo_root() -> PathBuf {
 
 /// The cargo target profile directory this test executable was built into (`target/debug`), where
 /// `cargo build --workspace --bins` puts `gitops-guard-webhook` and `kubectl-gitops`.
-pub(crate) fn target_profile_dir() -> PathBuf {
+pub fn target_profile_dir() -> PathBuf {
     let exe =
         std::env::current_exe().unwrap_or_else(|e| panic!("cannot find the test executable: {e}"));
     let dir = exe.parent().unwrap_or(Path::new("."));
@@ -63,8 +63,17 @@ pub(crate) fn target_profile_dir() -> PathBuf {
     }
 }
 
+/// `$PATH` with the target profile dir first, so `kubectl gitops` runs this build's plugin.
+pub fn build_path() -> OsString {
+    let mut path = vec![target_profile_dir()];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(path).unwrap_or_else(|e| panic!("cannot build PATH: {e}"))
+}
+
 /// The kubectl to run: `$KUBECTL` or `kubectl` on PATH.
-fn kubectl_program() -> OsString {
+pub fn kubectl_program() -> OsString {
     std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into())
 }
 
@@ -95,19 +104,27 @@ pub(crate) struct Kubectl {
 
 impl Kubectl {
     pub(crate) fn run<S: AsRef<OsStr>>(&self, user: User, args: &[S], stdin: Option<&str>) -> Out {
+        self.run_with(&self.dir.join(user.kubeconfig_file()), &[], args, stdin)
+    }
+
+    /// kubectl with `kubeconfig` and extra environment `vars`.
+    pub(crate) fn run_with<S: AsRef<OsStr>>(
+        &self,
+        kubeconfig: &Path,
+        vars: &[(&str, &OsStr)],
+        args: &[S],
+        stdin: Option<&str>,
+    ) -> Out {
         let mut cmd = Command::new(kubectl_program());
         // The kubeconfig comes from the environment, not `--kubeconfig`: kubectl refuses flags in
         // front of a plugin name, and plugins (`kubectl gitops ...`) read KUBECONFIG too.
-        cmd.args(args)
-            .env("KUBECONFIG", self.dir.join(user.kubeconfig_file()))
-            .env("KUBECACHEDIR", self.dir.join("kubectl-cache"));
         // `kubectl gitops` finds kubectl-gitops from this build first.
-        let mut path = vec![target_profile_dir()];
-        path.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
-        if let Ok(joined) = std::env::join_paths(path) {
-            cmd.env("PATH", joined);
+        cmd.args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("KUBECACHEDIR", self.dir.join("kubectl-cache"))
+            .env("PATH", build_path());
+        for (k, v) in vars {
+            cmd.env(k, v);
         }
         run(cmd, stdin, KUBECTL_TIMEOUT)
     }
@@ -188,6 +205,12 @@ impl Cluster {
     /// Like [`Cluster::kubectl`], with `stdin` as standard input (`apply -f -`).
     pub fn kubectl_stdin(&self, user: User, args: &[&str], stdin: &str) -> Out {
         self.kubectl.run(user, args, Some(stdin))
+    }
+
+    /// kubectl (or `kubectl gitops`) with another kubeconfig (e.g. one that impersonates) and extra
+    /// environment variables (`KUBE_EDITOR`, `TMPDIR`, tokens).
+    pub fn kubectl_with(&self, kubeconfig: &Path, vars: &[(&str, &OsStr)], args: &[&str]) -> Out {
+        self.kubectl.run_with(kubeconfig, vars, args, None)
     }
 
     /// kubectl as the admin impersonating `impersonate` (`--as=...`, e.g.

@@ -121,7 +121,7 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<std::process::Exit
 
 /// Runs `cmd` to completion with `stdin` as its standard input (or /dev/null), collecting both
 /// output streams. Kills it and panics if it runs longer than `timeout`.
-pub(crate) fn run(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Out {
+pub fn run(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Out {
     let command = display(&cmd);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()

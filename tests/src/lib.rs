@@ -26,6 +26,6 @@ mod http;
 mod pki;
 mod webhook;
 
-pub use cluster::{Cluster, User};
-pub use command::{DENIED_PREFIX, Out};
+pub use cluster::{Cluster, User, build_path, kubectl_program, target_profile_dir};
+pub use command::{DENIED_PREFIX, Out, run as run_command};
 pub use webhook::{WEBHOOK_NAME, Webhook};

@@ -350,26 +350,9 @@ fn member_kubeconfig(user: &str) -> std::path::PathBuf {
 
 /// `kubectl gitops ...` (this build's plugin) with the given kubeconfig.
 fn gitops(kubeconfig: &std::path::Path, args: &[&str]) -> Out {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let mut path = vec![profile_dir];
-    path.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    let out =
-        std::process::Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
-            .arg("gitops")
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .env("PATH", std::env::join_paths(path).unwrap())
-            .output()
-            .unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command: format!("kubectl gitops {}", args.join(" ")),
-    }
+    env()
+        .cluster
+        .kubectl_with(kubeconfig, &[], &[&["gitops"], args].concat())
 }
 
 #[test]

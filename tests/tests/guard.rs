@@ -6,7 +6,6 @@
 //! subresource.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -158,27 +157,18 @@ fn kubectl_edit(user: User, sed_expr: &str, args: &[&str]) -> Out {
     let mut perms = std::fs::metadata(&editor).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&editor, perms).unwrap();
-    let mut cmd = Command::new(kubectl());
-    cmd.arg("--kubeconfig")
-        .arg(env.cluster.kubeconfig(user))
-        .arg("edit")
-        .args(args)
-        .env("KUBE_EDITOR", &editor)
-        .env("TMPDIR", dir.path());
-    let out = cmd.output().unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command: format!(
-            "KUBE_EDITOR='sed -i {sed_expr}' kubectl edit {}",
-            args.join(" ")
-        ),
-    }
-}
-
-fn kubectl() -> String {
-    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into())
+    let mut edit = vec!["edit"];
+    edit.extend_from_slice(args);
+    let mut out = env.cluster.kubectl_with(
+        &env.cluster.kubeconfig(user),
+        &[
+            ("KUBE_EDITOR", editor.as_os_str()),
+            ("TMPDIR", dir.path().as_os_str()),
+        ],
+        &edit,
+    );
+    out.command = format!("KUBE_EDITOR='sed -i {sed_expr}' {}", out.command);
+    out
 }
 
 fn jsonpath(ns: &str, what: &str, path: &str) -> String {

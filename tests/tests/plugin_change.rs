@@ -12,14 +12,13 @@
 #[path = "../../plugin/tests/forge/fake_forge.rs"]
 mod fake_forge;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_forge::FakeForge;
-use gitops_guard_tests::{Cluster, Out, User, Webhook};
+use gitops_guard_tests::{Cluster, Out, User, Webhook, build_path, kubectl_program, run_command};
 use kubectl_gitops::forge::ForgeKind;
 use serde_json::Value;
 
@@ -60,67 +59,13 @@ fn env() -> &'static Env {
     })
 }
 
-fn kubectl_program() -> String {
-    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into())
+/// Runs a command (killed after two minutes), with `what` as its description in messages.
+fn run(cmd: Command, stdin: Option<&str>, what: String) -> Out {
+    let mut out = run_command(cmd, stdin, Duration::from_secs(120));
+    out.command = what;
+    out
 }
 
-/// `target/<profile>`, where this build's `kubectl-gitops` is.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().expect("parent").to_path_buf();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.parent().expect("profile dir").to_path_buf()
-    } else {
-        dir
-    }
-}
-
-/// Runs a command with a deadline, capturing both streams.
-fn run(mut cmd: Command, stdin: Option<&str>, what: String) -> Out {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
-    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-        std::io::Write::write_all(&mut input, text.as_bytes()).expect("stdin");
-    }
-    let mut out_pipe = child.stdout.take().expect("stdout");
-    let mut err_pipe = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Out {
-        code: status.and_then(|s| s.code()).unwrap_or(-1),
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-        command: what,
-    }
-}
-
-/// git with a fixed identity and no user or system config (for building the fixtures).
 fn git(dir: &Path, args: &[&str]) -> String {
     let mut cmd = Command::new("git");
     cmd.args(args)
@@ -382,12 +327,8 @@ impl Fx {
         let env = env();
         let mut cmd = Command::new(kubectl_program());
         cmd.arg("gitops").args(args).args(["-n", &self.ns]);
-        let mut path = vec![target_dir()];
-        path.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
         cmd.env_clear()
-            .env("PATH", std::env::join_paths(path).expect("PATH"))
+            .env("PATH", build_path())
             .env("HOME", &self.home)
             .env("TMPDIR", self.home.join("tmp"))
             .env("XDG_CACHE_HOME", self.home.join(".cache"))

@@ -6,8 +6,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use gitops_guard_tests::{Cluster, User};
+use gitops_guard_tests::{Cluster, Out, User, kubectl_program, run_command, target_profile_dir};
 
 const FLUX_KS: &str = "system:serviceaccount:flux-system:kustomize-controller";
 const FLUX_HELM: &str = "system:serviceaccount:flux-system:helm-controller";
@@ -17,12 +18,7 @@ const ARGO: &str = "system:serviceaccount:argocd:argocd-application-controller";
 
 /// `target/<profile>/kubectl-gitops`, next to this test executable's `deps` directory.
 fn plugin_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let mut dir = exe.parent().expect("test executable dir").to_path_buf();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
-    let bin = dir.join("kubectl-gitops");
+    let bin = target_profile_dir().join("kubectl-gitops");
     assert!(
         bin.exists(),
         "{} does not exist: build it first (`cargo build --workspace --bins`, as scripts/test-all does)",
@@ -31,39 +27,16 @@ fn plugin_binary() -> PathBuf {
     bin
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 /// Runs kubectl-gitops with `--kubeconfig` (admin), in `cwd`, with its cache under `cache`.
-fn gitops(cluster: &Cluster, cwd: &Path, cache: &Path, args: &[&str]) -> Run {
-    let kubeconfig = cluster.kubeconfig(User::Admin);
-    let out = Command::new(plugin_binary())
-        .args(args)
+fn gitops(cluster: &Cluster, cwd: &Path, cache: &Path, args: &[&str]) -> Out {
+    let mut cmd = Command::new(plugin_binary());
+    cmd.args(args)
         .arg("--kubeconfig")
-        .arg(&kubeconfig)
+        .arg(cluster.kubeconfig(User::Admin))
         .current_dir(cwd)
         .env("XDG_CACHE_HOME", cache)
-        .env_remove("KUBECONFIG")
-        .output()
-        .expect("run kubectl-gitops");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .env_remove("KUBECONFIG");
+    run_command(cmd, None, Duration::from_secs(120))
 }
 
 fn git(dir: &Path, args: &[&str], env: &[(&str, String)]) -> String {
@@ -165,17 +138,14 @@ fn label(o: &mut serde_json::Value, key: &str, value: &str) {
 
 /// A person edits an object with `kubectl edit` (the editor is a sed expression).
 fn edit_as_developer(cluster: &Cluster, resource: &str, ns: &str, sed: &str) {
-    let out = Command::new("kubectl")
-        .args(["edit", resource, "-n", ns])
-        .env("KUBECONFIG", cluster.kubeconfig(User::Developer))
-        .env("KUBE_EDITOR", format!("sed -i {sed}"))
-        .output()
-        .expect("run kubectl edit");
-    assert!(
-        out.status.success(),
-        "kubectl edit: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let editor = format!("sed -i {sed}");
+    cluster
+        .kubectl_with(
+            &cluster.kubeconfig(User::Developer),
+            &[("KUBE_EDITOR", editor.as_ref())],
+            &["edit", resource, "-n", ns],
+        )
+        .ok();
 }
 
 /// Table rows as cells (columns are separated by at least three spaces).
@@ -360,17 +330,12 @@ fn fleet(root: &Path) -> Fleet {
 }
 
 fn kubectl_kustomize(dir: &Path) -> String {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .expect("kubectl kustomize");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut cmd = Command::new(kubectl_program());
+    cmd.arg("kustomize").arg(dir);
+    run_command(cmd, None, Duration::from_secs(60))
+        .ok()
+        .stdout
+        .clone()
 }
 
 /// Everything on the cluster: owners with status, objects applied by the agents, an unmanaged
