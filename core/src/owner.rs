@@ -203,24 +203,52 @@ pub fn flux_owner_info(owner: &Value, config: &Config) -> OwnerInfo {
     }
 }
 
-/// The revision an Argo CD Application last deployed: the last sync's result, else the newest
-/// history entry (never `status.sync.revision`, which is what Git has now, not what is deployed).
+/// Reads what an Argo CD Application last deployed from the last sync's result, else from the
+/// newest history entry (never `status.sync.revision`, which is what Git has now, not what is
+/// deployed).
+fn argo_deployed<T>(app: &Value, read: impl Fn(&Value) -> Option<T>) -> Option<T> {
+    app.pointer("/status/operationState/syncResult")
+        .and_then(&read)
+        .or_else(|| {
+            app.pointer("/status/history")
+                .and_then(Value::as_array)
+                .and_then(|h| h.last())
+                .and_then(&read)
+        })
+}
+
+/// The revision an Argo CD Application last deployed (the first source's, for a multi-source one).
 pub fn argo_deployed_revision(app: &Value) -> Option<String> {
-    let first_of = |v: &Value| -> Option<String> {
+    argo_deployed(app, |v| {
         v.get("revision")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .or_else(|| v.pointer("/revisions/0").and_then(Value::as_str))
             .map(str::to_string)
-    };
-    app.pointer("/status/operationState/syncResult")
-        .and_then(first_of)
-        .or_else(|| {
-            app.pointer("/status/history")
-                .and_then(Value::as_array)
-                .and_then(|h| h.last())
-                .and_then(first_of)
-        })
+    })
+}
+
+/// Every revision an Argo CD Application last deployed, one per entry of `spec.sources` for a
+/// multi-source Application (`revisions`), else the single `revision`.
+pub fn argo_deployed_revisions(app: &Value) -> Vec<String> {
+    argo_deployed(app, |v| {
+        if let Some(list) = v
+            .get("revisions")
+            .and_then(Value::as_array)
+            .filter(|l| !l.is_empty())
+        {
+            return Some(
+                list.iter()
+                    .map(|r| r.as_str().unwrap_or_default().to_string())
+                    .collect(),
+            );
+        }
+        v.get("revision")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|r| vec![r.to_string()])
+    })
+    .unwrap_or_default()
 }
 
 /// What an Argo CD Application (and its AppProject, when cached) tells the guard.
@@ -551,6 +579,14 @@ mod tests {
         );
         let sync_only = json!({"status":{"sync":{"revision":"fff"}}});
         assert_eq!(argo_deployed_revision(&sync_only), None);
+        assert!(argo_deployed_revisions(&sync_only).is_empty());
+
+        let multi = json!({"status":{"operationState":{"syncResult":{"revisions":["aaa","bbb"]}},
+            "history":[{"revision":"old"}]}});
+        assert_eq!(argo_deployed_revisions(&multi), ["aaa", "bbb"]);
+        assert_eq!(argo_deployed_revision(&multi).as_deref(), Some("aaa"));
+        assert_eq!(argo_deployed_revisions(&history_only), ["bbb", "ccc"]);
+        assert_eq!(argo_deployed_revisions(&app), ["7d0e51f0a"]);
 
         let qualified = json!({"spec":{"destinationServiceAccounts":[
             {"server":"*","namespace":"*","defaultServiceAccount":"argocd-deploy:sync"}]}});

@@ -340,38 +340,6 @@ fn helm_chart(hr: &Value) -> Option<String> {
     Some(format!("{name}@{version}"))
 }
 
-/// An Argo CD application's deployed revisions, one per source (multi-source applications
-/// report `revisions`).
-fn argo_revisions(app: &Value) -> Vec<String> {
-    let from = |v: &Value| -> Option<Vec<String>> {
-        if let Some(list) = v
-            .get("revisions")
-            .and_then(Value::as_array)
-            .filter(|l| !l.is_empty())
-        {
-            return Some(
-                list.iter()
-                    .map(|r| r.as_str().unwrap_or_default().to_string())
-                    .collect(),
-            );
-        }
-        v.get("revision")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(|r| vec![r.to_string()])
-    };
-    app.pointer("/status/operationState/syncResult")
-        .and_then(from)
-        .or_else(|| {
-            app.pointer("/status/history")
-                .and_then(Value::as_array)
-                .and_then(|h| h.last())
-                .and_then(from)
-        })
-        .or_else(|| owner::argo_deployed_revision(app).map(|r| vec![r]))
-        .unwrap_or_default()
-}
-
 fn wanted_of(obj: &ObjectRef) -> Wanted {
     Wanted {
         group: obj.group().to_string(),
@@ -509,7 +477,7 @@ fn argo_application(
     if sources.is_empty() {
         return Err(incomplete("spec.source is not set".into()));
     }
-    let revisions = argo_revisions(app);
+    let revisions = owner::argo_deployed_revisions(app);
     let dest_ns = str_at(app, "/spec/destination/namespace").map(str::to_string);
     let mut out = Vec::new();
     let mut notes = Vec::new();
