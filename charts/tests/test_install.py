@@ -19,7 +19,15 @@ from conftest import Cluster
 from render import CHART, NAMESPACE, RELEASE, manifest_objects
 
 WEBHOOK_CALL_FAILED = 'failed calling webhook "guard.gitops-guard.dev"'
-ENTRIES = ["argocd-annotations", "argocd-namespaces", "enforce-all", "flux-helm", "flux-kustomize", "scale"]
+ENTRIES = [
+    "argocd-annotations",
+    "argocd-namespaces",
+    "custody",
+    "enforce-all",
+    "flux-helm",
+    "flux-kustomize",
+    "scale",
+]
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +128,11 @@ def test_install_creates_the_guard(cluster: Cluster, installed: dict[str, Any]) 
         assert hook["clientConfig"]["caBundle"] == ca, name
         assert hook["timeoutSeconds"] == 3
         assert "matchConditions" not in hook, name  # 1.20 has no matchConditions
+        # 1.20 lets anyone set kubernetes.io/metadata.name: the guard excludes namespaces by name.
+        assert "kubernetes.io/metadata.name" not in json.dumps(hook["namespaceSelector"]), name
+        assert "app.kubernetes.io/part-of" not in json.dumps(hook["objectSelector"]), name
+    assert configs["custody"]["webhooks"][0]["failurePolicy"] == "Fail"
+    assert {"kube-system", NAMESPACE} <= set(config["excludedNamespaces"])
     assert base64.b64decode(ca).startswith(b"-----BEGIN CERTIFICATE-----")
 
 
@@ -137,16 +150,12 @@ def test_guard_down_blocks_only_managed_objects(cluster: Cluster, installed: dic
     out = create(cluster, configmap("managed-helm", "team", {"helm.toolkit.fluxcd.io/name": "web"}))
     assert out.returncode != 0 and WEBHOOK_CALL_FAILED in out.stderr, out.stderr
 
-    # Everything else goes through: unowned objects (Ignore), the excluded namespaces, the guard's
-    # own objects, scaling (Ignore).
+    # No label lets a write past the guard: the chart's own label excludes nothing.
+    out = create(cluster, configmap("self", "team", {**flux, "app.kubernetes.io/part-of": "gitops-guard"}))
+    assert out.returncode != 0 and WEBHOOK_CALL_FAILED in out.stderr, out.stderr
+
+    # Everything else goes through: unowned objects (Ignore), scaling (Ignore).
     assert create(cluster, configmap("plain", "team")).returncode == 0
-    assert create(cluster, configmap("infra", "kube-system", flux)).returncode == 0
-    assert (
-        create(
-            cluster, configmap("self", "team", {**flux, "app.kubernetes.io/part-of": "gitops-guard"})
-        ).returncode
-        == 0
-    )
     assert create(cluster, deployment("web", "team")).returncode == 0
     cluster.kubectl("scale", "-n", "team", "deployment/web", "--replicas=3")
     assert cluster.get("deployment", "-n", "team", "web")["spec"]["replicas"] == 3
@@ -158,12 +167,20 @@ def test_guard_down_blocks_only_managed_objects(cluster: Cluster, installed: dic
     out = create(cluster, configmap("plain", "prod"))
     assert out.returncode != 0 and WEBHOOK_CALL_FAILED in out.stderr, out.stderr
 
-    # The guard's own namespace is excluded once it carries kubernetes.io/metadata.name (1.21+ sets
-    # it; on 1.20, as here, NOTES.txt tells you to add it).
+    # On 1.20 (as here) kubernetes.io/metadata.name is an ordinary label, so the API server
+    # excludes no namespace; the guard excludes kube-system and its own namespace by name. With the
+    # guard down, unowned writes there still go through (Ignore) and Flux-labelled ones fail
+    # closed like anywhere else, whatever the namespace's labels say.
+    assert create(cluster, configmap("infra-plain", "kube-system")).returncode == 0
+    assert create(cluster, configmap("guard-plain", NAMESPACE)).returncode == 0
+    out = create(cluster, configmap("infra", "kube-system", flux))
+    assert out.returncode != 0 and WEBHOOK_CALL_FAILED in out.stderr, out.stderr
+    cluster.kubectl("create", "namespace", "relabelled")
     cluster.kubectl(
-        "label", "namespace", NAMESPACE, f"kubernetes.io/metadata.name={NAMESPACE}", "--overwrite"
+        "label", "namespace", "relabelled", "kubernetes.io/metadata.name=kube-system", "--overwrite"
     )
-    assert create(cluster, configmap("guard-side", NAMESPACE, flux)).returncode == 0
+    out = create(cluster, configmap("hidden", "relabelled", flux))
+    assert out.returncode != 0 and WEBHOOK_CALL_FAILED in out.stderr, out.stderr
 
     # The switch is always reachable: webhook configurations are never sent to the guard.
     for name in ENTRIES:

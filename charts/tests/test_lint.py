@@ -23,7 +23,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "config": {
             "argocd": {"labelTracking": True},
             "breakGlass": {"groups": ["sre"], "maxDuration": "30m"},
+            "excludedNamespaces": ["kube-system", "legacy"],
+            "custody": {"roots": [{"kind": "OCIRepository", "namespace": "gitops", "name": "fleet"}]},
+            "operational": {"argocdSyncOverrides": ["revision", "syncOptions"]},
         },
+        "webhook": {"custody": {"failurePolicy": "Ignore"}},
         "serviceMonitor": {"enabled": True},
         "networkPolicy": {"enabled": True, "apiServerCIDRs": ["10.0.0.0/24"]},
         "podAntiAffinity": "hard",
@@ -68,6 +72,21 @@ BAD_VALUES = [
     ({"config": {"mode": "loose"}}, "/config/mode"),
     ({"config": {"flux": {"namepsace": "flux"}}}, "namepsace"),
     ({"config": {"breakGlass": {"maxDuration": "forever"}}}, "/config/breakGlass/maxDuration"),
+    ({"config": {"excludedNamespaces": ["Kube_System"]}}, "/config/excludedNamespaces/0"),
+    (
+        {"config": {"custody": {"roots": [{"kind": "Deployment", "namespace": "a", "name": "b"}]}}},
+        "/config/custody/roots/0/kind",
+    ),
+    (
+        {"config": {"custody": {"roots": [{"kind": "GitRepository", "namespace": "a"}]}}},
+        "/config/custody/roots/0",
+    ),
+    ({"config": {"custody": {"trust": "labels"}}}, "trust"),
+    (
+        {"config": {"operational": {"argocdSyncOverrides": ["everything"]}}},
+        "/config/operational/argocdSyncOverrides/0",
+    ),
+    ({"webhook": {"custody": {"failurePolicy": "Sometimes"}}}, "/webhook/custody/failurePolicy"),
     ({"networkPolicy": {"enabled": True}}, "/networkPolicy/apiServerCIDRs"),
     ({"replicaCount": 0}, "/replicaCount"),
     ({"replicaSet": 2}, "replicaSet"),

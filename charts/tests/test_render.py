@@ -20,9 +20,57 @@ from render import NAMESPACE, RELEASE, objects, render
 
 WEBHOOK_NAME = "guard.gitops-guard.dev"
 ALWAYS_EXCLUDED = {"kube-system", "kube-node-lease", "kube-public", NAMESPACE}
+DEFAULT_EXCLUDED = ["kube-system", "kube-node-lease", "kube-public"]
+NAME_LABEL = "kubernetes.io/metadata.name"
 KUSTOMIZE = "kustomize.toolkit.fluxcd.io/name"
 HELM = "helm.toolkit.fluxcd.io/name"
+TRACKING = "app.kubernetes.io/instance"
+# The chart's own label on its objects: it must exclude nothing (anyone who may label can set it).
 SELF = ("app.kubernetes.io/part-of", "gitops-guard")
+# The groups of the GitOps owner and source kinds: routed by the custody entry only.
+FLUX_CUSTODY_GROUPS = [
+    "source.toolkit.fluxcd.io",
+    "source.extensions.fluxcd.io",
+    "kustomize.toolkit.fluxcd.io",
+    "helm.toolkit.fluxcd.io",
+    "image.toolkit.fluxcd.io",
+]
+CUSTODY_GROUPS = [*FLUX_CUSTODY_GROUPS, "argoproj.io"]
+# (group, resource) of the owner and source kinds the guard traces custody through.
+CUSTODY_KINDS = [
+    ("source.toolkit.fluxcd.io", "gitrepositories"),
+    ("source.toolkit.fluxcd.io", "ocirepositories"),
+    ("source.toolkit.fluxcd.io", "helmrepositories"),
+    ("source.toolkit.fluxcd.io", "helmcharts"),
+    ("source.toolkit.fluxcd.io", "buckets"),
+    ("source.toolkit.fluxcd.io", "externalartifacts"),
+    ("source.extensions.fluxcd.io", "artifactgenerators"),
+    ("kustomize.toolkit.fluxcd.io", "kustomizations"),
+    ("helm.toolkit.fluxcd.io", "helmreleases"),
+    ("image.toolkit.fluxcd.io", "imagerepositories"),
+    ("image.toolkit.fluxcd.io", "imagepolicies"),
+    ("image.toolkit.fluxcd.io", "imageupdateautomations"),
+    ("argoproj.io", "applications"),
+    ("argoproj.io", "applicationsets"),
+    ("argoproj.io", "appprojects"),
+]
+KUSTOMIZATIONS = ("kustomize.toolkit.fluxcd.io", "kustomizations")
+DEFAULT_ROOTS = [
+    {"kind": "Kustomization", "namespace": "flux-system", "name": "flux-system"},
+    {"kind": "GitRepository", "namespace": "flux-system", "name": "flux-system"},
+    {"kind": "AppProject", "namespace": "argocd", "name": "default"},
+]
+# Cluster-scoped resources the default rules list (a namespaceSelector never skips these, except
+# Namespaces, which it matches on their own labels).
+CLUSTER_SCOPED = {
+    "namespaces",
+    "clusterroles",
+    "clusterrolebindings",
+    "storageclasses",
+    "priorityclasses",
+    "customresourcedefinitions",
+    "ingressclasses",
+}
 FLUX_KC = "system:serviceaccount:flux-system:kustomize-controller"
 FLUX_HC = "system:serviceaccount:flux-system:helm-controller"
 ARGO_AC = "system:serviceaccount:argocd:argocd-application-controller"
@@ -49,6 +97,21 @@ def _render(values_json: str, kube_version: str | None) -> list[dict[str, Any]]:
 
 def rendered(values: dict[str, Any] | None = None, kube_version: str | None = None) -> list[dict[str, Any]]:
     return _render(json.dumps(values or {}, sort_keys=True), kube_version)
+
+
+def name_label_is_trusted(kube_version: str | None) -> bool:
+    """Whether the API server sets (and locks) kubernetes.io/metadata.name: 1.21 and later.
+    None is Helm's default capabilities, a recent version."""
+    if kube_version is None:
+        return True
+    major, minor = (int(x) for x in kube_version.lstrip("v").split(".")[:2])
+    return (major, minor) >= (1, 21)
+
+
+def config_of(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The guard's config file, as the ConfigMap carries it."""
+    config: dict[str, Any] = yaml.safe_load(one(objs, "ConfigMap")["data"]["config.yaml"])
+    return config
 
 
 def of_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -88,29 +151,60 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
-def rule_matches(rules: list[dict[str, Any]], group: str, resource: str) -> bool:
+def resource_matches(pattern: str, resource: str) -> bool:
+    """Kubernetes rule semantics: "*" is every resource but no subresource, "*/status" the status
+    of every resource, "*/*" everything, "pods/*" every subresource of pods."""
+    if pattern == "*/*":
+        return True
+    if "/" not in resource:
+        return pattern in ("*", resource)
+    if "/" not in pattern:
+        return False
+    res, sub = resource.split("/", 1)
+    p_res, p_sub = pattern.split("/", 1)
+    return p_res in ("*", res) and p_sub in ("*", sub)
+
+
+def rule_matches(
+    rules: list[dict[str, Any]],
+    group: str,
+    resource: str,
+    operation: str = "UPDATE",
+    cluster_scoped: bool = False,
+) -> bool:
     return any(
         (group in r["apiGroups"] or "*" in r["apiGroups"])
-        and (resource in r["resources"] or ("/" not in resource and "*" in r["resources"]))
+        and any(resource_matches(p, resource) for p in r["resources"])
+        and (operation in r["operations"] or "*" in r["operations"])
+        and r.get("scope", "*") in ("*", "Cluster" if cluster_scoped else "Namespaced")
         for r in rules
     )
 
 
 def routes(
     hooks: dict[str, dict[str, Any]],
-    namespace: str,
+    namespace: str | None,
     ns_labels: dict[str, str],
     obj_labels: dict[str, str],
     group: str = "apps",
     resource: str = "deployments",
+    operation: str = "UPDATE",
 ) -> list[str]:
-    """Which entries the API server would call for a write to such an object."""
-    ns = {"kubernetes.io/metadata.name": namespace, **ns_labels}
+    """Which entries the API server would call for such a request.
+
+    namespace None: a cluster-scoped object other than a Namespace, which a namespaceSelector
+    never skips. A Namespace object (resource "namespaces") is matched on its own labels, which
+    the caller passes as ns_labels. kubernetes.io/metadata.name defaults to the namespace's name
+    (as the API server sets it from 1.21); ns_labels may override it (what anyone can do < 1.21).
+    """
+    is_namespace = group == "" and resource.split("/")[0] == "namespaces"
+    cluster_scoped = namespace is None or is_namespace
+    ns = {NAME_LABEL: namespace, **ns_labels} if namespace is not None else {}
     return sorted(
         name
         for name, hook in hooks.items()
-        if rule_matches(hook["rules"], group, resource)
-        and selector_matches(hook["namespaceSelector"], ns)
+        if rule_matches(hook["rules"], group, resource, operation, cluster_scoped)
+        and (namespace is None or selector_matches(hook["namespaceSelector"], ns))
         and selector_matches(hook["objectSelector"], obj_labels)
     )
 
@@ -136,28 +230,45 @@ def test_every_entry_is_safe(scenario: str) -> None:
             "path": "/validate",
             "port": 443,
         }, name
-        exclusion = hook["namespaceSelector"]["matchExpressions"][0]
-        assert exclusion["key"] == "kubernetes.io/metadata.name"
-        assert exclusion["operator"] == "NotIn"
-        assert ALWAYS_EXCLUDED <= set(exclusion["values"]), name
+        ns_expressions = hook["namespaceSelector"].get("matchExpressions", [])
+        if name_label_is_trusted(kube):
+            # The API server sets and locks the label: the exclusion is safe to route on.
+            exclusion = ns_expressions[0]
+            assert exclusion["key"] == NAME_LABEL
+            assert exclusion["operator"] == "NotIn"
+            assert ALWAYS_EXCLUDED <= set(exclusion["values"]), name
+        else:
+            # Anyone may set it: the guard excludes by name instead (config excludedNamespaces).
+            assert NAME_LABEL not in json.dumps(hook["namespaceSelector"]), name
+        # Nothing is left out by a label a person can set on the object.
+        assert SELF[0] not in json.dumps(hook["objectSelector"]), name
+        assert all(
+            e["operator"] in ("Exists", "DoesNotExist")
+            for e in hook["objectSelector"].get("matchExpressions", [])
+        ), name
         for rule in hook["rules"]:
             assert "admissionregistration.k8s.io" not in rule["apiGroups"], name
             assert "*" not in rule["apiGroups"], name
             assert rule["apiVersions"] == ["*"]
-        if name != "scale":
-            # The guard never sees its own objects, even where namespaces cannot be excluded.
-            assert {"key": SELF[0], "operator": "NotIn", "values": [SELF[1]]} in hook["objectSelector"][
-                "matchExpressions"
-            ], name
-            assert all("/" not in res for r in hook["rules"] for res in r["resources"]), name
-        else:
+        subresources = {res for r in hook["rules"] for res in r["resources"] if "/" in res}
+        if name == "scale":
             assert all(res.endswith("/scale") for r in hook["rules"] for res in r["resources"])
+        elif name == "custody":
+            # Status only, and only in the owner and source groups.
+            assert subresources and all(res.endswith("/status") for res in subresources), name
+            assert {g for r in hook["rules"] for g in r["apiGroups"]} <= set(CUSTODY_GROUPS), name
+        else:
+            assert subresources == set(), name
+            assert not {g for r in hook["rules"] for g in r["apiGroups"]} & set(CUSTODY_GROUPS), name
+        config = config_of(objs)
+        assert ALWAYS_EXCLUDED <= set(config["excludedNamespaces"])
 
 
 def test_default_entries_and_failure_policies() -> None:
     hooks = webhooks(rendered())
     policies = {name: hook["failurePolicy"] for name, hook in hooks.items()}
     assert policies == {
+        "custody": "Fail",
         "flux-kustomize": "Fail",
         "flux-helm": "Fail",
         "enforce-all": "Fail",
@@ -176,11 +287,13 @@ def test_failure_policies_are_configurable() -> None:
                     "timeoutSeconds": 10,
                     "argocdAnnotationTracking": {"enabled": True, "failurePolicy": "Fail"},
                     "scale": {"enabled": False, "failurePolicy": "Ignore", "targets": []},
+                    "custody": {"failurePolicy": "Ignore"},
                 }
             }
         )
     )
     assert {n: h["failurePolicy"] for n, h in hooks.items()} == {
+        "custody": "Ignore",
         "flux-kustomize": "Ignore",
         "flux-helm": "Ignore",
         "enforce-all": "Fail",
@@ -197,10 +310,11 @@ def test_audit_mode_never_fails_closed() -> None:
     assert config["mode"] == "audit"
 
 
-@pytest.mark.parametrize("kube", [None, "v1.20.2"])
+@pytest.mark.parametrize("kube", [None, "v1.20.2", "v1.30.0"])
 def test_entries_partition_the_objects(kube: str | None) -> None:
     """Each write reaches the guard through exactly the entry meant for it, at most once."""
     hooks = webhooks(rendered({}, kube))
+    trusted = name_label_is_trusted(kube)
     enforce = {"gitops-guard.dev/enforce": "all"}
     cases = [
         # (namespace, namespace labels, object labels, expected entries)
@@ -208,19 +322,28 @@ def test_entries_partition_the_objects(kube: str | None) -> None:
         ("apps", {}, {HELM: "web"}, ["flux-helm"]),
         ("apps", {}, {KUSTOMIZE: "apps", HELM: "web"}, ["flux-kustomize"]),
         ("apps", {}, {}, ["argocd-annotations"]),
-        ("apps", {}, {"app.kubernetes.io/instance": "web"}, ["argocd-annotations"]),
+        ("apps", {}, {TRACKING: "web"}, ["argocd-annotations"]),
         ("prod", enforce, {}, ["enforce-all"]),
         ("prod", enforce, {KUSTOMIZE: "apps"}, ["flux-kustomize"]),
-        # never: the guard's own objects, anywhere
-        ("apps", {}, {KUSTOMIZE: "guard", SELF[0]: SELF[1]}, []),
-        ("prod", enforce, {SELF[0]: SELF[1]}, []),
-        # never: the excluded namespaces, whatever the labels say
-        ("kube-system", {}, {KUSTOMIZE: "infra"}, []),
-        ("kube-public", enforce, {}, []),
-        ("kube-node-lease", {}, {HELM: "x"}, []),
-        (NAMESPACE, {}, {KUSTOMIZE: "guard"}, []),
-        (NAMESPACE, enforce, {}, []),
+        # The chart's own label excludes nothing: anyone who may label an object could set it.
+        ("apps", {}, {KUSTOMIZE: "guard", SELF[0]: SELF[1]}, ["flux-kustomize"]),
+        ("prod", enforce, {SELF[0]: SELF[1]}, ["enforce-all"]),
     ]
+    # The excluded namespaces: left out by the API server where it owns kubernetes.io/metadata.name
+    # (>= 1.21); below, routed like any namespace, and the guard excludes them by name.
+    excluded_cases = [
+        ("kube-system", {}, {KUSTOMIZE: "infra"}, ["flux-kustomize"]),
+        ("kube-public", enforce, {}, ["enforce-all"]),
+        ("kube-node-lease", {}, {HELM: "x"}, ["flux-helm"]),
+        (NAMESPACE, {}, {KUSTOMIZE: "guard"}, ["flux-kustomize"]),
+        (NAMESPACE, enforce, {}, ["enforce-all"]),
+        (NAMESPACE, {}, {SELF[0]: SELF[1]}, ["argocd-annotations"]),
+    ]
+    for namespace, ns_labels, obj_labels, want in excluded_cases:
+        cases.append((namespace, ns_labels, obj_labels, want if not trusted else []))
+    if not trusted:
+        # A namespace relabelled as kube-system is not left out: the label is not proof of the name.
+        cases.append(("prod", {NAME_LABEL: "kube-system"}, {KUSTOMIZE: "apps"}, ["flux-kustomize"]))
     for namespace, ns_labels, obj_labels, want in cases:
         got = routes(hooks, namespace, ns_labels, obj_labels)
         assert got == want, (namespace, ns_labels, obj_labels)
@@ -228,19 +351,33 @@ def test_entries_partition_the_objects(kube: str | None) -> None:
     # A Namespace object is matched by namespaceSelector on its own labels: labelling one for
     # enforce-all must not depend on the guard, and a Flux-managed one stays with Flux's entry.
     def namespace_object(name: str, labels: dict[str, str]) -> list[str]:
-        return routes(hooks, name, labels, {"kubernetes.io/metadata.name": name, **labels}, "", "namespaces")
+        return routes(hooks, name, labels, {NAME_LABEL: name, **labels}, "", "namespaces")
 
     assert namespace_object("prod", enforce) == ["argocd-namespaces"]
     assert namespace_object("apps", {}) == ["argocd-namespaces"]
     assert namespace_object("apps", {KUSTOMIZE: "apps"}) == ["flux-kustomize"]
     assert namespace_object("prod", {**enforce, KUSTOMIZE: "apps"}) == ["flux-kustomize"]
-    assert namespace_object("kube-system", {KUSTOMIZE: "infra"}) == []
-    assert namespace_object(NAMESPACE, {}) == []
+    assert namespace_object("kube-system", {KUSTOMIZE: "infra"}) == ([] if trusted else ["flux-kustomize"])
+    assert namespace_object(NAMESPACE, {}) == ([] if trusted else ["argocd-namespaces"])
+    # Cluster-scoped objects (a namespaceSelector never skips them) reach a Fail entry only with
+    # an ownership label; the chart's own ClusterRole has none.
+    assert routes(hooks, None, {}, {SELF[0]: SELF[1]}, "rbac.authorization.k8s.io", "clusterroles") == [
+        "argocd-annotations"
+    ]
+    assert routes(hooks, None, {}, {KUSTOMIZE: "x"}, "rbac.authorization.k8s.io", "clusterroles") == [
+        "flux-kustomize"
+    ]
     # A Scale carries no labels: only the scale entry sees it, and never in excluded namespaces.
     assert routes(hooks, "apps", {}, {}, "apps", "deployments/scale") == ["scale"]
     assert routes(hooks, "prod", enforce, {}, "", "replicationcontrollers/scale") == ["scale"]
-    assert routes(hooks, "kube-system", {}, {}, "apps", "deployments/scale") == []
-    assert routes(hooks, NAMESPACE, {}, {}, "apps", "deployments/scale") == []
+    assert routes(hooks, "kube-system", {}, {}, "apps", "deployments/scale") == ([] if trusted else ["scale"])
+    assert routes(hooks, NAMESPACE, {}, {}, "apps", "deployments/scale") == ([] if trusted else ["scale"])
+    # Owners and sources go to the custody entry, whatever their labels.
+    for labels in ({}, {KUSTOMIZE: "flux-system"}, {HELM: "x"}, {TRACKING: "root"}):
+        assert routes(hooks, "flux-system", {}, labels, "kustomize.toolkit.fluxcd.io", "kustomizations") == [
+            "custody"
+        ]
+        assert routes(hooks, "prod", enforce, labels, "argoproj.io", "applications") == ["custody"]
     # Resources left out on purpose never reach the guard.
     for group, resource in [
         ("", "pods"),
@@ -253,7 +390,248 @@ def test_entries_partition_the_objects(kube: str | None) -> None:
         ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
     ]:
-        assert routes(hooks, "", {}, {KUSTOMIZE: "x"}, group, resource) == []
+        assert routes(hooks, None, {}, {KUSTOMIZE: "x"}, group, resource) == []
+
+
+def _requests(hooks: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """(group, resource) pairs to try: every resource the rules name (wildcards expanded to the
+    owner and source kinds, Argo Rollouts and Flux notifications), their status and scale, and
+    resources nobody routes."""
+    out: set[tuple[str, str]] = set(CUSTODY_KINDS) | {
+        ("argoproj.io", "rollouts"),
+        ("notification.toolkit.fluxcd.io", "alerts"),
+        ("notification.toolkit.fluxcd.io", "receivers"),
+        ("", "pods"),
+        ("apps", "replicasets"),
+        ("coordination.k8s.io", "leases"),
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+    }
+    for hook in hooks.values():
+        for rule in hook["rules"]:
+            for group in rule["apiGroups"]:
+                for res in rule["resources"]:
+                    if "*" not in res:
+                        out.add((group, res.split("/")[0]))
+    return sorted({(g, r + sub) for g, r in out for sub in ("", "/status", "/scale")})
+
+
+@pytest.mark.parametrize("scenario", ["kube-1.20", "kube-1.30", "label-tracking", "audit"])
+def test_every_request_reaches_at_most_one_entry(scenario: str) -> None:
+    """The partition, exhaustively: every (group, resource, operation), for objects with and
+    without each ownership label, in ordinary, enforce-all, excluded and relabelled namespaces,
+    and cluster-scoped, reaches the guard through at most one entry."""
+    values, kube = SCENARIOS[scenario]
+    hooks = webhooks(rendered(values, kube))
+    tracking = {TRACKING: "web"}
+    object_labels: list[dict[str, str]] = [
+        {},
+        {KUSTOMIZE: "apps"},
+        {HELM: "web"},
+        {KUSTOMIZE: "apps", HELM: "web"},
+        tracking,
+        {**tracking, HELM: "web"},
+        {SELF[0]: SELF[1]},
+    ]
+    namespaces: list[tuple[str | None, dict[str, str]]] = [
+        ("apps", {}),
+        ("prod", {"gitops-guard.dev/enforce": "all"}),
+        ("kube-system", {}),
+        (NAMESPACE, {}),
+        ("prod", {NAME_LABEL: "kube-system"}),
+        (None, {}),
+    ]
+    seen: set[str] = set()
+    for group, resource in _requests(hooks):
+        kind = resource.split("/")[0]
+        is_namespace = group == "" and kind == "namespaces"
+        cluster_scoped = kind in CLUSTER_SCOPED and not is_namespace
+        for operation in ("CREATE", "UPDATE", "DELETE"):
+            for namespace, ns_labels in namespaces:
+                if cluster_scoped != (namespace is None):
+                    continue
+                for labels in object_labels:
+                    # A Namespace object is matched on its own labels.
+                    selected = {**ns_labels, **labels} if is_namespace else ns_labels
+                    got = routes(hooks, namespace, selected, labels, group, resource, operation)
+                    where = (group, resource, operation, namespace, selected, labels)
+                    assert len(got) <= 1, (got, where)
+                    seen.update(got)
+                    if group in CUSTODY_GROUPS:
+                        assert set(got) <= {"custody"}, where
+                    if resource.endswith("/status") and group not in CUSTODY_GROUPS:
+                        assert got == [], where
+    # The exploration reached every entry (else it proves little).
+    assert seen == set(hooks)
+
+
+@pytest.mark.parametrize("kube", ["v1.20.2", "v1.30.0"])
+def test_custody_entry_routes_owners_sources_and_their_status(kube: str) -> None:
+    """Owners and sources carry no ownership label as a rule: the custody entry takes them, and
+    their status (a Flux source's artifact URL and digest), with failurePolicy Fail."""
+    objs = rendered({}, kube)
+    hooks = webhooks(objs)
+    custody = hooks["custody"]
+    assert custody["name"] == WEBHOOK_NAME
+    assert custody["failurePolicy"] == "Fail"
+    assert custody["objectSelector"] == {}
+    assert {g for r in custody["rules"] for g in r["apiGroups"]} == set(CUSTODY_GROUPS)
+    for rule in custody["rules"]:
+        if rule["apiGroups"] == ["argoproj.io"]:
+            # Argo CD's kinds only: Argo Rollouts and Workflows share the group.
+            assert rule["resources"] == [
+                "applications", "applications/status", "applicationsets",
+                "applicationsets/status", "appprojects", "appprojects/status",
+            ], rule
+        else:
+            assert rule["resources"] == ["*", "*/status"], rule
+        assert rule["operations"] == ["CREATE", "UPDATE", "DELETE"], rule
+        assert rule["scope"] == "Namespaced", rule
+    for group in CUSTODY_GROUPS:
+        if group != "argoproj.io":
+            assert rule_matches(custody["rules"], group, "anything/status", "UPDATE"), group
+    assert not rule_matches(custody["rules"], "argoproj.io", "rollouts", "UPDATE")
+    assert not rule_matches(custody["rules"], "argoproj.io", "rollouts/status", "UPDATE")
+    for group, resource in CUSTODY_KINDS:
+        for operation in ("CREATE", "UPDATE", "DELETE"):
+            assert routes(hooks, "flux-system", {}, {}, group, resource, operation) == ["custody"]
+        assert routes(hooks, "team", {}, {}, group, f"{resource}/status") == ["custody"]
+    # The same namespace exclusions as every entry, and nothing else.
+    config = config_of(objs)
+    if name_label_is_trusted(kube):
+        exclusion = {"key": NAME_LABEL, "operator": "NotIn", "values": [*DEFAULT_EXCLUDED, NAMESPACE]}
+        assert custody["namespaceSelector"] == {"matchExpressions": [exclusion]}
+        assert routes(hooks, "kube-system", {}, {}, *KUSTOMIZATIONS) == []
+        assert "matchConditions" in custody
+    else:
+        assert custody["namespaceSelector"] == {}
+        assert routes(hooks, "kube-system", {}, {}, *KUSTOMIZATIONS) == ["custody"]
+        assert {"kube-system", NAMESPACE} <= set(config["excludedNamespaces"])
+        assert "matchConditions" not in custody
+
+
+def test_custody_match_conditions_skip_kubernetes_and_agents_but_not_gitops_controllers() -> None:
+    """What Flux's and Argo CD's controllers apply to owners and sources is checked too."""
+    hooks = webhooks(
+        rendered({"config": {"agents": {"users": ["ci-deployer"], "groups": ["gitops-agents"]}}}, "v1.30.0")
+    )
+    custody = hooks["custody"]
+    assert [c["name"] for c in custody["matchConditions"]] == [
+        "skip-kubernetes-and-agents",
+        "skip-kubernetes-and-agent-groups",
+    ]
+    assert _skips(custody, "system:kube-controller-manager", [])
+    assert _skips(custody, "system:node:worker-1", ["system:nodes"])
+    assert _skips(custody, "ci-deployer", None)
+    assert _skips(custody, "robot", ["gitops-agents"])
+    kustomization = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "apps", "namespace": "flux-system", "labels": {KUSTOMIZE: "flux-system"}},
+    }
+    for controller in (FLUX_KC, "system:serviceaccount:flux-system:source-controller", ARGO_AC):
+        assert not _skips(custody, controller, ["system:serviceaccounts"], kustomization, kustomization)
+        assert not _skips(custody, controller, None, kustomization, None)
+    assert not _skips(custody, "ana", ["developers", "system:authenticated"])
+
+
+@pytest.mark.parametrize("kube", ["v1.20.2", "v1.30.0"])
+def test_status_of_ordinary_kinds_is_never_routed(kube: str) -> None:
+    hooks = webhooks(rendered({"config": {"argocd": {"labelTracking": True}}}, kube))
+    for group, resource in [
+        ("apps", "deployments/status"),
+        ("apps", "statefulsets/status"),
+        ("apps", "daemonsets/status"),
+        ("", "pods/status"),
+        ("", "services/status"),
+        ("", "namespaces/status"),
+        ("batch", "jobs/status"),
+        ("notification.toolkit.fluxcd.io", "alerts/status"),
+    ]:
+        for labels in ({}, {KUSTOMIZE: "apps"}, {HELM: "web"}, {TRACKING: "web"}):
+            assert routes(hooks, "apps", {}, labels, group, resource) == [], (group, resource, labels)
+            assert routes(hooks, "prod", {"gitops-guard.dev/enforce": "all"}, labels, group, resource) == []
+    assert not any(
+        rule_matches(h["rules"], "apps", "deployments/status") for h in hooks.values()
+    )
+
+
+def test_subresources_outside_the_custody_groups_are_refused() -> None:
+    import helm_python
+
+    values = {"webhook": {"rules": [{"apiGroups": ["apps"], "resources": ["deployments", "*/status"]}]}}
+    with pytest.raises(helm_python.HelmError) as err:
+        render(values)
+    assert "subresource" in str(err.value) and "*/status" in str(err.value)
+    # A rule mixing groups is split: the custody groups to the custody entry, the rest elsewhere.
+    hooks = webhooks(
+        rendered(
+            {"webhook": {"rules": [{"apiGroups": ["apps", "argoproj.io"], "resources": ["deployments"]}]}}
+        )
+    )
+    assert hooks["custody"]["rules"][0]["apiGroups"] == ["argoproj.io"]
+    assert hooks["flux-kustomize"]["rules"][0]["apiGroups"] == ["apps"]
+
+
+@pytest.mark.parametrize("kube", ["v1.20.2", "v1.21.0", "v1.30.0"])
+def test_namespace_exclusion_only_where_the_api_server_owns_the_label(kube: str) -> None:
+    """Below 1.21 kubernetes.io/metadata.name is an ordinary label: relabel namespace prod as
+    kube-system and an exclusion on it would hide prod from every entry. The guard excludes by
+    name there; from 1.21 the API server sets and locks the label, so the entries exclude on it."""
+    objs = rendered({}, kube)
+    hooks = webhooks(objs)
+    for name, hook in hooks.items():
+        mentioned = NAME_LABEL in json.dumps(hook["namespaceSelector"])
+        assert mentioned == name_label_is_trusted(kube), name
+    if name_label_is_trusted(kube):
+        for name, hook in hooks.items():
+            expressions = hook["namespaceSelector"]["matchExpressions"]
+            (exclusion,) = [e for e in expressions if e["key"] == NAME_LABEL]
+            assert exclusion == {
+                "key": NAME_LABEL,
+                "operator": "NotIn",
+                "values": [*DEFAULT_EXCLUDED, NAMESPACE],
+            }, name
+    # Either way the guard gets the same namespaces by name.
+    assert config_of(objs)["excludedNamespaces"] == [*DEFAULT_EXCLUDED, NAMESPACE]
+
+
+@pytest.mark.parametrize("kube", ["v1.20.2", "v1.30.0"])
+def test_config_carries_the_exclusions_and_the_custody_roots(kube: str) -> None:
+    config = config_of(rendered({}, kube))
+    assert {"kube-system", NAMESPACE} <= set(config["excludedNamespaces"])
+    assert len(config["excludedNamespaces"]) == len(set(config["excludedNamespaces"]))
+    assert config["custody"] == {"roots": DEFAULT_ROOTS}
+    assert config["operational"]["argocdSyncOverrides"] == []
+
+
+def test_config_excluded_namespaces_follow_the_webhook_unless_set() -> None:
+    # Left at the default: webhook.excludeNamespaces + the release namespace, deduplicated.
+    objs = rendered({"webhook": {"excludeNamespaces": ["kube-system", "sandbox", NAMESPACE]}}, "v1.20.2")
+    assert config_of(objs)["excludedNamespaces"] == ["kube-system", "sandbox", NAMESPACE]
+    other = objects(render({}, kube_version="v1.20.2", namespace="guard"))
+    assert config_of(other)["excludedNamespaces"] == [*DEFAULT_EXCLUDED, "guard"]
+    # Set explicitly: used as given, plus the release namespace (the guard's own objects are
+    # excluded by namespace only).
+    objs = rendered({"config": {"excludedNamespaces": ["kube-system", "legacy"]}})
+    assert config_of(objs)["excludedNamespaces"] == ["kube-system", "legacy", NAMESPACE]
+    # (the API server's exclusion still follows webhook.excludeNamespaces)
+    hooks = webhooks(objs)
+    assert hooks["custody"]["namespaceSelector"]["matchExpressions"][0]["values"] == [
+        *DEFAULT_EXCLUDED,
+        NAMESPACE,
+    ]
+
+
+def test_custody_config_from_values() -> None:
+    roots = [{"kind": "GitRepository", "namespace": "gitops", "name": "fleet"}]
+    config = config_of(
+        rendered(
+            {"config": {"custody": {"roots": roots}, "operational": {"argocdSyncOverrides": ["revision"]}}}
+        )
+    )
+    assert config["custody"] == {"roots": roots}
+    assert config["operational"]["argocdSyncOverrides"] == ["revision"]
+    assert config["operational"]["fluxReconcile"] is True
 
 
 def test_label_tracking_adds_its_entry_and_keeps_the_partition() -> None:
@@ -281,7 +659,7 @@ def test_optional_entries_can_be_switched_off() -> None:
             }
         )
     )
-    assert sorted(hooks) == ["flux-helm", "flux-kustomize", "scale"]
+    assert sorted(hooks) == ["custody", "flux-helm", "flux-kustomize", "scale"]
     assert routes(hooks, "prod", {"gitops-guard.dev/enforce": "all"}, {}) == []
 
 
@@ -404,6 +782,8 @@ def test_match_conditions_skip_exactly_the_agents_of_each_entry() -> None:
         hooks["enforce-all"], ARGO_AC, None
     )
     assert not _skips(hooks["scale"], FLUX_KC, None) and not _skips(hooks["scale"], ARGO_AC, None)
+    # Owners and sources: what the GitOps controllers apply to them is checked too.
+    assert not _skips(hooks["custody"], FLUX_KC, None) and not _skips(hooks["custody"], ARGO_AC, None)
     # A tenant service account (Flux impersonation) is decided by the guard, not skipped.
     assert not _skips(
         hooks["flux-kustomize"], "system:serviceaccount:team-a:reconciler", None, flux_obj, flux_obj
@@ -531,10 +911,9 @@ def test_rbac_is_least_privilege() -> None:
         for verb in rule["verbs"]
     }
     read = {"get", "list", "watch"}
+    # Every owner and source kind the guard traces custody through, read-only.
     expected = (
-        {("kustomize.toolkit.fluxcd.io", "kustomizations", v) for v in read}
-        | {("helm.toolkit.fluxcd.io", "helmreleases", v) for v in read}
-        | {("argoproj.io", r, v) for r in ("applications", "appprojects") for v in read}
+        {(group, resource, v) for group, resource in CUSTODY_KINDS for v in read}
         | {("", "namespaces", v) for v in read}
         | {("apps", r, "get") for r in ("deployments", "statefulsets", "replicasets")}
         | {("", "replicationcontrollers", "get")}
@@ -605,6 +984,8 @@ def test_config_map_carries_the_config_from_values() -> None:
         "operational",
         "breakGlass",
         "scaleParentCacheSeconds",
+        "excludedNamespaces",
+        "custody",
     }
 
 
@@ -741,10 +1122,15 @@ def test_notes_say_how_to_check_the_guard() -> None:
     assert "kubectl gitops doctor" in notes
     assert "--dry-run=server" in notes
     assert "dry-run only: the real change would be denied" in notes
-    assert "kubernetes.io/metadata.name=" not in notes
+    assert "kubernetes.io/metadata.name" not in notes
+    assert SELF[0] not in notes  # no exclusion by label is promised
+    assert f"Never: namespaces kube-system, kube-node-lease, kube-public, {NAMESPACE}," in notes
+    assert "owners and sources" in notes
+    # Below 1.21 the label is not trusted: nobody is told to add it, the guard excludes by name.
     old = render(kube_version="v1.20.2")["gitops-guard/templates/NOTES.txt"]
-    assert "kubectl label namespace kube-system kubernetes.io/metadata.name=kube-system" in old
-    assert f"kubectl label namespace {NAMESPACE} kubernetes.io/metadata.name={NAMESPACE}" in old
+    assert "kubectl label namespace" not in old
+    excluded = ", ".join([*DEFAULT_EXCLUDED, NAMESPACE])
+    assert f"the guard allows everything in {excluded} by name" in old
 
 
 def test_capabilities_reach_the_templates() -> None:

@@ -35,6 +35,47 @@ pub struct Config {
     pub break_glass: BreakGlass,
     /// How long the webhook caches a scale request's parent object.
     pub scale_parent_cache_seconds: u64,
+    /// Namespaces the guard never judges, decided by name (a namespace label can be changed by
+    /// anyone on clusters older than 1.21, so routing alone must not decide it).
+    pub excluded_namespaces: Vec<String>,
+    pub custody: Custody,
+}
+
+/// Chain of custody: what every owner and source must trace back to through Git.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Custody {
+    /// Bootstrap roots: trust anchors. A root may be created by anyone while it does not exist
+    /// (that is what bootstrapping is); after that only the agent changes it.
+    pub roots: Vec<Root>,
+}
+
+/// One bootstrap root: an owner or source kind ([`crate::custody::KINDS`]), namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Root {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Default for Custody {
+    fn default() -> Self {
+        let root = |kind: &str, namespace: &str, name: &str| Root {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        Custody {
+            roots: vec![
+                // What `flux bootstrap` creates.
+                root("Kustomization", "flux-system", "flux-system"),
+                root("GitRepository", "flux-system", "flux-system"),
+                // What argocd-server creates when it starts.
+                root("AppProject", "argocd", "default"),
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +127,10 @@ pub struct Operational {
     pub argocd_refresh: bool,
     pub argocd_operation: bool,
     pub rollout_restart: bool,
+    /// Fields of an Application's `operation.sync` that a person may set beyond a sync of the app
+    /// as declared: any of `revision`, `revisions`, `source`, `sources`, `manifests`, `resources`,
+    /// `syncOptions`. Empty (default): a sync carries only what Git says.
+    pub argocd_sync_overrides: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +215,7 @@ impl Default for Flux {
                 "notification-controller",
                 "image-automation-controller",
                 "image-reflector-controller",
+                "source-watcher",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -201,6 +247,7 @@ impl Default for Operational {
             argocd_refresh: true,
             argocd_operation: true,
             rollout_restart: true,
+            argocd_sync_overrides: Vec::new(),
         }
     }
 }
@@ -225,6 +272,11 @@ impl Default for Config {
             operational: Operational::default(),
             break_glass: BreakGlass::default(),
             scale_parent_cache_seconds: 5,
+            excluded_namespaces: ["kube-system", "kube-node-lease", "kube-public"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            custody: Custody::default(),
         }
     }
 }
@@ -256,6 +308,33 @@ impl Config {
             return Err(Error::Config(
                 "argocd.labelTracking is on but argocd.trackingLabel is empty".into(),
             ));
+        }
+        for root in &self.custody.roots {
+            if crate::custody::kind_named(&root.kind).is_none() {
+                return Err(Error::Config(format!(
+                    "custody.roots: {:?} is not an owner or source kind (one of {})",
+                    root.kind,
+                    crate::custody::KINDS
+                        .iter()
+                        .map(|k| k.kind)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if root.name.is_empty() || root.namespace.is_empty() {
+                return Err(Error::Config(format!(
+                    "custody.roots: {} needs a namespace and a name",
+                    root.kind
+                )));
+            }
+        }
+        for field in &self.operational.argocd_sync_overrides {
+            if !crate::custody::SYNC_OVERRIDES.contains(&field.as_str()) {
+                return Err(Error::Config(format!(
+                    "operational.argocdSyncOverrides: {field:?} is not one of {}",
+                    crate::custody::SYNC_OVERRIDES.join(", ")
+                )));
+            }
         }
         Ok(())
     }

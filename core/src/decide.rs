@@ -3,18 +3,32 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+use serde_json::Value;
+
 use crate::config::{Config, Mode};
+use crate::custody::{self, CustodyInfo, ObjectRef};
 use crate::diff::{FieldPath, Report, disallowed_changes_of};
-use crate::exception::{self, Window};
+use crate::exception;
 use crate::identity::Identity;
 use crate::object::{Fields, Object};
 use crate::owner::{NamespaceInfo, OwnerInfo, OwnerKind, OwnerRef, owners_of, short_revision};
 use crate::review::{AdmissionRequest, Operation};
 
+use break_glass::{break_glass_change, new_object_window, under_window};
+
 /// What the guard knows about the cluster: owners and namespaces (the webhook's watch caches).
 pub trait Lookup {
     fn owner(&self, owner: &OwnerRef) -> Option<OwnerInfo>;
     fn namespace(&self, name: &str) -> Option<NamespaceInfo>;
+    /// What an owner or source object says about its own custody (who applied it, what it
+    /// reads). `None`: the guard has not seen it, so it does not trace back to Git.
+    fn custody(&self, _object: &ObjectRef) -> Option<CustodyInfo> {
+        None
+    }
+    /// Whether the API server serves an owner or source kind (so its controller is installed).
+    fn serves(&self, _kind: &custody::Kind) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +81,24 @@ pub enum Reason {
     Audit,
     /// Denied: a person (or CI) changing a GitOps-managed object.
     Managed,
+    /// A namespace the guard never judges (`excludedNamespaces`).
+    Excluded,
+    /// A bootstrap root created while it did not exist.
+    Bootstrap,
+    /// Denied: an owner or source changed by someone other than its agent.
+    Custody,
+    /// Denied: the status of an owner or source written by someone other than its agent.
+    AgentStatus,
+    /// Denied: the agent creating or moving an object for an owner that does not come from Git.
+    Unrooted,
+    /// Denied: an Argo CD operation carrying more than the Application declares.
+    ArgoOperation,
+    /// Denied: a Namespace's `kubernetes.io/metadata.name` label that is not its name.
+    NamespaceLabel,
+    /// Denied: deleting a namespace that holds managed objects.
+    HoldsManaged,
+    /// Denied: `metadata.managedFields` rewritten by someone other than the agent.
+    ManagedFields,
 }
 
 impl Reason {
@@ -87,6 +119,15 @@ impl Reason {
             Reason::DryRun => "dry-run",
             Reason::Audit => "audit",
             Reason::Managed => "managed",
+            Reason::Excluded => "excluded",
+            Reason::Bootstrap => "bootstrap",
+            Reason::Custody => "custody",
+            Reason::AgentStatus => "agent-status",
+            Reason::Unrooted => "unrooted",
+            Reason::ArgoOperation => "argocd-operation",
+            Reason::NamespaceLabel => "namespace-label",
+            Reason::HoldsManaged => "holds-managed",
+            Reason::ManagedFields => "managed-fields",
         }
     }
 }
@@ -136,6 +177,9 @@ const SERVER_FIELDS: &[&[&str]] = &[
     &["metadata", "deletionGracePeriodSeconds"],
     &["status"],
 ];
+
+/// `status`, which counts as a change where it is no subresource.
+static STATUS_PATH: LazyLock<FieldPath> = LazyLock::new(|| FieldPath::keys(&["status"]));
 
 /// Kinds that are run-time records, not configuration: `enforce: all` does not cover them.
 fn is_runtime_record(group: &str, kind: &str) -> bool {
@@ -246,8 +290,8 @@ fn one_line(text: &str) -> String {
     text.replace('\n', " ")
 }
 
-/// Requests allowed whatever the objects say: Kubernetes itself, CONNECT, and subresources other
-/// than scale.
+/// Requests allowed whatever the objects say: Kubernetes itself, CONNECT, subresources other than
+/// scale, and status writes of kinds whose status no agent trusts.
 fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Option<Reason> {
     if Identity::of(&req.user, config) == Identity::System {
         return Some(Reason::System);
@@ -257,6 +301,11 @@ fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Optio
     }
     match req.sub_resource.as_str() {
         "" | "scale" => None,
+        "status"
+            if custody::kind_of_resource(&req.resource.group, &req.resource.resource).is_some() =>
+        {
+            None
+        }
         "status" => Some(Reason::Status),
         _ => Some(Reason::Subresource),
     }
@@ -268,6 +317,49 @@ fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Optio
 pub fn needs_scale_parent(req: &AdmissionRequest<'_>, config: &Config) -> bool {
     req.sub_resource == "scale" && decided_without_objects(req, config).is_none()
 }
+
+/// Everything the rules read about one request, worked out once.
+struct Ctx<'r, 'a> {
+    req: &'r AdmissionRequest<'a>,
+    config: &'r Config,
+    cluster: &'r dyn Lookup,
+    now: jiff::Timestamp,
+    identity: Identity,
+    scale: bool,
+    /// The objects that say who manages the resource (for scale: the parent, twice).
+    old: Option<&'r Object<'a>>,
+    new: Option<&'r Object<'a>>,
+    group: &'r str,
+    kind: &'r str,
+    name: &'r str,
+    /// `""` for cluster-scoped objects, including a Namespace itself.
+    namespace: &'r str,
+    is_namespace: bool,
+    /// The owner or source kind this is, if it is one.
+    custody: Option<&'static custody::Kind>,
+    /// Who the objects say manages them (old and new on UPDATE).
+    owners: Vec<OwnerRef>,
+    ns_info: NamespaceInfo,
+    member: bool,
+    old_ann: BTreeMap<String, String>,
+    new_ann: BTreeMap<String, String>,
+    /// The request opens, changes or closes a break-glass window.
+    window_change: bool,
+}
+
+/// One rule: a decision, or `None` to leave the request to the next rule.
+type Rule = fn(&Ctx<'_, '_>) -> Option<Decision>;
+
+/// The rules in the order they are asked; the first that decides, decides.
+const RULES: &[(&str, Rule)] = &[
+    ("excluded namespaces", excluded_namespace),
+    ("status agents trust", agent_status),
+    ("terminating", terminating),
+    ("namespace objects", namespace_object),
+    ("owners and sources", custody_kind),
+    ("an owner's own controller", own_controller),
+    ("GitOps-managed objects", managed_object),
+];
 
 /// Decides one admission request.
 ///
@@ -283,10 +375,7 @@ pub fn decide(
     if let Some(reason) = decided_without_objects(req, config) {
         return Decision::allow(reason);
     }
-    let identity = Identity::of(&req.user, config);
     let scale = req.sub_resource == "scale";
-
-    // The objects that say who manages the resource: for scale, the parent.
     let (old, new) = if scale {
         match scale_parent {
             Some(p) => (Some(p), Some(p)),
@@ -295,191 +384,635 @@ pub fn decide(
     } else {
         (req.old_object.as_ref(), req.object.as_ref())
     };
-    let group = req.resource.group.as_str();
-    let kind = if scale {
-        scale_parent.map(|p| p.kind.as_str()).unwrap_or_default()
-    } else {
-        req.kind.kind.as_str()
-    };
-    let name = req.object_name();
-    // For a Namespace object the API server sends its own name as the request's namespace; the
-    // object itself is cluster-scoped.
-    let is_namespace = group.is_empty() && kind == "Namespace";
-    let namespace = if is_namespace {
-        ""
-    } else {
-        req.namespace.as_str()
-    };
-
-    let mut owners: Vec<OwnerRef> = Vec::new();
-    let mut add_owners = |o: Option<&Object<'_>>| {
-        if let Some(o) = o {
-            owners.extend(owners_of(o, group, kind, config));
-        }
-    };
-    match req.operation {
-        Operation::Create => add_owners(new),
-        Operation::Delete => add_owners(old),
-        Operation::Update | Operation::Connect => {
-            add_owners(old);
-            add_owners(new);
-        }
-    }
-    owners.sort();
-    owners.dedup();
-
-    // A namespace's mode, window and state also apply to the Namespace object itself.
-    let ns_info = if req.namespace.is_empty() {
-        NamespaceInfo::default()
-    } else {
-        cluster.namespace(&req.namespace).unwrap_or_default()
-    };
-    if owners.is_empty() && ns_info.enforce_all && !is_runtime_record(group, kind) && !is_namespace
-    {
-        owners.push(OwnerRef {
-            kind: OwnerKind::Namespace,
-            namespace: namespace.to_string(),
-            name: namespace.to_string(),
-        });
-    }
-
-    let member = exception::is_break_glass_member(&req.user.groups, config);
-    let old_ann = &guard_annotations(old);
-    let new_ann = &guard_annotations(new);
-    let window_change = !scale
-        && req.operation == Operation::Update
-        && exception::BREAK_GLASS_KEYS
-            .iter()
-            .any(|k| old_ann.get(*k) != new_ann.get(*k));
-
-    if owners.is_empty() {
-        // A namespace-wide break-glass window is opened on the Namespace, which need not be
-        // managed itself: nobody outside the group may open or forge one.
-        if is_namespace && window_change {
-            return break_glass_change(req, new_ann, member, config, now, &ns_info, None, name);
-        }
-        return Decision::allow(Reason::Unmanaged);
-    }
-
-    let deleting_old = old.is_some_and(|o| o.deletion_timestamp.is_some());
-    match req.operation {
-        Operation::Delete if deleting_old || ns_info.terminating => {
-            return Decision::allow(Reason::Terminating);
-        }
-        Operation::Update if deleting_old => return Decision::allow(Reason::Terminating),
-        _ => {}
-    }
-
-    let username = req.user.username.as_str();
-    let infos: Vec<Option<OwnerInfo>> = owners.iter().map(|o| cluster.owner(o)).collect();
-    let foreign = owners
+    let ctx = Ctx::new(req, old, new, scale, config, cluster, now);
+    RULES
         .iter()
-        .zip(&infos)
-        .find(|(o, info)| !identity.is_agent_for(username, o, info.as_ref()));
-    let Some((owner, info)) = foreign else {
-        return Decision::allow(Reason::Agent);
-    };
-    let revision = info.as_ref().and_then(|i| i.revision.as_deref());
-    let message = deny_message(kind, name, namespace, owner, revision);
-
-    // Decided in Git: honoured only when already on the live object.
-    if req.operation != Operation::Create && exception::allows_manual(old_ann) {
-        return Decision::allow(Reason::AllowManual);
-    }
-
-    // Break-glass windows.
-    if window_change {
-        return break_glass_change(
-            req,
-            new_ann,
-            member,
-            config,
-            now,
-            &ns_info,
-            Some(owner),
-            name,
-        )
-        .finish(req, &ns_info, config, &message);
-    }
-    if member {
-        let object_window = match req.operation {
-            Operation::Create => None,
-            _ => Window::from_annotations(old_ann),
-        };
-        let open = object_window
-            .filter(|w| w.is_open(now))
-            .or_else(|| ns_info.break_glass.clone().filter(|w| w.is_open(now)));
-        if let Some(w) = open {
-            return under_window(req, kind, name, namespace, &w, owner);
-        }
-    }
-
-    // Field-level exceptions: operational changes, and allow-fields from Git.
-    if req.operation == Operation::Update {
-        let (diff_old, diff_new) = if scale {
-            (req.old_object.as_ref(), req.object.as_ref())
-        } else {
-            (old, new)
-        };
-        let no_fields = Fields::default();
-        let fo = diff_old.map(|o| &o.fields).unwrap_or(&no_fields);
-        let fnew = diff_new.map(|o| &o.fields).unwrap_or(&no_fields);
-        let mut allowed: Vec<&FieldPath> = SERVER_PATHS.iter().collect();
-        allowed.extend(operational_paths(config, group, kind));
-        let guard_changes = exception::changed_guard_annotations(old_ann, new_ann);
-        if guard_changes.is_empty()
-            && disallowed_changes_of(fo, fnew, &allowed, Report::First).is_empty()
-        {
-            return Decision::allow(Reason::Operational);
-        }
-        match exception::allow_fields(old_ann) {
-            Ok(list) if !list.is_empty() => {
-                let listed = list
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                allowed.extend(&list);
-                let mut offending = disallowed_changes_of(fo, fnew, &allowed, Report::All(8));
-                offending.extend(
-                    guard_changes
-                        .iter()
-                        .map(|k| format!("metadata.annotations['{k}']")),
-                );
-                if offending.is_empty() {
-                    return Decision::allow(Reason::AllowFields);
-                }
-                let message = format!(
-                    "{message}\nOnly {listed} may be changed by hand here ({}); this change also touches: {}",
-                    exception::ALLOW_FIELDS,
-                    offending.join(", ")
-                );
-                return denied(Reason::Managed, message, owner).finish(req, &ns_info, config, "");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let message = format!(
-                    "{message}\n(the object's {} annotation is invalid and was ignored: {e})",
-                    exception::ALLOW_FIELDS
-                );
-                return denied(Reason::Managed, message, owner).finish(req, &ns_info, config, "");
-            }
-        }
-    }
-
-    denied(Reason::Managed, message, owner).finish(req, &ns_info, config, "")
+        .find_map(|(_, rule)| rule(&ctx))
+        .unwrap_or_else(|| Decision::allow(Reason::Unmanaged))
 }
 
-fn denied(reason: Reason, message: String, owner: &OwnerRef) -> Decision {
-    Decision {
-        verdict: Verdict::Deny,
-        reason,
-        message: Some(message),
-        warnings: Vec::new(),
-        audit_annotations: Vec::new(),
-        owner: Some(owner.clone()),
-        event: None,
+impl<'r, 'a> Ctx<'r, 'a> {
+    fn new(
+        req: &'r AdmissionRequest<'a>,
+        old: Option<&'r Object<'a>>,
+        new: Option<&'r Object<'a>>,
+        scale: bool,
+        config: &'r Config,
+        cluster: &'r dyn Lookup,
+        now: jiff::Timestamp,
+    ) -> Self {
+        let group = req.resource.group.as_str();
+        let kind = if scale {
+            old.map(|p| p.kind.as_str()).unwrap_or_default()
+        } else {
+            req.kind.kind.as_str()
+        };
+        // For a Namespace object the API server sends its own name as the request's namespace;
+        // the object itself is cluster-scoped.
+        let is_namespace = group.is_empty() && kind == "Namespace";
+        let namespace = if is_namespace {
+            ""
+        } else {
+            req.namespace.as_str()
+        };
+        let mut owners: Vec<OwnerRef> = Vec::new();
+        let mut add_owners = |o: Option<&Object<'_>>| {
+            if let Some(o) = o {
+                owners.extend(owners_of(o, group, kind, config));
+            }
+        };
+        match req.operation {
+            Operation::Create => add_owners(new),
+            Operation::Delete => add_owners(old),
+            Operation::Update | Operation::Connect => {
+                add_owners(old);
+                add_owners(new);
+            }
+        }
+        owners.sort();
+        owners.dedup();
+        let ns_info = if req.namespace.is_empty() {
+            NamespaceInfo::default()
+        } else {
+            cluster.namespace(&req.namespace).unwrap_or_default()
+        };
+        if owners.is_empty()
+            && ns_info.enforce_all
+            && !is_runtime_record(group, kind)
+            && !is_namespace
+        {
+            owners.push(OwnerRef {
+                kind: OwnerKind::Namespace,
+                namespace: namespace.to_string(),
+                name: namespace.to_string(),
+            });
+        }
+        let old_ann = guard_annotations(if req.operation == Operation::Create {
+            None
+        } else {
+            old
+        });
+        let new_ann = guard_annotations(if req.operation == Operation::Delete {
+            old
+        } else {
+            new
+        });
+        let window_change = !scale
+            && matches!(req.operation, Operation::Update | Operation::Create)
+            && exception::BREAK_GLASS_KEYS
+                .iter()
+                .any(|k| old_ann.get(*k) != new_ann.get(*k));
+        let mut identity = Identity::of(&req.user, config);
+        // A controller counts only while its kinds are served (it is installed).
+        if let Some((_, controller)) = crate::identity::service_account(&req.user.username) {
+            let installed =
+                |agent| custody::controller_installed(agent, controller, |k| cluster.serves(k));
+            identity = match identity {
+                Identity::FluxController if !installed(custody::Agent::Flux) => Identity::Other,
+                Identity::ArgoController if !installed(custody::Agent::ArgoCd) => Identity::Other,
+                other => other,
+            };
+        }
+        Ctx {
+            req,
+            config,
+            cluster,
+            now,
+            identity,
+            scale,
+            old,
+            new,
+            group,
+            kind,
+            name: req.object_name(),
+            namespace,
+            is_namespace,
+            custody: custody::kind_of(group, kind),
+            owners,
+            ns_info,
+            member: exception::is_break_glass_member(&req.user.groups, config),
+            old_ann,
+            new_ann,
+            window_change,
+        }
     }
+
+    /// `deployment/web in prod`, `namespace/prod`.
+    fn what(&self) -> String {
+        let kind = self.kind.to_lowercase();
+        if self.namespace.is_empty() {
+            format!("{kind}/{}", self.name)
+        } else {
+            format!("{kind}/{} in {}", self.name, self.namespace)
+        }
+    }
+
+    /// `-n prod` for commands, or nothing for cluster-scoped objects.
+    fn ns_flag(&self) -> String {
+        if self.namespace.is_empty() {
+            String::new()
+        } else {
+            format!(" -n {}", self.namespace)
+        }
+    }
+
+    /// Whether the request comes from the agent that acts on a custody kind of `agent`.
+    fn is_agent_of(&self, agent: custody::Agent) -> bool {
+        match self.identity {
+            Identity::System | Identity::Agent => true,
+            Identity::FluxController => agent == custody::Agent::Flux,
+            Identity::ArgoController => agent == custody::Agent::ArgoCd,
+            Identity::Other => false,
+        }
+    }
+
+    /// Whether an owner or source traces back through Git to a bootstrap root.
+    fn traces(&self, object: &ObjectRef) -> bool {
+        custody::traces_to_root(object, &|o| self.cluster.custody(o), self.config)
+    }
+
+    /// Whether an owner traces back to a root (a namespace's `enforce: all` needs no chain: it
+    /// counts only when the Namespace came from Git).
+    fn owner_traces(&self, owner: &OwnerRef) -> bool {
+        ObjectRef::of_owner(owner).is_none_or(|o| self.traces(&o))
+    }
+
+    /// A tenant or destination service account counts only when the owner that names it, and for
+    /// Argo CD its AppProject, come from Git.
+    fn tenant_counts(&self, owner: &OwnerRef) -> bool {
+        let Some(object) = ObjectRef::of_owner(owner) else {
+            return false;
+        };
+        if !self.traces(&object) {
+            return false;
+        }
+        match self.cluster.custody(&object).and_then(|c| c.project) {
+            Some(project) => self.traces(&project),
+            None => owner.kind != OwnerKind::Application,
+        }
+    }
+
+    /// Whether the requester is the agent for `owner`.
+    fn agent_for(&self, owner: &OwnerRef, info: Option<&OwnerInfo>) -> bool {
+        self.identity.is_agent_for(&self.req.user, owner, info)
+            && (self.identity != Identity::Other || self.tenant_counts(owner))
+    }
+
+    fn field_sets(&self) -> (&'r Fields<'a>, &'r Fields<'a>) {
+        static NONE: LazyLock<Fields<'static>> = LazyLock::new(Fields::default);
+        let (o, n) = if self.scale {
+            (self.req.old_object.as_ref(), self.req.object.as_ref())
+        } else {
+            (self.old, self.new)
+        };
+        let none: &Fields<'_> = &NONE;
+        (
+            o.map(|o| &o.fields).unwrap_or(none),
+            n.map(|o| &o.fields).unwrap_or(none),
+        )
+    }
+
+    /// The fields nobody's change counts for: those the API server keeps, and `status` where it
+    /// is a subresource (a kind whose status is an ordinary field keeps it guarded).
+    fn server_paths(&self) -> Vec<&'static FieldPath> {
+        let status_is_field = self.custody.is_some_and(|k| !k.status_subresource);
+        SERVER_PATHS
+            .iter()
+            .filter(|p| !(status_is_field && **p == *STATUS_PATH))
+            .collect()
+    }
+
+    /// Denied, turned into a warning for dry runs and audit mode.
+    fn deny(&self, reason: Reason, message: String, owner: Option<&OwnerRef>) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            reason,
+            message: Some(message),
+            warnings: Vec::new(),
+            audit_annotations: Vec::new(),
+            owner: owner.cloned(),
+            event: None,
+        }
+        .finish(self.req, &self.ns_info, self.config, "")
+    }
+}
+
+/// Namespaces the guard never judges, by name.
+fn excluded_namespace(c: &Ctx<'_, '_>) -> Option<Decision> {
+    let ns = c.req.namespace.as_str();
+    (!ns.is_empty() && c.config.excluded_namespaces.iter().any(|e| e == ns))
+        .then(|| Decision::allow(Reason::Excluded))
+}
+
+/// The status of owners and sources is what agents (and the guard) take as fact: a source's
+/// artifact URL and digest, an Application's sync result. Only their agent writes it.
+fn agent_status(c: &Ctx<'_, '_>) -> Option<Decision> {
+    if c.req.sub_resource != "status" {
+        return None;
+    }
+    let kind = custody::kind_of_resource(&c.req.resource.group, &c.req.resource.resource)?;
+    if c.is_agent_of(kind.agent) {
+        return Some(Decision::allow(Reason::Status));
+    }
+    let message = format!(
+        "the status of {} is written only by {}'s controllers: they act on it (artifact, revision, digest), so a status from anyone else would make them apply what Git never said.\nTo have it updated, ask the controller: {}",
+        c.what(),
+        kind.agent.name(),
+        reconcile_hint(kind, c.name, &c.ns_flag()),
+    );
+    Some(c.deny(Reason::AgentStatus, message, None))
+}
+
+/// The command that makes an agent reconcile an owner or source now.
+fn reconcile_hint(kind: &custody::Kind, name: &str, ns_flag: &str) -> String {
+    match kind.agent {
+        custody::Agent::Flux => format!(
+            "kubectl annotate {}/{name}{ns_flag} --overwrite reconcile.fluxcd.io/requestedAt=\"$(date +%s)\"",
+            kind.plural
+        ),
+        custody::Agent::ArgoCd => format!(
+            "kubectl annotate {}/{name}{ns_flag} --overwrite argocd.argoproj.io/refresh=normal",
+            kind.plural
+        ),
+    }
+}
+
+/// Objects that are going away: finishing a deletion is Kubernetes' business.
+fn terminating(c: &Ctx<'_, '_>) -> Option<Decision> {
+    let deleting_old = c.old.is_some_and(|o| o.deletion_timestamp.is_some());
+    let done = match c.req.operation {
+        Operation::Delete => deleting_old || c.ns_info.terminating,
+        Operation::Update => deleting_old,
+        _ => false,
+    };
+    done.then(|| Decision::allow(Reason::Terminating))
+}
+
+/// A Namespace: its name label cannot lie, one that holds managed objects is deleted only by the
+/// agent, and a namespace-wide break-glass window is opened only by the group.
+fn namespace_object(c: &Ctx<'_, '_>) -> Option<Decision> {
+    if !c.is_namespace {
+        return None;
+    }
+    if c.req.operation != Operation::Delete
+        && let Some(label) = c
+            .new
+            .and_then(|n| n.label(crate::owner::NAMESPACE_NAME_LABEL))
+        && label != c.name
+    {
+        let message = format!(
+            "namespace/{name}: the label {key} must be the namespace's own name ({name:?}), not {label:?}: webhook and policy exclusions select namespaces by it.\nRemove the label or set it back: kubectl label namespace {name} {key}={name} --overwrite",
+            name = c.name,
+            key = crate::owner::NAMESPACE_NAME_LABEL,
+        );
+        return Some(c.deny(Reason::NamespaceLabel, message, None));
+    }
+    if c.owners.is_empty() && c.window_change {
+        return Some(break_glass_change(c, None));
+    }
+    let info = &c.ns_info;
+    let agent = matches!(
+        c.identity,
+        Identity::FluxController | Identity::ArgoController | Identity::Agent
+    );
+    if c.req.operation == Operation::Delete && c.owners.is_empty() && info.holds_managed && !agent {
+        let message = format!(
+            "namespace/{name} holds GitOps-managed objects, owners or sources: deleting it would delete them behind the agent's back.\nRemove them from Git instead, and let the agent prune them (then the namespace can go): kubectl gitops status -n {name}",
+            name = c.name
+        );
+        return Some(c.deny(Reason::HoldsManaged, message, None));
+    }
+    None
+}
+
+/// Owners and sources (Flux sources, Kustomizations, HelmReleases, image automation, Argo CD
+/// Applications, ApplicationSets, AppProjects) that carry no ownership marker: only their agent
+/// creates, changes or deletes them, so every one comes from Git. A bootstrap root may be
+/// created while it does not exist.
+fn custody_kind(c: &Ctx<'_, '_>) -> Option<Decision> {
+    let kind = c.custody?;
+    if !c.owners.is_empty() {
+        return None;
+    }
+    if c.is_agent_of(kind.agent) {
+        return Some(Decision::allow(Reason::Agent));
+    }
+    let this = ObjectRef::new(kind.kind, c.namespace, c.name);
+    if c.req.operation == Operation::Create
+        && c.config
+            .custody
+            .roots
+            .iter()
+            .any(|r| r.kind == this.kind && r.namespace == this.namespace && r.name == this.name)
+    {
+        let mut d = Decision::allow(Reason::Bootstrap);
+        d.verdict = Verdict::Warn;
+        d.warnings.push(format!(
+            "{} is a bootstrap root (custody.roots): created now, from here on only {} changes it",
+            c.what(),
+            kind.agent.name()
+        ));
+        return Some(d);
+    }
+    if c.window_change && c.req.operation == Operation::Create {
+        return Some(new_object_window(c, None));
+    }
+    if c.window_change {
+        return Some(break_glass_change(c, None));
+    }
+    if let Some(d) = changes_without_configuration(c, None) {
+        return Some(d);
+    }
+    if let Some(d) = under_window(c, None) {
+        return Some(d);
+    }
+    let verb = match c.req.operation {
+        Operation::Create => "created",
+        Operation::Delete => "deleted",
+        _ => "changed",
+    };
+    let root = c
+        .config
+        .custody
+        .roots
+        .iter()
+        .find(|r| custody::kind_named(&r.kind).is_some_and(|k| k.agent == kind.agent))
+        .map(|r| format!("{} {}/{}", r.kind, r.namespace, r.name))
+        .unwrap_or_else(|| "your bootstrap root".into());
+    let current = match c.req.operation {
+        Operation::Create => String::new(),
+        _ => format!(
+            " (its current manifest: kubectl get {}/{}{} -o yaml)",
+            kind.plural,
+            c.name,
+            c.ns_flag()
+        ),
+    };
+    let message = format!(
+        "{what} is a {noun}: it decides what {agent} applies, so only {agent} may create, change or delete it, from Git; it cannot be {verb} by hand.\nAdd it to Git instead: put its manifest in the repository that {root} syncs, commit and push{current}",
+        what = c.what(),
+        noun = kind.noun,
+        agent = kind.agent.name(),
+    );
+    Some(c.deny(Reason::Custody, message, None))
+}
+
+/// What an owner's or source's own controller writes on it, whoever applied it (an Argo CD
+/// Application that Flux applies, a Kustomization that Argo CD applies): its status (an ordinary
+/// field on Argo CD's kinds), its finalizers, the operation it has run.
+fn own_controller(c: &Ctx<'_, '_>) -> Option<Decision> {
+    static BOOKKEEPING: LazyLock<[FieldPath; 2]> = LazyLock::new(|| {
+        [
+            FieldPath::keys(&["metadata", "finalizers"]),
+            FieldPath::keys(&["operation"]),
+        ]
+    });
+    let kind = c.custody?;
+    if c.req.operation != Operation::Update || c.scale || !c.is_agent_of(kind.agent) {
+        return None;
+    }
+    let (fo, fnew) = c.field_sets();
+    let mut allowed: Vec<&FieldPath> = SERVER_PATHS.iter().collect();
+    allowed.extend(operational_paths(c.config, c.group, c.kind));
+    allowed.extend(BOOKKEEPING.iter());
+    (exception::changed_guard_annotations(&c.old_ann, &c.new_ann).is_empty()
+        && disallowed_changes_of(fo, fnew, &allowed, Report::First).is_empty())
+    .then(|| Decision::allow(Reason::Agent))
+}
+
+/// Objects that their labels, tracking id or namespace say are GitOps-managed.
+fn managed_object(c: &Ctx<'_, '_>) -> Option<Decision> {
+    if c.owners.is_empty() {
+        return None;
+    }
+    let infos: Vec<Option<OwnerInfo>> = c.owners.iter().map(|o| c.cluster.owner(o)).collect();
+    let foreign = c
+        .owners
+        .iter()
+        .zip(&infos)
+        .find(|(o, info)| !c.agent_for(o, info.as_ref()));
+    let Some((owner, info)) = foreign else {
+        return Some(agent_request(c));
+    };
+    let revision = info.as_ref().and_then(|i| i.revision.as_deref());
+    let mut message = deny_message(c.kind, c.name, c.namespace, owner, revision);
+    if c.req.user.is_impostor() {
+        message.push_str(&format!(
+            "\n({} is named like a service account but has not its groups (system:serviceaccounts:…): it is not that account)",
+            c.req.user.username
+        ));
+    }
+
+    // Decided in Git: honoured only when already on the live object.
+    if c.req.operation != Operation::Create && exception::allows_manual(&c.old_ann) {
+        return Some(Decision::allow(Reason::AllowManual));
+    }
+    if c.window_change && c.req.operation == Operation::Create {
+        return Some(new_object_window(c, Some(owner)));
+    }
+    if c.window_change {
+        return Some(
+            break_glass_change(c, Some(owner)).finish(c.req, &c.ns_info, c.config, &message),
+        );
+    }
+    if let Some(d) = under_window(c, Some(owner)) {
+        return Some(d);
+    }
+    if let Some(d) = changes_without_configuration(c, Some(owner)) {
+        return Some(d);
+    }
+    if let Some(d) = allowed_fields(c, owner, &message) {
+        return Some(d);
+    }
+    Some(c.deny(Reason::Managed, message, Some(owner)))
+}
+
+/// The agent of every owner: it may act, but only for owners that come from Git. Creating an
+/// object for an owner, or moving it to one, needs that owner to trace back to a bootstrap root.
+fn agent_request(c: &Ctx<'_, '_>) -> Decision {
+    let checks_chain = matches!(
+        c.identity,
+        Identity::FluxController | Identity::ArgoController | Identity::Other
+    );
+    if !checks_chain || c.req.operation == Operation::Delete {
+        return Decision::allow(Reason::Agent);
+    }
+    let before: Vec<OwnerRef> = match (c.req.operation, c.old) {
+        (Operation::Update, Some(o)) => owners_of(o, c.group, c.kind, c.config),
+        _ => Vec::new(),
+    };
+    let after: Vec<OwnerRef> = c
+        .new
+        .map(|n| owners_of(n, c.group, c.kind, c.config))
+        .unwrap_or_default();
+    let unrooted = after
+        .iter()
+        .filter(|o| !before.contains(o))
+        .find(|o| !c.owner_traces(o));
+    match unrooted {
+        None => Decision::allow(Reason::Agent),
+        Some(owner) => {
+            let verb = if before.is_empty() { "create" } else { "move" };
+            let message = format!(
+                "{what}: {owner} does not come from Git (no chain of owners leads from it, or from its source, to a bootstrap root in custody.roots), so the agent may not {verb} {what} for it.\nPut {owner} in Git, under an owner that comes from Git; its manifest: kubectl get {res}/{name} -n {ns} -o yaml",
+                what = c.what(),
+                res = match owner.kind {
+                    OwnerKind::Kustomization => "kustomizations.kustomize.toolkit.fluxcd.io",
+                    OwnerKind::HelmRelease => "helmreleases.helm.toolkit.fluxcd.io",
+                    _ => "applications.argoproj.io",
+                },
+                name = owner.name,
+                ns = owner.namespace,
+            );
+            c.deny(Reason::Unrooted, message, Some(owner))
+        }
+    }
+}
+
+/// Changes that are no configuration: the server's own fields, operational changes (each a config
+/// choice), an Argo CD sync of the app as declared. `managedFields` may only evolve the way the
+/// API server evolves it.
+fn changes_without_configuration(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> Option<Decision> {
+    if c.req.operation != Operation::Update {
+        return None;
+    }
+    let (fo, fnew) = c.field_sets();
+    let mut allowed = c.server_paths();
+    allowed.extend(operational_paths(c.config, c.group, c.kind));
+    if !exception::changed_guard_annotations(&c.old_ann, &c.new_ann).is_empty()
+        || !disallowed_changes_of(fo, fnew, &allowed, Report::First).is_empty()
+    {
+        return None;
+    }
+    if let Some(d) = managed_fields_rewrite(c, owner) {
+        return Some(d);
+    }
+    if let Some(d) = argo_operation(c, owner) {
+        return Some(d);
+    }
+    Some(Decision::allow(Reason::Operational))
+}
+
+/// `metadata.managedFields` rewritten by someone other than the agent.
+fn managed_fields_rewrite(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> Option<Decision> {
+    let (Some(old), Some(new)) = (c.req.old_object.as_ref(), c.req.object.as_ref()) else {
+        return None;
+    };
+    let why = crate::managed_fields::rewrite(old, new, c.now)?;
+    let message = format!(
+        "{}: metadata.managedFields may be rewritten only by the agent: it is the record of who set each field (kubectl gitops blame, Flux's drift detection), and this request rewrites it ({why}).\nChange the object without sending managedFields (kubectl edit, patch and apply leave it to the API server).",
+        c.what()
+    );
+    Some(c.deny(Reason::ManagedFields, message, owner))
+}
+
+/// An Argo CD sync by a person (UI, CLI) may carry only what the Application declares.
+fn argo_operation(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> Option<Decision> {
+    if c.group != "argoproj.io" || c.kind != "Application" {
+        return None;
+    }
+    let new = c.req.object.as_ref()?;
+    let read = |key: &str| -> Result<Value, ()> {
+        match new.fields.get(key) {
+            None => Ok(Value::Null),
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|_| ()),
+        }
+    };
+    let (Ok(operation), Ok(spec)) = (read("operation"), read("spec")) else {
+        return Some(c.deny(
+            Reason::ArgoOperation,
+            format!(
+                "{}: the operation cannot be read, so it cannot be shown to carry only what Git says",
+                c.what()
+            ),
+            owner,
+        ));
+    };
+    let old_operation = c
+        .req
+        .old_object
+        .as_ref()
+        .and_then(|o| o.fields.get("operation"))
+        .map(|r| r.get());
+    if operation.is_null() || old_operation == new.fields.get("operation").map(|r| r.get()) {
+        return None;
+    }
+    let overrides = custody::sync_overrides(
+        &operation,
+        &spec,
+        &c.config.operational.argocd_sync_overrides,
+    );
+    if overrides.is_empty() {
+        return None;
+    }
+    let message = format!(
+        "{}: a sync started by hand may carry only what the Application declares in Git; this one also sets operation.sync.{}.\nChange the Application in Git instead, or sync it as declared: argocd app sync {} (the guard's operational.argocdSyncOverrides lists what a person may add)",
+        c.what(),
+        overrides.join(", operation.sync."),
+        if c.namespace == c.config.argocd.namespace {
+            c.name.to_string()
+        } else {
+            format!("{}/{}", c.namespace, c.name)
+        }
+    );
+    Some(c.deny(Reason::ArgoOperation, message, owner))
+}
+
+/// `allow-fields` from Git: only the listed paths may change, and never a protected one.
+fn allowed_fields(c: &Ctx<'_, '_>, owner: &OwnerRef, message: &str) -> Option<Decision> {
+    if c.req.operation != Operation::Update {
+        return None;
+    }
+    let list = match exception::allow_fields(&c.old_ann) {
+        Ok(list) if !list.is_empty() => list,
+        Ok(_) => return None,
+        Err(e) => {
+            let message = format!(
+                "{message}\n(the object's {} annotation is invalid and was ignored: {e})",
+                exception::ALLOW_FIELDS
+            );
+            return Some(c.deny(Reason::Managed, message, Some(owner)));
+        }
+    };
+    let listed = list
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (fo, fnew) = c.field_sets();
+    let mut allowed = c.server_paths();
+    allowed.extend(operational_paths(c.config, c.group, c.kind));
+    allowed.extend(&list);
+    let mut offending = disallowed_changes_of(fo, fnew, &allowed, Report::All(8));
+    let protected = exception::protected_changes(c.old, c.new, c.config);
+    for p in &protected {
+        if !offending.contains(p) {
+            offending.push(p.clone());
+        }
+    }
+    offending.extend(
+        exception::changed_guard_annotations(&c.old_ann, &c.new_ann)
+            .iter()
+            .map(|k| format!("metadata.annotations['{k}']"))
+            .filter(|p| !protected.contains(p)),
+    );
+    if offending.is_empty() {
+        return Some(
+            managed_fields_rewrite(c, Some(owner))
+                .unwrap_or_else(|| Decision::allow(Reason::AllowFields)),
+        );
+    }
+    let protected_note = if protected.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", exception::PROTECTED)
+    };
+    let message = format!(
+        "{message}\nOnly {listed} may be changed by hand here ({}); this change also touches: {}{protected_note}",
+        exception::ALLOW_FIELDS,
+        offending.join(", ")
+    );
+    Some(c.deny(Reason::Managed, message, Some(owner)))
 }
 
 impl Decision {
@@ -526,115 +1059,7 @@ impl Decision {
     }
 }
 
-/// A request that opens, extends, changes or closes a break-glass window.
-#[allow(clippy::too_many_arguments)]
-fn break_glass_change(
-    req: &AdmissionRequest<'_>,
-    new_ann: &BTreeMap<String, String>,
-    member: bool,
-    config: &Config,
-    now: jiff::Timestamp,
-    ns: &NamespaceInfo,
-    owner: Option<&OwnerRef>,
-    name: &str,
-) -> Decision {
-    let kind = req.kind.kind.to_lowercase();
-    let what = if req.namespace.is_empty() || kind == "namespace" {
-        format!("{kind}/{name}")
-    } else {
-        format!("{kind}/{name} in {}", req.namespace)
-    };
-    let refuse = |why: String| {
-        let d = Decision {
-            verdict: Verdict::Deny,
-            reason: Reason::BreakGlassRefused,
-            message: Some(format!("break-glass on {what} refused: {why}")),
-            warnings: Vec::new(),
-            audit_annotations: Vec::new(),
-            owner: owner.cloned(),
-            event: None,
-        };
-        d.finish(req, ns, config, "")
-    };
-    if config.break_glass.groups.is_empty() {
-        return refuse("break-glass is off (no breakGlass.groups in the guard's config)".into());
-    }
-    if !member {
-        return refuse(format!(
-            "only members of {} may open, extend or close a break-glass window",
-            config.break_glass.groups.join(", ")
-        ));
-    }
-    match Window::from_annotations(new_ann) {
-        Some(w) => {
-            if let Err(why) = w.check_opening(&req.user.username, now, config) {
-                return refuse(why);
-            }
-            let ticket = w
-                .ticket
-                .as_deref()
-                .map(|t| format!(" [{t}]"))
-                .unwrap_or_default();
-            let text = format!(
-                "break-glass window on {what} opened by {} until {}: {}{ticket}",
-                req.user.username, w.until, w.reason
-            );
-            recorded(text, owner.cloned())
-        }
-        None => {
-            let text = format!(
-                "break-glass window on {what} closed by {}",
-                req.user.username
-            );
-            recorded(text, owner.cloned())
-        }
-    }
-}
-
-/// A change by a break-glass member inside an open window.
-fn under_window(
-    req: &AdmissionRequest<'_>,
-    kind: &str,
-    name: &str,
-    namespace: &str,
-    w: &Window,
-    owner: &OwnerRef,
-) -> Decision {
-    let kind = kind.to_lowercase();
-    let what = if namespace.is_empty() {
-        format!("{kind}/{name}")
-    } else {
-        format!("{kind}/{name} in {namespace}")
-    };
-    let ticket = w
-        .ticket
-        .as_deref()
-        .map(|t| format!(" [{t}]"))
-        .unwrap_or_default();
-    let op = match req.operation {
-        Operation::Create => "created",
-        Operation::Delete => "deleted",
-        _ => "changed",
-    };
-    let text = format!(
-        "break-glass: {what} {op} by {} under the window opened by {} until {} ({}{ticket}); it is managed by {owner}: bring the change back into Git",
-        req.user.username, w.by, w.until, w.reason
-    );
-    recorded(text, Some(owner.clone()))
-}
-
-/// A break-glass action: allowed, with the text as a warning, an audit annotation and an Event.
-fn recorded(text: String, owner: Option<OwnerRef>) -> Decision {
-    Decision {
-        verdict: Verdict::Warn,
-        reason: Reason::BreakGlass,
-        message: None,
-        warnings: vec![text.clone()],
-        audit_annotations: vec![("break-glass".into(), text.clone())],
-        owner,
-        event: Some(text),
-    }
-}
+mod break_glass;
 
 #[cfg(test)]
 mod tests;

@@ -51,6 +51,10 @@ pub struct Window {
     pub reason: String,
     pub ticket: Option<String>,
     pub by: String,
+    /// When the window was opened: the API server's time on the `managedFields` entry that last
+    /// wrote `break-glass-until` (nobody but the agent may rewrite that record).
+    #[serde(default)]
+    pub opened: Option<String>,
 }
 
 impl Window {
@@ -61,7 +65,26 @@ impl Window {
             reason: get(BREAK_GLASS_REASON).unwrap_or_default(),
             ticket: get(BREAK_GLASS_TICKET).filter(|t| !t.is_empty()),
             by: get(BREAK_GLASS_BY).unwrap_or_default(),
+            opened: None,
         })
+    }
+
+    /// Whether a window already on an object (or namespace) counts at `now`: it is open, it was
+    /// opened for no longer than `breakGlass.maxDuration`, and it names who opened it. A window
+    /// whose opening the guard cannot date (written while the guard was away, or forged into a new
+    /// object) does not count.
+    pub fn counts_at_rest(&self, now: jiff::Timestamp, config: &Config) -> bool {
+        let Some(opened) = self
+            .opened
+            .as_deref()
+            .and_then(|o| o.parse::<jiff::Timestamp>().ok())
+        else {
+            return false;
+        };
+        let latest = opened
+            .checked_add(config.break_glass.max_duration)
+            .unwrap_or(jiff::Timestamp::MAX);
+        self.is_open(now) && !self.by.is_empty() && self.until().is_ok_and(|u| u <= latest)
     }
 
     pub fn until(&self) -> Result<jiff::Timestamp, String> {
@@ -113,6 +136,72 @@ impl Window {
         Ok(())
     }
 }
+
+/// When a break-glass window was opened, from an object's `metadata.managedFields`: the time of
+/// the newest entry whose fields include the `break-glass-until` annotation.
+pub fn window_opened(managed_fields: &serde_json::Value) -> Option<String> {
+    let key = format!("f:{BREAK_GLASS_UNTIL}");
+    managed_fields
+        .as_array()?
+        .iter()
+        .filter(|e| {
+            e.pointer("/fieldsV1/f:metadata/f:annotations")
+                .and_then(|a| a.get(&key))
+                .is_some()
+        })
+        .filter_map(|e| e.get("time")?.as_str()?.parse::<jiff::Timestamp>().ok())
+        .max()
+        .map(|t| t.to_string())
+}
+
+/// The changes between `old` and `new` that no exception and no break-glass window covers: the
+/// agents' ownership and control labels and annotations, the guard's own annotations (other than a
+/// window's, which have rules of their own), finalizers and owner references. Named as field paths.
+pub fn protected_changes(
+    old: Option<&crate::object::Object<'_>>,
+    new: Option<&crate::object::Object<'_>>,
+    config: &Config,
+) -> Vec<String> {
+    use crate::object::Object;
+    let guard_key = |k: &str| k.starts_with(PREFIX) && !BREAK_GLASS_KEYS.contains(&k);
+    let mut out = Vec::new();
+    type MapOf = for<'o, 'a> fn(&'o Object<'a>) -> &'o crate::object::StrMap<'a>;
+    let maps: [(&str, MapOf); 2] = [
+        ("labels", |o| &o.labels),
+        ("annotations", |o| &o.annotations),
+    ];
+    for (map, of) in maps {
+        let mut all: Vec<&str> = old.map(|o| of(o).keys().collect()).unwrap_or_default();
+        all.extend(
+            new.map(|o| of(o).keys().collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
+        all.sort_unstable();
+        all.dedup();
+        for key in all {
+            let protected =
+                crate::owner::is_agent_key(key, config) || (map == "annotations" && guard_key(key));
+            if protected && old.and_then(|o| of(o).get(key)) != new.and_then(|o| of(o).get(key)) {
+                out.push(format!("metadata.{map}['{key}']"));
+            }
+        }
+    }
+    for field in ["finalizers", "ownerReferences"] {
+        let text = |o: Option<&Object<'_>>| -> Option<String> {
+            let meta = crate::object::Fields::parse(o?.fields.get("metadata")?)?;
+            meta.get(field)
+                .map(|r| r.get().to_string())
+                .filter(|t| t != "null" && t != "[]")
+        };
+        if text(old) != text(new) {
+            out.push(format!("metadata.{field}"));
+        }
+    }
+    out
+}
+
+/// The sentence that says why a protected change was refused.
+pub const PROTECTED: &str = "ownership and agent labels and annotations, the guard's own annotations, finalizers, ownerReferences and managedFields are never covered by allow-fields or break-glass";
 
 /// Whether `groups` include a configured break-glass group.
 pub fn is_break_glass_member(groups: &[String], config: &Config) -> bool {
@@ -184,6 +273,7 @@ mod tests {
             reason: reason.into(),
             ticket: None,
             by: by.into(),
+            opened: None,
         };
         let cases = [
             (w("2026-11-21T13:00:00Z", "db failover", "ana"), Ok(())),

@@ -28,15 +28,38 @@ pub enum Identity {
     Other,
 }
 
+impl UserInfo {
+    /// Whether the username is a service account's that the API server vouches for: named
+    /// `system:serviceaccount:<ns>:<name>` *and* in the groups every service account token carries
+    /// (`system:serviceaccounts`, `system:serviceaccounts:<ns>`). A static-token or OIDC user who is
+    /// merely called that has neither group.
+    pub fn is_genuine_service_account(&self) -> bool {
+        let Some((ns, _)) = service_account(&self.username) else {
+            return false;
+        };
+        let all = "system:serviceaccounts";
+        let own = format!("system:serviceaccounts:{ns}");
+        self.groups.iter().any(|g| g == all) && self.groups.contains(&own)
+    }
+
+    /// Named like a service account without being one: only ever an impostor.
+    pub fn is_impostor(&self) -> bool {
+        service_account(&self.username).is_some() && !self.is_genuine_service_account()
+    }
+}
+
 impl Identity {
     pub fn of(user: &UserInfo, config: &Config) -> Identity {
+        // A name like a service account's counts for nothing without the groups that prove it.
+        let username_counts = !user.is_impostor();
         let in_list = |users: &[String], groups: &[String]| {
-            users.contains(&user.username) || user.groups.iter().any(|g| groups.contains(g))
+            (username_counts && users.contains(&user.username))
+                || user.groups.iter().any(|g| groups.contains(g))
         };
         if in_list(&config.system.users, &config.system.groups) {
             return Identity::System;
         }
-        if let Some((ns, name)) = service_account(&user.username) {
+        if let Some((ns, name)) = service_account(&user.username).filter(|_| username_counts) {
             if ns == config.flux.namespace && config.flux.controllers.iter().any(|c| c == name) {
                 return Identity::FluxController;
             }
@@ -53,7 +76,15 @@ impl Identity {
 
     /// Whether this user is the agent for `owner`. `info` is what the cluster says about the owner
     /// (its impersonated service account); a tenant account is the agent for its own owner only.
-    pub fn is_agent_for(&self, username: &str, owner: &OwnerRef, info: Option<&OwnerInfo>) -> bool {
+    ///
+    /// The caller still has to check that a tenant's owner comes from Git
+    /// ([`crate::custody::traces_to_root`]): an account named by a hand-made owner is nobody's agent.
+    pub fn is_agent_for(
+        &self,
+        user: &UserInfo,
+        owner: &OwnerRef,
+        info: Option<&OwnerInfo>,
+    ) -> bool {
         match self {
             Identity::System | Identity::Agent => true,
             Identity::FluxController => owner.kind.is_flux() || owner.kind == OwnerKind::Namespace,
@@ -62,9 +93,10 @@ impl Identity {
             }
             Identity::Other => {
                 owner.kind != OwnerKind::Namespace
+                    && user.is_genuine_service_account()
                     && info
                         .and_then(|i| i.service_account.as_deref())
-                        .is_some_and(|sa| sa == username)
+                        .is_some_and(|sa| sa == user.username)
             }
         }
     }
@@ -80,10 +112,22 @@ pub fn service_account(username: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
 
+    /// A user; a service-account name with no groups given gets the groups the API server gives
+    /// every real service account (impostors in the tables name their groups).
     fn user(name: &str, groups: &[&str]) -> UserInfo {
+        let mut groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        if let Some((ns, _)) = service_account(name)
+            && groups.is_empty()
+        {
+            groups = vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{ns}"),
+                "system:authenticated".into(),
+            ];
+        }
         UserInfo {
             username: name.into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
+            groups,
         }
     }
 
@@ -143,6 +187,28 @@ mod tests {
                 &[],
                 Identity::Other,
             ),
+            // Static-token or OIDC users merely named like a service account.
+            (
+                "system:serviceaccount:flux-system:kustomize-controller",
+                &["system:authenticated"],
+                Identity::Other,
+            ),
+            (
+                "system:serviceaccount:argocd:argocd-application-controller",
+                &["oidc:admins", "system:authenticated"],
+                Identity::Other,
+            ),
+            (
+                "system:serviceaccount:kube-system:generic-garbage-collector",
+                &["system:authenticated"],
+                Identity::Other,
+            ),
+            // The groups of another namespace do not make the name genuine.
+            (
+                "system:serviceaccount:flux-system:kustomize-controller",
+                &["system:serviceaccounts", "system:serviceaccounts:team-a"],
+                Identity::Other,
+            ),
         ];
         for (name, groups, want) in cases {
             assert_eq!(Identity::of(&user(name, groups), &cfg), want, "{name}");
@@ -187,10 +253,16 @@ mod tests {
         ];
         for (identity, username, owner, info, want) in cases {
             assert_eq!(
-                identity.is_agent_for(username, owner, info),
+                identity.is_agent_for(&user(username, &[]), owner, info),
                 want,
                 "{identity:?} {username} {owner}"
             );
         }
+        // The tenant's name without the service-account groups is nobody's agent.
+        let impostor = UserInfo {
+            username: a.into(),
+            groups: vec!["system:authenticated".into()],
+        };
+        assert!(!Identity::Other.is_agent_for(&impostor, &ks, Some(&tenant)));
     }
 }

@@ -7,10 +7,12 @@
 //! `kubectl-gitops` plugin are thin shells around this crate, which is why they agree.
 
 pub mod config;
+pub mod custody;
 pub mod decide;
 pub mod diff;
 pub mod exception;
 pub mod identity;
+pub mod managed_fields;
 pub mod object;
 pub mod owner;
 pub mod review;

@@ -17,6 +17,30 @@ pub const HELM_NAMESPACE: &str = "helm.toolkit.fluxcd.io/namespace";
 pub const ARGO_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
 pub const ENFORCE: &str = "gitops-guard.dev/enforce";
 pub const MODE: &str = "gitops-guard.dev/mode";
+/// The label Kubernetes >= 1.21 sets on every namespace (and keeps equal to its name).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Labels and annotations of the agents that say who owns an object or how the agent treats it
+/// (ownership, `reconcile: disabled`, `ssa`, `prune`, `force`, Argo CD sync and compare options):
+/// no exception and no break-glass window covers them. Prefixes end in `/`.
+pub const AGENT_KEYS: &[&str] = &[
+    "kustomize.toolkit.fluxcd.io/",
+    "helm.toolkit.fluxcd.io/",
+    ARGO_TRACKING_ID,
+    "argocd.argoproj.io/sync-options",
+    "argocd.argoproj.io/compare-options",
+];
+
+/// Whether `key` is one of [`AGENT_KEYS`] (or the configured Argo CD tracking label).
+pub fn is_agent_key(key: &str, config: &Config) -> bool {
+    AGENT_KEYS.iter().any(|k| {
+        if k.ends_with('/') {
+            key.starts_with(k)
+        } else {
+            key == *k
+        }
+    }) || (config.argocd.label_tracking && key == config.argocd.tracking_label)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum OwnerKind {
@@ -77,8 +101,16 @@ pub struct OwnerInfo {
 /// What the guard knows about a namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceInfo {
-    /// `gitops-guard.dev/enforce: all`: every object in it is managed.
+    /// `gitops-guard.dev/enforce: all`: every object in it is managed (counted only when the
+    /// namespace itself is GitOps-managed: the annotation came from Git).
     pub enforce_all: bool,
+    /// The Namespace object itself is GitOps-managed.
+    #[serde(default)]
+    pub managed: bool,
+    /// An owner or source lives in it or holds objects in it (Flux inventory, Argo CD resources,
+    /// target namespaces): only the agent may delete it.
+    #[serde(default)]
+    pub holds_managed: bool,
     /// `gitops-guard.dev/mode`, counted only when the namespace itself is GitOps-managed (the
     /// annotation came from Git, not from a hand edit).
     pub mode: Option<Mode>,
@@ -318,8 +350,13 @@ pub fn namespace_info(ns: &Value, config: &Config) -> NamespaceInfo {
         },
         Err(_) => false,
     };
+    let opened = ns
+        .pointer("/metadata/managedFields")
+        .and_then(crate::exception::window_opened);
     NamespaceInfo {
-        enforce_all: annotation(ENFORCE).is_some_and(|v| v.trim() == "all"),
+        enforce_all: managed && annotation(ENFORCE).is_some_and(|v| v.trim() == "all"),
+        managed,
+        holds_managed: false,
         mode: if managed {
             annotation(MODE).and_then(Mode::parse)
         } else {
@@ -330,7 +367,8 @@ pub fn namespace_info(ns: &Value, config: &Config) -> NamespaceInfo {
         break_glass: ns
             .pointer("/metadata/annotations")
             .and_then(|a| serde_json::from_value(a.clone()).ok())
-            .and_then(|a| Window::from_annotations(&a)),
+            .and_then(|a| Window::from_annotations(&a))
+            .map(|w| Window { opened, ..w }),
     }
 }
 
@@ -619,15 +657,20 @@ mod tests {
     #[test]
     fn namespace_info_table() {
         let cfg = Config::default();
+        let git = json!({"kustomize.toolkit.fluxcd.io/name":"infra","kustomize.toolkit.fluxcd.io/namespace":"flux-system"});
         let cases = vec![
             (
-                "enforce all",
+                "enforce all on a hand-made namespace does not count",
                 json!({"metadata":{"name":"prod","annotations":{"gitops-guard.dev/enforce":"all"}}}),
+                NamespaceInfo::default(),
+            ),
+            (
+                "enforce all from Git counts",
+                json!({"metadata":{"name":"prod","labels":git,"annotations":{"gitops-guard.dev/enforce":"all"}}}),
                 NamespaceInfo {
                     enforce_all: true,
-                    mode: None,
-                    terminating: false,
-                    break_glass: None,
+                    managed: true,
+                    ..Default::default()
                 },
             ),
             (
@@ -637,22 +680,38 @@ mod tests {
             ),
             (
                 "audit mode from Git counts",
-                json!({"metadata":{"name":"prod","labels":{"kustomize.toolkit.fluxcd.io/name":"infra","kustomize.toolkit.fluxcd.io/namespace":"flux-system"},"annotations":{"gitops-guard.dev/mode":"audit"}}}),
+                json!({"metadata":{"name":"prod","labels":git,"annotations":{"gitops-guard.dev/mode":"audit"}}}),
                 NamespaceInfo {
-                    enforce_all: false,
                     mode: Some(Mode::Audit),
-                    terminating: false,
-                    break_glass: None,
+                    managed: true,
+                    ..Default::default()
                 },
             ),
             (
                 "terminating",
                 json!({"metadata":{"name":"old","deletionTimestamp":"2026-01-01T00:00:00Z"},"status":{"phase":"Terminating"}}),
                 NamespaceInfo {
-                    enforce_all: false,
-                    mode: None,
                     terminating: true,
-                    break_glass: None,
+                    ..Default::default()
+                },
+            ),
+            (
+                "a window is dated by the managedFields entry that wrote it",
+                json!({"metadata":{"name":"incident",
+                    "annotations":{"gitops-guard.dev/break-glass-until":"2026-11-21T13:00:00Z","gitops-guard.dev/break-glass-reason":"db","gitops-guard.dev/break-glass-by":"sam"},
+                    "managedFields":[
+                        {"manager":"kubectl-create","operation":"Update","time":"2026-11-01T00:00:00Z","fieldsV1":{"f:metadata":{"f:labels":{}}}},
+                        {"manager":"kubectl-annotate","operation":"Update","time":"2026-11-21T11:00:00Z",
+                         "fieldsV1":{"f:metadata":{"f:annotations":{"f:gitops-guard.dev/break-glass-until":{},"f:gitops-guard.dev/break-glass-reason":{}}}}}]}}),
+                NamespaceInfo {
+                    break_glass: Some(Window {
+                        until: "2026-11-21T13:00:00Z".into(),
+                        reason: "db".into(),
+                        ticket: None,
+                        by: "sam".into(),
+                        opened: Some("2026-11-21T11:00:00Z".into()),
+                    }),
+                    ..Default::default()
                 },
             ),
         ];

@@ -23,9 +23,11 @@ Names and labels.
 {{- end -}}
 
 {{/*
-The label that marks the guard's own objects. Every webhook entry's objectSelector excludes it, so
-the guard is never asked about itself, even where the namespace exclusion cannot work (Kubernetes
-< 1.21 has no kubernetes.io/metadata.name label) or for its cluster-scoped objects.
+The label that marks the guard's own objects (app.kubernetes.io/part-of, the usual meaning). It
+only labels: no webhook entry excludes it, since anyone who may label an object could set it to
+slip past the guard. The guard's own objects stay out of its way by namespace (the release
+namespace is always excluded), and its cluster-scoped ones carry no ownership label, so they never
+reach an entry with failurePolicy Fail.
 */}}
 {{- define "gitops-guard.selfLabelKey" -}}app.kubernetes.io/part-of{{- end -}}
 {{- define "gitops-guard.selfLabelValue" -}}gitops-guard{{- end -}}
@@ -117,10 +119,50 @@ only ever block a change because the guard is down: every entry is Ignore then.
 {{- end -}}
 
 {{/*
-The namespaces no webhook entry ever sees: the configured ones plus the guard's own.
+The namespaces the guard never judges: webhook.excludeNamespaces plus the guard's own. On
+Kubernetes >= 1.21 the webhook entries' namespaceSelector leaves them out; the guard's config file
+gets them too (config.excludedNamespaces), which is what excludes them below 1.21.
 */}}
 {{- define "gitops-guard.excludedNamespaces" -}}
 {{- append .Values.webhook.excludeNamespaces .Release.Namespace | uniq | toJson -}}
+{{- end -}}
+
+{{/*
+Whether namespaces may be excluded by the kubernetes.io/metadata.name label. From 1.21 the API
+server sets it on every namespace to the namespace's name and refuses any other value. Before,
+it is an ordinary label anyone allowed to label a namespace can set (relabel prod as kube-system
+and no entry would see prod), so the chart leaves the exclusion to the guard, which decides it by
+name.
+*/}}
+{{- define "gitops-guard.namespaceNameLabelIsTrusted" -}}
+{{- if semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+config.excludedNamespaces as the guard gets it. Left at the chart's default (the list below, the
+same as in values.yaml), it follows webhook.excludeNamespaces, so the API server (>= 1.21) and the
+guard exclude the same namespaces; a list of your own replaces it. Either way the release
+namespace is added: the guard's own objects are excluded by namespace only, and below 1.21 only
+the guard excludes it.
+*/}}
+{{- define "gitops-guard.configExcludedNamespaces" -}}
+{{- $default := list "kube-system" "kube-node-lease" "kube-public" -}}
+{{- $set := default (list) .Values.config.excludedNamespaces -}}
+{{- if eq (toJson $set) (toJson $default) -}}
+{{- include "gitops-guard.excludedNamespaces" . -}}
+{{- else -}}
+{{- append $set .Release.Namespace | uniq | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The API groups of the GitOps owner and source kinds (Flux and Argo CD). Their rules in
+webhook.rules go to the custody entry (failurePolicy webhook.custody.failurePolicy, no object
+selector) and to no other entry; theirs are the only subresources routed (the status, where Flux
+sources keep the artifact the guard trusts).
+*/}}
+{{- define "gitops-guard.custodyGroups" -}}
+{{- list "source.toolkit.fluxcd.io" "source.extensions.fluxcd.io" "kustomize.toolkit.fluxcd.io" "helm.toolkit.fluxcd.io" "image.toolkit.fluxcd.io" "argoproj.io" | toJson -}}
 {{- end -}}
 
 {{/*

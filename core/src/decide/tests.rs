@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::custody::{CustodyInfo, ObjectRef};
+use crate::exception::Window;
 use crate::owner::OwnerKind;
 
 struct Cluster {
     owners: HashMap<OwnerRef, OwnerInfo>,
     namespaces: HashMap<String, NamespaceInfo>,
+    custody: HashMap<ObjectRef, CustodyInfo>,
 }
 
 impl Lookup for Cluster {
@@ -18,6 +21,18 @@ impl Lookup for Cluster {
     }
     fn namespace(&self, name: &str) -> Option<NamespaceInfo> {
         self.namespaces.get(name).cloned()
+    }
+    fn custody(&self, object: &ObjectRef) -> Option<CustodyInfo> {
+        self.custody.get(object).cloned()
+    }
+}
+
+/// An owner applied by `by` (its own labels), reading `source`.
+fn applied_by(by: Option<OwnerRef>, source: Option<ObjectRef>) -> CustodyInfo {
+    CustodyInfo {
+        owners: by.into_iter().collect(),
+        sources: source.into_iter().collect(),
+        ..Default::default()
     }
 }
 
@@ -59,6 +74,13 @@ fn cluster() -> Cluster {
             service_account: None,
         },
     );
+    owners.insert(
+        oref(OwnerKind::Kustomization, "team-x", "evil"),
+        OwnerInfo {
+            revision: None,
+            service_account: Some("system:serviceaccount:team-x:reconciler".into()),
+        },
+    );
     let mut namespaces = HashMap::new();
     namespaces.insert("prod".to_string(), NamespaceInfo::default());
     namespaces.insert(
@@ -90,11 +112,81 @@ fn cluster() -> Cluster {
                 reason: "db outage".into(),
                 ticket: Some("INC-7".into()),
                 by: "sam".into(),
+                opened: Some("2026-11-21T11:00:00Z".into()),
             }),
             ..Default::default()
         },
     );
-    Cluster { owners, namespaces }
+    namespaces.insert(
+        "holding".to_string(),
+        NamespaceInfo {
+            holds_managed: true,
+            ..Default::default()
+        },
+    );
+    // The chain of custody: flux-system/flux-system (a root) applies flux-system/apps and the
+    // tenants' Kustomizations; the Application web comes from the root app platform.
+    let root = oref(OwnerKind::Kustomization, "flux-system", "flux-system");
+    let git = |ns: &str, name: &str| Some(ObjectRef::new("GitRepository", ns, name));
+    let mut custody = HashMap::new();
+    for (ns, source) in [
+        ("flux-system", git("flux-system", "flux-system")),
+        ("team-a", git("team-a", "team-a")),
+        ("team-b", git("team-b", "team-b")),
+    ] {
+        custody.insert(
+            ObjectRef::new("Kustomization", ns, "apps"),
+            applied_by(Some(root.clone()), source),
+        );
+    }
+    for ns in ["team-a", "team-b"] {
+        custody.insert(
+            ObjectRef::new("GitRepository", ns, ns),
+            applied_by(Some(root.clone()), None),
+        );
+    }
+    // Made by hand before the guard: in the cluster, not in Git.
+    custody.insert(
+        ObjectRef::new("Kustomization", "team-x", "evil"),
+        applied_by(None, git("team-x", "evil")),
+    );
+    custody.insert(
+        ObjectRef::new("GitRepository", "team-x", "evil"),
+        applied_by(None, None),
+    );
+    // In Git, but reading a source made by hand.
+    custody.insert(
+        ObjectRef::new("Kustomization", "flux-system", "stray-source"),
+        applied_by(Some(root.clone()), git("team-x", "evil")),
+    );
+    custody.insert(
+        ObjectRef::new("Application", "argocd", "web"),
+        CustodyInfo {
+            owners: vec![oref(OwnerKind::Application, "argocd", "platform")],
+            project: Some(ObjectRef::new("AppProject", "argocd", "default")),
+            ..Default::default()
+        },
+    );
+    custody.insert(
+        ObjectRef::new("Application", "argocd", "platform"),
+        applied_by(None, None),
+    );
+    Cluster {
+        owners,
+        namespaces,
+        custody,
+    }
+}
+
+/// The default config with the root app `argocd/platform` among the bootstrap roots.
+fn config() -> Config {
+    let mut c = Config::default();
+    c.custody.roots.push(crate::config::Root {
+        kind: "Application".into(),
+        namespace: "argocd".into(),
+        name: "platform".into(),
+    });
+    c
 }
 
 fn now() -> jiff::Timestamp {
@@ -138,6 +230,35 @@ struct Req {
 }
 
 fn req(op: &'static str, user: &'static str, old: Option<Value>, object: Option<Value>) -> Req {
+    // Service accounts carry the groups the API server gives them; impostors set theirs.
+    let groups = match crate::identity::service_account(user) {
+        Some(("flux-system", _)) => vec![
+            "system:serviceaccounts",
+            "system:serviceaccounts:flux-system",
+            "system:authenticated",
+        ],
+        Some(("argocd", _)) => vec![
+            "system:serviceaccounts",
+            "system:serviceaccounts:argocd",
+            "system:authenticated",
+        ],
+        Some(("team-a", _)) => vec![
+            "system:serviceaccounts",
+            "system:serviceaccounts:team-a",
+            "system:authenticated",
+        ],
+        Some(("team-b", _)) => vec![
+            "system:serviceaccounts",
+            "system:serviceaccounts:team-b",
+            "system:authenticated",
+        ],
+        Some(("kube-system", _)) => vec![
+            "system:serviceaccounts",
+            "system:serviceaccounts:kube-system",
+            "system:authenticated",
+        ],
+        _ => vec!["system:authenticated"],
+    };
     Req {
         op,
         group: "apps",
@@ -147,7 +268,7 @@ fn req(op: &'static str, user: &'static str, old: Option<Value>, object: Option<
         ns: "prod",
         name: "web",
         user,
-        groups: vec!["system:authenticated"],
+        groups,
         object,
         old,
         dry_run: false,
@@ -205,7 +326,7 @@ fn run_with(r: &Req, parent: Option<&Value>, config: &Config) -> Decision {
 }
 
 fn run(r: &Req) -> Decision {
-    run_with(r, None, &Config::default())
+    run_with(r, None, &config())
 }
 
 const ANA: &str = "ana";
@@ -631,8 +752,8 @@ fn operational_changes_pass() {
     rv_only["metadata"]["resourceVersion"] = json!("101");
     rv_only["status"]["replicas"] = json!(7);
 
-    let defaults = Config::default();
-    let mut no_ops = Config::default();
+    let defaults = config();
+    let mut no_ops = config();
     no_ops.operational.flux_reconcile = false;
     no_ops.operational.rollout_restart = false;
 
@@ -840,17 +961,17 @@ fn scale_looks_at_the_parent() {
         "spec": {"replicas": n}, "status": {"replicas": 2}})
     };
     let r = req("UPDATE", ANA, Some(scale(2)), Some(scale(5))).sub("scale");
-    let d = run_with(&r, Some(&managed()), &Config::default());
+    let d = run_with(&r, Some(&managed()), &config());
     assert_eq!((d.verdict, d.reason), (Verdict::Deny, Reason::Managed));
     assert_eq!(d.message.as_deref(), Some(DENY_WEB));
 
     let d = run_with(
         &r,
         Some(&deployment("prod", json!({}), json!({}), 2, "x")),
-        &Config::default(),
+        &config(),
     );
     assert_eq!((d.verdict, d.reason), (Verdict::Allow, Reason::Unmanaged));
-    let d = run_with(&r, None, &Config::default());
+    let d = run_with(&r, None, &config());
     assert_eq!(
         (d.verdict, d.reason),
         (Verdict::Allow, Reason::Unmanaged),
@@ -865,12 +986,12 @@ fn scale_looks_at_the_parent() {
     )
     .sub("scale");
     assert_eq!(
-        run_with(&hpa, Some(&managed()), &Config::default()).reason,
+        run_with(&hpa, Some(&managed()), &config()).reason,
         Reason::System
     );
 
     let allow = with_annotation(managed(), "gitops-guard.dev/allow-fields", "spec.replicas");
-    let d = run_with(&r, Some(&allow), &Config::default());
+    let d = run_with(&r, Some(&allow), &config());
     assert_eq!((d.verdict, d.reason), (Verdict::Allow, Reason::AllowFields));
 }
 
@@ -1032,7 +1153,7 @@ fn exceptions_decided_in_git() {
 
 #[test]
 fn break_glass_windows() {
-    let mut cfg = Config::default();
+    let mut cfg = config();
     cfg.break_glass.groups = vec!["sre".into()];
     cfg.break_glass.max_duration = jiff::SignedDuration::from_hours(2);
     let window = |v: Value, until: &str, reason: &str, by: &str| {
@@ -1040,10 +1161,166 @@ fn break_glass_windows() {
         v = with_annotation(v, "gitops-guard.dev/break-glass-reason", reason);
         with_annotation(v, "gitops-guard.dev/break-glass-by", by)
     };
-    let open = window(managed(), "2026-11-21T13:00:00Z", "db outage", "sam");
-    let expired = window(managed(), "2026-11-21T11:59:00Z", "db outage", "sam");
+    // A window at rest is dated by the API server's record of the write that opened it.
+    let dated = |mut v: Value, opened: &str| {
+        v["metadata"]["managedFields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"manager": "kubectl-annotate", "operation": "Update", "time": opened,
+                "fieldsV1": {"f:metadata": {"f:annotations": {"f:gitops-guard.dev/break-glass-until": {}}}}}));
+        v
+    };
+    let open = dated(
+        window(managed(), "2026-11-21T13:00:00Z", "db outage", "sam"),
+        "2026-11-21T11:30:00Z",
+    );
+    let expired = dated(
+        window(managed(), "2026-11-21T11:59:00Z", "db outage", "sam"),
+        "2026-11-21T11:00:00Z",
+    );
+    // Written while the guard was away: until is far beyond opening + maxDuration.
+    let forged = dated(
+        window(managed(), "2099-01-01T00:00:00Z", "db outage", "sam"),
+        "2026-11-21T11:30:00Z",
+    );
+    // No record of when it was opened.
+    let undated = window(managed(), "2026-11-21T13:00:00Z", "db outage", "sam");
     let sre = &["sre", "system:authenticated"][..];
     let cases: Vec<(&str, Req, Verdict, Reason)> = vec![
+        (
+            "a window longer than maxDuration from its opening does not count",
+            req(
+                "UPDATE",
+                "kim",
+                Some(forged.clone()),
+                Some(with_image(forged.clone(), "web:hotfix")),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::Managed,
+        ),
+        (
+            "a window nobody can date does not count",
+            req(
+                "UPDATE",
+                "kim",
+                Some(undated.clone()),
+                Some(with_image(undated.clone(), "web:hotfix")),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::Managed,
+        ),
+        (
+            "a window does not cover stripping ownership",
+            req(
+                "UPDATE",
+                "kim",
+                Some(open.clone()),
+                Some({
+                    let mut v = open.clone();
+                    v["metadata"]["labels"] = json!({});
+                    v
+                }),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
+            "a window does not cover allow: manual",
+            req(
+                "UPDATE",
+                "kim",
+                Some(open.clone()),
+                Some(with_annotation(
+                    open.clone(),
+                    "gitops-guard.dev/allow",
+                    "manual",
+                )),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
+            "a window does not cover finalizers",
+            req(
+                "UPDATE",
+                "kim",
+                Some(open.clone()),
+                Some({
+                    let mut v = open.clone();
+                    v["metadata"]["finalizers"] = json!(["example.com/keep"]);
+                    v
+                }),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
+            "a managed object created with a window of its own is checked like an opening",
+            req(
+                "CREATE",
+                ANA,
+                None,
+                Some(window(managed(), "2099-01-01T00:00:00Z", "x", ANA)),
+            ),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
+            "a member cannot bring a window along with a new managed object",
+            req(
+                "CREATE",
+                "sam",
+                None,
+                Some(window(managed(), "2026-11-21T13:00:00Z", "x", "sam")),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
+            "a member opens a window on a new namespace",
+            {
+                let ns =
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fresh"}});
+                let mut r = req(
+                    "CREATE",
+                    "sam",
+                    None,
+                    Some(window(ns, "2026-11-21T13:00:00Z", "x", "sam")),
+                )
+                .kind("", "Namespace", "namespaces")
+                .ns("fresh")
+                .groups(sre);
+                r.name = "fresh";
+                r
+            },
+            Verdict::Warn,
+            Reason::BreakGlass,
+        ),
+        (
+            "a namespace created with a forged window until 2099",
+            {
+                let ns =
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fresh"}});
+                let mut r = req(
+                    "CREATE",
+                    ANA,
+                    None,
+                    Some(window(ns, "2099-01-01T00:00:00Z", "x", ANA)),
+                )
+                .kind("", "Namespace", "namespaces")
+                .ns("fresh");
+                r.name = "fresh";
+                r
+            },
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
         (
             "a member opens a window",
             req("UPDATE", "sam", Some(managed()), Some(open.clone())).groups(sre),
@@ -1268,7 +1545,7 @@ fn break_glass_windows() {
 
 #[test]
 fn extra_agents_from_config() {
-    let mut cfg = Config::default();
+    let mut cfg = config();
     cfg.agents.users = vec!["ci-deployer".into()];
     let r = req(
         "UPDATE",
@@ -1332,4 +1609,754 @@ fn response_encoding() {
             .starts_with("audit mode:")
     );
     assert!(out["response"].get("status").is_none());
+}
+
+fn source(ns: &str, name: &str, labels: Value, spec: Value) -> Value {
+    json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": spec, "status": {"artifact": {"digest": "sha256:aaa"}}})
+}
+
+fn kustomization(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec})
+}
+
+fn application(spec: Value, operation: Value, status: Value) -> Value {
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "hand", "namespace": "argocd"},
+        "spec": spec, "operation": operation, "status": status})
+}
+
+/// Labelled as Flux's kustomize-controller applies it for flux-system/apps.
+fn flux_applied(mut v: Value) -> Value {
+    v["metadata"]["labels"] = flux_labels("flux-system");
+    v
+}
+
+fn owned_by(ns: &str, name: &str) -> Value {
+    deployment(
+        "prod",
+        json!({"kustomize.toolkit.fluxcd.io/name": name, "kustomize.toolkit.fluxcd.io/namespace": ns}),
+        json!({}),
+        2,
+        "web:1",
+    )
+}
+
+fn namespace_object(name: &'static str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+}
+
+fn on_namespace(mut r: Req, name: &'static str) -> Req {
+    r = r.kind("", "Namespace", "namespaces").ns(name);
+    r.name = name;
+    r
+}
+
+const SC: &str = "system:serviceaccount:flux-system:source-controller";
+
+/// The agent's record in managedFields, as the API server keeps it.
+fn flux_entry() -> Value {
+    json!({"manager": "kustomize-controller", "operation": "Apply", "time": "2026-11-20T09:00:00Z",
+        "fieldsV1": {"f:spec": {"f:replicas": {}}}})
+}
+
+fn recorded() -> Value {
+    let mut v = managed();
+    v["metadata"]["managedFields"] = json!([flux_entry()]);
+    v
+}
+
+fn restarted(managed_fields: Value) -> Value {
+    let mut v = recorded();
+    v["spec"]["template"]["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/restartedAt": "2026-11-21T12:00:00Z"});
+    v["metadata"]["managedFields"] = managed_fields;
+    v
+}
+
+#[test]
+fn custody_rules() {
+    let flux_source = || {
+        source(
+            "team-x",
+            "evil",
+            json!({}),
+            json!({"url": "https://git.example/evil", "ref": {"branch": "main"}}),
+        )
+    };
+    let git = (
+        "source.toolkit.fluxcd.io",
+        "GitRepository",
+        "gitrepositories",
+    );
+    let ks = (
+        "kustomize.toolkit.fluxcd.io",
+        "Kustomization",
+        "kustomizations",
+    );
+    let app = ("argoproj.io", "Application", "applications");
+    let with_kind = |r: Req,
+                     (g, k, res): (&'static str, &'static str, &'static str),
+                     ns: &'static str,
+                     name: &'static str| {
+        let mut r = r.kind(g, k, res).ns(ns);
+        r.name = name;
+        r
+    };
+    let hand_ks = kustomization(
+        "team-x",
+        "evil",
+        json!({"path": "./", "sourceRef": {"kind": "GitRepository", "name": "evil"}}),
+    );
+    let root = kustomization(
+        "flux-system",
+        "flux-system",
+        json!({"path": "./clusters/prod", "sourceRef": {"kind": "GitRepository", "name": "flux-system"}}),
+    );
+    let declared = json!({"project": "default", "source": {"repoURL": "https://git.example/app.git", "targetRevision": "main"},
+        "destination": {"server": "https://kubernetes.default.svc", "namespace": "shop"}});
+    let app_old = application(
+        declared.clone(),
+        Value::Null,
+        json!({"sync": {"status": "Synced"}}),
+    );
+    let sync = |op: Value| application(declared.clone(), op, json!({"sync": {"status": "Synced"}}));
+    let mut with_exception = managed();
+    with_exception["metadata"]["annotations"] =
+        json!({"gitops-guard.dev/allow-fields": "metadata.labels"});
+    let cases: Vec<(&str, Req, Verdict, Reason)> = vec![
+        (
+            "a person creates a source",
+            with_kind(
+                req("CREATE", ANA, None, Some(flux_source())),
+                git,
+                "team-x",
+                "evil",
+            ),
+            Verdict::Deny,
+            Reason::Custody,
+        ),
+        (
+            "source-controller creates a source",
+            with_kind(
+                req("CREATE", SC, None, Some(flux_source())),
+                git,
+                "team-x",
+                "evil",
+            ),
+            Verdict::Allow,
+            Reason::Agent,
+        ),
+        (
+            "Argo CD is not Flux's agent",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ARGO,
+                    Some(hand_ks.clone()),
+                    Some(kustomization("team-x", "evil", json!({"path": "./x"}))),
+                ),
+                ks,
+                "team-x",
+                "evil",
+            ),
+            Verdict::Deny,
+            Reason::Custody,
+        ),
+        (
+            "a person creates the bootstrap root",
+            with_kind(
+                req("CREATE", ANA, None, Some(root.clone())),
+                ks,
+                "flux-system",
+                "flux-system",
+            ),
+            Verdict::Warn,
+            Reason::Bootstrap,
+        ),
+        (
+            "a person repoints the bootstrap root",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ANA,
+                    Some(root.clone()),
+                    Some(kustomization(
+                        "flux-system",
+                        "flux-system",
+                        json!({"path": "./evil"}),
+                    )),
+                ),
+                ks,
+                "flux-system",
+                "flux-system",
+            ),
+            Verdict::Deny,
+            Reason::Custody,
+        ),
+        (
+            "a person renames a hand-made owner's tenant",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ANA,
+                    Some(hand_ks.clone()),
+                    Some({
+                        let mut v = hand_ks.clone();
+                        v["spec"]["serviceAccountName"] = json!("admin");
+                        v
+                    }),
+                ),
+                ks,
+                "team-x",
+                "evil",
+            ),
+            Verdict::Deny,
+            Reason::Custody,
+        ),
+        (
+            "a person suspends an owner",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ANA,
+                    Some(hand_ks.clone()),
+                    Some({
+                        let mut v = hand_ks.clone();
+                        v["spec"]["suspend"] = json!(true);
+                        v
+                    }),
+                ),
+                ks,
+                "team-x",
+                "evil",
+            ),
+            Verdict::Allow,
+            Reason::Operational,
+        ),
+        (
+            "a person deletes an owner",
+            with_kind(
+                req("DELETE", ANA, Some(hand_ks.clone()), None),
+                ks,
+                "team-x",
+                "evil",
+            ),
+            Verdict::Deny,
+            Reason::Custody,
+        ),
+        (
+            "a dry run of a denied owner change",
+            with_kind(
+                req("CREATE", ANA, None, Some(flux_source())),
+                git,
+                "team-x",
+                "evil",
+            )
+            .dry(),
+            Verdict::Warn,
+            Reason::DryRun,
+        ),
+        (
+            "a person writes a source's status",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ANA,
+                    Some(flux_source()),
+                    Some({
+                        let mut v = flux_source();
+                        v["status"]["artifact"]["digest"] = json!("sha256:evil");
+                        v
+                    }),
+                ),
+                git,
+                "team-x",
+                "evil",
+            )
+            .sub("status"),
+            Verdict::Deny,
+            Reason::AgentStatus,
+        ),
+        (
+            "source-controller writes a source's status",
+            with_kind(
+                req("UPDATE", SC, Some(flux_source()), Some(flux_source())),
+                git,
+                "team-x",
+                "evil",
+            )
+            .sub("status"),
+            Verdict::Allow,
+            Reason::Status,
+        ),
+        (
+            "a person writes a Deployment's status",
+            req("UPDATE", ANA, Some(managed()), Some(managed())).sub("status"),
+            Verdict::Allow,
+            Reason::Status,
+        ),
+        (
+            "a person creates an Application",
+            with_kind(
+                req("CREATE", ANA, None, Some(app_old.clone())),
+                app,
+                "argocd",
+                "hand",
+            ),
+            Verdict::Deny,
+            Reason::Custody,
+        ),
+        (
+            "a sync as declared",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ARGO_SERVER,
+                    Some(app_old.clone()),
+                    Some(sync(
+                        json!({"sync": {"revision": "main"}, "initiatedBy": {"username": "ana"}}),
+                    )),
+                ),
+                app,
+                "argocd",
+                "hand",
+            ),
+            Verdict::Allow,
+            Reason::Operational,
+        ),
+        (
+            "a sync with inline manifests",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ARGO_SERVER,
+                    Some(app_old.clone()),
+                    Some(sync(
+                        json!({"sync": {"revision": "main", "manifests": ["kind: Pod"]}}),
+                    )),
+                ),
+                app,
+                "argocd",
+                "hand",
+            ),
+            Verdict::Deny,
+            Reason::ArgoOperation,
+        ),
+        (
+            "a sync of another revision",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ARGO_SERVER,
+                    Some(app_old.clone()),
+                    Some(sync(json!({"sync": {"revision": "evil"}}))),
+                ),
+                app,
+                "argocd",
+                "hand",
+            ),
+            Verdict::Deny,
+            Reason::ArgoOperation,
+        ),
+        (
+            "a person forges an Application's status",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ANA,
+                    Some(app_old.clone()),
+                    Some(application(
+                        declared.clone(),
+                        Value::Null,
+                        json!({"sync": {"status": "Synced", "revision": "evil"}}),
+                    )),
+                ),
+                app,
+                "argocd",
+                "hand",
+            ),
+            Verdict::Deny,
+            Reason::Custody,
+        ),
+        (
+            "the application controller writes its status",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ARGO,
+                    Some(app_old.clone()),
+                    Some(application(
+                        declared.clone(),
+                        Value::Null,
+                        json!({"sync": {"status": "OutOfSync"}}),
+                    )),
+                ),
+                app,
+                "argocd",
+                "hand",
+            ),
+            Verdict::Allow,
+            Reason::Agent,
+        ),
+        (
+            "Argo CD writes the status of an Application that Flux applies",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ARGO,
+                    Some(flux_applied(app_old.clone())),
+                    Some(flux_applied(application(
+                        declared.clone(),
+                        Value::Null,
+                        json!({"sync": {"status": "OutOfSync"}}),
+                    ))),
+                ),
+                app,
+                "argocd",
+                "hand",
+            ),
+            Verdict::Allow,
+            Reason::Agent,
+        ),
+        (
+            "Argo CD changes the spec of an Application that Flux applies",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ARGO,
+                    Some(flux_applied(app_old.clone())),
+                    Some(flux_applied(application(
+                        json!({"project": "default"}),
+                        Value::Null,
+                        json!({"sync": {"status": "Synced"}}),
+                    ))),
+                ),
+                app,
+                "argocd",
+                "hand",
+            ),
+            Verdict::Deny,
+            Reason::Managed,
+        ),
+        (
+            "a person writes the status of an Application that Flux applies",
+            with_kind(
+                req(
+                    "UPDATE",
+                    ANA,
+                    Some(flux_applied(app_old.clone())),
+                    Some(flux_applied(application(
+                        declared.clone(),
+                        Value::Null,
+                        json!({"sync": {"status": "OutOfSync"}}),
+                    ))),
+                ),
+                app,
+                "argocd",
+                "hand",
+            ),
+            Verdict::Deny,
+            Reason::Managed,
+        ),
+        (
+            "the agent creates for an owner from Git",
+            req("CREATE", KC, None, Some(managed())),
+            Verdict::Allow,
+            Reason::Agent,
+        ),
+        (
+            "the agent creates for a hand-made owner",
+            req("CREATE", KC, None, Some(owned_by("team-x", "evil"))),
+            Verdict::Deny,
+            Reason::Unrooted,
+        ),
+        (
+            "the agent creates for an owner reading a hand-made source",
+            req(
+                "CREATE",
+                KC,
+                None,
+                Some(owned_by("flux-system", "stray-source")),
+            ),
+            Verdict::Deny,
+            Reason::Unrooted,
+        ),
+        (
+            "the agent moves an object between owners from Git",
+            req(
+                "UPDATE",
+                KC,
+                Some(managed()),
+                Some(owned_by("team-a", "apps")),
+            ),
+            Verdict::Allow,
+            Reason::Agent,
+        ),
+        (
+            "the agent moves an object to a hand-made owner",
+            req(
+                "UPDATE",
+                KC,
+                Some(managed()),
+                Some(owned_by("team-x", "evil")),
+            ),
+            Verdict::Deny,
+            Reason::Unrooted,
+        ),
+        (
+            "the agent keeps an object it had before the guard",
+            req(
+                "UPDATE",
+                KC,
+                Some(owned_by("team-x", "evil")),
+                Some(with_image(owned_by("team-x", "evil"), "web:2")),
+            ),
+            Verdict::Allow,
+            Reason::Agent,
+        ),
+        (
+            "a tenant of a hand-made owner",
+            req(
+                "UPDATE",
+                "system:serviceaccount:team-x:reconciler",
+                Some(owned_by("team-x", "evil")),
+                Some(with_image(owned_by("team-x", "evil"), "web:2")),
+            ),
+            Verdict::Deny,
+            Reason::Managed,
+        ),
+        (
+            "a tenant of an owner from Git",
+            req(
+                "UPDATE",
+                TENANT_A,
+                Some(owned_by("team-a", "apps")),
+                Some(with_image(owned_by("team-a", "apps"), "web:2")),
+            ),
+            Verdict::Allow,
+            Reason::Agent,
+        ),
+        (
+            "a user named like kustomize-controller",
+            req(
+                "UPDATE",
+                KC,
+                Some(managed()),
+                Some(with_image(managed(), "web:2")),
+            )
+            .groups(&["system:authenticated"]),
+            Verdict::Deny,
+            Reason::Managed,
+        ),
+        (
+            "a person deletes a namespace that holds managed objects",
+            on_namespace(
+                req(
+                    "DELETE",
+                    ANA,
+                    Some(namespace_object("holding", json!({}))),
+                    None,
+                ),
+                "holding",
+            ),
+            Verdict::Deny,
+            Reason::HoldsManaged,
+        ),
+        (
+            "the agent deletes it",
+            on_namespace(
+                req(
+                    "DELETE",
+                    KC,
+                    Some(namespace_object("holding", json!({}))),
+                    None,
+                ),
+                "holding",
+            ),
+            Verdict::Allow,
+            Reason::Unmanaged,
+        ),
+        (
+            "a person deletes an unrelated namespace",
+            on_namespace(
+                req(
+                    "DELETE",
+                    ANA,
+                    Some(namespace_object("prod", json!({}))),
+                    None,
+                ),
+                "prod",
+            ),
+            Verdict::Allow,
+            Reason::Unmanaged,
+        ),
+        (
+            "a namespace labelled as kube-system",
+            on_namespace(
+                req(
+                    "UPDATE",
+                    ANA,
+                    Some(namespace_object(
+                        "prod",
+                        json!({"kubernetes.io/metadata.name": "prod"}),
+                    )),
+                    Some(namespace_object(
+                        "prod",
+                        json!({"kubernetes.io/metadata.name": "kube-system"}),
+                    )),
+                ),
+                "prod",
+            ),
+            Verdict::Deny,
+            Reason::NamespaceLabel,
+        ),
+        (
+            "a namespace labelled with its own name",
+            on_namespace(
+                req(
+                    "CREATE",
+                    ANA,
+                    None,
+                    Some(namespace_object(
+                        "fresh",
+                        json!({"kubernetes.io/metadata.name": "fresh"}),
+                    )),
+                ),
+                "fresh",
+            ),
+            Verdict::Allow,
+            Reason::Unmanaged,
+        ),
+        (
+            "an excluded namespace",
+            req(
+                "UPDATE",
+                ANA,
+                Some(managed()),
+                Some(with_image(managed(), "web:2")),
+            )
+            .ns("kube-system"),
+            Verdict::Allow,
+            Reason::Excluded,
+        ),
+        (
+            "allow-fields does not cover ownership",
+            req(
+                "UPDATE",
+                ANA,
+                Some(with_exception.clone()),
+                Some({
+                    let mut v = with_exception.clone();
+                    v["metadata"]["labels"] = json!({});
+                    v
+                }),
+            ),
+            Verdict::Deny,
+            Reason::Managed,
+        ),
+        (
+            "allow-fields covers an ordinary label",
+            req(
+                "UPDATE",
+                ANA,
+                Some(with_exception.clone()),
+                Some({
+                    let mut v = with_exception.clone();
+                    v["metadata"]["labels"]["team"] = json!("b");
+                    v
+                }),
+            ),
+            Verdict::Allow,
+            Reason::AllowFields,
+        ),
+        (
+            "a rollout restart that clears managedFields",
+            req("UPDATE", ANA, Some(recorded()), Some(restarted(json!([])))),
+            Verdict::Deny,
+            Reason::ManagedFields,
+        ),
+        (
+            "a rollout restart",
+            req(
+                "UPDATE",
+                ANA,
+                Some(recorded()),
+                Some(restarted(
+                    json!([flux_entry(), {"manager": "kubectl-rollout", "operation": "Update",
+                    "time": "2026-11-21T12:00:00Z", "fieldsV1": {"f:spec": {"f:template": {"f:metadata": {"f:annotations": {"f:kubectl.kubernetes.io/restartedAt": {}}}}}}}]),
+                )),
+            ),
+            Verdict::Allow,
+            Reason::Operational,
+        ),
+    ];
+    for (what, r, verdict, reason) in cases {
+        let d = run(&r);
+        assert_eq!((d.verdict, d.reason), (verdict, reason), "{what}: {d:?}");
+    }
+}
+
+#[test]
+fn custody_messages_say_why_and_what_to_do() {
+    let git = source("team-x", "evil", json!({}), json!({}));
+    let mut r = req("CREATE", ANA, None, Some(git))
+        .kind(
+            "source.toolkit.fluxcd.io",
+            "GitRepository",
+            "gitrepositories",
+        )
+        .ns("team-x");
+    r.name = "evil";
+    let m = run(&r).message.unwrap();
+    assert!(m.starts_with("gitrepository/evil in team-x is a Flux source: it decides what Flux applies, so only Flux may create, change or delete it"), "{m}");
+    assert!(
+        m.contains("the repository that Kustomization flux-system/flux-system syncs"),
+        "{m}"
+    );
+
+    let m = run(&req("CREATE", KC, None, Some(owned_by("team-x", "evil"))))
+        .message
+        .unwrap();
+    assert!(
+        m.contains("Flux Kustomization team-x/evil does not come from Git"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kubectl get kustomizations.kustomize.toolkit.fluxcd.io/evil -n team-x -o yaml"),
+        "{m}"
+    );
+
+    let impostor = req(
+        "UPDATE",
+        KC,
+        Some(managed()),
+        Some(with_image(managed(), "web:2")),
+    )
+    .groups(&["system:authenticated"]);
+    let m = run(&impostor).message.unwrap();
+    assert!(
+        m.contains("is named like a service account but has not its groups"),
+        "{m}"
+    );
+
+    let mut with_exception = managed();
+    with_exception["metadata"]["annotations"] =
+        json!({"gitops-guard.dev/allow-fields": "metadata.labels"});
+    let mut stripped = with_exception.clone();
+    stripped["metadata"]["labels"] = json!({});
+    let m = run(&req("UPDATE", ANA, Some(with_exception), Some(stripped)))
+        .message
+        .unwrap();
+    assert!(
+        m.contains("this change also touches: metadata.labels['kustomize.toolkit.fluxcd.io/name']"),
+        "{m}"
+    );
+    assert!(
+        m.contains("never covered by allow-fields or break-glass"),
+        "{m}"
+    );
 }

@@ -1,0 +1,162 @@
+//! Break-glass: windows opened, used and refused.
+
+use serde_json::Value;
+
+use super::{Ctx, Decision, Reason, Verdict, managed_fields_rewrite};
+use crate::exception::{self, Window};
+use crate::object::{Fields, Object};
+use crate::owner::OwnerRef;
+use crate::review::Operation;
+
+/// The window a break-glass member may act under now: the object's own (not on CREATE: a new
+/// object cannot bring its own window) or its namespace's, each only while it counts at rest.
+fn open_window(c: &Ctx<'_, '_>) -> Option<Window> {
+    let object_window = match c.req.operation {
+        Operation::Create => None,
+        _ => Window::from_annotations(&c.old_ann).map(|w| Window {
+            opened: c
+                .old
+                .and_then(managed_fields_of)
+                .as_ref()
+                .and_then(exception::window_opened),
+            ..w
+        }),
+    };
+    object_window
+        .filter(|w| w.counts_at_rest(c.now, c.config))
+        .or_else(|| {
+            c.ns_info
+                .break_glass
+                .clone()
+                .filter(|w| w.counts_at_rest(c.now, c.config))
+        })
+}
+
+/// An object's `metadata.managedFields` as JSON.
+fn managed_fields_of(o: &Object<'_>) -> Option<Value> {
+    let meta = Fields::parse(o.fields.get("metadata")?)?;
+    serde_json::from_str(meta.get("managedFields")?.get()).ok()
+}
+
+/// A change by a break-glass member inside an open window: recorded and allowed, except what no
+/// window covers.
+pub(super) fn under_window(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> Option<Decision> {
+    if !c.member {
+        return None;
+    }
+    let w = open_window(c)?;
+    let protected = if c.req.operation == Operation::Delete {
+        Vec::new()
+    } else {
+        exception::protected_changes(c.old, c.new, c.config)
+    };
+    if !protected.is_empty() {
+        let message = format!(
+            "break-glass on {} refused: this change touches {} ({}); the window lets you fix what runs, not take the object out of Git's hands",
+            c.what(),
+            protected.join(", "),
+            exception::PROTECTED
+        );
+        return Some(c.deny(Reason::BreakGlassRefused, message, owner));
+    }
+    if let Some(d) = managed_fields_rewrite(c, owner) {
+        return Some(d);
+    }
+    let ticket = w
+        .ticket
+        .as_deref()
+        .map(|t| format!(" [{t}]"))
+        .unwrap_or_default();
+    let op = match c.req.operation {
+        Operation::Create => "created",
+        Operation::Delete => "deleted",
+        _ => "changed",
+    };
+    let managed_by = owner
+        .map(|o| format!("it is managed by {o}"))
+        .unwrap_or_else(|| format!("{} comes from Git", c.kind));
+    let text = format!(
+        "break-glass: {} {op} by {} under the window opened by {} until {} ({}{ticket}); {managed_by}: bring the change back into Git",
+        c.what(),
+        c.req.user.username,
+        w.by,
+        w.until,
+        w.reason
+    );
+    Some(recorded(text, owner.cloned()))
+}
+
+/// A guarded object created with a break-glass window of its own: a window is opened on what
+/// exists (or on its namespace), never brought along.
+pub(super) fn new_object_window(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> Decision {
+    let ns = if c.namespace.is_empty() {
+        String::new()
+    } else {
+        format!(" or on namespace/{}", c.namespace)
+    };
+    c.deny(
+        Reason::BreakGlassRefused,
+        format!(
+            "break-glass on {} refused: a new object cannot bring its own break-glass window; open one on an object that exists{ns} (kubectl gitops break-glass)",
+            c.what()
+        ),
+        owner,
+    )
+}
+
+/// A request that opens, extends, changes or closes a break-glass window.
+pub(super) fn break_glass_change(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> Decision {
+    let what = c.what();
+    let refuse = |why: String| {
+        c.deny(
+            Reason::BreakGlassRefused,
+            format!("break-glass on {what} refused: {why}"),
+            owner,
+        )
+    };
+    let config = c.config;
+    if config.break_glass.groups.is_empty() {
+        return refuse("break-glass is off (no breakGlass.groups in the guard's config)".into());
+    }
+    if !c.member {
+        return refuse(format!(
+            "only members of {} may open, extend or close a break-glass window",
+            config.break_glass.groups.join(", ")
+        ));
+    }
+    let username = &c.req.user.username;
+    match Window::from_annotations(&c.new_ann) {
+        Some(w) => {
+            if let Err(why) = w.check_opening(username, c.now, config) {
+                return refuse(why);
+            }
+            let ticket = w
+                .ticket
+                .as_deref()
+                .map(|t| format!(" [{t}]"))
+                .unwrap_or_default();
+            let text = format!(
+                "break-glass window on {what} opened by {username} until {}: {}{ticket}",
+                w.until, w.reason
+            );
+            recorded(text, owner.cloned())
+        }
+        None => {
+            let text = format!("break-glass window on {what} closed by {username}");
+            recorded(text, owner.cloned())
+        }
+    }
+}
+
+/// A break-glass action: allowed, with the text as a warning, an audit annotation and an Event.
+fn recorded(text: String, owner: Option<OwnerRef>) -> Decision {
+    Decision {
+        verdict: Verdict::Warn,
+        reason: Reason::BreakGlass,
+        message: None,
+        warnings: vec![text.clone()],
+        audit_annotations: vec![("break-glass".into(), text.clone())],
+        owner,
+        event: Some(text),
+    }
+}
