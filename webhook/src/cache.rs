@@ -1,56 +1,59 @@
-//! What the guard knows about owners and namespaces, behind [`gitops_guard_core::Lookup`].
+//! What the guard knows about owners, sources and namespaces, behind
+//! [`gitops_guard_core::Lookup`].
 //!
-//! [`Caches`] is fed by Kubernetes watches ([`watch`]) with the objects as JSON; it keeps each
-//! object (trimmed) and what the core derives from it ([`OwnerInfo`], [`NamespaceInfo`]), and
-//! derives again when the config changes. The admission hot path only reads the derived maps.
+//! [`Caches`] is fed by Kubernetes watches ([`watch`]) of every owner and source kind of the chain
+//! of custody ([`custody::KINDS`]) and of Namespaces, with the objects as JSON. Each object is
+//! reduced as it arrives ([`Caches::prepare`]): what the core derives from the whole object and
+//! that no config changes ([`CustodyInfo`]'s source, project and namespaces: the Flux inventory and
+//! the Argo CD resource list are read here, then dropped) is kept derived; of the object itself only
+//! its *facts* are kept, the few fields the config-dependent derivations read (metadata, the
+//! revision and service-account fields), so that a config change can derive again
+//! ([`OwnerInfo`], [`NamespaceInfo`], a custody object's own owners). Memory per object is its
+//! labels and annotations plus a handful of strings, whatever the size of its spec or status.
+//! The admission hot path only reads the derived maps.
+//!
 //! [`StaticLookup`] is a fixed table, for tests and benchmarks.
 
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
-use gitops_guard_core::owner::{argo_owner_info, flux_owner_info, namespace_info};
-use gitops_guard_core::{Config, Lookup, NamespaceInfo, OwnerInfo, OwnerKind, OwnerRef};
-use serde_json::Value;
+use gitops_guard_core::custody::{self, CustodyInfo, ObjectRef};
+use gitops_guard_core::exception::window_opened;
+use gitops_guard_core::owner::{argo_owner_info, flux_owner_info, namespace_info, owners_of};
+use gitops_guard_core::{Config, Lookup, NamespaceInfo, Object, OwnerInfo, OwnerKind, OwnerRef};
+use serde_json::{Map, Value};
 
-/// The kinds the guard watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A kind the guard watches: an owner or source kind of the chain of custody, or Namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Watched {
-    Kustomization,
-    HelmRelease,
-    Application,
-    AppProject,
+    Custody(&'static custody::Kind),
     Namespace,
 }
 
 impl Watched {
-    pub const ALL: [Watched; 5] = [
-        Watched::Kustomization,
-        Watched::HelmRelease,
-        Watched::Application,
-        Watched::AppProject,
-        Watched::Namespace,
-    ];
+    /// Every watched kind: [`custody::KINDS`], then Namespaces.
+    pub fn all() -> impl Iterator<Item = Watched> {
+        custody::KINDS
+            .iter()
+            .map(Watched::Custody)
+            .chain(std::iter::once(Watched::Namespace))
+    }
+
+    /// The watched kind called `kind` (`"Kustomization"`, `"Namespace"`).
+    pub fn named(kind: &str) -> Option<Watched> {
+        if kind == "Namespace" {
+            return Some(Watched::Namespace);
+        }
+        custody::kind_named(kind).map(Watched::Custody)
+    }
 
     /// `(group, version, kind, plural)`.
     pub fn gvk(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
-            Watched::Kustomization => (
-                "kustomize.toolkit.fluxcd.io",
-                "v1",
-                "Kustomization",
-                "kustomizations",
-            ),
-            Watched::HelmRelease => (
-                "helm.toolkit.fluxcd.io",
-                "v2",
-                "HelmRelease",
-                "helmreleases",
-            ),
-            Watched::Application => ("argoproj.io", "v1alpha1", "Application", "applications"),
-            Watched::AppProject => ("argoproj.io", "v1alpha1", "AppProject", "appprojects"),
+            Watched::Custody(k) => (k.group, k.version, k.kind, k.plural),
             Watched::Namespace => ("", "v1", "Namespace", "namespaces"),
         }
     }
@@ -67,99 +70,307 @@ impl Watched {
 
     /// Whether the kind is a custom resource that may not be installed.
     pub fn is_crd(self) -> bool {
-        self != Watched::Namespace
+        matches!(self, Watched::Custody(_))
     }
 }
 
-type Key = (String, String);
+/// The owner kind a custody kind stands for, when objects name it as their owner.
+fn owner_kind(kind: &custody::Kind) -> Option<OwnerKind> {
+    match kind.kind {
+        "Kustomization" => Some(OwnerKind::Kustomization),
+        "HelmRelease" => Some(OwnerKind::HelmRelease),
+        "Application" => Some(OwnerKind::Application),
+        _ => None,
+    }
+}
 
-fn key_of(v: &Value) -> Key {
-    let meta = |k: &str| {
-        v.pointer(&format!("/metadata/{k}"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
+/// The last-applied annotation: a whole copy of the object, never read.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+fn str_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_str)
+}
+
+/// Copies the value at `path` in `from` (if any) to the same path in `to`.
+fn copy(from: &Value, to: &mut Map<String, Value>, path: &[&str]) {
+    let Some(value) = path.iter().try_fold(from, |v, k| v.get(k)) else {
+        return;
     };
-    (meta("namespace"), meta("name"))
+    put(to, path, value.clone());
 }
 
-/// Drops what the guard never reads from a watched object, to keep the cache small.
-fn trim(mut v: Value) -> Value {
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-        if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            ann.remove("kubectl.kubernetes.io/last-applied-configuration");
+/// Sets `path` in `to` to `value`, making the objects on the way.
+fn put(to: &mut Map<String, Value>, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut map = to;
+    for key in parents {
+        let entry = map
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        let Value::Object(next) = entry else {
+            return;
+        };
+        map = next;
+    }
+    map.insert(last.to_string(), value);
+}
+
+/// `entry` reduced to the fields at `paths`.
+fn pick(entry: &Value, paths: &[&str]) -> Value {
+    let mut out = Map::new();
+    for path in paths {
+        copy(entry, &mut out, &[path]);
+    }
+    Value::Object(out)
+}
+
+/// What [`owners_of`] reads, for every watched kind: identity, labels, annotations (less the
+/// last-applied copy).
+fn metadata_facts(v: &Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    for path in [
+        &["apiVersion"][..],
+        &["kind"],
+        &["metadata", "name"],
+        &["metadata", "namespace"],
+        &["metadata", "labels"],
+        &["metadata", "deletionTimestamp"],
+    ] {
+        copy(v, &mut out, path);
+    }
+    if let Some(annotations) = v.pointer("/metadata/annotations") {
+        let mut annotations = annotations.clone();
+        if let Some(map) = annotations.as_object_mut() {
+            map.remove(LAST_APPLIED);
+        }
+        put(&mut out, &["metadata", "annotations"], annotations);
+    }
+    out
+}
+
+/// The facts of an owner or source: what the config-dependent derivations read
+/// ([`owners_of`], [`flux_owner_info`], [`argo_owner_info`] of an Application and of its
+/// AppProject). Never the spec as a whole, nor `status.inventory` or `status.resources`.
+fn custody_facts(kind: &custody::Kind, v: &Value) -> Value {
+    let mut out = metadata_facts(v);
+    match kind.kind {
+        "Kustomization" | "HelmRelease" => {
+            copy(v, &mut out, &["spec", "serviceAccountName"]);
+            copy(v, &mut out, &["status", "lastAppliedRevision"]);
+            // helm.toolkit.fluxcd.io/v2: the newest release.
+            if let Some(latest) = v.pointer("/status/history/0") {
+                let latest = pick(latest, &["chartName", "chartVersion"]);
+                put(&mut out, &["status", "history"], Value::Array(vec![latest]));
+            }
+        }
+        "Application" => {
+            copy(v, &mut out, &["spec", "project"]);
+            copy(v, &mut out, &["spec", "destination"]);
+            let deployed = ["revision", "revisions"];
+            if let Some(sync) = v.pointer("/status/operationState/syncResult") {
+                put(
+                    &mut out,
+                    &["status", "operationState", "syncResult"],
+                    pick(sync, &deployed),
+                );
+            }
+            if let Some(last) = v
+                .pointer("/status/history")
+                .and_then(Value::as_array)
+                .and_then(|h| h.last())
+            {
+                put(
+                    &mut out,
+                    &["status", "history"],
+                    Value::Array(vec![pick(last, &deployed)]),
+                );
+            }
+        }
+        "AppProject" => copy(v, &mut out, &["spec", "destinationServiceAccounts"]),
+        _ => {}
+    }
+    Value::Object(out)
+}
+
+/// The facts of a Namespace: what [`namespace_info`] reads, with only the `managedFields`
+/// entries that date a break-glass window.
+fn namespace_facts(v: &Value) -> Value {
+    let mut out = metadata_facts(v);
+    copy(v, &mut out, &["status", "phase"]);
+    if let Some(entries) = v
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    {
+        let dating: Vec<Value> = entries
+            .iter()
+            .filter(|e| window_opened(&Value::Array(vec![(*e).clone()])).is_some())
+            .cloned()
+            .collect();
+        if !dating.is_empty() {
+            put(
+                &mut out,
+                &["metadata", "managedFields"],
+                Value::Array(dating),
+            );
         }
     }
-    if let Some(status) = v.get_mut("status").and_then(Value::as_object_mut) {
-        // Argo CD: per-resource status lists can be large; the revision lives elsewhere.
-        status.remove("resources");
-        status.remove("conditions");
-        status.remove("inventory");
-        if let Some(sync) = status
-            .get_mut("operationState")
-            .and_then(|o| o.get_mut("syncResult"))
-            .and_then(Value::as_object_mut)
-        {
-            sync.remove("resources");
-        }
+    Value::Object(out)
+}
+
+/// The ownership markers an owner or source carries, from its facts.
+fn own_owners(kind: &custody::Kind, facts: &Value, config: &Config) -> Vec<OwnerRef> {
+    let Ok(text) = serde_json::to_string(facts) else {
+        return Vec::new();
+    };
+    match Object::from_json(&text) {
+        Ok(object) => owners_of(&object, kind.group, kind.kind, config),
+        Err(_) => Vec::new(),
     }
-    v
+}
+
+/// A watched object reduced to what the guard keeps, ready to go into [`Caches`] (made outside
+/// the cache's lock by [`Caches::prepare`]).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    kind: Watched,
+    namespace: String,
+    name: String,
+    facts: Value,
+    /// For an owner or source: derived from the whole object, its owners under `config`.
+    custody: Option<CustodyInfo>,
+    config: Arc<Config>,
+}
+
+/// One cached owner or source.
+#[derive(Debug, Clone)]
+struct Held {
+    facts: Value,
+    info: CustodyInfo,
+}
+
+/// The namespaces an owner or source holds: its own and those it lists.
+fn held_namespaces<'i>(object: &'i ObjectRef, info: &'i CustodyInfo) -> Vec<&'i str> {
+    let mut out: Vec<&str> = std::iter::once(object.namespace.as_str())
+        .chain(info.namespaces.iter().map(String::as_str))
+        .filter(|ns| !ns.is_empty())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 #[derive(Debug, Default)]
 struct State {
-    kustomizations: HashMap<Key, Value>,
-    helm_releases: HashMap<Key, Value>,
-    applications: HashMap<Key, Value>,
-    projects: HashMap<Key, Value>,
-    namespaces_raw: HashMap<String, Value>,
+    /// Owners and sources, by kind name ([`custody::Kind::kind`]).
+    objects: HashMap<&'static str, HashMap<ObjectRef, Held>>,
+    /// The custody kinds the API server serves (listed since last found absent).
+    served: HashSet<&'static str>,
+    /// Namespace facts, by name.
+    namespace_facts: HashMap<String, Value>,
     owners: HashMap<OwnerRef, OwnerInfo>,
+    /// Derived from `namespace_facts`; `holds_managed` comes from `holders` at lookup.
     namespaces: HashMap<String, NamespaceInfo>,
+    /// How many cached owners and sources live in or hold objects in each namespace (no entry:
+    /// none).
+    holders: HashMap<String, usize>,
 }
 
 impl State {
-    fn raw_mut(&mut self, kind: Watched) -> Option<&mut HashMap<Key, Value>> {
-        match kind {
-            Watched::Kustomization => Some(&mut self.kustomizations),
-            Watched::HelmRelease => Some(&mut self.helm_releases),
-            Watched::Application => Some(&mut self.applications),
-            Watched::AppProject => Some(&mut self.projects),
-            Watched::Namespace => None,
+    fn held(&self, kind: &str, object: &ObjectRef) -> Option<&Held> {
+        self.objects.get(kind)?.get(object)
+    }
+
+    fn hold(&mut self, object: &ObjectRef, info: &CustodyInfo) {
+        for ns in held_namespaces(object, info) {
+            *self.holders.entry(ns.to_string()).or_default() += 1;
         }
     }
 
-    fn project_of<'s>(&'s self, app: &Value, config: &Config) -> Option<&'s Value> {
-        let project = app
-            .pointer("/spec/project")
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-            .unwrap_or("default");
-        self.projects
-            .get(&(config.argocd.namespace.clone(), project.to_string()))
+    fn release(&mut self, object: &ObjectRef, info: &CustodyInfo) {
+        for ns in held_namespaces(object, info) {
+            if let Some(count) = self.holders.get_mut(ns) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.holders.remove(ns);
+                }
+            }
+        }
     }
 
-    fn derive_owner(&mut self, kind: OwnerKind, key: &Key, config: &Config) {
+    /// Caches an owner or source (replacing what was known about it).
+    fn insert(&mut self, kind: &'static custody::Kind, entry: Entry, config: &Arc<Config>) {
+        let object = ObjectRef::new(kind.kind, &entry.namespace, &entry.name);
+        let mut info = entry.custody.unwrap_or_default();
+        if !Arc::ptr_eq(&entry.config, config) {
+            // The config changed since the entry was made.
+            info.owners = own_owners(kind, &entry.facts, config);
+        }
+        self.hold(&object, &info);
+        let held = Held {
+            facts: entry.facts,
+            info,
+        };
+        if let Some(old) = self
+            .objects
+            .entry(kind.kind)
+            .or_default()
+            .insert(object.clone(), held)
+        {
+            self.release(&object, &old.info);
+        }
+    }
+
+    fn remove(&mut self, kind: &'static custody::Kind, object: &ObjectRef) {
+        let old = self
+            .objects
+            .get_mut(kind.kind)
+            .and_then(|m| m.remove(object));
+        if let Some(old) = old {
+            self.release(object, &old.info);
+        }
+    }
+
+    /// Forgets every object of `kind`.
+    fn clear(&mut self, kind: &'static custody::Kind) {
+        if let Some(map) = self.objects.remove(kind.kind) {
+            for (object, held) in &map {
+                self.release(object, &held.info);
+            }
+        }
+        if let Some(owner_kind) = owner_kind(kind) {
+            self.owners.retain(|o, _| o.kind != owner_kind);
+        }
+    }
+
+    /// The AppProject facts of an Application (the projects live in Argo CD's namespace).
+    fn project_of(&self, app: &Value, config: &Config) -> Option<&Value> {
+        let project = str_at(app, &["spec", "project"])
+            .filter(|p| !p.is_empty())
+            .unwrap_or("default");
+        let object = ObjectRef::new("AppProject", &config.argocd.namespace, project);
+        self.held("AppProject", &object).map(|h| &h.facts)
+    }
+
+    fn derive_owner(&mut self, kind: &'static custody::Kind, object: &ObjectRef, config: &Config) {
+        let Some(owner_kind) = owner_kind(kind) else {
+            return;
+        };
         let owner = OwnerRef {
-            kind,
-            namespace: key.0.clone(),
-            name: key.1.clone(),
+            kind: owner_kind,
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
         };
-        let info = match kind {
-            OwnerKind::Kustomization => self
-                .kustomizations
-                .get(key)
-                .map(|v| flux_owner_info(v, config)),
-            OwnerKind::HelmRelease => self
-                .helm_releases
-                .get(key)
-                .map(|v| flux_owner_info(v, config)),
-            OwnerKind::Application => self
-                .applications
-                .get(key)
-                .map(|app| argo_owner_info(app, self.project_of(app, config))),
-            OwnerKind::Namespace => None,
-        };
+        let info = self.held(kind.kind, object).map(|h| match owner_kind {
+            OwnerKind::Application => argo_owner_info(&h.facts, self.project_of(&h.facts, config)),
+            _ => flux_owner_info(&h.facts, config),
+        });
         match info {
             Some(info) => {
                 self.owners.insert(owner, info);
@@ -170,8 +381,41 @@ impl State {
         }
     }
 
+    /// Derives the owner info of every cached object of `kind` (AppProjects: of every
+    /// Application).
+    fn derive_kind_all(&mut self, kind: &'static custody::Kind, config: &Config) {
+        let kind = match kind.kind {
+            "AppProject" => match custody::kind_named("Application") {
+                Some(app) => app,
+                None => return,
+            },
+            _ => kind,
+        };
+        let Some(owner_kind) = owner_kind(kind) else {
+            return;
+        };
+        self.owners.retain(|o, _| o.kind != owner_kind);
+        let objects: Vec<ObjectRef> = self
+            .objects
+            .get(kind.kind)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for object in objects {
+            self.derive_owner(kind, &object, config);
+        }
+    }
+
+    /// Derives what follows from a change to `object` of `kind`.
+    fn derive_object(&mut self, kind: &'static custody::Kind, object: &ObjectRef, config: &Config) {
+        if kind.kind == "AppProject" {
+            self.derive_kind_all(kind, config);
+        } else {
+            self.derive_owner(kind, object, config);
+        }
+    }
+
     fn derive_namespace(&mut self, name: &str, config: &Config) {
-        match self.namespaces_raw.get(name) {
+        match self.namespace_facts.get(name) {
             Some(v) => {
                 let info = namespace_info(v, config);
                 self.namespaces.insert(name.to_string(), info);
@@ -182,53 +426,43 @@ impl State {
         }
     }
 
-    fn derive_all_applications(&mut self, config: &Config) {
-        let keys: Vec<Key> = self.applications.keys().cloned().collect();
-        self.owners.retain(|o, _| o.kind != OwnerKind::Application);
-        for key in keys {
-            self.derive_owner(OwnerKind::Application, &key, config);
-        }
-    }
-
-    fn derive_all(&mut self, config: &Config) {
-        self.owners.clear();
-        let flux: Vec<(OwnerKind, Key)> = self
-            .kustomizations
-            .keys()
-            .map(|k| (OwnerKind::Kustomization, k.clone()))
-            .chain(
-                self.helm_releases
-                    .keys()
-                    .map(|k| (OwnerKind::HelmRelease, k.clone())),
-            )
-            .collect();
-        for (kind, key) in flux {
-            self.derive_owner(kind, &key, config);
-        }
-        self.derive_all_applications(config);
+    fn derive_namespaces(&mut self, config: &Config) {
         self.namespaces = self
-            .namespaces_raw
+            .namespace_facts
             .iter()
             .map(|(name, v)| (name.clone(), namespace_info(v, config)))
             .collect();
     }
 
-    fn derive_kind(&mut self, kind: Watched, key: &Key, config: &Config) {
-        match kind {
-            Watched::Kustomization => self.derive_owner(OwnerKind::Kustomization, key, config),
-            Watched::HelmRelease => self.derive_owner(OwnerKind::HelmRelease, key, config),
-            Watched::Application => self.derive_owner(OwnerKind::Application, key, config),
-            Watched::AppProject => self.derive_all_applications(config),
-            Watched::Namespace => self.derive_namespace(&key.1, config),
+    /// The config changed: every object's own owners, every owner and namespace.
+    fn derive_all(&mut self, config: &Config) {
+        for kind in custody::KINDS {
+            if let Some(map) = self.objects.get_mut(kind.kind) {
+                for held in map.values_mut() {
+                    held.info.owners = own_owners(kind, &held.facts, config);
+                }
+            }
         }
+        self.owners.clear();
+        for kind in custody::KINDS {
+            if owner_kind(kind).is_some() {
+                self.derive_kind_all(kind, config);
+            }
+        }
+        self.derive_namespaces(config);
     }
 }
 
-/// The webhook's owner and namespace caches.
+/// The webhook's owner, source and namespace caches.
 #[derive(Debug)]
 pub struct Caches {
     config: ArcSwap<Config>,
     state: RwLock<State>,
+}
+
+fn key_of(v: &Value) -> (String, String) {
+    let meta = |k: &str| str_at(v, &["metadata", k]).unwrap_or_default().to_string();
+    (meta("namespace"), meta("name"))
 }
 
 impl Caches {
@@ -247,78 +481,113 @@ impl Caches {
         }
     }
 
+    /// Reduces an object of `kind` (whole, as the API server sends it) to what the cache keeps.
+    pub fn prepare(&self, kind: Watched, object: Value) -> Entry {
+        let config = self.config.load_full();
+        let (namespace, name) = key_of(&object);
+        let (facts, custody) = match kind {
+            Watched::Custody(k) => {
+                let facts = custody_facts(k, &object);
+                let owners = own_owners(k, &facts, &config);
+                (facts, Some(custody::custody_info(k, &object, owners)))
+            }
+            Watched::Namespace => (namespace_facts(&object), None),
+        };
+        Entry {
+            kind,
+            namespace,
+            name,
+            facts,
+            custody,
+            config,
+        }
+    }
+
     /// An object of `kind` was added or changed.
     pub fn apply(&self, kind: Watched, object: Value) {
-        let config = self.config.load();
-        let object = trim(object);
-        let key = key_of(&object);
+        let entry = self.prepare(kind, object);
         if let Ok(mut state) = self.state.write() {
-            match state.raw_mut(kind) {
-                Some(map) => {
-                    map.insert(key.clone(), object);
-                }
-                None => {
-                    state.namespaces_raw.insert(key.1.clone(), object);
-                }
+            let config = self.config.load_full();
+            Self::store(&mut state, entry, &config);
+        }
+    }
+
+    fn store(state: &mut State, entry: Entry, config: &Arc<Config>) {
+        match entry.kind {
+            Watched::Custody(k) => {
+                let object = ObjectRef::new(k.kind, &entry.namespace, &entry.name);
+                state.insert(k, entry, config);
+                state.derive_object(k, &object, config);
             }
-            state.derive_kind(kind, &key, &config);
+            Watched::Namespace => {
+                let name = entry.name;
+                state.namespace_facts.insert(name.clone(), entry.facts);
+                state.derive_namespace(&name, config);
+            }
         }
     }
 
     /// An object of `kind` was deleted.
     pub fn delete(&self, kind: Watched, object: &Value) {
-        let config = self.config.load();
-        let key = key_of(object);
+        let (namespace, name) = key_of(object);
         if let Ok(mut state) = self.state.write() {
-            match state.raw_mut(kind) {
-                Some(map) => {
-                    map.remove(&key);
+            let config = self.config.load_full();
+            match kind {
+                Watched::Custody(k) => {
+                    let object = ObjectRef::new(k.kind, &namespace, &name);
+                    state.remove(k, &object);
+                    state.derive_object(k, &object, &config);
                 }
-                None => {
-                    state.namespaces_raw.remove(&key.1);
+                Watched::Namespace => {
+                    state.namespace_facts.remove(&name);
+                    state.derive_namespace(&name, &config);
                 }
             }
-            state.derive_kind(kind, &key, &config);
         }
     }
 
-    /// A full (re)list of `kind`: replaces everything known about it. An empty list also stands for
-    /// a kind that is not installed.
+    /// A full (re)list of `kind`: replaces everything known about it, and the API server serves it.
     pub fn replace(&self, kind: Watched, objects: Vec<Value>) {
-        let config = self.config.load();
-        if let Ok(mut state) = self.state.write() {
-            let entries = objects.into_iter().map(trim).map(|v| (key_of(&v), v));
-            match state.raw_mut(kind) {
-                Some(map) => *map = entries.collect(),
-                None => {
-                    state.namespaces_raw = entries.map(|((_, name), v)| (name, v)).collect();
+        let entries = objects.into_iter().map(|o| self.prepare(kind, o)).collect();
+        self.replace_entries(kind, entries);
+    }
+
+    /// [`Caches::replace`] with objects already prepared (entries of another kind are ignored).
+    pub fn replace_entries(&self, kind: Watched, entries: Vec<Entry>) {
+        let Ok(mut state) = self.state.write() else {
+            return;
+        };
+        let config = self.config.load_full();
+        let entries = entries.into_iter().filter(|e| e.kind == kind);
+        match kind {
+            Watched::Custody(k) => {
+                state.clear(k);
+                state.served.insert(k.kind);
+                for entry in entries {
+                    state.insert(k, entry, &config);
+                }
+                state.derive_kind_all(k, &config);
+            }
+            Watched::Namespace => {
+                state.namespace_facts = entries.map(|e| (e.name, e.facts)).collect();
+                state.derive_namespaces(&config);
+            }
+        }
+    }
+
+    /// The API server does not serve `kind` (its CRD is not installed): no such objects.
+    pub fn absent(&self, kind: Watched) {
+        match kind {
+            Watched::Custody(k) => {
+                if let Ok(mut state) = self.state.write() {
+                    let config = self.config.load_full();
+                    state.clear(k);
+                    state.served.remove(k.kind);
+                    state.derive_kind_all(k, &config);
                 }
             }
-            match kind {
-                Watched::Kustomization | Watched::HelmRelease | Watched::Application => {
-                    let owner_kind = match kind {
-                        Watched::Kustomization => OwnerKind::Kustomization,
-                        Watched::HelmRelease => OwnerKind::HelmRelease,
-                        _ => OwnerKind::Application,
-                    };
-                    state.owners.retain(|o, _| o.kind != owner_kind);
-                    let keys: Vec<Key> = match state.raw_mut(kind) {
-                        Some(map) => map.keys().cloned().collect(),
-                        None => Vec::new(),
-                    };
-                    for key in keys {
-                        state.derive_owner(owner_kind, &key, &config);
-                    }
-                }
-                Watched::AppProject => state.derive_all_applications(&config),
-                Watched::Namespace => {
-                    state.namespaces = state
-                        .namespaces_raw
-                        .iter()
-                        .map(|(name, v)| (name.clone(), namespace_info(v, &config)))
-                        .collect();
-                }
-            }
+            // Always served; an empty list is what there is.
+            Watched::Namespace => self.replace(kind, Vec::new()),
         }
     }
 
@@ -326,11 +595,8 @@ impl Caches {
     pub fn len(&self, kind: Watched) -> usize {
         match self.state.read() {
             Ok(state) => match kind {
-                Watched::Kustomization => state.kustomizations.len(),
-                Watched::HelmRelease => state.helm_releases.len(),
-                Watched::Application => state.applications.len(),
-                Watched::AppProject => state.projects.len(),
-                Watched::Namespace => state.namespaces_raw.len(),
+                Watched::Custody(k) => state.objects.get(k.kind).map_or(0, HashMap::len),
+                Watched::Namespace => state.namespace_facts.len(),
             },
             Err(_) => 0,
         }
@@ -342,16 +608,43 @@ impl Lookup for Caches {
         self.state.read().ok()?.owners.get(owner).cloned()
     }
 
+    /// A namespace that is not cached (yet) but that owners or sources hold counts as one.
     fn namespace(&self, name: &str) -> Option<NamespaceInfo> {
-        self.state.read().ok()?.namespaces.get(name).cloned()
+        let state = self.state.read().ok()?;
+        let holds_managed = state.holders.contains_key(name);
+        match state.namespaces.get(name) {
+            Some(info) => Some(NamespaceInfo {
+                holds_managed,
+                ..info.clone()
+            }),
+            None if holds_managed => Some(NamespaceInfo {
+                holds_managed,
+                ..NamespaceInfo::default()
+            }),
+            None => None,
+        }
+    }
+
+    fn custody(&self, object: &ObjectRef) -> Option<CustodyInfo> {
+        let state = self.state.read().ok()?;
+        state
+            .held(object.kind.as_str(), object)
+            .map(|h| h.info.clone())
+    }
+
+    fn serves(&self, kind: &custody::Kind) -> bool {
+        self.state
+            .read()
+            .is_ok_and(|state| state.served.contains(kind.kind))
     }
 }
 
-/// A fixed table of owners and namespaces.
+/// A fixed table of owners, custody objects and namespaces (every kind counts as served).
 #[derive(Debug, Clone, Default)]
 pub struct StaticLookup {
     pub owners: HashMap<OwnerRef, OwnerInfo>,
     pub namespaces: HashMap<String, NamespaceInfo>,
+    pub custody: HashMap<ObjectRef, CustodyInfo>,
 }
 
 impl StaticLookup {
@@ -368,6 +661,11 @@ impl StaticLookup {
         self.namespaces.insert(name.to_string(), info);
         self
     }
+
+    pub fn with_custody(mut self, object: ObjectRef, info: CustodyInfo) -> StaticLookup {
+        self.custody.insert(object, info);
+        self
+    }
 }
 
 impl Lookup for StaticLookup {
@@ -378,12 +676,21 @@ impl Lookup for StaticLookup {
     fn namespace(&self, name: &str) -> Option<NamespaceInfo> {
         self.namespaces.get(name).cloned()
     }
+
+    fn custody(&self, object: &ObjectRef) -> Option<CustodyInfo> {
+        self.custody.get(object).cloned()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gitops_guard_core::custody::traces_to_root;
     use serde_json::json;
+
+    fn w(kind: &str) -> Watched {
+        Watched::named(kind).unwrap()
+    }
 
     fn owner(kind: OwnerKind, ns: &str, name: &str) -> OwnerRef {
         OwnerRef {
@@ -393,23 +700,80 @@ mod tests {
         }
     }
 
+    fn object(kind: &str, ns: &str, name: &str) -> ObjectRef {
+        ObjectRef::new(kind, ns, name)
+    }
+
+    /// One watch event.
+    enum Event {
+        Apply(&'static str, Value),
+        Delete(&'static str, Value),
+        Replace(&'static str, Vec<Value>),
+        Absent(&'static str),
+    }
+
+    fn feed(caches: &Caches, event: &Event) {
+        match event {
+            Event::Apply(k, v) => caches.apply(w(k), v.clone()),
+            Event::Delete(k, v) => caches.delete(w(k), v),
+            Event::Replace(k, l) => caches.replace(w(k), l.clone()),
+            Event::Absent(k) => caches.absent(w(k)),
+        }
+    }
+
     fn kustomization(rev: &str) -> Value {
         json!({"apiVersion":"kustomize.toolkit.fluxcd.io/v1","kind":"Kustomization",
             "metadata":{"name":"apps","namespace":"flux-system","managedFields":[{"manager":"x"}]},
             "spec":{"path":"./apps"},"status":{"lastAppliedRevision":rev}})
     }
 
+    /// flux-system/apps as `flux bootstrap` layouts have it: applied by the root Kustomization,
+    /// reading the root GitRepository, with an inventory.
+    fn flux_apps(inventory: &[&str]) -> Value {
+        let entries: Vec<Value> = inventory
+            .iter()
+            .map(|id| json!({"id": id, "v": "v1"}))
+            .collect();
+        json!({"apiVersion":"kustomize.toolkit.fluxcd.io/v1","kind":"Kustomization",
+            "metadata":{"name":"apps","namespace":"flux-system",
+                "labels":{"kustomize.toolkit.fluxcd.io/name":"flux-system",
+                    "kustomize.toolkit.fluxcd.io/namespace":"flux-system"},
+                "annotations":{LAST_APPLIED:"{\"spec\":{\"path\":\"./apps\"}}"},
+                "managedFields":[{"manager":"kustomize-controller","operation":"Apply"}]},
+            "spec":{"interval":"10m","path":"./apps","prune":true,
+                "sourceRef":{"kind":"GitRepository","name":"flux-system"}},
+            "status":{"lastAppliedRevision":"main@sha1:aaa","inventory":{"entries":entries},
+                "conditions":[{"type":"Ready","status":"True"}]}})
+    }
+
+    fn argo_web(destination: &str, resources: &[&str]) -> Value {
+        let resources: Vec<Value> = resources
+            .iter()
+            .map(|ns| json!({"kind":"ConfigMap","name":"web","namespace":ns,"status":"Synced"}))
+            .collect();
+        json!({"apiVersion":"argoproj.io/v1alpha1","kind":"Application",
+            "metadata":{"name":"web","namespace":"argocd"},
+            "spec":{"project":"default","destination":{"server":"https://kubernetes.default.svc","namespace":destination},
+                "source":{"repoURL":"https://git.example.com/web.git","path":"deploy"}},
+            "status":{"resources":resources,"sync":{"status":"Synced"}}})
+    }
+
+    fn namespace(name: &str) -> Value {
+        json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":name}})
+    }
+
     #[test]
     fn flux_owners_follow_watch_events() {
         let caches = Caches::new(Arc::new(Config::default()));
+        let ks = w("Kustomization");
         let apps = owner(OwnerKind::Kustomization, "flux-system", "apps");
         assert_eq!(caches.owner(&apps), None);
-        caches.apply(Watched::Kustomization, kustomization("main@sha1:aaa"));
+        caches.apply(ks, kustomization("main@sha1:aaa"));
         assert_eq!(
             caches.owner(&apps).unwrap().revision.as_deref(),
             Some("main@sha1:aaa")
         );
-        caches.apply(Watched::Kustomization, kustomization("main@sha1:bbb"));
+        caches.apply(ks, kustomization("main@sha1:bbb"));
         assert_eq!(
             caches.owner(&apps).unwrap().revision.as_deref(),
             Some("main@sha1:bbb")
@@ -419,11 +783,11 @@ mod tests {
             caches.owner(&owner(OwnerKind::HelmRelease, "flux-system", "apps")),
             None
         );
-        caches.delete(Watched::Kustomization, &kustomization(""));
+        caches.delete(ks, &kustomization(""));
         assert_eq!(caches.owner(&apps), None);
-        caches.replace(Watched::Kustomization, vec![kustomization("main@sha1:ccc")]);
-        assert_eq!(caches.len(Watched::Kustomization), 1);
-        caches.replace(Watched::Kustomization, vec![]);
+        caches.replace(ks, vec![kustomization("main@sha1:ccc")]);
+        assert_eq!(caches.len(ks), 1);
+        caches.replace(ks, vec![]);
         assert_eq!(caches.owner(&apps), None);
     }
 
@@ -431,7 +795,7 @@ mod tests {
     fn config_changes_derive_again() {
         let caches = Caches::new(Arc::new(Config::default()));
         let apps = owner(OwnerKind::Kustomization, "flux-system", "apps");
-        caches.apply(Watched::Kustomization, kustomization("r"));
+        caches.apply(w("Kustomization"), kustomization("r"));
         assert_eq!(caches.owner(&apps).unwrap().service_account, None);
         let mut cfg = Config::default();
         cfg.flux.default_service_account = "default".into();
@@ -447,7 +811,7 @@ mod tests {
         let caches = Caches::new(Arc::new(Config::default()));
         let web = owner(OwnerKind::Application, "argocd", "web");
         caches.apply(
-            Watched::Application,
+            w("Application"),
             json!({"metadata":{"name":"web","namespace":"argocd"},
                 "spec":{"project":"team-a","destination":{"server":"https://kubernetes.default.svc","namespace":"prod"}},
                 "status":{"operationState":{"syncResult":{"revision":"7d0e51f0a1","resources":[{"kind":"Deployment"}]}}}}),
@@ -456,7 +820,7 @@ mod tests {
         assert_eq!(info.revision.as_deref(), Some("7d0e51f0a1"));
         assert_eq!(info.service_account, None);
         caches.apply(
-            Watched::AppProject,
+            w("AppProject"),
             json!({"metadata":{"name":"team-a","namespace":"argocd"},
                 "spec":{"destinationServiceAccounts":[{"server":"*","namespace":"prod","defaultServiceAccount":"deployer"}]}}),
         );
@@ -464,7 +828,7 @@ mod tests {
             caches.owner(&web).unwrap().service_account.as_deref(),
             Some("system:serviceaccount:prod:deployer")
         );
-        caches.replace(Watched::AppProject, vec![]);
+        caches.replace(w("AppProject"), vec![]);
         assert_eq!(caches.owner(&web).unwrap().service_account, None);
     }
 
@@ -472,15 +836,494 @@ mod tests {
     fn namespaces_are_derived() {
         let caches = Caches::new(Arc::new(Config::default()));
         caches.replace(
-            Watched::Namespace,
+            w("Namespace"),
             vec![
-                json!({"metadata":{"name":"prod","annotations":{"gitops-guard.dev/enforce":"all"}}}),
+                json!({"metadata":{"name":"prod","annotations":{"gitops-guard.dev/enforce":"all"},
+                    "labels":{"kustomize.toolkit.fluxcd.io/name":"infra","kustomize.toolkit.fluxcd.io/namespace":"flux-system"}}}),
+                // Not from Git: its annotation does not count.
+                json!({"metadata":{"name":"staging","annotations":{"gitops-guard.dev/enforce":"all"}}}),
                 json!({"metadata":{"name":"dev"}}),
             ],
         );
-        assert!(caches.namespace("prod").unwrap().enforce_all);
-        assert!(!caches.namespace("dev").unwrap().enforce_all);
-        caches.delete(Watched::Namespace, &json!({"metadata":{"name":"prod"}}));
+        let cases = [
+            ("prod", true, true),
+            ("staging", false, false),
+            ("dev", false, false),
+        ];
+        for (name, managed, enforce_all) in cases {
+            let info = caches.namespace(name).unwrap();
+            assert_eq!(
+                (info.managed, info.enforce_all),
+                (managed, enforce_all),
+                "{name}"
+            );
+        }
+        caches.delete(w("Namespace"), &json!({"metadata":{"name":"prod"}}));
         assert_eq!(caches.namespace("prod"), None);
+    }
+
+    #[test]
+    fn custody_info_follows_watch_events() {
+        let cfg = Config::default();
+        let caches = Caches::new(Arc::new(cfg.clone()));
+        let apps = object("Kustomization", "flux-system", "apps");
+        let labelled = CustodyInfo {
+            owners: vec![owner(
+                OwnerKind::Kustomization,
+                "flux-system",
+                "flux-system",
+            )],
+            sources: vec![object("GitRepository", "flux-system", "flux-system")],
+            namespaces: vec!["flux-system".into(), "prod".into()],
+            ..CustodyInfo::default()
+        };
+        let mut unlabelled_apps = flux_apps(&[]);
+        unlabelled_apps["metadata"]["labels"] = json!({});
+        let unlabelled = CustodyInfo {
+            owners: vec![],
+            namespaces: vec!["flux-system".into()],
+            ..labelled.clone()
+        };
+        // (event, custody info of flux-system/apps, whether it traces to a root)
+        let steps = [
+            (
+                Event::Apply("Kustomization", flux_apps(&["prod_web_apps_Deployment"])),
+                Some(labelled.clone()),
+                true,
+            ),
+            // Relabelled by hand: no owner any more.
+            (
+                Event::Apply("Kustomization", unlabelled_apps),
+                Some(unlabelled),
+                false,
+            ),
+            (Event::Delete("Kustomization", flux_apps(&[])), None, false),
+            (
+                Event::Replace(
+                    "Kustomization",
+                    vec![flux_apps(&["prod_web_apps_Deployment"])],
+                ),
+                Some(labelled.clone()),
+                true,
+            ),
+            // Another kind of the same name is another object.
+            (
+                Event::Replace("HelmRelease", vec![]),
+                Some(labelled.clone()),
+                true,
+            ),
+            (Event::Replace("Kustomization", vec![]), None, false),
+            (
+                Event::Apply("Kustomization", flux_apps(&["prod_web_apps_Deployment"])),
+                Some(labelled.clone()),
+                true,
+            ),
+            // The CRD goes away.
+            (Event::Absent("Kustomization"), None, false),
+        ];
+        for (i, (event, want, traces)) in steps.iter().enumerate() {
+            feed(&caches, event);
+            assert_eq!(caches.custody(&apps), *want, "step {i}");
+            assert_eq!(
+                caches.custody(&object("HelmRelease", "flux-system", "apps")),
+                None,
+                "step {i}"
+            );
+            assert_eq!(
+                traces_to_root(&apps, &|o| caches.custody(o), &cfg),
+                *traces,
+                "step {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn custody_owners_follow_the_config() {
+        let caches = Caches::new(Arc::new(Config::default()));
+        let project = json!({"apiVersion":"argoproj.io/v1alpha1","kind":"AppProject",
+            "metadata":{"name":"team-a","namespace":"argocd","labels":{"app.kubernetes.io/instance":"root"}}});
+        let team_a = object("AppProject", "argocd", "team-a");
+        let owners = |c: &Caches| c.custody(&team_a).map(|i| i.owners);
+        caches.apply(w("AppProject"), project.clone());
+        assert_eq!(owners(&caches), Some(vec![]));
+        let mut cfg = Config::default();
+        cfg.argocd.label_tracking = true;
+        let cfg = Arc::new(cfg);
+        caches.set_config(cfg.clone());
+        let root = vec![owner(OwnerKind::Application, "argocd", "root")];
+        assert_eq!(owners(&caches), Some(root.clone()));
+        // Prepared under one config, cached under another: derived under the one in force.
+        let entry = caches.prepare(w("AppProject"), project);
+        caches.set_config(Arc::new(Config::default()));
+        caches.replace_entries(w("AppProject"), vec![entry.clone()]);
+        assert_eq!(owners(&caches), Some(vec![]));
+        caches.set_config(cfg);
+        caches.replace_entries(w("AppProject"), vec![entry]);
+        assert_eq!(owners(&caches), Some(root));
+        // Entries of another kind are not this kind's.
+        let other = caches.prepare(w("Kustomization"), flux_apps(&[]));
+        caches.replace_entries(w("AppProject"), vec![other]);
+        assert_eq!(caches.len(w("AppProject")), 0);
+        assert_eq!(caches.len(w("Kustomization")), 0);
+    }
+
+    #[test]
+    fn holds_managed_follows_inventories_and_resources() {
+        let caches = Caches::new(Arc::new(Config::default()));
+        let namespaces = ["flux-system", "argocd", "prod", "monitoring", "web", "dev"];
+        // (event, namespaces that hold managed objects; `staging` is not a cached namespace)
+        let steps: [(Event, &[&str], Option<bool>); 7] = [
+            (
+                Event::Replace(
+                    "Namespace",
+                    namespaces.iter().map(|n| namespace(n)).collect(),
+                ),
+                &[],
+                None,
+            ),
+            (
+                Event::Apply(
+                    "Kustomization",
+                    flux_apps(&[
+                        "prod_web_apps_Deployment",
+                        "staging_db__Service",
+                        "_prod__Namespace",
+                    ]),
+                ),
+                &["flux-system", "prod"],
+                Some(true),
+            ),
+            (
+                Event::Apply("Application", argo_web("web", &["monitoring", "prod"])),
+                &["flux-system", "argocd", "prod", "monitoring", "web"],
+                Some(true),
+            ),
+            // The inventory no longer lists prod, but the Application does.
+            (
+                Event::Apply("Kustomization", flux_apps(&[])),
+                &["flux-system", "argocd", "prod", "monitoring", "web"],
+                None,
+            ),
+            (
+                Event::Delete("Application", argo_web("web", &[])),
+                &["flux-system"],
+                None,
+            ),
+            (Event::Delete("Kustomization", flux_apps(&[])), &[], None),
+            // A source holds its own namespace.
+            (
+                Event::Replace(
+                    "GitRepository",
+                    vec![json!({"metadata":{"name":"podinfo","namespace":"dev"}})],
+                ),
+                &["dev"],
+                None,
+            ),
+        ];
+        for (i, (event, holding, staging)) in steps.iter().enumerate() {
+            feed(&caches, event);
+            for ns in namespaces {
+                let info = caches.namespace(ns).unwrap();
+                assert_eq!(info.holds_managed, holding.contains(&ns), "step {i}: {ns}");
+            }
+            assert_eq!(
+                caches.namespace("staging").map(|i| i.holds_managed),
+                *staging,
+                "step {i}"
+            );
+        }
+        caches.absent(w("GitRepository"));
+        assert!(!caches.namespace("dev").unwrap().holds_managed);
+        assert!(caches.state.read().unwrap().holders.is_empty());
+    }
+
+    #[test]
+    fn serves_answers_from_the_watches() {
+        let caches = Caches::new(Arc::new(Config::default()));
+        let served = |kind: &str| caches.serves(custody::kind_named(kind).unwrap());
+        // (event, kinds served after it)
+        let steps: [(Event, &[&str]); 6] = [
+            (Event::Absent("GitRepository"), &[]),
+            (Event::Replace("GitRepository", vec![]), &["GitRepository"]),
+            (
+                Event::Replace(
+                    "ApplicationSet",
+                    vec![json!({"metadata":{"name":"a","namespace":"argocd"}})],
+                ),
+                &["GitRepository", "ApplicationSet"],
+            ),
+            (
+                Event::Absent("Namespace"),
+                &["GitRepository", "ApplicationSet"],
+            ),
+            (Event::Absent("ApplicationSet"), &["GitRepository"]),
+            (Event::Absent("GitRepository"), &[]),
+        ];
+        for (i, (event, want)) in steps.iter().enumerate() {
+            feed(&caches, event);
+            for kind in custody::KINDS {
+                assert_eq!(
+                    served(kind.kind),
+                    want.contains(&kind.kind),
+                    "step {i}: {}",
+                    kind.kind
+                );
+            }
+        }
+        assert_eq!(caches.len(w("ApplicationSet")), 0);
+    }
+
+    #[test]
+    fn namespace_windows_keep_their_opening_time() {
+        let cfg = Config::default();
+        let caches = Caches::new(Arc::new(cfg.clone()));
+        let opened = |time: &str| {
+            json!({"manager":"kubectl-annotate","operation":"Update","apiVersion":"v1","time":time,
+                "fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:annotations":{
+                    "f:gitops-guard.dev/break-glass-until":{},"f:gitops-guard.dev/break-glass-reason":{},
+                    "f:gitops-guard.dev/break-glass-by":{}}}}})
+        };
+        let other = json!({"manager":"kustomize-controller","operation":"Apply","apiVersion":"v1",
+            "time":"2026-12-01T11:00:00Z","fieldsType":"FieldsV1",
+            "fieldsV1":{"f:metadata":{"f:labels":{"f:kustomize.toolkit.fluxcd.io/name":{}}}}});
+        let ns = |name: &str, fields: Vec<Value>| {
+            json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":name,
+                "labels":{"kustomize.toolkit.fluxcd.io/name":"infra","kustomize.toolkit.fluxcd.io/namespace":"flux-system"},
+                "annotations":{"gitops-guard.dev/break-glass-until":"2026-12-01T14:00:00Z",
+                    "gitops-guard.dev/break-glass-reason":"db failover","gitops-guard.dev/break-glass-by":"ana",
+                    LAST_APPLIED:"{}"},
+                "managedFields":fields},
+                "spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}})
+        };
+        // (namespace, when its window opened, managedFields entries kept)
+        let cases = [
+            (
+                ns("prod", vec![other.clone(), opened("2026-12-01T12:00:00Z")]),
+                Some("2026-12-01T12:00:00Z"),
+                1,
+            ),
+            // Re-opened: the newest entry dates it.
+            (
+                ns(
+                    "shop",
+                    vec![
+                        opened("2026-12-01T09:00:00Z"),
+                        other.clone(),
+                        opened("2026-12-01T12:30:00Z"),
+                    ],
+                ),
+                Some("2026-12-01T12:30:00Z"),
+                2,
+            ),
+            // Written while no record says when: the window cannot be dated.
+            (ns("dev", vec![other]), None, 0),
+            (ns("qa", vec![]), None, 0),
+        ];
+        for (value, want, kept) in cases {
+            let name = value["metadata"]["name"].as_str().unwrap().to_string();
+            caches.apply(w("Namespace"), value.clone());
+            let info = caches.namespace(&name).unwrap();
+            assert_eq!(info, namespace_info(&value, &cfg), "{name}");
+            assert_eq!(info.break_glass.unwrap().opened.as_deref(), want, "{name}");
+            let state = caches.state.read().unwrap();
+            let facts = &state.namespace_facts[&name];
+            let fields = facts.pointer("/metadata/managedFields");
+            assert_eq!(
+                fields.and_then(Value::as_array).map_or(0, Vec::len),
+                kept,
+                "{name}"
+            );
+            assert_eq!(
+                facts
+                    .pointer("/metadata/annotations")
+                    .unwrap()
+                    .get(LAST_APPLIED),
+                None
+            );
+            assert_eq!(facts.get("spec"), None, "{name}");
+        }
+    }
+
+    /// The facts kept of an object derive what the whole object derives, whatever the config.
+    #[test]
+    fn facts_derive_as_the_whole_object() {
+        let mut sa = Config::default();
+        sa.flux.default_service_account = "default".into();
+        let mut labels = Config::default();
+        labels.argocd.label_tracking = true;
+        labels.argocd.namespace = "gitops".into();
+        let configs = [Config::default(), sa, labels];
+        let project = json!({"apiVersion":"argoproj.io/v1alpha1","kind":"AppProject",
+            "metadata":{"name":"team-a","namespace":"argocd","labels":{"app.kubernetes.io/instance":"root"},
+                "annotations":{"argocd.argoproj.io/tracking-id":"root:argoproj.io/AppProject:argocd/team-a"}},
+            "spec":{"sourceRepos":["*"],"destinations":[{"server":"*","namespace":"*"}],
+                "destinationServiceAccounts":[{"server":"*","namespace":"prod","defaultServiceAccount":"deployer"},
+                    {"server":"*","namespace":"*","defaultServiceAccount":"argocd:sync"}]}});
+        let mut tenant = flux_apps(&["prod_web_apps_Deployment"]);
+        tenant["spec"]["serviceAccountName"] = "reconciler".into();
+        let cases = [
+            ("Kustomization", flux_apps(&["prod_web_apps_Deployment"])),
+            ("Kustomization", tenant),
+            (
+                "HelmRelease",
+                json!({"apiVersion":"helm.toolkit.fluxcd.io/v2","kind":"HelmRelease",
+                    "metadata":{"name":"redis","namespace":"prod","labels":{"kustomize.toolkit.fluxcd.io/name":"apps",
+                        "kustomize.toolkit.fluxcd.io/namespace":"flux-system"}},
+                    "spec":{"chart":{"spec":{"chart":"redis","sourceRef":{"kind":"HelmRepository","name":"bitnami"}}},
+                        "values":{"replicas":3}},
+                    "status":{"history":[{"chartName":"redis","chartVersion":"19.0.1","digest":"sha256:x","status":"deployed"},
+                        {"chartName":"redis","chartVersion":"18.0.0"}]}}),
+            ),
+            (
+                "Application",
+                json!({"apiVersion":"argoproj.io/v1alpha1","kind":"Application",
+                    "metadata":{"name":"web","namespace":"argocd","labels":{"app.kubernetes.io/instance":"root"}},
+                    "spec":{"project":"team-a","destination":{"server":"https://kubernetes.default.svc","namespace":"prod"},
+                        "source":{"repoURL":"https://git.example.com/web.git","targetRevision":"main","helm":{"values":"big: values"}}},
+                    "status":{"operationState":{"syncResult":{"revision":"7d0e51f0a1","resources":[{"kind":"Deployment"}]}},
+                        "history":[{"revision":"0000000","id":1}],"resources":[{"kind":"Deployment","namespace":"prod"}]}}),
+            ),
+            (
+                "Application",
+                json!({"apiVersion":"argoproj.io/v1alpha1","kind":"Application",
+                    "metadata":{"name":"multi","namespace":"argocd"},
+                    "spec":{"project":"team-a","destination":{"server":"https://kubernetes.default.svc","namespace":"shop"},
+                        "sources":[{"repoURL":"a"},{"repoURL":"b"}]},
+                    "status":{"history":[{"revisions":["1111111","2222222"],"id":1},{"revisions":["3333333","4444444"],"id":2}]}}),
+            ),
+            ("AppProject", project.clone()),
+        ];
+        for cfg in &configs {
+            for (kind, value) in &cases {
+                let k = custody::kind_named(kind).unwrap();
+                let facts = custody_facts(k, value);
+                let text = serde_json::to_string(value).unwrap();
+                let whole = Object::from_json(&text).unwrap();
+                assert_eq!(
+                    own_owners(k, &facts, cfg),
+                    owners_of(&whole, k.group, k.kind, cfg),
+                    "{kind} {value}"
+                );
+                match *kind {
+                    "Kustomization" | "HelmRelease" => assert_eq!(
+                        flux_owner_info(&facts, cfg),
+                        flux_owner_info(value, cfg),
+                        "{value}"
+                    ),
+                    "Application" => {
+                        let project_facts =
+                            custody_facts(custody::kind_named("AppProject").unwrap(), &project);
+                        for (p, pf) in [(None, None), (Some(&project), Some(&project_facts))] {
+                            assert_eq!(
+                                argo_owner_info(&facts, pf),
+                                argo_owner_info(value, p),
+                                "{value}"
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// What the cache keeps does not grow with inventories, resource lists or specs.
+    #[test]
+    fn cached_objects_stay_small() {
+        let caches = Caches::new(Arc::new(Config::default()));
+        let ids: Vec<String> = (0..2000)
+            .map(|i| format!("ns-{}_web-{i}_apps_Deployment", i % 3))
+            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut ks = flux_apps(&ids);
+        ks["spec"]["patches"] = json!([{"patch": "x".repeat(50_000)}]);
+        let resources: Vec<String> = (0..2000).map(|i| format!("ns-{}", i % 4)).collect();
+        let resources: Vec<&str> = resources.iter().map(String::as_str).collect();
+        let app = argo_web("web", &resources);
+        let cases = [
+            (
+                "Kustomization",
+                ks,
+                object("Kustomization", "flux-system", "apps"),
+                4,
+            ),
+            (
+                "Application",
+                app,
+                object("Application", "argocd", "web"),
+                6,
+            ),
+        ];
+        for (kind, value, object, namespaces) in cases {
+            caches.apply(w(kind), value);
+            let state = caches.state.read().unwrap();
+            let held = state.held(kind, &object).unwrap();
+            let size = serde_json::to_string(&held.facts).unwrap().len();
+            assert!(size < 600, "{kind}: {size} bytes: {}", held.facts);
+            assert_eq!(
+                held.info.namespaces.len(),
+                namespaces,
+                "{kind}: {:?}",
+                held.info.namespaces
+            );
+        }
+    }
+
+    #[test]
+    fn watched_kinds_come_from_the_custody_table() {
+        let all: Vec<Watched> = Watched::all().collect();
+        assert_eq!(all.len(), custody::KINDS.len() + 1);
+        let cases = [
+            (
+                "Kustomization",
+                "Kustomization (kustomize.toolkit.fluxcd.io/v1)",
+                true,
+            ),
+            (
+                "HelmRelease",
+                "HelmRelease (helm.toolkit.fluxcd.io/v2)",
+                true,
+            ),
+            (
+                "ArtifactGenerator",
+                "ArtifactGenerator (source.extensions.fluxcd.io/v1beta1)",
+                true,
+            ),
+            ("AppProject", "AppProject (argoproj.io/v1alpha1)", true),
+            ("Namespace", "Namespace (v1)", false),
+        ];
+        for (kind, display, crd) in cases {
+            let watched = w(kind);
+            assert!(all.contains(&watched), "{kind}");
+            assert_eq!(watched.display(), display);
+            assert_eq!(watched.is_crd(), crd, "{kind}");
+            assert_eq!(watched.gvk().2, kind);
+        }
+        assert_eq!(Watched::named("Deployment"), None);
+    }
+
+    #[test]
+    fn static_lookup_answers_custody() {
+        let apps = object("Kustomization", "flux-system", "apps");
+        let info = CustodyInfo {
+            owners: vec![owner(
+                OwnerKind::Kustomization,
+                "flux-system",
+                "flux-system",
+            )],
+            ..CustodyInfo::default()
+        };
+        let lookup = StaticLookup::new().with_custody(apps.clone(), info.clone());
+        assert_eq!(lookup.custody(&apps), Some(info));
+        assert_eq!(
+            lookup.custody(&object("Kustomization", "flux-system", "infra")),
+            None
+        );
+        assert!(traces_to_root(
+            &apps,
+            &|o| lookup.custody(o),
+            &Config::default()
+        ));
+        assert!(lookup.serves(&custody::KINDS[0]));
     }
 }

@@ -73,8 +73,10 @@ async fn each_denial_is_logged_with_who_what_and_why() {
     post(&app, body.clone()).await;
     // Allowed requests are logged at debug only.
     let mut agent: Value = serde_json::from_slice(&body).unwrap();
-    agent["request"]["userInfo"]["username"] =
-        "system:serviceaccount:flux-system:kustomize-controller".into();
+    agent["request"]["userInfo"] = serde_json::json!({
+        "username": "system:serviceaccount:flux-system:kustomize-controller",
+        "groups": ["system:serviceaccounts", "system:serviceaccounts:flux-system", "system:authenticated"],
+    });
     post(&app, serde_json::to_vec(&agent).unwrap()).await;
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+use gitops_guard_core::custody::{CustodyInfo, ObjectRef};
 use gitops_guard_core::{Config, OwnerInfo, OwnerKind, OwnerRef};
 use gitops_guard_webhook::{App, StaticLookup};
 
@@ -34,8 +35,43 @@ fn fixture_with(name: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
     serde_json::to_vec(&review).unwrap()
 }
 
+/// `userInfo` of a service account, with the groups the API server gives every real one (without
+/// them the name is an impostor's).
+fn service_account(username: &str) -> Value {
+    let ns = username.split(':').nth(2).unwrap();
+    serde_json::json!({
+        "username": username,
+        "uid": "e2b1c0d9-8f7e-4d6c-b5a4-39281706f5e4",
+        "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}"), "system:authenticated"],
+    })
+}
+
+/// flux-system/apps as `flux bootstrap` layouts have it: applied by the root Kustomization from
+/// the root GitRepository, so it traces back to Git.
+fn apps_custody() -> (ObjectRef, CustodyInfo) {
+    (
+        ObjectRef::new("Kustomization", "flux-system", "apps"),
+        CustodyInfo {
+            owners: vec![OwnerRef {
+                kind: OwnerKind::Kustomization,
+                namespace: "flux-system".into(),
+                name: "flux-system".into(),
+            }],
+            sources: vec![ObjectRef::new(
+                "GitRepository",
+                "flux-system",
+                "flux-system",
+            )],
+            namespaces: vec!["flux-system".into(), "prod".into()],
+            ..CustodyInfo::default()
+        },
+    )
+}
+
 fn lookup() -> StaticLookup {
+    let (apps, apps_info) = apps_custody();
     StaticLookup::new()
+        .with_custody(apps, apps_info)
         .with_owner(
             OwnerRef {
                 kind: OwnerKind::Kustomization,
@@ -127,11 +163,8 @@ async fn a_human_editing_a_flux_deployment_is_denied_with_the_exact_message() {
 #[tokio::test]
 async fn the_flux_controller_making_the_same_change_is_allowed() {
     let body = fixture_with("update-13k.json", |r| {
-        r["request"]["userInfo"] = serde_json::json!({
-            "username": "system:serviceaccount:flux-system:kustomize-controller",
-            "uid": "e2b1c0d9-8f7e-4d6c-b5a4-39281706f5e4",
-            "groups": ["system:serviceaccounts", "system:serviceaccounts:flux-system", "system:authenticated"],
-        });
+        r["request"]["userInfo"] =
+            service_account("system:serviceaccount:flux-system:kustomize-controller");
     });
     let resp = review(&app(), body).await;
     assert_eq!(resp["allowed"], true, "{resp}");
@@ -184,6 +217,33 @@ async fn creating_an_object_with_flux_labels_by_hand_is_denied() {
 }
 
 #[tokio::test]
+async fn the_flux_controller_creates_only_for_owners_that_trace_back_to_git() {
+    let body = fixture_with("create-2k.json", |r| {
+        r["request"]["userInfo"] =
+            service_account("system:serviceaccount:flux-system:kustomize-controller");
+    });
+    let resp = review(&app(), body.clone()).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    // flux-system/apps made by hand (no owner): the controller must not create for it.
+    let (apps, info) = apps_custody();
+    let hand_made = CustodyInfo {
+        owners: vec![],
+        ..info
+    };
+    let app = App::new(
+        Arc::new(Config::default()),
+        Arc::new(lookup().with_custody(apps, hand_made)),
+    );
+    let resp = review(&app, body).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    let message = resp["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Flux Kustomization flux-system/apps does not come from Git"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn editing_an_argo_cd_configmap_by_hand_is_denied() {
     let resp = review(&app(), fixture("update-48k.json")).await;
     assert_eq!(resp["allowed"], false);
@@ -194,8 +254,8 @@ async fn editing_an_argo_cd_configmap_by_hand_is_denied() {
     );
     // The Argo CD application controller may make it.
     let body = fixture_with("update-48k.json", |r| {
-        r["request"]["userInfo"]["username"] =
-            "system:serviceaccount:argocd:argocd-application-controller".into();
+        r["request"]["userInfo"] =
+            service_account("system:serviceaccount:argocd:argocd-application-controller");
     });
     assert_eq!(review(&app(), body).await["allowed"], true);
 }
@@ -312,7 +372,11 @@ async fn scale_requests_whose_parent_cannot_be_read_are_refused_with_code_500() 
             let req = &mut r["request"];
             req["kind"] = serde_json::json!({"group":"autoscaling","version":"v1","kind":"Scale"});
             req["subResource"] = "scale".into();
-            req["userInfo"]["username"] = user.into();
+            req["userInfo"] = if user.starts_with("system:serviceaccount:") {
+                service_account(&user)
+            } else {
+                serde_json::json!({"username": user, "groups": ["developers", "system:authenticated"]})
+            };
             let scale = |n: u32| {
                 serde_json::json!({"kind":"Scale","apiVersion":"autoscaling/v1",
                 "metadata":{"name":"web","namespace":"prod","uid":"8f2b6c1d-3e4a-4b5c-9d6e-7f8091a2b3c4","resourceVersion":"1843302","creationTimestamp":"2026-09-02T11:20:45Z"},

@@ -1,9 +1,14 @@
 //! Kubernetes watches that feed [`Caches`](super::Caches).
 //!
-//! One task per watched kind. A custom resource whose CRD is not installed (discovery says so, or
-//! the list answers 404) counts as an empty, synced cache; discovery is asked again every
-//! `recheck` so a CRD installed later starts being watched, and a CRD removed later empties the
-//! cache.
+//! One task per watched kind ([`Watched::all`]: every owner and source kind of the chain of custody,
+//! and Namespaces). A custom resource whose CRD is not installed (discovery says so, or the list
+//! answers 404) counts as an empty, synced cache and as not served
+//! ([`Caches::absent`](super::Caches::absent)); discovery is asked again every `recheck` so a CRD
+//! installed later starts being watched (and counts as served once listed), and a CRD removed later
+//! empties the cache.
+//!
+//! Objects are reduced as they arrive ([`Caches::prepare`](super::Caches::prepare)), also while an
+//! initial list is buffered, so a list of large objects is never held whole.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,21 +21,20 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::{Caches, Watched};
+use super::{Caches, Entry, Watched};
 use crate::readiness::Readiness;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Starts one watch task per kind in [`Watched::ALL`] and registers each with `readiness`.
+/// Starts one watch task per kind in [`Watched::all`] and registers each with `readiness`.
 pub fn spawn_all(
     client: kube::Client,
     caches: Arc<Caches>,
     readiness: Arc<Readiness>,
     recheck: Duration,
 ) -> Vec<JoinHandle<()>> {
-    Watched::ALL
-        .iter()
-        .map(|&kind| {
+    Watched::all()
+        .map(|kind| {
             readiness.register_cache(&kind.display());
             tokio::spawn(watch_kind(
                 client.clone(),
@@ -106,7 +110,7 @@ async fn watch_kind(
                     );
                     absent_logged = true;
                 }
-                caches.replace(kind, Vec::new());
+                caches.absent(kind);
                 readiness.cache_synced(&name);
                 tokio::time::sleep(recheck).await;
                 continue;
@@ -123,19 +127,19 @@ async fn watch_kind(
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let stream = watcher(api, watcher::Config::default());
         futures::pin_mut!(stream);
-        let mut buffer: Option<Vec<Value>> = None;
+        let mut buffer: Option<Vec<Entry>> = None;
         while let Some(event) = stream.next().await {
             match event {
                 Ok(watcher::Event::Init) => buffer = Some(Vec::new()),
                 Ok(watcher::Event::InitApply(o)) => {
                     if let (Some(buf), Some(v)) = (buffer.as_mut(), to_value(&o)) {
-                        buf.push(v);
+                        buf.push(caches.prepare(kind, v));
                     }
                 }
                 Ok(watcher::Event::InitDone) => {
                     let objects = buffer.take().unwrap_or_default();
                     let count = objects.len();
-                    caches.replace(kind, objects);
+                    caches.replace_entries(kind, objects);
                     readiness.cache_synced(&name);
                     backoff = Duration::from_secs(1);
                     info!(kind = %name, objects = count, "cache synced");
