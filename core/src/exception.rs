@@ -74,6 +74,11 @@ impl Window {
     /// whose opening the guard cannot date (written while the guard was away, or forged into a new
     /// object) does not count.
     pub fn counts_at_rest(&self, now: jiff::Timestamp, config: &Config) -> bool {
+        self.counts_at_rest_within(now, config.break_glass.max_duration)
+    }
+
+    /// [`Window::counts_at_rest`] with the longest window given (`breakGlass.maxDuration`).
+    pub fn counts_at_rest_within(&self, now: jiff::Timestamp, max: jiff::SignedDuration) -> bool {
         let Some(opened) = self
             .opened
             .as_deref()
@@ -81,9 +86,7 @@ impl Window {
         else {
             return false;
         };
-        let latest = opened
-            .checked_add(config.break_glass.max_duration)
-            .unwrap_or(jiff::Timestamp::MAX);
+        let latest = opened.checked_add(max).unwrap_or(jiff::Timestamp::MAX);
         self.is_open(now) && !self.by.is_empty() && self.until().is_ok_and(|u| u <= latest)
     }
 

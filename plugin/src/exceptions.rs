@@ -157,7 +157,11 @@ pub fn collect(
                 changed: Vec::new(),
             });
         }
-        if let Some(w) = Window::from_annotations(&ann) {
+        if let Some(mut w) = Window::from_annotations(&ann) {
+            // Dated as the guard dates it: by the managedFields entry that wrote it.
+            w.opened = obj
+                .pointer("/metadata/managedFields")
+                .and_then(exception::window_opened);
             rows.extend(window_row(
                 obj,
                 objects,
@@ -184,7 +188,18 @@ fn window_row(
     let until = w.until();
     let state = match &until {
         Err(e) => format!("invalid: {e}"),
-        Ok(u) if w.is_open(now) => format!("active, ends in {}", age(now, *u)),
+        Ok(u) if w.counts_at_rest_within(now, max_window) => {
+            format!("active, ends in {}", age(now, *u))
+        }
+        Ok(_) if w.is_open(now) => format!(
+            "not honoured: {}",
+            match &w.opened {
+                None => "nothing records when it was opened".to_string(),
+                Some(_) if w.by.is_empty() => "it names nobody as its opener".to_string(),
+                Some(o) =>
+                    format!("opened {o}, it runs past breakGlass.maxDuration ({max_window:#})"),
+            }
+        ),
         Ok(u) if *u <= now => {
             if now.duration_since(*u) > expired_within {
                 return None;
@@ -386,7 +401,8 @@ mod tests {
                             "gitops-guard.dev/break-glass-by": "sam"},
             "managedFields": [
                 {"manager": "kustomize-controller", "operation": "Apply", "time": "2026-11-21T11:00:00Z"},
-                {"manager": "kubectl-set", "operation": "Update", "time": "2026-11-21T11:50:00Z"},
+                {"manager": "kubectl-set", "operation": "Update", "time": "2026-11-21T11:50:00Z",
+                 "fieldsV1": {"f:metadata": {"f:annotations": {"f:gitops-guard.dev/break-glass-until": {}}}}},
                 {"manager": "kubectl-edit", "operation": "Update", "time": "2026-11-20T11:50:00Z"},
                 {"manager": "kubectl-patch", "operation": "Update", "time": "2026-11-21T11:55:00Z", "subresource": "status"}
             ]}}),
@@ -400,6 +416,10 @@ mod tests {
                 "annotations": {"gitops-guard.dev/break-glass-until": "2026-11-19T11:30:00Z",
                                 "gitops-guard.dev/break-glass-reason": "long ago", "gitops-guard.dev/break-glass-by": "kim"}}}),
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "plain", "namespace": "prod"}}),
+            // Written while the guard was away: nothing dates it, so the guard does not honour it.
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "forged", "namespace": "prod",
+                "annotations": {"gitops-guard.dev/break-glass-until": "2099-01-01T00:00:00Z",
+                                "gitops-guard.dev/break-glass-reason": "x", "gitops-guard.dev/break-glass-by": "eve"}}}),
         ];
         let rows = collect(&objects, now(), hours(24), hours(4));
         let summary: Vec<(String, &str, String, String)> = rows
@@ -439,6 +459,12 @@ mod tests {
                     "break-glass",
                     "expired 30m ago".into(),
                     "by kim: registry down".into()
+                ),
+                (
+                    "configmap/forged".into(),
+                    "break-glass",
+                    "not honoured: nothing records when it was opened".into(),
+                    "by eve: x".into()
                 ),
             ]
         );
