@@ -472,25 +472,34 @@ pub const SYNC_OVERRIDES: &[&str] = &[
 
 /// The fields of an Argo CD `operation` that carry something other than what the Application
 /// declares (another revision or source, inline manifests, a subset of resources, sync options),
-/// less those the config allows. `spec` is the Application's spec after the request.
-pub fn sync_overrides(operation: &Value, spec: &Value, allowed: &[String]) -> Vec<&'static str> {
+/// less those the config allows. `spec` is the Application's spec after the request; `status` is
+/// its status before it (written by the agent only): argocd-server resolves the declared target
+/// revision to the commit the controller reports there, and copies the declared sync options in.
+pub fn sync_overrides(
+    operation: &Value,
+    spec: &Value,
+    status: &Value,
+    allowed: &[String],
+) -> Vec<&'static str> {
     let Some(sync) = operation.get("sync") else {
         return Vec::new();
     };
-    let declared_revision = |source: Option<&Value>| -> String {
-        source
-            .and_then(|s| s.get("targetRevision"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let same_revision = |asked: &str, declared: &str| {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+    let declared_revision =
+        |source: Option<&Value>| text(source.and_then(|s| s.get("targetRevision")));
+    let same_revision = |asked: &str, declared: &str, reported: &str| {
         asked.is_empty()
             || asked == declared
+            || (!reported.is_empty() && asked == reported)
             || (declared.is_empty() && asked.eq_ignore_ascii_case("HEAD"))
     };
     let present = |v: &Value| {
         !v.is_null() && *v != Value::Array(Vec::new()) && *v != Value::Object(Default::default())
+    };
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|l| l.iter().map(|s| text(Some(s))).collect())
+            .unwrap_or_default()
     };
     let mut out = Vec::new();
     for field in SYNC_OVERRIDES {
@@ -498,24 +507,38 @@ pub fn sync_overrides(operation: &Value, spec: &Value, allowed: &[String]) -> Ve
             continue;
         };
         let override_ = match *field {
-            "revision" => {
-                let declared = declared_revision(spec.get("source"));
-                !same_revision(v.as_str().unwrap_or("\u{0}"), &declared)
-            }
+            "revision" => !same_revision(
+                v.as_str().unwrap_or("\u{0}"),
+                &declared_revision(spec.get("source")),
+                &text(status.pointer("/sync/revision")),
+            ),
             "revisions" => {
                 let declared: Vec<String> = spec
                     .get("sources")
                     .and_then(Value::as_array)
                     .map(|l| l.iter().map(|s| declared_revision(Some(s))).collect())
                     .unwrap_or_default();
+                let reported = strings(status.pointer("/sync/revisions"));
                 match v.as_array() {
                     Some(asked) => {
                         asked.len() != declared.len()
-                            || asked
-                                .iter()
-                                .zip(&declared)
-                                .any(|(a, d)| !same_revision(a.as_str().unwrap_or("\u{0}"), d))
+                            || asked.iter().enumerate().any(|(i, a)| {
+                                !same_revision(
+                                    a.as_str().unwrap_or("\u{0}"),
+                                    &declared[i],
+                                    reported.get(i).map_or("", String::as_str),
+                                )
+                            })
                     }
+                    None => true,
+                }
+            }
+            "syncOptions" => {
+                let declared = strings(spec.pointer("/syncPolicy/syncOptions"));
+                match v.as_array() {
+                    Some(asked) => asked
+                        .iter()
+                        .any(|o| !o.as_str().is_some_and(|o| declared.iter().any(|d| d == o))),
                     None => true,
                 }
             }

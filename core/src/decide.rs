@@ -99,6 +99,8 @@ pub enum Reason {
     HoldsManaged,
     /// Denied: `metadata.managedFields` rewritten by someone other than the agent.
     ManagedFields,
+    /// Denied: an exception (`allow`, `allow-fields`) set by hand on an object not managed yet.
+    PlantedException,
 }
 
 impl Reason {
@@ -128,6 +130,7 @@ impl Reason {
             Reason::NamespaceLabel => "namespace-label",
             Reason::HoldsManaged => "holds-managed",
             Reason::ManagedFields => "managed-fields",
+            Reason::PlantedException => "planted-exception",
         }
     }
 }
@@ -197,7 +200,7 @@ static SERVER_PATHS: LazyLock<Vec<FieldPath>> =
 struct OperationalPaths {
     flux_reconcile: Vec<FieldPath>,
     flux_suspend: FieldPath,
-    argocd_refresh: FieldPath,
+    argocd_refresh: Vec<FieldPath>,
     argocd_operation: FieldPath,
     rollout_restart: FieldPath,
 }
@@ -219,7 +222,16 @@ static OPERATIONAL_PATHS: LazyLock<OperationalPaths> = LazyLock::new(|| {
         .map(annotation)
         .collect(),
         flux_suspend: FieldPath::keys(&["spec", "suspend"]),
-        argocd_refresh: annotation("argocd.argoproj.io/refresh"),
+        argocd_refresh: [
+            "argocd.argoproj.io/refresh",
+            // Argo CD 3's source hydrator asks for a hydration beside a refresh.
+            "argocd.argoproj.io/hydrate",
+            // argocd-notifications-controller's record of what it has sent.
+            "notified.notifications.argoproj.io",
+        ]
+        .into_iter()
+        .map(annotation)
+        .collect(),
         argocd_operation: FieldPath::keys(&["operation"]),
         rollout_restart: key(
             &["spec", "template", "metadata", "annotations"],
@@ -240,7 +252,7 @@ fn operational_paths(config: &Config, group: &str, kind: &str) -> Vec<&'static F
         out.push(&paths.flux_suspend);
     }
     if ops.argocd_refresh && group == "argoproj.io" {
-        out.push(&paths.argocd_refresh);
+        out.extend(&paths.argocd_refresh);
     }
     if ops.argocd_operation && group == "argoproj.io" && kind == "Application" {
         out.push(&paths.argocd_operation);
@@ -359,6 +371,7 @@ const RULES: &[(&str, Rule)] = &[
     ("owners and sources", custody_kind),
     ("an owner's own controller", own_controller),
     ("GitOps-managed objects", managed_object),
+    ("exceptions set by hand", planted_exception),
 ];
 
 /// Decides one admission request.
@@ -555,7 +568,8 @@ impl<'r, 'a> Ctx<'r, 'a> {
     /// Whether the requester is the agent for `owner`.
     fn agent_for(&self, owner: &OwnerRef, info: Option<&OwnerInfo>) -> bool {
         self.identity.is_agent_for(&self.req.user, owner, info)
-            && (self.identity != Identity::Other || self.tenant_counts(owner))
+            && (self.identity != Identity::Other
+                || (self.tenant_counts(owner) && !self.req.user.has_own_credential()))
     }
 
     fn field_sets(&self) -> (&'r Fields<'a>, &'r Fields<'a>) {
@@ -827,6 +841,31 @@ fn managed_object(c: &Ctx<'_, '_>) -> Option<Decision> {
     Some(c.deny(Reason::Managed, message, Some(owner)))
 }
 
+/// `allow` and `allow-fields` are decided in Git: set by hand on an object nobody manages yet, the
+/// agent would adopt them with it (server-side apply keeps other managers' fields), and they
+/// would count as Git's.
+fn planted_exception(c: &Ctx<'_, '_>) -> Option<Decision> {
+    if !matches!(c.req.operation, Operation::Create | Operation::Update)
+        || !matches!(c.identity, Identity::Other)
+    {
+        return None;
+    }
+    let planted: Vec<&str> = exception::changed_guard_annotations(&c.old_ann, &c.new_ann)
+        .into_iter()
+        .filter(|k| [exception::ALLOW, exception::ALLOW_FIELDS].contains(k))
+        .filter(|k| c.new_ann.contains_key(*k))
+        .collect();
+    if planted.is_empty() {
+        return None;
+    }
+    let message = format!(
+        "{}: {} is an exception decided in Git: it counts only when the agent applies it, so it cannot be set by hand, not even before the object is GitOps-managed (the agent would adopt it with the object).\nPut it in the object's manifest in Git instead.",
+        c.what(),
+        planted.join(" and ")
+    );
+    Some(c.deny(Reason::PlantedException, message, None))
+}
+
 /// The agent of every owner: it may act, but only for owners that come from Git. Creating an
 /// object for an owner, or moving it to one, needs that owner to trace back to a bootstrap root.
 fn agent_request(c: &Ctx<'_, '_>) -> Decision {
@@ -937,9 +976,19 @@ fn argo_operation(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> Option<Decision>
     if operation.is_null() || old_operation == new.fields.get("operation").map(|r| r.get()) {
         return None;
     }
+    let status = match c
+        .req
+        .old_object
+        .as_ref()
+        .and_then(|o| o.fields.get("status"))
+    {
+        None => Value::Null,
+        Some(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+    };
     let overrides = custody::sync_overrides(
         &operation,
         &spec,
+        &status,
         &c.config.operational.argocd_sync_overrides,
     );
     if overrides.is_empty() {

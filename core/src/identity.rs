@@ -1,5 +1,7 @@
 //! Who is asking: Kubernetes itself, a GitOps agent, or someone else.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::config::Config;
@@ -11,6 +13,9 @@ use crate::owner::{OwnerInfo, OwnerKind, OwnerRef};
 pub struct UserInfo {
     pub username: String,
     pub groups: Vec<String>,
+    /// What the authenticator adds: a bound token's `authentication.kubernetes.io/credential-id`,
+    /// `pod-name`, …
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +45,19 @@ impl UserInfo {
         let all = "system:serviceaccounts";
         let own = format!("system:serviceaccounts:{ns}");
         self.groups.iter().any(|g| g == all) && self.groups.contains(&own)
+    }
+
+    /// Whether the request comes with a credential of the account's own — a token minted for it
+    /// (`credential-id`) or the token of a Pod running as it (`pod-name`) — rather than through
+    /// impersonation, which is how Flux and Argo CD act as a tenant's account. (Clusters before
+    /// 1.29 do not say so; there, nobody may hold such a token: see the README's premises.)
+    pub fn has_own_credential(&self) -> bool {
+        [
+            "authentication.kubernetes.io/credential-id",
+            "authentication.kubernetes.io/pod-name",
+        ]
+        .iter()
+        .any(|k| self.extra.contains_key(*k))
     }
 
     /// Named like a service account without being one: only ever an impostor.
@@ -128,6 +146,7 @@ mod tests {
         UserInfo {
             username: name.into(),
             groups,
+            ..Default::default()
         }
     }
 
@@ -262,6 +281,7 @@ mod tests {
         let impostor = UserInfo {
             username: a.into(),
             groups: vec!["system:authenticated".into()],
+            ..Default::default()
         };
         assert!(!Identity::Other.is_agent_for(&impostor, &ks, Some(&tenant)));
     }

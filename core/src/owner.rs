@@ -178,7 +178,10 @@ fn argo_tracking_app(
     let (gk, ns_name) = rest.split_once(':')?;
     let (id_group, id_kind) = gk.split_once('/')?;
     let (id_ns, id_name) = ns_name.split_once('/')?;
-    if app.is_empty() || id_kind != kind || id_name != obj.name || id_ns != obj.namespace {
+    // Argo CD writes the Application's destination namespace into the tracking id of a
+    // cluster-scoped object, and accepts any namespace there for one.
+    let same_namespace = id_ns == obj.namespace || obj.namespace.is_empty();
+    if app.is_empty() || id_kind != kind || id_name != obj.name || !same_namespace {
         return None;
     }
     // Argo CD writes the core group as "" and treats "extensions" and "apps" alike.
@@ -294,7 +297,10 @@ pub fn argo_owner_info(app: &Value, project: Option<&Value>) -> OwnerInfo {
 /// Argo CD sync impersonation: the AppProject's `destinationServiceAccounts` entry that matches the
 /// Application's destination (server and namespace globs; first match wins).
 fn argo_destination_sa(app: &Value, project: &Value) -> Option<String> {
-    let dest_ns = str_at(app, &["spec", "destination", "namespace"]).unwrap_or_default();
+    // No destination namespace: Argo CD uses the Application's own.
+    let dest_ns = str_at(app, &["spec", "destination", "namespace"])
+        .or_else(|| str_at(app, &["metadata", "namespace"]))
+        .unwrap_or_default();
     let dest_server = str_at(app, &["spec", "destination", "server"]).unwrap_or_default();
     let entries = project
         .pointer("/spec/destinationServiceAccounts")?
@@ -468,6 +474,22 @@ mod tests {
                 "",
                 "Secret",
                 r#"{"metadata":{"name":"env","namespace":"prod","annotations":{"argocd.argoproj.io/tracking-id":"web:/ConfigMap:prod/env"}}}"#,
+                vec![],
+            ),
+            (
+                "cluster-scoped tracking id with the app's destination namespace",
+                &cfg,
+                "rbac.authorization.k8s.io",
+                "ClusterRole",
+                r#"{"metadata":{"name":"viewer","annotations":{"argocd.argoproj.io/tracking-id":"platform:rbac.authorization.k8s.io/ClusterRole:prod/viewer"}}}"#,
+                vec![owner(Application, "argocd", "platform")],
+            ),
+            (
+                "namespaced object, tracking id of another namespace",
+                &cfg,
+                "",
+                "ConfigMap",
+                r#"{"metadata":{"name":"env","namespace":"prod","annotations":{"argocd.argoproj.io/tracking-id":"web:/ConfigMap:staging/env"}}}"#,
                 vec![],
             ),
             (

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -375,7 +375,63 @@ fn argo_sync_carries_only_what_git_says() {
         ("no sync at all", json!({"info":[]}), &spec, &none, vec![]),
     ];
     for (what, op, spec, allowed, want) in cases {
-        assert_eq!(sync_overrides(&op, spec, allowed), want, "{what}");
+        assert_eq!(
+            sync_overrides(&op, spec, &Value::Null, allowed),
+            want,
+            "{what}"
+        );
+    }
+    // argocd-server resolves the target to the commit the controller reports, and copies the
+    // declared sync options in.
+    let declared = json!({"source":{"targetRevision":"main"},"syncPolicy":{"syncOptions":["CreateNamespace=true"]}});
+    let status = json!({"sync":{"revision":"3f2a9c1e","revisions":[]}});
+    let multi_status = json!({"sync":{"revisions":["aaa1","bbb2"]}});
+    let cases = [
+        (
+            "the reported commit",
+            json!({"sync":{"revision":"3f2a9c1e"}}),
+            &declared,
+            &status,
+            vec![],
+        ),
+        (
+            "another commit",
+            json!({"sync":{"revision":"0000bad"}}),
+            &declared,
+            &status,
+            vec!["revision"],
+        ),
+        (
+            "the declared options",
+            json!({"sync":{"syncOptions":["CreateNamespace=true"]}}),
+            &declared,
+            &status,
+            vec![],
+        ),
+        (
+            "one more option",
+            json!({"sync":{"syncOptions":["CreateNamespace=true","Replace=true"]}}),
+            &declared,
+            &status,
+            vec!["syncOptions"],
+        ),
+        (
+            "multi-source reported commits",
+            json!({"sync":{"revisions":["aaa1","v1.2.0"]}}),
+            &multi,
+            &multi_status,
+            vec![],
+        ),
+        (
+            "multi-source, a commit not reported",
+            json!({"sync":{"revisions":["aaa1","ccc3"]}}),
+            &multi,
+            &multi_status,
+            vec!["revisions"],
+        ),
+    ];
+    for (what, op, spec, status, want) in cases {
+        assert_eq!(sync_overrides(&op, spec, status, &none), want, "{what}");
     }
 }
 
