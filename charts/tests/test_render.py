@@ -773,11 +773,23 @@ def test_match_conditions_skip_exactly_the_agents_of_each_entry() -> None:
     flux_obj = _obj({KUSTOMIZE: "apps"})
     for name in ("flux-kustomize", "flux-helm"):
         assert _skips(hooks[name], FLUX_KC, ["system:serviceaccounts"], flux_obj, flux_obj), name
-        assert _skips(hooks[name], FLUX_HC, None, flux_obj, None), name  # create
         assert _skips(hooks[name], FLUX_KC, None, None, flux_obj), name  # delete
         assert not _skips(hooks[name], ARGO_AC, None, flux_obj, flux_obj), name
+        # A create, or an update that moves the object to another owner, is the guard's to check:
+        # the new owner must come from Git (chain of custody).
+        assert not _skips(hooks[name], FLUX_HC, None, flux_obj, None), name  # create
+        moved = _obj({KUSTOMIZE: "evil"})
+        assert not _skips(hooks[name], FLUX_KC, None, moved, flux_obj), name
+        relabelled = _obj({KUSTOMIZE: "apps", "kustomize.toolkit.fluxcd.io/namespace": "team-x"})
+        assert not _skips(hooks[name], FLUX_KC, None, relabelled, flux_obj), name
     assert not _skips(hooks["argocd-annotations"], FLUX_KC, None)
     assert _skips(hooks["argocd-annotations"], ARGO_AC, None)
+    tracked = _obj(None, {"argocd.argoproj.io/tracking-id": "web:apps/Deployment:apps/web"})
+    assert _skips(hooks["argocd-annotations"], ARGO_AC, None, tracked, tracked)
+    assert _skips(hooks["argocd-annotations"], ARGO_AC, None, None, tracked)  # delete
+    assert not _skips(hooks["argocd-annotations"], ARGO_AC, None, tracked, None)  # create
+    retracked = _obj(None, {"argocd.argoproj.io/tracking-id": "evil:apps/Deployment:apps/web"})
+    assert not _skips(hooks["argocd-annotations"], ARGO_AC, None, retracked, tracked)
     assert _skips(hooks["enforce-all"], FLUX_KC, None, _obj(), _obj()) and _skips(
         hooks["enforce-all"], ARGO_AC, None
     )
@@ -808,7 +820,10 @@ def test_flux_controllers_still_reach_the_guard_for_objects_argo_cd_also_owns() 
     labelled = _obj({KUSTOMIZE: "apps", "app.kubernetes.io/instance": "web"})
     assert not _skips(hooks["flux-kustomize"], FLUX_KC, None, labelled, labelled)
     assert _skips(hooks["flux-kustomize"], FLUX_KC, None, flux_only, flux_only)
-    assert _skips(hooks["argocd-labels"], ARGO_AC, None, labelled, labelled)
+    # ... and Flux's label makes Flux one for Argo CD's controller.
+    assert not _skips(hooks["argocd-labels"], ARGO_AC, None, labelled, labelled)
+    argo_only = _obj({"app.kubernetes.io/instance": "web"})
+    assert _skips(hooks["argocd-labels"], ARGO_AC, None, argo_only, argo_only)
 
 
 def test_match_conditions_follow_the_configured_namespaces() -> None:

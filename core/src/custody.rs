@@ -40,7 +40,7 @@ pub struct Kind {
     pub kind: &'static str,
     pub plural: &'static str,
     pub agent: Agent,
-    /// What it is, for messages ("Flux source").
+    /// What it is, with its article, for messages ("a Flux source", "an Argo CD Application").
     pub noun: &'static str,
     /// Whether `status` is a subresource (else it is an ordinary field of the object).
     pub status_subresource: bool,
@@ -72,6 +72,7 @@ const fn flux(
 const fn argo(
     kind: &'static str,
     plural: &'static str,
+    noun: &'static str,
     status_subresource: bool,
     controller: &'static str,
 ) -> Kind {
@@ -81,7 +82,7 @@ const fn argo(
         kind,
         plural,
         agent: Agent::ArgoCd,
-        noun: "Argo CD",
+        noun,
         status_subresource,
         controller,
     }
@@ -98,7 +99,7 @@ pub const KINDS: &[Kind] = &[
         "v1",
         "GitRepository",
         "gitrepositories",
-        "Flux source",
+        "a Flux source",
         "source-controller",
     ),
     flux(
@@ -106,7 +107,7 @@ pub const KINDS: &[Kind] = &[
         "v1",
         "OCIRepository",
         "ocirepositories",
-        "Flux source",
+        "a Flux source",
         "source-controller",
     ),
     flux(
@@ -114,7 +115,7 @@ pub const KINDS: &[Kind] = &[
         "v1",
         "HelmRepository",
         "helmrepositories",
-        "Flux source",
+        "a Flux source",
         "source-controller",
     ),
     flux(
@@ -122,7 +123,7 @@ pub const KINDS: &[Kind] = &[
         "v1",
         "HelmChart",
         "helmcharts",
-        "Flux source",
+        "a Flux source",
         "source-controller",
     ),
     flux(
@@ -130,7 +131,7 @@ pub const KINDS: &[Kind] = &[
         "v1",
         "Bucket",
         "buckets",
-        "Flux source",
+        "a Flux source",
         "source-controller",
     ),
     flux(
@@ -138,7 +139,7 @@ pub const KINDS: &[Kind] = &[
         "v1",
         "ExternalArtifact",
         "externalartifacts",
-        "Flux source",
+        "a Flux source",
         "source-watcher",
     ),
     flux(
@@ -146,7 +147,7 @@ pub const KINDS: &[Kind] = &[
         "v1beta1",
         "ArtifactGenerator",
         "artifactgenerators",
-        "Flux source",
+        "a Flux source",
         "source-watcher",
     ),
     flux(
@@ -154,7 +155,7 @@ pub const KINDS: &[Kind] = &[
         "v1",
         "Kustomization",
         "kustomizations",
-        "Flux Kustomization",
+        "a Flux Kustomization",
         "kustomize-controller",
     ),
     flux(
@@ -162,7 +163,7 @@ pub const KINDS: &[Kind] = &[
         "v2",
         "HelmRelease",
         "helmreleases",
-        "Flux HelmRelease",
+        "a Flux HelmRelease",
         "helm-controller",
     ),
     flux(
@@ -170,7 +171,7 @@ pub const KINDS: &[Kind] = &[
         "v1",
         "ImageRepository",
         "imagerepositories",
-        "Flux image automation object",
+        "a Flux image automation object",
         "image-reflector-controller",
     ),
     flux(
@@ -178,7 +179,7 @@ pub const KINDS: &[Kind] = &[
         "v1",
         "ImagePolicy",
         "imagepolicies",
-        "Flux image automation object",
+        "a Flux image automation object",
         "image-reflector-controller",
     ),
     flux(
@@ -186,24 +187,27 @@ pub const KINDS: &[Kind] = &[
         "v1",
         "ImageUpdateAutomation",
         "imageupdateautomations",
-        "Flux image automation object",
+        "a Flux image automation object",
         "image-automation-controller",
     ),
     argo(
         "Application",
         "applications",
+        "an Argo CD Application",
         false,
         "argocd-application-controller",
     ),
     argo(
         "ApplicationSet",
         "applicationsets",
+        "an Argo CD ApplicationSet",
         true,
         "argocd-applicationset-controller",
     ),
     argo(
         "AppProject",
         "appprojects",
+        "an Argo CD AppProject",
         false,
         "argocd-application-controller",
     ),

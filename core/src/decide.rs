@@ -330,6 +330,37 @@ pub fn needs_scale_parent(req: &AdmissionRequest<'_>, config: &Config) -> bool {
     req.sub_resource == "scale" && decided_without_objects(req, config).is_none()
 }
 
+/// Whether deciding `req` needs the live object (which the caller reads from the API server and
+/// passes to [`decide`] as `live`): API servers before 1.23 send the old object of an UPDATE
+/// without `metadata.managedFields` (kubernetes/kubernetes#106195), and the guard needs that
+/// record to tell a rewrite of it, and to date a break-glass window. Only for someone other than
+/// the agents changing a GitOps-managed object, an owner or a source.
+pub fn needs_live_object(
+    req: &AdmissionRequest<'_>,
+    config: &Config,
+    cluster: &dyn Lookup,
+) -> bool {
+    let (Some(old), Some(new)) = (req.old_object.as_ref(), req.object.as_ref()) else {
+        return false;
+    };
+    if req.operation != Operation::Update
+        || !req.sub_resource.is_empty()
+        || crate::managed_fields::record_of(old).is_some()
+        || decided_without_objects(req, config).is_some()
+        || Identity::of(&req.user, config) != Identity::Other
+    {
+        return false;
+    }
+    let (group, kind) = (req.resource.group.as_str(), req.kind.kind.as_str());
+    custody::kind_of(group, kind).is_some()
+        || !owners_of(old, group, kind, config).is_empty()
+        || !owners_of(new, group, kind, config).is_empty()
+        || (!req.namespace.is_empty()
+            && cluster
+                .namespace(&req.namespace)
+                .is_some_and(|n| n.enforce_all))
+}
+
 /// Everything the rules read about one request, worked out once.
 struct Ctx<'r, 'a> {
     req: &'r AdmissionRequest<'a>,
@@ -338,6 +369,9 @@ struct Ctx<'r, 'a> {
     now: jiff::Timestamp,
     identity: Identity,
     scale: bool,
+    /// The object as the API server has it now, read by the caller when the review's old object
+    /// lacks `metadata.managedFields` ([`needs_live_object`]).
+    live: Option<&'r Object<'a>>,
     /// The objects that say who manages the resource (for scale: the parent, twice).
     old: Option<&'r Object<'a>>,
     new: Option<&'r Object<'a>>,
@@ -376,11 +410,13 @@ const RULES: &[(&str, Rule)] = &[
 
 /// Decides one admission request.
 ///
-/// `scale_parent` is the object behind a `<resource>/scale` request (the Scale object carries no
-/// labels); the webhook looks it up. `now` is for break-glass windows.
+/// `live` is the object as the API server has it, which the webhook reads when the review does not
+/// say enough: the object behind a `<resource>/scale` request ([`needs_scale_parent`]: the Scale
+/// object carries no labels), or the object an UPDATE changes when the review's old object lacks
+/// `metadata.managedFields` ([`needs_live_object`]). `now` is for break-glass windows.
 pub fn decide(
     req: &AdmissionRequest<'_>,
-    scale_parent: Option<&Object<'_>>,
+    live: Option<&Object<'_>>,
     config: &Config,
     cluster: &dyn Lookup,
     now: jiff::Timestamp,
@@ -390,14 +426,15 @@ pub fn decide(
     }
     let scale = req.sub_resource == "scale";
     let (old, new) = if scale {
-        match scale_parent {
+        match live {
             Some(p) => (Some(p), Some(p)),
             None => return Decision::allow(Reason::Unmanaged),
         }
     } else {
         (req.old_object.as_ref(), req.object.as_ref())
     };
-    let ctx = Ctx::new(req, old, new, scale, config, cluster, now);
+    let live = if scale { None } else { live };
+    let ctx = Ctx::new(req, old, new, live, scale, config, cluster, now);
     RULES
         .iter()
         .find_map(|(_, rule)| rule(&ctx))
@@ -405,10 +442,12 @@ pub fn decide(
 }
 
 impl<'r, 'a> Ctx<'r, 'a> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         req: &'r AdmissionRequest<'a>,
         old: Option<&'r Object<'a>>,
         new: Option<&'r Object<'a>>,
+        live: Option<&'r Object<'a>>,
         scale: bool,
         config: &'r Config,
         cluster: &'r dyn Lookup,
@@ -493,6 +532,7 @@ impl<'r, 'a> Ctx<'r, 'a> {
             now,
             identity,
             scale,
+            live,
             old,
             new,
             group,
@@ -570,6 +610,30 @@ impl<'r, 'a> Ctx<'r, 'a> {
         self.identity.is_agent_for(&self.req.user, owner, info)
             && (self.identity != Identity::Other
                 || (self.tenant_counts(owner) && !self.req.user.has_own_credential()))
+    }
+
+    /// The old object's `metadata.managedFields` as JSON text: from the review, or else from the
+    /// live object (API servers before 1.23). `Err` when the live object is not the one the
+    /// review changes (it changed meanwhile).
+    fn old_record(&self) -> Result<Option<&'a str>, String> {
+        let Some(old) = self.req.old_object.as_ref() else {
+            return Ok(None);
+        };
+        if let Some(record) = crate::managed_fields::record_of(old) {
+            return Ok(Some(record));
+        }
+        let Some(live) = self.live else {
+            return Ok(None);
+        };
+        let version = |o: &Object<'_>| {
+            Fields::parse(o.fields.get("metadata")?)?
+                .get("resourceVersion")
+                .map(|r| r.get().to_string())
+        };
+        if version(live) != version(old) {
+            return Err("the object changed while the guard read it; try again".into());
+        }
+        Ok(crate::managed_fields::record_of(live))
     }
 
     fn field_sets(&self) -> (&'r Fields<'a>, &'r Fields<'a>) {
@@ -763,7 +827,7 @@ fn custody_kind(c: &Ctx<'_, '_>) -> Option<Decision> {
         ),
     };
     let message = format!(
-        "{what} is a {noun}: it decides what {agent} applies, so only {agent} may create, change or delete it, from Git; it cannot be {verb} by hand.\nAdd it to Git instead: put its manifest in the repository that {root} syncs, commit and push{current}",
+        "{what} is {noun}: it decides what {agent} applies, so only {agent} may create, change or delete it, from Git; it cannot be {verb} by hand.\nAdd it to Git instead: put its manifest in the repository that {root} syncs, commit and push{current}",
         what = c.what(),
         noun = kind.noun,
         agent = kind.agent.name(),
@@ -937,7 +1001,10 @@ fn managed_fields_rewrite(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> Option<D
     let (Some(old), Some(new)) = (c.req.old_object.as_ref(), c.req.object.as_ref()) else {
         return None;
     };
-    let why = crate::managed_fields::rewrite(old, new, c.now)?;
+    let why = match c.old_record() {
+        Ok(record) => crate::managed_fields::rewrite(old, record, new, c.now)?,
+        Err(why) => why,
+    };
     let message = format!(
         "{}: metadata.managedFields may be rewritten only by the agent: it is the record of who set each field (kubectl gitops blame, Flux's drift detection), and this request rewrites it ({why}).\nChange the object without sending managedFields (kubectl edit, patch and apply leave it to the API server).",
         c.what()

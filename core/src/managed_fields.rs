@@ -55,15 +55,24 @@ impl Entry {
     }
 }
 
-fn managed_fields_text<'a>(o: &Object<'a>) -> Option<&'a str> {
+/// An object's `metadata.managedFields` as JSON text (`None`: it has none).
+pub fn record_of<'a>(o: &Object<'a>) -> Option<&'a str> {
     let meta = Fields::parse(o.fields.get("metadata")?)?;
-    meta.get("managedFields").map(|r| r.get())
+    meta.get("managedFields")
+        .map(|r| r.get())
+        .filter(|t| *t != "null")
 }
 
-/// Why `new`'s `metadata.managedFields` is not what the API server would have made of `old`'s for
-/// one request at `now`; `None` when it is.
-pub fn rewrite(old: &Object<'_>, new: &Object<'_>, now: jiff::Timestamp) -> Option<String> {
-    let (old_text, new_text) = (managed_fields_text(old), managed_fields_text(new));
+/// Why `new`'s `metadata.managedFields` is not what the API server would have made of the old
+/// record (`old_record`: the old object's, or the live object's where the review leaves it out)
+/// for one request at `now`; `None` when it is. `old` is the object before the request.
+pub fn rewrite(
+    old: &Object<'_>,
+    old_record: Option<&str>,
+    new: &Object<'_>,
+    now: jiff::Timestamp,
+) -> Option<String> {
+    let (old_text, new_text) = (old_record, record_of(new));
     if old_text == new_text {
         return None;
     }

@@ -28,4 +28,4 @@ mod webhook;
 
 pub use cluster::{Cluster, User, build_path, kubectl_program, target_profile_dir};
 pub use command::{DENIED_PREFIX, Out, run as run_command};
-pub use webhook::{WEBHOOK_NAME, Webhook};
+pub use webhook::{CUSTODY_GROUPS, WEBHOOK_NAME, Webhook};

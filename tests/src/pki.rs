@@ -46,6 +46,58 @@ fn serial() -> String {
 /// signed by the CA to `cert` and `key`. Each file is replaced atomically (written beside it, then
 /// renamed over it), the key first.
 pub(crate) fn issue_serving_cert(ca_cert: &Path, ca_key: &Path, cert: &Path, key: &Path) {
+    issue_cert(
+        ca_cert,
+        ca_key,
+        "/CN=127.0.0.1",
+        "basicConstraints = critical,CA:FALSE\n\
+         keyUsage = critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage = serverAuth\n\
+         subjectAltName = IP:127.0.0.1,DNS:localhost\n",
+        cert,
+        key,
+    );
+}
+
+/// Writes a fresh RSA key and a client certificate (client auth, one year) for `common_name` in
+/// the `organisations` signed by the CA: the apiserver (`--client-ca-file`) takes the common name
+/// as the username and the organisations as its groups.
+pub(crate) fn issue_client_cert(
+    ca_cert: &Path,
+    ca_key: &Path,
+    common_name: &str,
+    organisations: &[&str],
+    cert: &Path,
+    key: &Path,
+) {
+    // openssl -subj: `/` and `\` are special in values.
+    let escape = |v: &str| v.replace('\\', "\\\\").replace('/', "\\/");
+    let mut subject = String::new();
+    for o in organisations {
+        subject.push_str(&format!("/O={}", escape(o)));
+    }
+    subject.push_str(&format!("/CN={}", escape(common_name)));
+    issue_cert(
+        ca_cert,
+        ca_key,
+        &subject,
+        "basicConstraints = critical,CA:FALSE\n\
+         keyUsage = critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage = clientAuth\n",
+        cert,
+        key,
+    );
+}
+
+/// A fresh key and a certificate for `subject` with the extensions `ext`, signed by the CA.
+fn issue_cert(
+    ca_cert: &Path,
+    ca_key: &Path,
+    subject: &str,
+    ext_text: &str,
+    cert: &Path,
+    key: &Path,
+) {
     let with = |path: &Path, suffix: &str| -> PathBuf {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
@@ -57,14 +109,8 @@ pub(crate) fn issue_serving_cert(ca_cert: &Path, ca_key: &Path, cert: &Path, key
         with(cert, ".ext"),
         with(cert, ".new"),
     );
-    std::fs::write(
-        &ext,
-        "basicConstraints = critical,CA:FALSE\n\
-         keyUsage = critical,digitalSignature,keyEncipherment\n\
-         extendedKeyUsage = serverAuth\n\
-         subjectAltName = IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap_or_else(|e| panic!("cannot write {}: {e}", ext.display()));
+    std::fs::write(&ext, ext_text)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", ext.display()));
     openssl(
         &[
             "genpkey",
@@ -84,7 +130,7 @@ pub(crate) fn issue_serving_cert(ca_cert: &Path, ca_key: &Path, cert: &Path, key
             "-key",
             path_str(&key_new),
             "-subj",
-            "/CN=127.0.0.1",
+            subject,
             "-out",
             path_str(&csr),
         ],
@@ -186,9 +232,41 @@ mod tests {
     }
 
     #[test]
-    fn issued_certs_verify_against_the_ca_and_rotate() {
+    fn client_certs_name_the_user_and_its_groups() {
         let dir = tempfile::tempdir().unwrap();
-        let (ca_cert, ca_key) = (dir.path().join("ca.crt"), dir.path().join("ca.key"));
+        let (ca_cert, ca_key) = test_ca(dir.path());
+        let (cert, key) = (dir.path().join("c.crt"), dir.path().join("c.key"));
+        issue_client_cert(
+            &ca_cert,
+            &ca_key,
+            "system:serviceaccount:flux-system:kustomize-controller",
+            &["oidc:admins"],
+            &cert,
+            &key,
+        );
+        openssl(
+            &[
+                "verify",
+                "-CAfile",
+                path_str(&ca_cert),
+                "-purpose",
+                "sslclient",
+                path_str(&cert),
+            ],
+            None,
+        );
+        let subject = openssl(
+            &["x509", "-noout", "-subject", "-nameopt", "RFC2253"],
+            Some(&std::fs::read_to_string(&cert).unwrap()),
+        );
+        assert_eq!(
+            subject.trim(),
+            "subject=CN=system:serviceaccount:flux-system:kustomize-controller,O=oidc:admins"
+        );
+    }
+
+    fn test_ca(dir: &Path) -> (PathBuf, PathBuf) {
+        let (ca_cert, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
         openssl(
             &[
                 "req",
@@ -207,6 +285,13 @@ mod tests {
             ],
             None,
         );
+        (ca_cert, ca_key)
+    }
+
+    #[test]
+    fn issued_certs_verify_against_the_ca_and_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_cert, ca_key) = test_ca(dir.path());
         let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
         issue_serving_cert(&ca_cert, &ca_key, &cert, &key);
         let first = std::fs::read_to_string(&cert).unwrap();

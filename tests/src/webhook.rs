@@ -19,10 +19,24 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_WEBHOOK: &str = "probe.gitops-guard.dev";
 
+/// The API groups of the GitOps owner and source kinds (Flux and Argo CD), whose status
+/// subresource is routed to the guard too (as the chart's `gitops-guard.custodyGroups`).
+pub const CUSTODY_GROUPS: [&str; 6] = [
+    "source.toolkit.fluxcd.io",
+    "source.extensions.fluxcd.io",
+    "kustomize.toolkit.fluxcd.io",
+    "helm.toolkit.fluxcd.io",
+    "image.toolkit.fluxcd.io",
+    "argoproj.io",
+];
+
 /// A running `gitops-guard-webhook`, registered as ValidatingWebhookConfiguration `gitops-guard`
-/// (webhook `guard.gitops-guard.dev`, every group/version, resources `*` and `*/scale`,
-/// CREATE/UPDATE/DELETE, failurePolicy Fail, timeout 5 s, kube-system excluded). Dropping it
-/// deregisters it (and waits until the apiserver stops calling it), then kills it.
+/// (webhook `guard.gitops-guard.dev`, every group/version, resources `*` and `*/scale`, plus
+/// `*/status` of the GitOps owner and source groups ([`CUSTODY_GROUPS`]), CREATE/UPDATE/DELETE,
+/// failurePolicy Fail, timeout 5 s). Like the Helm chart on Kubernetes 1.20, it excludes no
+/// namespace by label (`kubernetes.io/metadata.name` is an ordinary label before 1.21): the guard
+/// leaves kube-system alone by name (config `excludedNamespaces`). Dropping it deregisters it (and
+/// waits until the apiserver stops calling it), then kills it.
 ///
 /// One at a time per cluster: they share the configuration's name.
 #[derive(Debug)]
@@ -253,9 +267,11 @@ webhooks:
     resources: ["*", "*/scale"]
     operations: [CREATE, UPDATE, DELETE]
     scope: "*"
-  namespaceSelector:
-    matchExpressions:
-    - {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}}
+  - apiGroups: [{custody}]
+    apiVersions: ["*"]
+    resources: ["*/status"]
+    operations: [CREATE, UPDATE, DELETE]
+    scope: Namespaced
   sideEffects: NoneOnDryRun
   admissionReviewVersions: [v1]
   failurePolicy: Fail
@@ -263,6 +279,7 @@ webhooks:
 "#,
             port = self.port,
             ca = self.ca_bundle(),
+            custody = CUSTODY_GROUPS.join(", "),
         );
         self.kubectl
             .run(User::Admin, &["apply", "-f", "-"], Some(&yaml))
@@ -300,8 +317,15 @@ impl Drop for Webhook {
 
 /// Waits until the apiserver acts on every ValidatingWebhookConfiguration change made so far: the
 /// apiserver loads them asynchronously, in order. A throw-away configuration whose webhook cannot be
-/// reached rejects labelled dry-run ConfigMaps in kube-system (which the guard never sees) once it
-/// is loaded — and then so is every change before it.
+/// reached rejects labelled dry-run ConfigMaps in kube-system once it is loaded — and then so is
+/// every change before it.
+///
+/// The guard is registered for kube-system too (no label exclusion, see [`Webhook`]), so a probe
+/// may reach both webhooks. The guard allows it (kube-system is excluded by name, and the probe is
+/// an unmanaged ConfigMap), so only the unreachable webhook refuses it. Should the guard be gone
+/// (killed) while still registered, its failure may be the one reported; the loop then goes on
+/// until the probe webhook's own failure shows, and since configurations load in order, that
+/// still means every earlier change (the guard's removal included) is in effect.
 fn sync_webhook_configurations(kubectl: &Kubectl, ca_bundle: &str) -> Result<(), String> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let token = format!(

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gitops_guard_tests::{Cluster, User, WEBHOOK_NAME, Webhook};
+use gitops_guard_tests::{CUSTODY_GROUPS, Cluster, User, WEBHOOK_NAME, Webhook};
 
 const FLUX_SA: &str = "system:serviceaccount:flux-system:kustomize-controller";
 
@@ -212,7 +212,10 @@ status: {sync: {status: Synced, revision: 3f2a9c1d0e5b7a8c9f1e2d3c4b5a69788796a5
     assert_eq!(app["status"]["sync"]["status"], "Synced");
 
     // Every fixture answers to its upstream short names.
-    for short in ["ks", "hr", "gitrepo", "ocirepo", "app", "appproj"] {
+    for short in [
+        "ks", "hr", "gitrepo", "ocirepo", "helmrepo", "hc", "buckets", "ea", "ag", "imgrepo",
+        "imgpol", "iua", "app", "appset", "appproj",
+    ] {
         cluster
             .kubectl(User::Admin, &["get", short, "--all-namespaces"])
             .ok();
@@ -222,6 +225,8 @@ status: {sync: {status: Synced, revision: 3f2a9c1d0e5b7a8c9f1e2d3c4b5a69788796a5
         "kustomize.toolkit.fluxcd.io/v1",
         "helm.toolkit.fluxcd.io/v2",
         "source.toolkit.fluxcd.io/v1",
+        "source.extensions.fluxcd.io/v1beta1",
+        "image.toolkit.fluxcd.io/v1",
         "argoproj.io/v1alpha1",
     ] {
         assert!(
@@ -330,7 +335,7 @@ fn up_refuses_a_dir_in_use_and_down_refuses_foreign_dirs() {
 }
 
 #[test]
-fn a_registered_webhook_fails_closed_outside_kube_system_until_dropped() {
+fn a_registered_webhook_fails_closed_until_dropped() {
     let cluster = Cluster::start();
     cluster.install_crds();
     cluster
@@ -359,11 +364,23 @@ fn a_registered_webhook_fails_closed_outside_kube_system_until_dropped() {
         hook["rules"][0]["resources"],
         serde_json::json!(["*", "*/scale"])
     );
+    // The owners' and sources' status goes to the guard too.
+    assert_eq!(
+        hook["rules"][1]["resources"],
+        serde_json::json!(["*/status"])
+    );
+    assert_eq!(
+        hook["rules"][1]["apiGroups"],
+        serde_json::json!(CUSTODY_GROUPS)
+    );
+    // No namespace is left out by a label (before 1.21 anyone may set kubernetes.io/metadata.name):
+    // the guard itself leaves kube-system alone, by name.
+    assert_eq!(hook["namespaceSelector"], serde_json::json!({}), "{hook}");
     assert_eq!(hook["failurePolicy"], "Fail");
     assert!(webhook.get("/healthz").len() < 1000);
 
     // With the webhook process gone, the apiserver (which already calls it) refuses writes —
-    // except in kube-system, which the registration leaves out.
+    // in kube-system too: the registration excludes no namespace (the guard does, by name).
     let killed = Command::new("kill")
         .args(["-KILL", &webhook.pid().to_string()])
         .status()
@@ -379,12 +396,16 @@ fn a_registered_webhook_fails_closed_outside_kube_system_until_dropped() {
             .contains(&format!("failed calling webhook \"{WEBHOOK_NAME}\"")),
         "{out}"
     );
-    cluster
-        .kubectl(
-            User::Developer,
-            &["create", "configmap", "c1", "-n", "kube-system"],
-        )
-        .ok();
+    let out = cluster.kubectl(
+        User::Developer,
+        &["create", "configmap", "c1", "-n", "kube-system"],
+    );
+    assert!(
+        out.fails()
+            .stderr
+            .contains(&format!("failed calling webhook \"{WEBHOOK_NAME}\"")),
+        "{out}"
+    );
 
     // Dropping it deregisters it, and the apiserver has let go of it when drop returns.
     drop(webhook);

@@ -10,6 +10,27 @@ const KC: &str = "system:serviceaccount:flux-system:kustomize-controller";
 /// Break-glass windows here last at most 20 s, so expiry is tested without waiting for hours.
 const CONFIG: &str = "breakGlass:\n  groups: [sre]\n  maxDuration: 20s\n";
 
+/// What `flux bootstrap` creates: the roots of custody (the guard's default `custody.roots`).
+const ROOTS: &str = "apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: flux-system, namespace: flux-system}
+spec: {interval: 1m, url: 'https://github.com/acme/fleet.git', ref: {branch: main}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: flux-system, namespace: flux-system}
+spec: {interval: 10m, path: ./clusters/prod, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
+";
+
+const APPS: &str = "apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: apps
+  namespace: flux-system
+  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
+spec: {interval: 10m, path: ./apps, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
+";
+
 struct Env {
     cluster: Cluster,
     _webhook: Webhook,
@@ -22,6 +43,24 @@ fn env() -> &'static Env {
         cluster.install_crds();
         cluster
             .kubectl(User::Admin, &["create", "namespace", "flux-system"])
+            .ok();
+        // The bootstrap roots, and Kustomization flux-system/apps from Git (applied by
+        // kustomize-controller for the root): the owner of every Deployment here.
+        cluster
+            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], ROOTS)
+            .ok();
+        cluster
+            .kubectl_as_stdin(
+                KC,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=kustomize-controller",
+                    "-f",
+                    "-",
+                ],
+                APPS,
+            )
             .ok();
         // People in the sre group may do anything RBAC-wise; only the guard stops them.
         cluster

@@ -3,7 +3,8 @@
 //! One cluster and one webhook serve every test in this file; each test works in namespaces of its
 //! own. The agents are played through the API exactly as they act: Flux's kustomize-controller
 //! applies server-side with its field manager and labels, status is written through the status
-//! subresource.
+//! subresource. The owners come from Git (kustomize-controller applied them for the bootstrap root
+//! Kustomization flux-system/flux-system), so the agents may act for them.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -31,13 +32,28 @@ fn env() -> &'static Env {
         for ns in ["flux-system", "argocd", "team-a", "team-b"] {
             cluster.kubectl(User::Admin, &["create", "namespace", ns]).ok();
         }
-        // The owners, with the status their controllers would write.
+        // What `flux bootstrap` creates: the roots of custody.
         cluster
-            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], OWNERS)
+            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], ROOTS)
             .ok();
+        // The owners come from Git: kustomize-controller applied them for the root Kustomization.
         cluster
-            .patch_status(
-                User::Admin,
+            .kubectl_as_stdin(
+                KC,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=kustomize-controller",
+                    "-f",
+                    "-",
+                ],
+                OWNERS,
+            )
+            .ok();
+        // The status their controllers wrote.
+        cluster
+            .patch_status_as(
+                KC,
                 "kustomizations",
                 "flux-system",
                 "apps",
@@ -45,8 +61,8 @@ fn env() -> &'static Env {
             )
             .ok();
         cluster
-            .kubectl(
-                User::Admin,
+            .kubectl_as(
+                ARGO,
                 &[
                     "patch",
                     "applications.argoproj.io",
@@ -64,25 +80,74 @@ fn env() -> &'static Env {
     })
 }
 
+/// The bootstrap roots (the guard's default `custody.roots`).
+const ROOTS: &str = r#"
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: flux-system, namespace: flux-system}
+spec: {interval: 1m, url: 'https://github.com/acme/fleet.git', ref: {branch: main}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: flux-system, namespace: flux-system}
+spec: {interval: 10m, path: ./clusters/prod, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: default, namespace: argocd}
+spec:
+  sourceRepos: ['*']
+  destinations: [{server: '*', namespace: '*'}]
+"#;
+
+/// The owners (and the tenants' sources), as the root Kustomization applies them from Git.
 const OWNERS: &str = r#"
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
-metadata: {name: apps, namespace: flux-system}
+metadata:
+  name: apps
+  namespace: flux-system
+  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
 spec: {interval: 10m, path: ./apps, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
 ---
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: apps, namespace: team-a}
-spec: {interval: 10m, path: ./team-a, prune: true, serviceAccountName: reconciler, sourceRef: {kind: GitRepository, name: team-a}}
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: team-a
+  namespace: team-a
+  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
+spec: {interval: 1m, url: 'https://github.com/acme/team-a.git', ref: {branch: main}}
 ---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
-metadata: {name: apps, namespace: team-b}
+metadata:
+  name: apps
+  namespace: team-a
+  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
+spec: {interval: 10m, path: ./team-a, prune: true, serviceAccountName: reconciler, sourceRef: {kind: GitRepository, name: team-a}}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: team-b
+  namespace: team-b
+  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
+spec: {interval: 1m, url: 'https://github.com/acme/team-b.git', ref: {branch: main}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: apps
+  namespace: team-b
+  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
 spec: {interval: 10m, path: ./team-b, prune: true, serviceAccountName: reconciler, sourceRef: {kind: GitRepository, name: team-b}}
 ---
 apiVersion: argoproj.io/v1alpha1
 kind: Application
-metadata: {name: web, namespace: argocd}
+metadata:
+  name: web
+  namespace: argocd
+  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
 spec:
   project: default
   source: {repoURL: 'https://github.com/acme/platform.git', path: web/overlays/prod, targetRevision: main}

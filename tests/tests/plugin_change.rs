@@ -34,6 +34,43 @@ enum Agent {
 const TOKEN: &str = "ghp_e2e0123456789abcdef";
 const URL: &str = "https://github.com/acme/platform.git";
 
+/// The bootstrap roots (the guard's default `custody.roots`).
+const ROOTS: &str = "apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: flux-system, namespace: flux-system}
+spec: {interval: 1m, url: 'https://github.com/acme/fleet.git', ref: {branch: main}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: flux-system, namespace: flux-system}
+spec: {interval: 10m, path: ./clusters/prod, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: default, namespace: argocd}
+spec:
+  sourceRepos: ['*']
+  destinations: [{server: '*', namespace: '*'}]
+";
+
+/// The ownership labels of what the root Kustomization applies.
+const FROM_GIT: &str = "{kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}";
+
+/// Server-side apply as kustomize-controller, as Flux applies what is in Git.
+fn flux_apply(c: &Cluster, yaml: &str) -> Out {
+    c.kubectl_as_stdin(
+        KC,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=kustomize-controller",
+            "-f",
+            "-",
+        ],
+        yaml,
+    )
+}
+
 struct Env {
     cluster: Cluster,
     _webhook: Webhook,
@@ -49,6 +86,11 @@ fn env() -> &'static Env {
                 .kubectl(User::Admin, &["create", "namespace", ns])
                 .ok();
         }
+        // What `flux bootstrap` creates: the roots of custody. Each test's owners come from Git
+        // under them (kustomize-controller applies them with the root's labels).
+        cluster
+            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], ROOTS)
+            .ok();
         // The guard denies live edits of managed objects and lets dry-runs through with a
         // warning: the plugin's validation must work with it in place.
         let webhook = Webhook::start(&cluster, "mode: enforce\n");
@@ -191,12 +233,11 @@ impl Fx {
         match agent {
             Agent::Flux => {
                 let owners = format!(
-                    "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: {ns}, namespace: flux-system}}\nspec: {{interval: 1m, url: '{url}', ref: {{branch: main}}}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: {ns}, namespace: flux-system}}\nspec: {{interval: 10m, path: ./{flux_path}, prune: true, targetNamespace: {ns}, sourceRef: {{kind: GitRepository, name: {ns}}}}}\n"
+                    "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: {ns}, namespace: flux-system, labels: {FROM_GIT}}}\nspec: {{interval: 1m, url: '{url}', ref: {{branch: main}}}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: {ns}, namespace: flux-system, labels: {FROM_GIT}}}\nspec: {{interval: 10m, path: ./{flux_path}, prune: true, targetNamespace: {ns}, sourceRef: {{kind: GitRepository, name: {ns}}}}}\n"
                 );
-                c.kubectl_stdin(User::Admin, &["apply", "-f", "-"], &owners)
-                    .ok();
-                c.patch_status(
-                    User::Admin,
+                flux_apply(c, &owners).ok();
+                c.patch_status_as(
+                    KC,
                     "kustomizations",
                     "flux-system",
                     ns,
@@ -206,15 +247,16 @@ impl Fx {
             }
             Agent::Argo => {
                 let app = format!(
-                    "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {ns}, namespace: argocd}}\nspec:\n  project: default\n  source: {{repoURL: '{url}', path: {flux_path}, targetRevision: HEAD}}\n  destination: {{server: 'https://kubernetes.default.svc', namespace: {ns}}}\n"
+                    "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {ns}, namespace: argocd, labels: {FROM_GIT}}}\nspec:\n  project: default\n  source: {{repoURL: '{url}', path: {flux_path}, targetRevision: HEAD}}\n  destination: {{server: 'https://kubernetes.default.svc', namespace: {ns}}}\n"
                 );
-                c.kubectl_stdin(User::Admin, &["apply", "-f", "-"], &app)
-                    .ok();
+                flux_apply(c, &app).ok();
+                // Argo CD's application controller records what it synced (no status
+                // subresource: a plain patch).
                 let status = format!(
                     r#"{{"status":{{"operationState":{{"phase":"Succeeded","syncResult":{{"revision":"{sha}"}}}}}}}}"#
                 );
-                c.kubectl(
-                    User::Admin,
+                c.kubectl_as(
+                    ARGO,
                     &[
                         "patch",
                         "applications.argoproj.io",
@@ -1234,10 +1276,9 @@ fn helm_release_objects_name_the_values_key() {
     let ns = &fx.ns;
     let c = &env().cluster;
     let hr = format!(
-        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  interval: 10m\n  chart:\n    spec:\n      chart: ./charts/web\n      sourceRef: {{kind: GitRepository, name: {ns}, namespace: flux-system}}\n  values:\n    replicaCount: 2\n"
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {{name: web, namespace: {ns}, labels: {FROM_GIT}}}\nspec:\n  interval: 10m\n  chart:\n    spec:\n      chart: ./charts/web\n      sourceRef: {{kind: GitRepository, name: {ns}, namespace: flux-system}}\n  values:\n    replicaCount: 2\n"
     );
-    c.kubectl_stdin(User::Admin, &["apply", "-f", "-"], &hr)
-        .ok();
+    flux_apply(c, &hr).ok();
     let live = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: {ns}\n  labels: {{helm.toolkit.fluxcd.io/name: web, helm.toolkit.fluxcd.io/namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: api}}}}\n  template:\n    metadata: {{labels: {{app: api}}}}\n    spec:\n      containers: [{{name: web, image: 'ghcr.io/acme/web:1.0'}}]\n"
     );
@@ -1466,10 +1507,11 @@ fn outside_a_clone_the_cache_clone_is_used() {
     // runs in a directory that is no clone: the clone in $XDG_CACHE_HOME is made and used.
     let url = format!("file://{}", fx.bare.display());
     let patch = format!(r#"{{"spec":{{"url":"{url}"}}}}"#);
+    // (The source comes from Git: Flux applies the change.)
     env()
         .cluster
-        .kubectl(
-            User::Admin,
+        .kubectl_as(
+            KC,
             &[
                 "patch",
                 "gitrepositories.source.toolkit.fluxcd.io",

@@ -234,36 +234,52 @@ async fn validate(State(app): State<App>, ReviewBody(body): ReviewBody) -> Respo
     };
     let config = app.config();
 
-    let parent_text: Option<Arc<str>> = if handler::needs_scale_parent(&req, &config) {
-        let key = ParentRef::of(&req);
-        let ttl = Duration::from_secs(config.scale_parent_cache_seconds);
-        match app.scale_parent(&key, ttl).await {
-            Ok(text) => text,
-            Err(e) => {
-                metrics.request_error(RequestError::ScaleParent);
-                let message = format!(
-                    "gitops-guard cannot read {key}, the object behind this scale request, to see who manages it: {e}. \
-                     The request is refused; retry, and check that the webhook can get {} from the API server",
-                    key.resource
-                );
-                warn!(uid = %req.uid, user = %req.user.username, error = %e, object = %key,
-                    "scale parent lookup failed; refusing with code 500");
-                metrics.observe_duration(started.elapsed().as_secs_f64());
-                return json_response(
-                    StatusCode::OK,
-                    handler::error_response(&req.api_version, &req.uid, 500, &message),
-                );
-            }
-        }
+    // The object as the API server has it, when the review does not say enough: the parent of a
+    // scale request (briefly cached: the HPA and `kubectl scale` ask often), or, on API servers
+    // before 1.23, the object an UPDATE changes, for the managedFields record the review leaves
+    // out (never cached: it must be the very version the request changes).
+    let why = if handler::needs_scale_parent(&req, &config) {
+        Some(("the object behind this scale request", true))
+    } else if handler::needs_live_object(&req, &config, &*app.inner.lookup) {
+        Some(("the object as it is now, for its managedFields", false))
     } else {
         None
+    };
+    let parent_text: Option<Arc<str>> = match why {
+        None => None,
+        Some((what, cached)) => {
+            let key = ParentRef::of(&req);
+            let ttl = if cached {
+                Duration::from_secs(config.scale_parent_cache_seconds)
+            } else {
+                Duration::ZERO
+            };
+            match app.scale_parent(&key, ttl).await {
+                Ok(text) => text,
+                Err(e) => {
+                    metrics.request_error(RequestError::ScaleParent);
+                    let message = format!(
+                        "gitops-guard cannot read {key}, {what}, to decide: {e}. \
+                         The request is refused; retry, and check that the webhook can get {} from the API server",
+                        key.resource
+                    );
+                    warn!(uid = %req.uid, user = %req.user.username, error = %e, object = %key,
+                        "live object lookup failed; refusing with code 500");
+                    metrics.observe_duration(started.elapsed().as_secs_f64());
+                    return json_response(
+                        StatusCode::OK,
+                        handler::error_response(&req.api_version, &req.uid, 500, &message),
+                    );
+                }
+            }
+        }
     };
     let parent = match parent_text.as_deref().map(Object::from_json).transpose() {
         Ok(parent) => parent,
         Err(e) => {
             metrics.request_error(RequestError::ScaleParent);
             let message = format!(
-                "gitops-guard cannot understand {}, the object behind this scale request: {e}",
+                "gitops-guard cannot understand {}, the live object it read to decide: {e}",
                 ParentRef::of(&req)
             );
             return json_response(

@@ -41,7 +41,7 @@ pub fn handle(
     Ok(answer(&req, None, config, lookup, now))
 }
 
-pub use gitops_guard_core::decide::needs_scale_parent;
+pub use gitops_guard_core::decide::{needs_live_object, needs_scale_parent};
 
 /// An AdmissionReview response refusing the request for a reason other than a decision (the
 /// guard could not find out what it needed), with an HTTP-like `code` such as 500.

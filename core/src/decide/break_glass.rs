@@ -4,7 +4,6 @@ use serde_json::Value;
 
 use super::{Ctx, Decision, Reason, Verdict, managed_fields_rewrite};
 use crate::exception::{self, Window};
-use crate::object::{Fields, Object};
 use crate::owner::OwnerRef;
 use crate::review::Operation;
 
@@ -15,8 +14,10 @@ fn open_window(c: &Ctx<'_, '_>) -> Option<Window> {
         Operation::Create => None,
         _ => Window::from_annotations(&c.old_ann).map(|w| Window {
             opened: c
-                .old
-                .and_then(managed_fields_of)
+                .old_record()
+                .ok()
+                .flatten()
+                .and_then(|record| serde_json::from_str::<Value>(record).ok())
                 .as_ref()
                 .and_then(exception::window_opened),
             ..w
@@ -30,12 +31,6 @@ fn open_window(c: &Ctx<'_, '_>) -> Option<Window> {
                 .clone()
                 .filter(|w| w.counts_at_rest(c.now, c.config))
         })
-}
-
-/// An object's `metadata.managedFields` as JSON.
-fn managed_fields_of(o: &Object<'_>) -> Option<Value> {
-    let meta = Fields::parse(o.fields.get("metadata")?)?;
-    serde_json::from_str(meta.get("managedFields")?.get()).ok()
 }
 
 /// A change by a break-glass member inside an open window: recorded and allowed, except what no

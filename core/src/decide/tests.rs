@@ -2748,3 +2748,122 @@ fn attacks_found_in_review() {
         failed.join("\n")
     );
 }
+
+/// API servers before 1.23 send an UPDATE's old object without `metadata.managedFields`
+/// (kubernetes/kubernetes#106195): the webhook reads the live object, and the record comes from
+/// there.
+#[test]
+fn old_objects_without_their_record() {
+    let stripped = |mut v: Value| {
+        v["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        v
+    };
+    let review = |r: &Req| r.review();
+    let needs = |r: &Req| {
+        let body = review(r);
+        let request = AdmissionRequest::decode(body.as_bytes()).unwrap();
+        needs_live_object(&request, &config(), &cluster())
+    };
+    let restart = restarted(
+        json!([flux_entry(), {"manager": "kubectl-rollout", "operation": "Update",
+        "time": "2026-11-21T12:00:00Z", "fieldsV1": {"f:spec": {"f:template": {"f:metadata": {"f:annotations": {"f:kubectl.kubernetes.io/restartedAt": {}}}}}}}]),
+    );
+    let by_ana = req(
+        "UPDATE",
+        ANA,
+        Some(stripped(recorded())),
+        Some(restart.clone()),
+    );
+    assert!(needs(&by_ana), "a person changing a managed object");
+    assert!(
+        !needs(&req("UPDATE", ANA, Some(recorded()), Some(restart.clone()))),
+        "the review has the record"
+    );
+    assert!(
+        !needs(&req(
+            "UPDATE",
+            KC,
+            Some(stripped(recorded())),
+            Some(restart.clone())
+        )),
+        "the agent"
+    );
+    let plain = deployment("prod", json!({}), json!({}), 1, "web:1");
+    assert!(
+        !needs(&req(
+            "UPDATE",
+            ANA,
+            Some(plain.clone()),
+            Some(with_image(plain, "web:2"))
+        )),
+        "unmanaged"
+    );
+    assert!(
+        !needs(&req("CREATE", ANA, None, Some(recorded()))),
+        "a create"
+    );
+    assert!(
+        needs(
+            &req(
+                "UPDATE",
+                ANA,
+                Some(stripped(managed())),
+                Some(with_image(stripped(managed()), "web:2"))
+            )
+            .ns("locked")
+        ),
+        "enforce: all"
+    );
+
+    let run_live = |r: &Req, live: &Value| {
+        let body = r.review();
+        let request = AdmissionRequest::decode(body.as_bytes()).unwrap();
+        let text = live.to_string();
+        let live = Object::from_json(&text).unwrap();
+        decide(&request, Some(&live), &config(), &cluster(), now())
+    };
+    let cases: Vec<(&str, Req, Value, Verdict, Reason)> = vec![
+        (
+            "a rollout restart, the record read live",
+            by_ana,
+            recorded(),
+            Verdict::Allow,
+            Reason::Operational,
+        ),
+        (
+            "the record wiped, read live",
+            req(
+                "UPDATE",
+                ANA,
+                Some(stripped(recorded())),
+                Some(stripped(restart.clone())),
+            ),
+            recorded(),
+            Verdict::Deny,
+            Reason::ManagedFields,
+        ),
+        (
+            "the live object is another version",
+            req(
+                "UPDATE",
+                ANA,
+                Some(stripped(recorded())),
+                Some(restart.clone()),
+            ),
+            {
+                let mut v = recorded();
+                v["metadata"]["resourceVersion"] = json!("101");
+                v
+            },
+            Verdict::Deny,
+            Reason::ManagedFields,
+        ),
+    ];
+    for (what, r, live, verdict, reason) in cases {
+        let d = run_live(&r, &live);
+        assert_eq!((d.verdict, d.reason), (verdict, reason), "{what}: {d:?}");
+    }
+}

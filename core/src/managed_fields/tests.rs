@@ -153,7 +153,7 @@ fn rewrites_table() {
             Object::from_json(&old).unwrap(),
             Object::from_json(&new).unwrap(),
         );
-        let got = rewrite(&old, &new, now());
+        let got = rewrite(&old, record_of(&old), &new, now());
         match want {
             None => assert_eq!(got, None, "{what}"),
             Some(needle) => {
