@@ -29,6 +29,11 @@ pub trait Lookup {
     fn serves(&self, _kind: &custody::Kind) -> bool {
         true
     }
+    /// Whether `group`/`resource` has a status subresource (API discovery). Where it has none,
+    /// `status` is an ordinary field that a change to counts. Default: it has one.
+    fn status_is_subresource(&self, _group: &str, _resource: &str) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -653,7 +658,11 @@ impl<'r, 'a> Ctx<'r, 'a> {
     /// The fields nobody's change counts for: those the API server keeps, and `status` where it
     /// is a subresource (a kind whose status is an ordinary field keeps it guarded).
     fn server_paths(&self) -> Vec<&'static FieldPath> {
-        let status_is_field = self.custody.is_some_and(|k| !k.status_subresource);
+        let status_is_field = self.custody.is_some_and(|k| !k.status_subresource)
+            || (!self.scale
+                && !self
+                    .cluster
+                    .status_is_subresource(&self.req.resource.group, &self.req.resource.resource));
         SERVER_PATHS
             .iter()
             .filter(|p| !(status_is_field && **p == *STATUS_PATH))

@@ -295,6 +295,14 @@ fn deployment(ns: &str, name: &str, labels: &str, annotations: &str) -> String {
     )
 }
 
+/// A Widget or Gadget (`tests/fixtures/test-crds`), named after the first letter of its kind.
+fn widget(kind: &str, ns: &str, labels: &str) -> String {
+    let name = kind[..1].to_lowercase();
+    format!(
+        "apiVersion: example.gitops-guard.dev/v1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\nspec: {{size: 1}}\n"
+    )
+}
+
 fn git_repository(ns: &str, name: &str, labels: &str, url: &str) -> String {
     format!(
         "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\nspec: {{interval: 1m, url: '{url}', ref: {{branch: main}}}}\n"
@@ -758,6 +766,24 @@ fn cases() -> Vec<Case> {
             &["patch", "deployment/web", "-n", "deployment-status-by-hand", "--subresource=status", "--type=merge", "-p", r#"{"status":{"observedGeneration":1,"replicas":2}}"#],
         )
         .setup(vec![kc_apply(deployment("deployment-status-by-hand", "web", &apps, ""))])
+        .allowed(),
+        case(
+            "status-without-subresource",
+            s,
+            "forge the status of a Flux-managed custom resource whose kind keeps status as an ordinary field (no status subresource)",
+            DEV,
+            &["patch", "widgets.example.gitops-guard.dev/w", "-n", "status-without-subresource", "--type=merge", "-p", r#"{"status":{"phase":"Ready"}}"#],
+        )
+        .setup(vec![kc_apply(widget("Widget", "status-without-subresource", &apps))])
+        .denied("widget/w in status-without-subresource is managed by Flux Kustomization flux-system/apps"),
+        case(
+            "status-with-subresource",
+            s,
+            "send a status change of a Flux-managed custom resource whose kind has a status subresource in a plain update (the API server drops it: not a change)",
+            DEV,
+            &["patch", "gadgets.example.gitops-guard.dev/g", "-n", "status-with-subresource", "--type=merge", "-p", r#"{"status":{"phase":"Ready"}}"#],
+        )
+        .setup(vec![kc_apply(widget("Gadget", "status-with-subresource", &apps))])
         .allowed(),
         case(
             "application-status-by-hand",
@@ -1322,6 +1348,15 @@ fn env() -> &'static Env {
     ENV.get_or_init(|| {
         let cluster = Cluster::start();
         cluster.install_crds_except(&[NOT_INSTALLED]);
+        // Kinds of no agent, with and without a status subresource.
+        let test_crds = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/test-crds");
+        cluster.kubectl(User::Admin, &["apply", "-f", test_crds]).ok();
+        cluster
+            .kubectl(
+                User::Admin,
+                &["wait", "--for=condition=established", "--timeout=60s", "-f", test_crds],
+            )
+            .ok();
         let admin = |args: &[&str]| cluster.kubectl(User::Admin, args).ok().clone();
         let admin_stdin =
             |args: &[&str], stdin: &str| cluster.kubectl_stdin(User::Admin, args, stdin).ok().clone();

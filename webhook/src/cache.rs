@@ -458,6 +458,9 @@ impl State {
 pub struct Caches {
     config: ArcSwap<Config>,
     state: RwLock<State>,
+    /// Served resources by `(group, plural)` and whether they have a status subresource (from
+    /// API discovery; `None` before the first one).
+    status_subresources: ArcSwap<Option<HashMap<(String, String), bool>>>,
 }
 
 fn key_of(v: &Value) -> (String, String) {
@@ -470,6 +473,7 @@ impl Caches {
         Caches {
             config: ArcSwap::new(config),
             state: RwLock::new(State::default()),
+            status_subresources: ArcSwap::new(Arc::new(None)),
         }
     }
 
@@ -603,6 +607,13 @@ impl Caches {
     }
 }
 
+impl Caches {
+    /// What API discovery found: every served resource and whether it has a status subresource.
+    pub fn set_status_subresources(&self, found: HashMap<(String, String), bool>) {
+        self.status_subresources.store(Arc::new(Some(found)));
+    }
+}
+
 impl Lookup for Caches {
     fn owner(&self, owner: &OwnerRef) -> Option<OwnerInfo> {
         self.state.read().ok()?.owners.get(owner).cloned()
@@ -636,6 +647,17 @@ impl Lookup for Caches {
         self.state
             .read()
             .is_ok_and(|state| state.served.contains(kind.kind))
+    }
+
+    /// Unknown resources (before discovery, or not served) count as having one.
+    fn status_is_subresource(&self, group: &str, resource: &str) -> bool {
+        match &**self.status_subresources.load() {
+            Some(found) => found
+                .get(&(group.to_string(), resource.to_string()))
+                .copied()
+                .unwrap_or(true),
+            None => true,
+        }
     }
 }
 
@@ -965,6 +987,21 @@ mod tests {
         caches.replace_entries(w("AppProject"), vec![other]);
         assert_eq!(caches.len(w("AppProject")), 0);
         assert_eq!(caches.len(w("Kustomization")), 0);
+    }
+
+    #[test]
+    fn status_subresources_come_from_discovery() {
+        let caches = Caches::new(Arc::new(Config::default()));
+        // Before the first discovery every kind counts as having one.
+        assert!(caches.status_is_subresource("example.gitops-guard.dev", "widgets"));
+        caches.set_status_subresources(HashMap::from([
+            (("example.gitops-guard.dev".into(), "widgets".into()), false),
+            (("apps".into(), "deployments".into()), true),
+        ]));
+        assert!(!caches.status_is_subresource("example.gitops-guard.dev", "widgets"));
+        assert!(caches.status_is_subresource("apps", "deployments"));
+        // A resource discovery did not list (an aggregated API that was down) is not guessed at.
+        assert!(caches.status_is_subresource("metrics.k8s.io", "pods"));
     }
 
     #[test]

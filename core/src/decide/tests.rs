@@ -2867,3 +2867,73 @@ fn old_objects_without_their_record() {
         assert_eq!((d.verdict, d.reason), (verdict, reason), "{what}: {d:?}");
     }
 }
+
+/// The test cluster, where one custom kind has no status subresource.
+struct NoStatusSubresource(Cluster);
+
+impl Lookup for NoStatusSubresource {
+    fn owner(&self, owner: &OwnerRef) -> Option<OwnerInfo> {
+        self.0.owner(owner)
+    }
+    fn namespace(&self, name: &str) -> Option<NamespaceInfo> {
+        self.0.namespace(name)
+    }
+    fn custody(&self, object: &ObjectRef) -> Option<CustodyInfo> {
+        self.0.custody(object)
+    }
+    fn status_is_subresource(&self, group: &str, resource: &str) -> bool {
+        (group, resource) != ("example.gitops-guard.dev", "widgets")
+    }
+}
+
+/// `status` is exempt from the field diff only where the kind has a status subresource.
+#[test]
+fn status_is_a_field_without_a_subresource() {
+    let cr = |kind: &str, phase: &str| {
+        json!({"apiVersion": "example.gitops-guard.dev/v1", "kind": kind,
+            "metadata": {"name": "w", "namespace": "prod", "labels": flux_labels("flux-system")},
+            "spec": {"size": 1}, "status": {"phase": phase}})
+    };
+    let lookup = NoStatusSubresource(cluster());
+    let decide_on = |r: &Req| {
+        let body = r.review();
+        let request = AdmissionRequest::decode(body.as_bytes()).unwrap();
+        decide(&request, None, &config(), &lookup, now())
+    };
+    let widget = |user| {
+        req(
+            "UPDATE",
+            user,
+            Some(cr("Widget", "Pending")),
+            Some(cr("Widget", "Ready")),
+        )
+        .kind("example.gitops-guard.dev", "Widget", "widgets")
+    };
+    let gadget = req(
+        "UPDATE",
+        ANA,
+        Some(cr("Gadget", "Pending")),
+        Some(cr("Gadget", "Ready")),
+    )
+    .kind("example.gitops-guard.dev", "Gadget", "gadgets");
+    let cases = [
+        (
+            "a person forges a status that is a field",
+            decide_on(&widget(ANA)),
+            (Verdict::Deny, Reason::Managed),
+        ),
+        (
+            "the agent writes it",
+            decide_on(&widget(KC)),
+            (Verdict::Allow, Reason::Agent),
+        ),
+        (
+            "a status the API server keeps in a subresource",
+            decide_on(&gadget),
+            (Verdict::Allow, Reason::Operational),
+        ),
+    ];
+    for (what, d, want) in cases {
+        assert_eq!((d.verdict, d.reason), want, "{what}: {d:?}");
+    }
+}

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+use std::collections::HashMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIResourceList};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher;
 use serde_json::Value;
@@ -26,25 +28,110 @@ use crate::readiness::Readiness;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Starts one watch task per kind in [`Watched::all`] and registers each with `readiness`.
+/// How often the served resources are discovered again (for which have a status subresource).
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Starts one watch task per kind in [`Watched::all`] and registers each with `readiness`, and
+/// the discovery of which resources have a status subresource.
 pub fn spawn_all(
     client: kube::Client,
     caches: Arc<Caches>,
     readiness: Arc<Readiness>,
     recheck: Duration,
 ) -> Vec<JoinHandle<()>> {
-    Watched::all()
-        .map(|kind| {
-            readiness.register_cache(&kind.display());
-            tokio::spawn(watch_kind(
-                client.clone(),
-                kind,
-                caches.clone(),
-                readiness.clone(),
-                recheck,
-            ))
-        })
-        .collect()
+    readiness.register_cache(DISCOVERY);
+    let discovery = tokio::spawn(discover_status_loop(
+        client.clone(),
+        caches.clone(),
+        readiness.clone(),
+    ));
+    let watches = Watched::all().map(|kind| {
+        readiness.register_cache(&kind.display());
+        tokio::spawn(watch_kind(
+            client.clone(),
+            kind,
+            caches.clone(),
+            readiness.clone(),
+            recheck,
+        ))
+    });
+    std::iter::once(discovery).chain(watches).collect()
+}
+
+async fn get<T: serde::de::DeserializeOwned>(
+    client: &kube::Client,
+    path: &str,
+) -> Result<T, String> {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    client
+        .request::<T>(request)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Every resource the API server serves, by `(group, plural)`, and whether it has a status
+/// subresource in some version. A group-version that does not answer (an aggregated API that is
+/// down) is left out: its resources count as having one, as before discovery.
+pub async fn discover_status(
+    client: &kube::Client,
+) -> Result<HashMap<(String, String), bool>, String> {
+    let mut lists = vec![(String::new(), "/api/v1".to_string())];
+    let groups: APIGroupList = get(client, "/apis").await?;
+    for group in groups.groups {
+        for version in group.versions {
+            lists.push((
+                group.name.clone(),
+                format!("/apis/{}", version.group_version),
+            ));
+        }
+    }
+    let mut out: HashMap<(String, String), bool> = HashMap::new();
+    for (group, path) in lists {
+        let list: APIResourceList = match get(client, &path).await {
+            Ok(list) => list,
+            Err(e) => {
+                debug!(path = %path, error = %e, "discovery of a group-version failed; skipped");
+                continue;
+            }
+        };
+        for resource in list.resources {
+            match resource.name.split_once('/') {
+                Some((plural, "status")) => {
+                    out.insert((group.clone(), plural.to_string()), true);
+                }
+                Some(_) => {}
+                None => {
+                    out.entry((group.clone(), resource.name)).or_insert(false);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The readiness entry of the discovery: the guard decides with it.
+const DISCOVERY: &str = "API discovery (status subresources)";
+
+async fn discover_status_loop(
+    client: kube::Client,
+    caches: Arc<Caches>,
+    readiness: Arc<Readiness>,
+) {
+    loop {
+        match discover_status(&client).await {
+            Ok(found) => {
+                caches.set_status_subresources(found);
+                readiness.cache_synced(DISCOVERY);
+            }
+            Err(e) => {
+                warn!(error = %e, "API discovery failed; status subresources as before");
+                readiness.cache_error(DISCOVERY, e);
+            }
+        }
+        tokio::time::sleep(DISCOVERY_INTERVAL).await;
+    }
 }
 
 fn api_resource(kind: Watched) -> ApiResource {
