@@ -29,6 +29,10 @@ pub trait Lookup {
     fn serves(&self, _kind: &custody::Kind) -> bool {
         true
     }
+    /// The owners and sources that live in `namespace` or hold objects in it.
+    fn holders(&self, _namespace: &str) -> Vec<ObjectRef> {
+        Vec::new()
+    }
     /// Whether `group`/`resource` has a status subresource (API discovery). Where it has none,
     /// `status` is an ordinary field that a change to counts. Default: it has one.
     fn status_is_subresource(&self, _group: &str, _resource: &str) -> bool {
@@ -612,9 +616,40 @@ impl<'r, 'a> Ctx<'r, 'a> {
 
     /// Whether the requester is the agent for `owner`.
     fn agent_for(&self, owner: &OwnerRef, info: Option<&OwnerInfo>) -> bool {
+        if owner.kind == OwnerKind::Namespace && self.identity == Identity::Other {
+            return self.namespace_tenant(&owner.name);
+        }
         self.identity.is_agent_for(&self.req.user, owner, info)
             && (self.identity != Identity::Other
                 || (self.tenant_counts(owner) && !self.req.user.has_own_credential()))
+    }
+
+    /// In an `enforce: all` namespace a tenant's account is the agent when an owner from Git that
+    /// impersonates it holds the namespace: helm-controller keeps a tenant's release Secrets
+    /// there as the tenant (they carry Helm's labels, not Flux's).
+    fn namespace_tenant(&self, namespace: &str) -> bool {
+        let user = &self.req.user;
+        if !user.is_genuine_service_account() || user.has_own_credential() {
+            return false;
+        }
+        self.cluster.holders(namespace).iter().any(|o| {
+            let kind = match o.kind.as_str() {
+                "Kustomization" => OwnerKind::Kustomization,
+                "HelmRelease" => OwnerKind::HelmRelease,
+                "Application" => OwnerKind::Application,
+                _ => return false,
+            };
+            let owner = OwnerRef {
+                kind,
+                namespace: o.namespace.clone(),
+                name: o.name.clone(),
+            };
+            self.cluster
+                .owner(&owner)
+                .and_then(|i| i.service_account)
+                .is_some_and(|sa| sa == user.username)
+                && self.tenant_counts(&owner)
+        })
     }
 
     /// The old object's `metadata.managedFields` as JSON text: from the review, or else from the

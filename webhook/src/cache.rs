@@ -277,9 +277,9 @@ struct State {
     owners: HashMap<OwnerRef, OwnerInfo>,
     /// Derived from `namespace_facts`; `holds_managed` comes from `holders` at lookup.
     namespaces: HashMap<String, NamespaceInfo>,
-    /// How many cached owners and sources live in or hold objects in each namespace (no entry:
+    /// The cached owners and sources that live in or hold objects in each namespace (no entry:
     /// none).
-    holders: HashMap<String, usize>,
+    holders: HashMap<String, HashSet<ObjectRef>>,
 }
 
 impl State {
@@ -289,15 +289,18 @@ impl State {
 
     fn hold(&mut self, object: &ObjectRef, info: &CustodyInfo) {
         for ns in held_namespaces(object, info) {
-            *self.holders.entry(ns.to_string()).or_default() += 1;
+            self.holders
+                .entry(ns.to_string())
+                .or_default()
+                .insert(object.clone());
         }
     }
 
     fn release(&mut self, object: &ObjectRef, info: &CustodyInfo) {
         for ns in held_namespaces(object, info) {
-            if let Some(count) = self.holders.get_mut(ns) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
+            if let Some(set) = self.holders.get_mut(ns) {
+                set.remove(object);
+                if set.is_empty() {
                     self.holders.remove(ns);
                 }
             }
@@ -647,6 +650,19 @@ impl Lookup for Caches {
         self.state
             .read()
             .is_ok_and(|state| state.served.contains(kind.kind))
+    }
+
+    fn holders(&self, namespace: &str) -> Vec<ObjectRef> {
+        self.state
+            .read()
+            .ok()
+            .and_then(|state| {
+                state
+                    .holders
+                    .get(namespace)
+                    .map(|set| set.iter().cloned().collect())
+            })
+            .unwrap_or_default()
     }
 
     /// Unknown resources (before discovery, or not served) count as having one.

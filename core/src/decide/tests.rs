@@ -25,6 +25,15 @@ impl Lookup for Cluster {
     fn custody(&self, object: &ObjectRef) -> Option<CustodyInfo> {
         self.custody.get(object).cloned()
     }
+    fn holders(&self, namespace: &str) -> Vec<ObjectRef> {
+        self.custody
+            .iter()
+            .filter(|(o, i)| {
+                o.namespace == namespace || i.namespaces.iter().any(|n| n == namespace)
+            })
+            .map(|(o, _)| o.clone())
+            .collect()
+    }
 }
 
 /// An owner applied by `by` (its own labels), reading `source`.
@@ -2547,6 +2556,58 @@ fn attacks_found_in_review() {
                 "manual",
             )),
         )),
+        (Verdict::Deny, Reason::Managed),
+    );
+
+    // Was a wrongful block: with Flux multi-tenancy helm-controller builds its Helm storage from
+    // the impersonated client (helm-controller internal/action/config.go), so the release Secret
+    // sh.helm.release.v1.<name>.v<N> is created by the tenant account with Helm's labels only; in
+    // an enforce-all namespace the tenant must count as the agent when its owner (from Git)
+    // holds the namespace.
+    let mut tenants = cluster();
+    tenants.namespaces.insert(
+        "team-a".into(),
+        NamespaceInfo {
+            enforce_all: true,
+            managed: true,
+            holds_managed: true,
+            ..Default::default()
+        },
+    );
+    let release = |user: &'static str| {
+        named(
+            req(
+                "CREATE",
+                user,
+                None,
+                Some(json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+                    "metadata": {"name": "sh.helm.release.v1.web.v1", "namespace": "team-a",
+                        "labels": {"owner": "helm", "name": "web", "status": "pending-install", "version": "1"}},
+                    "data": {"release": "H4sI"}})),
+            )
+            .kind("", "Secret", "secrets")
+            .ns("team-a"),
+            "sh.helm.release.v1.web.v1",
+        )
+    };
+    check(
+        "the tenant's helm-controller stores a release in its enforce-all namespace",
+        run_on(&release(TENANT_A), &tenants, None),
+        (Verdict::Allow, Reason::Agent),
+    );
+    // HOLDS: another tenant is not that namespace's agent, nor is the tenant's own token.
+    check(
+        "another tenant writes in that namespace",
+        run_on(&release(TENANT_B), &tenants, None),
+        (Verdict::Deny, Reason::Managed),
+    );
+    check(
+        "a token of the tenant's own writes in that namespace",
+        run_on(
+            &release(TENANT_A),
+            &tenants,
+            Some(json!({"authentication.kubernetes.io/credential-id": ["JTI=1"]})),
+        ),
         (Verdict::Deny, Reason::Managed),
     );
 
