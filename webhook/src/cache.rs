@@ -315,19 +315,23 @@ impl State {
             // The config changed since the entry was made.
             info.owners = own_owners(kind, &entry.facts, config);
         }
+        // What it held before is released first: the holders are sets.
+        if let Some(old) = self
+            .objects
+            .get_mut(kind.kind)
+            .and_then(|m| m.remove(&object))
+        {
+            self.release(&object, &old.info);
+        }
         self.hold(&object, &info);
         let held = Held {
             facts: entry.facts,
             info,
         };
-        if let Some(old) = self
-            .objects
+        self.objects
             .entry(kind.kind)
             .or_default()
-            .insert(object.clone(), held)
-        {
-            self.release(&object, &old.info);
-        }
+            .insert(object, held);
     }
 
     fn remove(&mut self, kind: &'static custody::Kind, object: &ObjectRef) {
@@ -1018,6 +1022,39 @@ mod tests {
         assert!(caches.status_is_subresource("apps", "deployments"));
         // A resource discovery did not list (an aggregated API that was down) is not guessed at.
         assert!(caches.status_is_subresource("metrics.k8s.io", "pods"));
+    }
+
+    #[test]
+    fn holders_name_the_owners_that_hold_a_namespace() {
+        let caches = Caches::new(Arc::new(Config::default()));
+        feed(
+            &caches,
+            &Event::Apply("Kustomization", flux_apps(&["prod_web_apps_Deployment"])),
+        );
+        feed(
+            &caches,
+            &Event::Apply("Application", argo_web("web", &["prod"])),
+        );
+        let mut prod = caches.holders("prod");
+        prod.sort();
+        assert_eq!(
+            prod,
+            [
+                ObjectRef::new("Application", "argocd", "web"),
+                ObjectRef::new("Kustomization", "flux-system", "apps"),
+            ]
+        );
+        // Applied again holding less: it no longer holds prod, and still holds its own namespace.
+        feed(&caches, &Event::Apply("Kustomization", flux_apps(&[])));
+        assert_eq!(
+            caches.holders("prod"),
+            [ObjectRef::new("Application", "argocd", "web")]
+        );
+        assert_eq!(
+            caches.holders("flux-system"),
+            [ObjectRef::new("Kustomization", "flux-system", "apps")]
+        );
+        assert!(caches.holders("nowhere").is_empty());
     }
 
     #[test]
