@@ -924,6 +924,22 @@ fn cases() -> Vec<Case> {
         )
         .denied("configmap/note in enforce-all-from-git is managed by namespace enforce-all-from-git (gitops-guard.dev/enforce: all)"),
         case(
+            "tenant-helm-release",
+            n,
+            "helm-controller, as the tenant's account, stores a release Secret (Helm's labels only) in the tenant's enforce: all namespace",
+            Who::Sa("system:serviceaccount:tenant-releases:reconciler"),
+            &["create", "secret", "generic", "sh.helm.release.v1.web.v1", "-n", "tenant-releases", "--type=helm.sh/release.v1", "--from-literal=release=H4sI"],
+        )
+        .allowed(),
+        case(
+            "other-tenant-helm-release",
+            n,
+            "another tenant's account writes in that namespace",
+            Who::Sa(TENANT_A),
+            &["create", "secret", "generic", "sh.helm.release.v1.evil.v1", "-n", "tenant-releases", "--type=helm.sh/release.v1", "--from-literal=release=H4sI"],
+        )
+        .denied("secret/sh.helm.release.v1.evil.v1 in tenant-releases is managed by namespace tenant-releases (gitops-guard.dev/enforce: all)"),
+        case(
             "enforce-all-by-hand",
             n,
             "create an object in a hand-made namespace annotated enforce: all (the annotation does not count)",
@@ -1304,6 +1320,14 @@ fn from_git() -> String {
         ),
         format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: enforce-all-from-git\n  labels: {{{apps}}}\n  annotations: {{gitops-guard.dev/enforce: all}}\n"
+        ),
+        // A tenant's namespace, enforce: all from Git, held by the tenant's Kustomization (also
+        // from Git), which Flux reconciles as the tenant's account.
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tenant-releases\n  labels: {{{apps}}}\n  annotations: {{gitops-guard.dev/enforce: all}}\n"
+        ),
+        format!(
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: apps\n  namespace: tenant-releases\n  labels: {{{root}}}\nspec: {{interval: 10m, path: ./tenants/releases, prune: true, serviceAccountName: reconciler, sourceRef: {{kind: GitRepository, name: flux-system, namespace: flux-system}}}}\n"
         ),
     ]
     .join("---\n")
