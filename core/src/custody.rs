@@ -304,6 +304,26 @@ pub struct CustodyInfo {
     /// Namespaces it holds objects in (a Flux inventory, an Argo CD resource list, a target
     /// namespace), for "this namespace holds managed objects".
     pub namespaces: Vec<String>,
+    /// The ConfigMaps and Secrets whose content it applies: a HelmRelease's `valuesFrom`, a
+    /// Kustomization's `postBuild.substituteFrom`. Whoever changes one changes what it applies.
+    #[serde(default)]
+    pub inputs: Vec<ObjectRef>,
+}
+
+/// ConfigMap and Secret references (`[{kind, name}]`) in `namespace`.
+fn input_refs(list: Option<&Value>, namespace: &str) -> Vec<ObjectRef> {
+    list.and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| {
+                    let kind = str_at(r, &["kind"])?;
+                    let name = str_at(r, &["name"])?;
+                    matches!(kind, "ConfigMap" | "Secret")
+                        .then(|| ObjectRef::new(kind, namespace, name))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn str_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
@@ -330,6 +350,7 @@ pub fn custody_info(kind: &Kind, v: &Value, owners: Vec<OwnerRef>) -> CustodyInf
     let mut generator = None;
     let mut project = None;
     let mut sources: Vec<ObjectRef> = Vec::new();
+    let mut inputs: Vec<ObjectRef> = Vec::new();
     match kind.kind {
         "Kustomization" => {
             // Inventory ids are `<namespace>_<name>_<group>_<kind>`.
@@ -347,8 +368,10 @@ pub fn custody_info(kind: &Kind, v: &Value, owners: Vec<OwnerRef>) -> CustodyInf
                 );
             }
             sources.extend(source_ref(v.pointer("/spec/sourceRef"), namespace));
+            inputs = input_refs(v.pointer("/spec/postBuild/substituteFrom"), namespace);
         }
         "HelmRelease" => {
+            inputs = input_refs(v.pointer("/spec/valuesFrom"), namespace);
             sources.extend(
                 source_ref(v.pointer("/spec/chartRef"), namespace)
                     .or_else(|| source_ref(v.pointer("/spec/chart/spec/sourceRef"), namespace)),
@@ -402,6 +425,7 @@ pub fn custody_info(kind: &Kind, v: &Value, owners: Vec<OwnerRef>) -> CustodyInf
         sources,
         project,
         namespaces,
+        inputs,
     }
 }
 

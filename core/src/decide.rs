@@ -33,6 +33,10 @@ pub trait Lookup {
     fn holders(&self, _namespace: &str) -> Vec<ObjectRef> {
         Vec::new()
     }
+    /// The owners that apply what a ConfigMap or Secret holds (`valuesFrom`, `substituteFrom`).
+    fn readers(&self, _input: &ObjectRef) -> Vec<ObjectRef> {
+        Vec::new()
+    }
     /// Whether `group`/`resource` has a status subresource (API discovery). Where it has none,
     /// `status` is an ordinary field that a change to counts. Default: it has one.
     fn status_is_subresource(&self, _group: &str, _resource: &str) -> bool {
@@ -392,8 +396,11 @@ struct Ctx<'r, 'a> {
     is_namespace: bool,
     /// The owner or source kind this is, if it is one.
     custody: Option<&'static custody::Kind>,
-    /// Who the objects say manages them (old and new on UPDATE).
+    /// Who the objects say manages them (old and new on UPDATE), or, for a ConfigMap or Secret
+    /// nobody applies, the owners that read it.
     owners: Vec<OwnerRef>,
+    /// Of those, the owners that only read it.
+    readers: Vec<OwnerRef>,
     ns_info: NamespaceInfo,
     member: bool,
     old_ann: BTreeMap<String, String>,
@@ -490,6 +497,28 @@ impl<'r, 'a> Ctx<'r, 'a> {
                 add_owners(new);
             }
         }
+        // A ConfigMap or Secret nobody applies, whose content an owner applies, is managed by it.
+        let mut readers = Vec::new();
+        if owners.is_empty() && group.is_empty() && matches!(kind, "ConfigMap" | "Secret") {
+            let input = ObjectRef::new(kind, namespace, req.object_name());
+            readers = cluster
+                .readers(&input)
+                .iter()
+                .filter_map(|o| {
+                    let kind = match o.kind.as_str() {
+                        "Kustomization" => OwnerKind::Kustomization,
+                        "HelmRelease" => OwnerKind::HelmRelease,
+                        _ => return None,
+                    };
+                    Some(OwnerRef {
+                        kind,
+                        namespace: o.namespace.clone(),
+                        name: o.name.clone(),
+                    })
+                })
+                .collect();
+            owners.extend(readers.iter().cloned());
+        }
         owners.sort();
         owners.dedup();
         let ns_info = if req.namespace.is_empty() {
@@ -551,6 +580,7 @@ impl<'r, 'a> Ctx<'r, 'a> {
             is_namespace,
             custody: custody::kind_of(group, kind),
             owners,
+            readers,
             ns_info,
             member: exception::is_break_glass_member(&req.user.groups, config),
             old_ann,
@@ -918,6 +948,11 @@ fn managed_object(c: &Ctx<'_, '_>) -> Option<Decision> {
     };
     let revision = info.as_ref().and_then(|i| i.revision.as_deref());
     let mut message = deny_message(c.kind, c.name, c.namespace, owner, revision);
+    if c.readers.contains(owner) {
+        message.push_str(&format!(
+            "\n(it is not in Git itself, but {owner} applies what it holds (valuesFrom / postBuild.substituteFrom), so changing it changes what runs: put it in Git, or change the owner to read one that is)"
+        ));
+    }
     if c.req.user.is_impostor() {
         message.push_str(&format!(
             "\n({} is named like a service account but has not its groups (system:serviceaccounts:…): it is not that account)",

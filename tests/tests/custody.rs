@@ -924,6 +924,22 @@ fn cases() -> Vec<Case> {
         )
         .denied("configmap/note in enforce-all-from-git is managed by namespace enforce-all-from-git (gitops-guard.dev/enforce: all)"),
         case(
+            "helmrelease-values-by-hand",
+            "chain of custody",
+            "edit the ConfigMap a HelmRelease from Git applies as values (valuesFrom), made by hand and not in Git",
+            DEV,
+            &["patch", "configmap/shop-values", "-n", "helmrelease-values-by-hand", "--type=merge", "-p", r#"{"data":{"values.yaml":"image: {repository: ghcr.io/mallory/shop}"}}"#],
+        )
+        .denied("applies what it holds (valuesFrom / postBuild.substituteFrom), so changing it changes what runs"),
+        case(
+            "unread-configmap-by-hand",
+            "chain of custody",
+            "edit a hand-made ConfigMap beside it that nothing applies",
+            DEV,
+            &["patch", "configmap/notes", "-n", "helmrelease-values-by-hand", "--type=merge", "-p", r#"{"data":{"note":"hello"}}"#],
+        )
+        .allowed(),
+        case(
             "tenant-helm-release",
             n,
             "helm-controller, as the tenant's account, stores a release Secret (Helm's labels only) in the tenant's enforce: all namespace",
@@ -1321,6 +1337,10 @@ fn from_git() -> String {
         format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: enforce-all-from-git\n  labels: {{{apps}}}\n  annotations: {{gitops-guard.dev/enforce: all}}\n"
         ),
+        // A HelmRelease from Git that applies the values a hand-made ConfigMap holds.
+        format!(
+            "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: shop\n  namespace: helmrelease-values-by-hand\n  labels: {{{root}}}\nspec: {{interval: 10m, chart: {{spec: {{chart: shop, sourceRef: {{kind: HelmRepository, name: charts, namespace: flux-system}}}}}}, valuesFrom: [{{kind: ConfigMap, name: shop-values}}]}}\n"
+        ),
         // A tenant's namespace, enforce: all from Git, held by the tenant's Kustomization (also
         // from Git), which Flux reconciles as the tenant's account.
         format!(
@@ -1336,6 +1356,9 @@ fn from_git() -> String {
 /// Owners and sources made by hand before the guard was installed (no ownership labels).
 fn hand_made() -> String {
     [
+        // Values a HelmRelease from Git applies, made by hand, and a ConfigMap nobody reads.
+        configmap("helmrelease-values-by-hand", "shop-values", "", ""),
+        configmap("helmrelease-values-by-hand", "notes", "", ""),
         git_repository("team-x", "evil", "", "https://github.com/mallory/evil.git"),
         kustomization(
             "team-x",

@@ -280,6 +280,8 @@ struct State {
     /// The cached owners and sources that live in or hold objects in each namespace (no entry:
     /// none).
     holders: HashMap<String, HashSet<ObjectRef>>,
+    /// The owners that apply each ConfigMap's or Secret's content (their `CustodyInfo::inputs`).
+    readers: HashMap<ObjectRef, HashSet<ObjectRef>>,
 }
 
 impl State {
@@ -294,6 +296,12 @@ impl State {
                 .or_default()
                 .insert(object.clone());
         }
+        for input in &info.inputs {
+            self.readers
+                .entry(input.clone())
+                .or_default()
+                .insert(object.clone());
+        }
     }
 
     fn release(&mut self, object: &ObjectRef, info: &CustodyInfo) {
@@ -302,6 +310,14 @@ impl State {
                 set.remove(object);
                 if set.is_empty() {
                     self.holders.remove(ns);
+                }
+            }
+        }
+        for input in &info.inputs {
+            if let Some(set) = self.readers.get_mut(input) {
+                set.remove(object);
+                if set.is_empty() {
+                    self.readers.remove(input);
                 }
             }
         }
@@ -669,6 +685,19 @@ impl Lookup for Caches {
             .unwrap_or_default()
     }
 
+    fn readers(&self, input: &ObjectRef) -> Vec<ObjectRef> {
+        self.state
+            .read()
+            .ok()
+            .and_then(|state| {
+                state
+                    .readers
+                    .get(input)
+                    .map(|set| set.iter().cloned().collect())
+            })
+            .unwrap_or_default()
+    }
+
     /// Unknown resources (before discovery, or not served) count as having one.
     fn status_is_subresource(&self, group: &str, resource: &str) -> bool {
         match &**self.status_subresources.load() {
@@ -1022,6 +1051,39 @@ mod tests {
         assert!(caches.status_is_subresource("apps", "deployments"));
         // A resource discovery did not list (an aggregated API that was down) is not guessed at.
         assert!(caches.status_is_subresource("metrics.k8s.io", "pods"));
+    }
+
+    #[test]
+    fn readers_follow_values_from_and_substitute_from() {
+        let caches = Caches::new(Arc::new(Config::default()));
+        let hr = |values: Value| json!({"metadata":{"name":"web","namespace":"prod"},"spec":{"valuesFrom":values}});
+        let values = ObjectRef::new("ConfigMap", "prod", "web-values");
+        feed(
+            &caches,
+            &Event::Apply(
+                "HelmRelease",
+                hr(json!([{"kind":"ConfigMap","name":"web-values"}])),
+            ),
+        );
+        assert_eq!(
+            caches.readers(&values),
+            [ObjectRef::new("HelmRelease", "prod", "web")]
+        );
+        // It reads another one now: the first is nobody's input any more.
+        feed(
+            &caches,
+            &Event::Apply(
+                "HelmRelease",
+                hr(json!([{"kind":"Secret","name":"web-secret"}])),
+            ),
+        );
+        assert!(caches.readers(&values).is_empty());
+        assert_eq!(
+            caches.readers(&ObjectRef::new("Secret", "prod", "web-secret")),
+            [ObjectRef::new("HelmRelease", "prod", "web")]
+        );
+        feed(&caches, &Event::Delete("HelmRelease", hr(json!([]))));
+        assert!(caches.state.read().unwrap().readers.is_empty());
     }
 
     #[test]

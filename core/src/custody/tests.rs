@@ -268,6 +268,26 @@ fn custody_info_reads_sources_projects_and_namespaces() {
         i.sources,
         [ObjectRef::new("HelmRepository", "flux-system", "charts")]
     );
+    let hr_values = json!({"metadata":{"name":"web","namespace":"prod"},
+        "spec":{"valuesFrom":[{"kind":"ConfigMap","name":"web-values"},{"kind":"Secret","name":"web-secrets","valuesKey":"v"}]}});
+    let i = custody_info(kind_named("HelmRelease").unwrap(), &hr_values, vec![]);
+    assert_eq!(
+        i.inputs,
+        [
+            ObjectRef::new("ConfigMap", "prod", "web-values"),
+            ObjectRef::new("Secret", "prod", "web-secrets")
+        ]
+    );
+    let ks_vars = json!({"metadata":{"name":"apps","namespace":"flux-system"},
+        "spec":{"postBuild":{"substitute":{"a":"b"},"substituteFrom":[{"kind":"ConfigMap","name":"cluster-vars"},{"kind":"Secret","name":"cluster-secrets","optional":true}]}}});
+    let i = custody_info(kind_named("Kustomization").unwrap(), &ks_vars, vec![]);
+    assert_eq!(
+        i.inputs,
+        [
+            ObjectRef::new("ConfigMap", "flux-system", "cluster-vars"),
+            ObjectRef::new("Secret", "flux-system", "cluster-secrets")
+        ]
+    );
     let hr_ref = json!({"metadata":{"name":"web","namespace":"prod"},"spec":{"chartRef":{"kind":"OCIRepository","name":"web"}}});
     let i = custody_info(kind_named("HelmRelease").unwrap(), &hr_ref, vec![]);
     assert_eq!(i.sources, [ObjectRef::new("OCIRepository", "prod", "web")]);

@@ -25,6 +25,13 @@ impl Lookup for Cluster {
     fn custody(&self, object: &ObjectRef) -> Option<CustodyInfo> {
         self.custody.get(object).cloned()
     }
+    fn readers(&self, input: &ObjectRef) -> Vec<ObjectRef> {
+        self.custody
+            .iter()
+            .filter(|(_, i)| i.inputs.contains(input))
+            .map(|(o, _)| o.clone())
+            .collect()
+    }
     fn holders(&self, namespace: &str) -> Vec<ObjectRef> {
         self.custody
             .iter()
@@ -179,6 +186,21 @@ fn cluster() -> Cluster {
     custody.insert(
         ObjectRef::new("Application", "argocd", "platform"),
         applied_by(None, None),
+    );
+    // A HelmRelease from Git that applies the values a ConfigMap holds.
+    custody.insert(
+        ObjectRef::new("HelmRelease", "prod", "shop"),
+        CustodyInfo {
+            inputs: vec![ObjectRef::new("ConfigMap", "prod", "shop-values")],
+            ..applied_by(Some(root.clone()), None)
+        },
+    );
+    owners.insert(
+        oref(OwnerKind::HelmRelease, "prod", "shop"),
+        OwnerInfo {
+            revision: Some("chart shop@1.2.0".into()),
+            service_account: None,
+        },
     );
     Cluster {
         owners,
@@ -2306,6 +2328,94 @@ fn custody_rules() {
     for (what, r, verdict, reason) in cases {
         let d = run(&r);
         assert_eq!((d.verdict, d.reason), (verdict, reason), "{what}: {d:?}");
+    }
+}
+
+/// What an owner applies from a ConfigMap or Secret nobody applies is guarded through the owner.
+#[test]
+fn inputs_an_owner_reads() {
+    let values = |name: &str, image: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "prod"},
+            "data": {"values.yaml": format!("image: {image}\n")}})
+    };
+    let on = |r: Req, name: &'static str| {
+        let mut r = r.kind("", "ConfigMap", "configmaps");
+        r.name = name;
+        r
+    };
+    let cases: Vec<(&str, Req, Verdict, Reason)> = vec![
+        (
+            "a person edits the values a HelmRelease applies",
+            on(
+                req(
+                    "UPDATE",
+                    ANA,
+                    Some(values("shop-values", "web:1")),
+                    Some(values("shop-values", "evil:1")),
+                ),
+                "shop-values",
+            ),
+            Verdict::Deny,
+            Reason::Managed,
+        ),
+        (
+            "a person deletes them",
+            on(
+                req("DELETE", ANA, Some(values("shop-values", "web:1")), None),
+                "shop-values",
+            ),
+            Verdict::Deny,
+            Reason::Managed,
+        ),
+        (
+            "a person creates them while they are missing",
+            on(
+                req("CREATE", ANA, None, Some(values("shop-values", "evil:1"))),
+                "shop-values",
+            ),
+            Verdict::Deny,
+            Reason::Managed,
+        ),
+        (
+            "helm-controller's side of Flux may write them",
+            on(
+                req(
+                    "UPDATE",
+                    HC,
+                    Some(values("shop-values", "web:1")),
+                    Some(values("shop-values", "web:2")),
+                ),
+                "shop-values",
+            ),
+            Verdict::Allow,
+            Reason::Agent,
+        ),
+        (
+            "a ConfigMap nobody reads",
+            on(
+                req(
+                    "UPDATE",
+                    ANA,
+                    Some(values("notes", "a")),
+                    Some(values("notes", "b")),
+                ),
+                "notes",
+            ),
+            Verdict::Allow,
+            Reason::Unmanaged,
+        ),
+    ];
+    for (what, r, verdict, reason) in cases {
+        let d = run(&r);
+        assert_eq!((d.verdict, d.reason), (verdict, reason), "{what}: {d:?}");
+        if verdict == Verdict::Deny {
+            let m = d.message.unwrap();
+            assert!(
+                m.contains("Flux HelmRelease prod/shop applies what it holds"),
+                "{what}: {m}"
+            );
+        }
     }
 }
 
