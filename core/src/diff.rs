@@ -1,7 +1,14 @@
 //! Field-by-field comparison of an old and a new object, on raw JSON, descending only into the parts
 //! that differ, and only as far as the allowed paths require.
+//!
+//! The walk keeps its own stack instead of recursing, so a value nested as deep as the API server
+//! allows (about 10,000 levels) or deeper is compared like any other, and its cost stays linear in
+//! the size of the objects: a value is compared with its old self by text, and a value inside one
+//! that differs reuses where its parent's texts first differ instead of comparing its text again.
+//! Members are found by key through an index once an object has more than a few.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::Error;
@@ -103,12 +110,15 @@ impl FieldPath {
         Ok(FieldPath(segs))
     }
 
-    /// The pattern covers `path` and everything below it.
+    /// The pattern covers `path` and everything below it. (The definitions the walk's incremental
+    /// matching keeps; the tests' reference walk uses them.)
+    #[cfg(test)]
     fn covers(&self, path: &[Seg]) -> bool {
         self.0.len() <= path.len() && self.0.iter().zip(path).all(|(p, s)| p.matches(s))
     }
 
     /// Something this pattern allows lies strictly below `path`.
+    #[cfg(test)]
     fn below(&self, path: &[Seg]) -> bool {
         self.0.len() > path.len() && self.0.iter().zip(path).all(|(p, s)| p.matches(s))
     }
@@ -127,7 +137,7 @@ impl fmt::Display for FieldPath {
     }
 }
 
-fn write_key(f: &mut fmt::Formatter<'_>, key: &str, first: bool) -> fmt::Result {
+fn write_key(f: &mut impl fmt::Write, key: &str, first: bool) -> fmt::Result {
     let plain = !key.is_empty()
         && key
             .chars()
@@ -142,21 +152,51 @@ fn write_key(f: &mut fmt::Formatter<'_>, key: &str, first: bool) -> fmt::Result 
     }
 }
 
-/// A concrete path in an object, printed like [`FieldPath`].
+/// Longest path text in a report, in bytes. A path through a value nested thousands of levels
+/// deep, or through a huge key, is cut there and ends in `…`, so that messages stay readable.
+pub const MAX_PATH_TEXT: usize = 512;
+
+/// A concrete path in an object, printed like [`FieldPath`] (at most [`MAX_PATH_TEXT`] bytes).
 pub fn path_string(path: &[Seg]) -> String {
-    struct P<'a>(&'a [Seg]);
-    impl fmt::Display for P<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            for (i, s) in self.0.iter().enumerate() {
-                match s {
-                    Seg::Key(k) => write_key(f, k, i == 0)?,
-                    Seg::Index(n) => write!(f, "[{n}]")?,
-                }
+    let mut text = Bounded {
+        text: String::new(),
+        max: MAX_PATH_TEXT,
+    };
+    let mut write = || -> fmt::Result {
+        for (i, s) in path.iter().enumerate() {
+            match s {
+                Seg::Key(k) => write_key(&mut text, k, i == 0)?,
+                Seg::Index(n) => fmt::Write::write_fmt(&mut text, format_args!("[{n}]"))?,
             }
-            Ok(())
         }
+        Ok(())
+    };
+    if write().is_err() {
+        text.text.push('…');
     }
-    P(path).to_string()
+    text.text
+}
+
+/// A string that takes at most `max` bytes, then refuses the rest (cut at a char boundary).
+struct Bounded {
+    text: String,
+    max: usize,
+}
+
+impl fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.max.saturating_sub(self.text.len());
+        if s.len() <= room {
+            self.text.push_str(s);
+            return Ok(());
+        }
+        let mut end = room;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.text.push_str(s.get(..end).unwrap_or_default());
+        Err(fmt::Error)
+    }
 }
 
 /// How much of the difference to report.
@@ -181,104 +221,403 @@ pub fn disallowed_changes(
 }
 
 /// [`disallowed_changes`] with the patterns by reference (so fixed ones need not be rebuilt).
+///
+/// What counts as a change, in the order reported: a member of an object whose value is not the
+/// same text (a member missing on one side counts as `null`), first in the old object's order,
+/// then members only the new one has. Where the walk descends (when reporting [`Report::All`], or
+/// where an allowed path lies below), a map (or a missing or null value next to a map) is compared
+/// member by member, lists of the same length element by element; anything else that changed is
+/// reported at its own path.
 pub fn disallowed_changes_of(
     old: &Fields<'_>,
     new: &Fields<'_>,
     allowed: &[&FieldPath],
     report: Report,
 ) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut path = Vec::new();
     let limit = match report {
         Report::First => 1,
         Report::All(n) => n.max(1),
     };
-    let ctx = Ctx {
+    let mut walk = Walk {
         allowed,
+        matched: vec![0; allowed.len()],
         deep: matches!(report, Report::All(_)),
         limit,
+        path: Vec::new(),
+        out: Vec::new(),
     };
-    diff_fields(old, new, &ctx, &mut path, &mut out);
-    out
+    walk.fields(old, new);
+    walk.out
 }
 
-struct Ctx<'p> {
+struct Walk<'p> {
     allowed: &'p [&'p FieldPath],
+    /// For each allowed pattern, how many steps of [`Walk::path`] from the start it matches (kept
+    /// as the path grows and shrinks, so no pattern is matched against the whole path again).
+    matched: Vec<usize>,
     deep: bool,
     limit: usize,
+    /// Where the walk is.
+    path: Vec<Seg>,
+    out: Vec<String>,
 }
 
-fn diff_fields(
-    old: &Fields<'_>,
-    new: &Fields<'_>,
-    ctx: &Ctx<'_>,
-    path: &mut Vec<Seg>,
-    out: &mut Vec<String>,
-) {
-    // Top-level values that came without a tape are scanned only if the diff descends into them.
-    let top = |old: Option<&Raw<'_>>, new: Option<&Raw<'_>>, path: &mut Vec<Seg>, out: &mut _| {
+/// Two values at the same path (a missing side is `None`), and the length of their texts' common
+/// prefix where it is known already.
+struct Pair<'t, 'a> {
+    old: Option<View<'t, 'a>>,
+    new: Option<View<'t, 'a>>,
+    prefix: Option<usize>,
+}
+
+impl Walk<'_> {
+    fn full(&self) -> bool {
+        self.out.len() >= self.limit
+    }
+
+    fn push(&mut self, seg: Seg) {
+        let depth = self.path.len();
+        for (pattern, matched) in self.allowed.iter().zip(&mut self.matched) {
+            if *matched == depth && pattern.0.get(depth).is_some_and(|p| p.matches(&seg)) {
+                *matched += 1;
+            }
+        }
+        self.path.push(seg);
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.path.truncate(len);
+        for matched in &mut self.matched {
+            *matched = (*matched).min(len);
+        }
+    }
+
+    fn pop(&mut self) {
+        self.truncate(self.path.len().saturating_sub(1));
+    }
+
+    /// A pattern covers the path (and everything below it).
+    fn covered(&self) -> bool {
+        self.allowed
+            .iter()
+            .zip(&self.matched)
+            .any(|(pattern, matched)| *matched == pattern.0.len())
+    }
+
+    /// Something a pattern allows lies strictly below the path.
+    fn allowed_below(&self) -> bool {
+        let depth = self.path.len();
+        self.allowed
+            .iter()
+            .zip(&self.matched)
+            .any(|(pattern, matched)| *matched == depth && pattern.0.len() > depth)
+    }
+
+    /// The objects' top-level fields.
+    fn fields(&mut self, old: &Fields<'_>, new: &Fields<'_>) {
+        let (old_keys, new_keys) = (KeyIndex::new(&old.0), KeyIndex::new(&new.0));
+        for (key, old_v) in &old.0 {
+            if self.full() {
+                return;
+            }
+            let new_v = new_keys.find(&new.0, key);
+            let (same, prefix) = compare(Some(old_v.get()), new_v.map(Raw::get), None);
+            if !same {
+                self.top(key, Some(old_v), new_v, prefix);
+            }
+        }
+        for (key, new_v) in &new.0 {
+            if self.full() {
+                return;
+            }
+            if old_keys.find(&old.0, key).is_none() && !compare(None, Some(new_v.get()), None).0 {
+                self.top(key, None, Some(new_v), None);
+            }
+        }
+    }
+
+    /// One top-level field that changed. Values that came without a tape are scanned only here,
+    /// when the walk gets to them.
+    fn top(
+        &mut self,
+        key: &str,
+        old: Option<&Raw<'_>>,
+        new: Option<&Raw<'_>>,
+        prefix: Option<usize>,
+    ) {
         let (mut so, mut sn) = (None, None);
         let old = old.map(|r| r.view(&mut so));
         let new = new.map(|r| r.view(&mut sn));
-        diff_value(old, new, ctx, path, out);
-    };
-    for (key, old_v) in &old.0 {
-        if out.len() >= ctx.limit {
-            return;
-        }
-        let new_v = new.get(key);
-        if unchanged(Some(old_v.get()), new_v.map(Raw::get)) {
-            continue;
-        }
-        path.push(Seg::Key(key.to_string()));
-        top(Some(old_v), new_v, path, out);
-        path.pop();
+        self.push(Seg::Key(key.to_string()));
+        self.walk(Pair { old, new, prefix });
+        self.pop();
     }
-    for (key, new_v) in &new.0 {
-        if out.len() >= ctx.limit {
-            return;
+
+    /// Everything that changed in and below `root` (at [`Walk::path`]), depth first in document
+    /// order, with a stack of its own.
+    fn walk<'t, 'a>(&mut self, root: Pair<'t, 'a>) {
+        let base = self.path.len();
+        let mut stack: Vec<Frame<'t, 'a>> = Vec::new();
+        if let Some(frame) = self.visit(root) {
+            stack.push(frame);
         }
-        if old.get(key).is_none() && !unchanged(None, Some(new_v.get())) {
-            path.push(Seg::Key(key.to_string()));
-            top(None, Some(new_v), path, out);
-            path.pop();
+        // Each frame but the root's has its step on the path.
+        while let Some(frame) = stack.last_mut() {
+            if self.full() {
+                break;
+            }
+            match frame.next() {
+                Some((seg, pair)) => {
+                    self.push(seg);
+                    match self.visit(pair) {
+                        Some(inner) => stack.push(inner),
+                        None => self.pop(),
+                    }
+                }
+                None => {
+                    stack.pop();
+                    if !stack.is_empty() {
+                        self.pop();
+                    }
+                }
+            }
+        }
+        self.truncate(base);
+    }
+
+    /// Two values at [`Walk::path`]: nothing (same, or allowed), a change reported, or a frame to
+    /// compare their members or elements.
+    fn visit<'t, 'a>(&mut self, pair: Pair<'t, 'a>) -> Option<Frame<'t, 'a>> {
+        let Pair { old, new, prefix } = pair;
+        let (same, prefix) = compare(old.map(|v| v.text), new.map(|v| v.text), prefix);
+        if same || self.covered() {
+            return None;
+        }
+        let descend = self.deep || self.allowed_below();
+        if descend {
+            let (so, sn) = (shape(old), shape(new));
+            // A missing or null map on one side compares as an empty map, so adding the first
+            // annotation is a change to that annotation, not to `metadata.annotations` as a whole.
+            let map_like = |s: &Shape, v: Option<View<'_, 'a>>| *s == Shape::Map || is_null(v);
+            if (so == Shape::Map || sn == Shape::Map)
+                && map_like(&so, old)
+                && map_like(&sn, new)
+                && let (Some(a), Some(b)) = (map_fields(&so, old), map_fields(&sn, new))
+            {
+                return Some(Frame::Members(MembersFrame {
+                    old_keys: KeyIndex::new(&a),
+                    new_keys: KeyIndex::new(&b),
+                    old: a,
+                    new: b,
+                    parent: Parent::of(old, new, prefix),
+                    at: 0,
+                    added: false,
+                }));
+            }
+            if so == Shape::List
+                && sn == Shape::List
+                && let (Some(a), Some(b)) = (list_items(old), list_items(new))
+                && a.len() == b.len()
+            {
+                return Some(Frame::Items(ItemsFrame {
+                    old: a,
+                    new: b,
+                    parent: Parent::of(old, new, prefix),
+                    at: 0,
+                }));
+            }
+        }
+        self.out.push(path_string(&self.path));
+        None
+    }
+}
+
+/// The texts of two values being compared member by member, and the length of their common
+/// prefix: a member at the same offset in both starts with that prefix's rest in common.
+struct Parent<'a> {
+    old: &'a str,
+    new: &'a str,
+    prefix: usize,
+}
+
+impl<'a> Parent<'a> {
+    fn of(
+        old: Option<View<'_, 'a>>,
+        new: Option<View<'_, 'a>>,
+        prefix: Option<usize>,
+    ) -> Option<Self> {
+        let (old, new) = (old?.text, new?.text);
+        Some(Parent {
+            old,
+            new,
+            prefix: prefix.unwrap_or_else(|| common_prefix(old, new)),
+        })
+    }
+
+    /// The common prefix of `old` and `new`, values inside the parents, when the parents' says it:
+    /// both at the same offset, and the parents the same up to there.
+    fn hint(&self, old: &str, new: &str) -> Option<usize> {
+        let offset = |inner: &str, outer: &str| {
+            let at = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+            (at.checked_add(inner.len())? <= outer.len()).then_some(at)
+        };
+        let at = offset(old, self.old)?;
+        (offset(new, self.new)? == at && self.prefix >= at)
+            .then(|| (self.prefix - at).min(old.len()).min(new.len()))
+    }
+}
+
+/// Where the walk is inside a map or a list.
+enum Frame<'t, 'a> {
+    Members(MembersFrame<'t, 'a>),
+    Items(ItemsFrame<'t, 'a>),
+}
+
+impl<'t, 'a> Frame<'t, 'a> {
+    /// The next pair of values that may differ, and its step; `None` when done.
+    fn next(&mut self) -> Option<(Seg, Pair<'t, 'a>)> {
+        match self {
+            Frame::Members(f) => f.next(),
+            Frame::Items(f) => f.next(),
         }
     }
 }
 
-/// The members of two objects (a missing side has none).
-fn diff_members<'t, 'a>(
-    old: &[(Cow<'a, str>, View<'t, 'a>)],
-    new: &[(Cow<'a, str>, View<'t, 'a>)],
-    ctx: &Ctx<'_>,
-    path: &mut Vec<Seg>,
-    out: &mut Vec<String>,
-) {
-    fn get<'t, 'a>(fields: &[(Cow<'a, str>, View<'t, 'a>)], key: &str) -> Option<View<'t, 'a>> {
-        fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+type Members<'t, 'a> = Vec<(Cow<'a, str>, View<'t, 'a>)>;
+
+struct MembersFrame<'t, 'a> {
+    old: Members<'t, 'a>,
+    new: Members<'t, 'a>,
+    old_keys: KeyIndex<'a>,
+    new_keys: KeyIndex<'a>,
+    parent: Option<Parent<'a>>,
+    at: usize,
+    /// Past the old members: at the members only the new map has.
+    added: bool,
+}
+
+impl<'t, 'a> MembersFrame<'t, 'a> {
+    fn next(&mut self) -> Option<(Seg, Pair<'t, 'a>)> {
+        while !self.added {
+            let Some((key, old_v)) = self.old.get(self.at) else {
+                (self.added, self.at) = (true, 0);
+                break;
+            };
+            self.at += 1;
+            let new_v = self.new_keys.find(&self.new, key).copied();
+            let hint = match (&self.parent, new_v) {
+                (Some(parent), Some(new_v)) => parent.hint(old_v.text, new_v.text),
+                _ => None,
+            };
+            let (same, prefix) = compare(Some(old_v.text), new_v.map(|v| v.text), hint);
+            if !same {
+                let pair = Pair {
+                    old: Some(*old_v),
+                    new: new_v,
+                    prefix,
+                };
+                return Some((Seg::Key(key.to_string()), pair));
+            }
+        }
+        while let Some((key, new_v)) = self.new.get(self.at) {
+            self.at += 1;
+            if self.old_keys.find(&self.old, key).is_none()
+                && !compare(None, Some(new_v.text), None).0
+            {
+                let pair = Pair {
+                    old: None,
+                    new: Some(*new_v),
+                    prefix: None,
+                };
+                return Some((Seg::Key(key.to_string()), pair));
+            }
+        }
+        None
     }
-    for (key, old_v) in old {
-        if out.len() >= ctx.limit {
-            return;
-        }
-        let new_v = get(new, key);
-        if unchanged(Some(old_v.text), new_v.map(|v| v.text)) {
-            continue;
-        }
-        path.push(Seg::Key(key.to_string()));
-        diff_value(Some(*old_v), new_v, ctx, path, out);
-        path.pop();
+}
+
+struct ItemsFrame<'t, 'a> {
+    old: Vec<View<'t, 'a>>,
+    new: Vec<View<'t, 'a>>,
+    parent: Option<Parent<'a>>,
+    at: usize,
+}
+
+impl<'t, 'a> ItemsFrame<'t, 'a> {
+    fn next(&mut self) -> Option<(Seg, Pair<'t, 'a>)> {
+        let (old, new) = (*self.old.get(self.at)?, *self.new.get(self.at)?);
+        let i = self.at;
+        self.at += 1;
+        let prefix = self
+            .parent
+            .as_ref()
+            .and_then(|p| p.hint(old.text, new.text));
+        let pair = Pair {
+            old: Some(old),
+            new: Some(new),
+            prefix,
+        };
+        Some((Seg::Index(i), pair))
     }
-    for (key, new_v) in new {
-        if out.len() >= ctx.limit {
-            return;
+}
+
+/// Objects with more members than this are searched through a hash index.
+const SCAN_MEMBERS: usize = 16;
+
+/// Finds an object's member by key the way a search from the start would (the first of a key given
+/// twice), in constant time for objects with many members.
+struct KeyIndex<'a>(Option<HashMap<Cow<'a, str>, usize>>);
+
+impl<'a> KeyIndex<'a> {
+    fn new<V>(entries: &[(Cow<'a, str>, V)]) -> KeyIndex<'a> {
+        if entries.len() <= SCAN_MEMBERS {
+            return KeyIndex(None);
         }
-        if get(old, key).is_none() && !unchanged(None, Some(new_v.text)) {
-            path.push(Seg::Key(key.to_string()));
-            diff_value(None, Some(*new_v), ctx, path, out);
-            path.pop();
+        let mut index = HashMap::with_capacity(entries.len());
+        for (i, (key, _)) in entries.iter().enumerate() {
+            index.entry(key.clone()).or_insert(i);
+        }
+        KeyIndex(Some(index))
+    }
+
+    fn find<'e, V>(&self, entries: &'e [(Cow<'a, str>, V)], key: &str) -> Option<&'e V> {
+        match &self.0 {
+            Some(index) => entries.get(*index.get(key)?).map(|(_, v)| v),
+            None => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
         }
     }
+}
+
+/// Whether two values are the same text, or both missing or `null`; for two texts of the same
+/// length also the length of their common prefix (`known` if given, else measured).
+fn compare(old: Option<&str>, new: Option<&str>, known: Option<usize>) -> (bool, Option<usize>) {
+    match (old, new) {
+        (Some(a), Some(b)) => {
+            if a.len() != b.len() {
+                return (false, known);
+            }
+            let prefix = known.unwrap_or_else(|| common_prefix(a, b));
+            (prefix >= a.len(), Some(prefix))
+        }
+        (a, b) => (
+            a.is_none_or(|a| a == "null") && b.is_none_or(|b| b == "null"),
+            None,
+        ),
+    }
+}
+
+/// How many bytes `a` and `b` have in common from the start.
+fn common_prefix(a: &str, b: &str) -> usize {
+    const BLOCK: usize = 64;
+    let mut at = 0;
+    for (x, y) in a.as_bytes().chunks(BLOCK).zip(b.as_bytes().chunks(BLOCK)) {
+        if x == y {
+            at += x.len();
+        } else {
+            return at + x.iter().zip(y).take_while(|(p, q)| p == q).count();
+        }
+    }
+    at
 }
 
 #[derive(PartialEq)]
@@ -300,61 +639,6 @@ fn is_null(v: Option<View<'_, '_>>) -> bool {
     v.is_none_or(|v| v.is_null())
 }
 
-/// Same text, or both missing or `null`.
-fn unchanged(old: Option<&str>, new: Option<&str>) -> bool {
-    match (old, new) {
-        (Some(a), Some(b)) => a == b,
-        (a, b) => a.is_none_or(|a| a == "null") && b.is_none_or(|b| b == "null"),
-    }
-}
-
-fn diff_value<'a>(
-    old: Option<View<'_, 'a>>,
-    new: Option<View<'_, 'a>>,
-    ctx: &Ctx<'_>,
-    path: &mut Vec<Seg>,
-    out: &mut Vec<String>,
-) {
-    if unchanged(old.map(|v| v.text), new.map(|v| v.text))
-        || ctx.allowed.iter().any(|p| p.covers(path))
-    {
-        return;
-    }
-    let descend = ctx.deep || ctx.allowed.iter().any(|p| p.below(path));
-    if descend {
-        let (so, sn) = (shape(old), shape(new));
-        // A missing or null map on one side compares as an empty map, so adding the first
-        // annotation is a change to that annotation, not to `metadata.annotations` as a whole.
-        let map_like = |s: &Shape, v: Option<View<'_, 'a>>| *s == Shape::Map || is_null(v);
-        if (so == Shape::Map || sn == Shape::Map)
-            && map_like(&so, old)
-            && map_like(&sn, new)
-            && let (Some(a), Some(b)) = (map_fields(&so, old), map_fields(&sn, new))
-        {
-            diff_members(&a, &b, ctx, path, out);
-            return;
-        }
-        if so == Shape::List
-            && sn == Shape::List
-            && let (Some(a), Some(b)) = (list_items(old), list_items(new))
-            && a.len() == b.len()
-        {
-            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                if out.len() >= ctx.limit {
-                    return;
-                }
-                path.push(Seg::Index(i));
-                diff_value(Some(*x), Some(*y), ctx, path, out);
-                path.pop();
-            }
-            return;
-        }
-    }
-    out.push(path_string(path));
-}
-
-type Members<'t, 'a> = Vec<(Cow<'a, str>, View<'t, 'a>)>;
-
 /// A map-shaped value's fields; a missing or null value is an empty map.
 fn map_fields<'t, 'a>(shape: &Shape, v: Option<View<'t, 'a>>) -> Option<Members<'t, 'a>> {
     match v {
@@ -368,247 +652,4 @@ fn list_items<'t, 'a>(v: Option<View<'t, 'a>>) -> Option<Vec<View<'t, 'a>>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fields(text: &str) -> Fields<'_> {
-        serde_json::from_str(text).unwrap()
-    }
-
-    fn paths(list: &[&str]) -> Vec<FieldPath> {
-        list.iter().map(|p| FieldPath::parse(p).unwrap()).collect()
-    }
-
-    #[test]
-    fn field_path_parse_table() {
-        let ok = [
-            ("spec.replicas", "spec.replicas"),
-            (
-                "spec.template.spec.containers[*].image",
-                "spec.template.spec.containers[*].image",
-            ),
-            (
-                "metadata.annotations['example.com/key']",
-                "metadata.annotations['example.com/key']",
-            ),
-            (
-                "metadata.annotations[\"a.b/c\"]",
-                "metadata.annotations['a.b/c']",
-            ),
-            ("spec.ports[0].port", "spec.ports[0].port"),
-            (" data ", "data"),
-        ];
-        for (text, shown) in ok {
-            assert_eq!(FieldPath::parse(text).unwrap().to_string(), shown, "{text}");
-        }
-        for bad in [
-            "",
-            "spec..replicas",
-            "spec.",
-            ".spec",
-            "spec[x]",
-            "spec[0",
-            "a[0]b",
-        ] {
-            assert!(FieldPath::parse(bad).is_err(), "{bad:?} should be rejected");
-        }
-    }
-
-    #[test]
-    fn diff_table() {
-        type Case<'a> = (
-            &'a str,
-            &'a str,
-            &'a str,
-            Vec<&'a str>,
-            Report,
-            Vec<&'a str>,
-        );
-        let cases: Vec<Case> = vec![
-            (
-                "nothing changed",
-                r#"{"spec":{"replicas":1}}"#,
-                r#"{"spec":{"replicas":1}}"#,
-                vec![],
-                Report::All(10),
-                vec![],
-            ),
-            (
-                "replicas changed, nothing allowed, first",
-                r#"{"spec":{"replicas":1,"x":2}}"#,
-                r#"{"spec":{"replicas":3,"x":2}}"#,
-                vec![],
-                Report::First,
-                vec!["spec"],
-            ),
-            (
-                "replicas changed, nothing allowed, all",
-                r#"{"spec":{"replicas":1,"x":2}}"#,
-                r#"{"spec":{"replicas":3,"x":2}}"#,
-                vec![],
-                Report::All(10),
-                vec!["spec.replicas"],
-            ),
-            (
-                "replicas allowed",
-                r#"{"spec":{"replicas":1,"x":2}}"#,
-                r#"{"spec":{"replicas":3,"x":2}}"#,
-                vec!["spec.replicas"],
-                Report::First,
-                vec![],
-            ),
-            (
-                "replicas allowed, image not",
-                r#"{"spec":{"replicas":1,"template":{"spec":{"containers":[{"name":"web","image":"a:1"}]}}}}"#,
-                r#"{"spec":{"replicas":2,"template":{"spec":{"containers":[{"name":"web","image":"a:2"}]}}}}"#,
-                vec!["spec.replicas"],
-                Report::All(10),
-                vec!["spec.template.spec.containers[0].image"],
-            ),
-            (
-                "image allowed through [*]",
-                r#"{"spec":{"containers":[{"name":"a","image":"x:1"},{"name":"b","image":"y:1"}]}}"#,
-                r#"{"spec":{"containers":[{"name":"a","image":"x:1"},{"name":"b","image":"y:2"}]}}"#,
-                vec!["spec.containers[*].image"],
-                Report::First,
-                vec![],
-            ),
-            (
-                "a container added is a change to the list",
-                r#"{"spec":{"containers":[{"name":"a"}]}}"#,
-                r#"{"spec":{"containers":[{"name":"a"},{"name":"b"}]}}"#,
-                vec!["spec.containers[*].image"],
-                Report::All(10),
-                vec!["spec.containers"],
-            ),
-            (
-                "first annotation added where none were",
-                r#"{"metadata":{"name":"a"},"spec":{"template":{"spec":{}}}}"#,
-                r#"{"metadata":{"name":"a"},"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"now"}},"spec":{}}}}"#,
-                vec!["spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt']"],
-                Report::First,
-                vec![],
-            ),
-            (
-                "annotations null vs map",
-                r#"{"metadata":{"annotations":null}}"#,
-                r#"{"metadata":{"annotations":{"a":"1"}}}"#,
-                vec![],
-                Report::All(10),
-                vec!["metadata.annotations.a"],
-            ),
-            (
-                "removed field",
-                r#"{"spec":{"a":1,"b":2}}"#,
-                r#"{"spec":{"a":1}}"#,
-                vec![],
-                Report::All(10),
-                vec!["spec.b"],
-            ),
-            (
-                "limit",
-                r#"{"a":1,"b":1,"c":1}"#,
-                r#"{"a":2,"b":2,"c":2}"#,
-                vec![],
-                Report::All(2),
-                vec!["a", "b"],
-            ),
-            (
-                "type change map to scalar",
-                r#"{"spec":{"a":{"b":1}}}"#,
-                r#"{"spec":{"a":"x"}}"#,
-                vec![],
-                Report::All(10),
-                vec!["spec.a"],
-            ),
-            (
-                "keys with dots are quoted",
-                r#"{"metadata":{"labels":{"app.kubernetes.io/name":"a"}}}"#,
-                r#"{"metadata":{"labels":{"app.kubernetes.io/name":"b"}}}"#,
-                vec![],
-                Report::All(10),
-                vec!["metadata.labels['app.kubernetes.io/name']"],
-            ),
-            (
-                "whitespace-only difference in an unchanged subtree is still compared by value",
-                r#"{"a":{"x":1}}"#,
-                r#"{"a":{ "x": 1 }}"#,
-                vec![],
-                Report::All(10),
-                vec![],
-            ),
-        ];
-        for (what, old, new, allowed, report, want) in cases {
-            let got = disallowed_changes(&fields(old), &fields(new), &paths(&allowed), report);
-            assert_eq!(got, want, "{what}");
-        }
-    }
-
-    /// Fields of a scanned document (the request path) and fields read by serde_json (with no
-    /// tape: each value is scanned when the diff descends into it) diff the same.
-    #[test]
-    fn scanned_and_serde_read_objects_diff_the_same() {
-        let old = r#"{"apiVersion":"apps/v1","metadata":{"name":"web","generation":7,
-            "annotations":{"a":"1","k\"ey":"x"},"labels":null,"managedFields":[{"m":"x"}]},
-            "spec":{"replicas":1,"template":{"metadata":{"labels":{"app":"web"}},"spec":{
-              "containers":[{"name":"web","image":"web:1","env":[{"name":"A","value":"ü"}]},{"name":"side","image":"s:1"}],
-              "volumes":[],"nodeSelector":{"zone":"a"}}}},
-            "status":{"ready":1},"gone":[1,2]}"#;
-        let new = r#"{"apiVersion":"apps/v1","metadata":{"name":"web","generation":8,
-            "annotations":{"a":"2","k\"ey":"x","kubectl.kubernetes.io/restartedAt":"now"},"labels":{"team":"x"},
-            "managedFields":[{"m":"y"}]},
-            "spec":{"replicas":3,"template":{"metadata":{"labels":{"app":"web"},"annotations":{"kubectl.kubernetes.io/restartedAt":"now"}},
-              "spec":{"containers":[{"name":"web","image":"web:2","env":[{"name":"A","value":"ö"}]},{"name":"side","image":"s:1"}],
-              "volumes":[{"name":"v"}],"nodeSelector":null}}},
-            "status":{"ready":3},"added":{"x":[{"y":null}]}}"#;
-        let allowed_sets = [
-            vec![],
-            vec!["metadata.generation", "metadata.managedFields", "status"],
-            vec![
-                "spec.replicas",
-                "spec.template.spec.containers[*].image",
-                "spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt']",
-            ],
-            vec![
-                "metadata.annotations",
-                "metadata.labels.team",
-                "gone",
-                "added",
-            ],
-            vec![
-                "spec.template.spec.containers[0].env[0].value",
-                "spec.template.spec.volumes",
-            ],
-        ];
-        let scanned = |text| crate::Object::from_json(text).unwrap().fields;
-        let (so, sn) = (scanned(old), scanned(new));
-        for allowed in &allowed_sets {
-            for report in [Report::First, Report::All(3), Report::All(100)] {
-                let by_scan = disallowed_changes(&so, &sn, &paths(allowed), report);
-                let by_serde =
-                    disallowed_changes(&fields(old), &fields(new), &paths(allowed), report);
-                assert_eq!(by_scan, by_serde, "{allowed:?} {report:?}");
-            }
-        }
-        let all = disallowed_changes(&so, &sn, &[], Report::All(100));
-        assert_eq!(
-            all,
-            [
-                "metadata.generation",
-                "metadata.annotations.a",
-                "metadata.annotations['kubectl.kubernetes.io/restartedAt']",
-                "metadata.labels.team",
-                "metadata.managedFields[0].m",
-                "spec.replicas",
-                "spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt']",
-                "spec.template.spec.containers[0].image",
-                "spec.template.spec.containers[0].env[0].value",
-                "spec.template.spec.volumes",
-                "spec.template.spec.nodeSelector.zone",
-                "status.ready",
-                "gone",
-                "added.x",
-            ]
-        );
-    }
-}
+mod tests;

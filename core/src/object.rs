@@ -42,20 +42,28 @@ impl<'a> Raw<'a> {
         self.text
     }
 
-    /// Scans a whole JSON document; `None` if it is not valid JSON.
+    /// Scans a whole JSON document; `None` if it is not valid JSON (or too large to scan).
     pub(crate) fn document(text: &'a str) -> Option<Raw<'a>> {
-        let tape = tape::parse(text)?;
-        let root = tape.nodes.first()?;
-        Some(Raw {
+        Raw::scan(text).ok()
+    }
+
+    /// [`Raw::document`], saying why a text was refused.
+    pub(crate) fn scan(text: &'a str) -> Result<Raw<'a>, tape::Refused> {
+        let tape = tape::scan(text)?;
+        let root = tape.nodes.first().ok_or(tape::Refused::Invalid)?;
+        Ok(Raw {
             // Without the whitespace around it, as every value's text.
-            text: text.get(root.start as usize..root.end as usize)?,
+            text: text
+                .get(root.start as usize..root.end as usize)
+                .ok_or(tape::Refused::Invalid)?,
             at: Some((Arc::new(tape), 0)),
         })
     }
 
     /// A view of this value. A value that came without a tape is scanned into `scratch` first (its
-    /// text is valid JSON, so that only fails beyond the scanner's 2 GiB, and then the view is
-    /// opaque).
+    /// text is valid JSON, so that only fails beyond the scanner's limits, and then the view is
+    /// opaque: a diff counts it as changed as a whole, and [`Object::from_fields`] refuses opaque
+    /// metadata).
     pub(crate) fn view<'s>(&'s self, scratch: &'s mut Option<Tape>) -> View<'s, 'a> {
         match &self.at {
             Some((tape, idx)) => View::new(Some(tape), *idx, self.text),
@@ -180,8 +188,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
 
 /// A string-to-string map such as `metadata.labels` or `metadata.annotations`, borrowed from the
 /// object's text. Like a map, a key given twice means its last value.
-#[derive(Debug, Clone, Default)]
-pub struct StrMap<'a>(Vec<(Cow<'a, str>, StrValue<'a>)>);
+#[derive(Clone, Default)]
+pub struct StrMap<'a> {
+    entries: Vec<(Cow<'a, str>, StrValue<'a>)>,
+    /// The entries' positions ordered by key (then position), made on the first lookup in a map
+    /// of more than a few keys, so that looking every key of a large map up is not quadratic.
+    sorted: OnceLock<Vec<usize>>,
+}
+
+impl fmt::Debug for StrMap<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StrMap").field(&self.entries).finish()
+    }
+}
+
+/// Maps with more keys than this are looked up through an index.
+const SCAN_KEYS: usize = 16;
 
 #[derive(Debug, Clone)]
 enum StrValue<'a> {
@@ -207,26 +229,36 @@ impl StrValue<'_> {
 impl<'a> StrMap<'a> {
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        let entry = if self.entries.len() <= SCAN_KEYS {
+            self.entries.iter().rev().find(|(k, _)| k == key)
+        } else {
+            let key_at = |i: &usize| self.entries.get(*i).map(|(k, _)| k.as_ref());
+            let sorted = self.sorted.get_or_init(|| {
+                let mut sorted: Vec<usize> = (0..self.entries.len()).collect();
+                sorted.sort_by(|a, b| key_at(a).cmp(&key_at(b)).then(a.cmp(b)));
+                sorted
+            });
+            // The last position of `key`: just before the first one past it.
+            let past = sorted.partition_point(|i| key_at(i).is_some_and(|k| k <= key));
+            let last = sorted.get(past.checked_sub(1)?)?;
+            self.entries.get(*last).filter(|(k, _)| k == key)
+        };
+        entry.map(|(_, v)| v.as_str())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
 
     /// The keys in document order (a key given twice appears twice).
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_ref())
+        self.entries.iter().map(|(k, _)| k.as_ref())
     }
 
     /// The entries in document order (a key given twice appears twice; the later one counts).
     /// Values with escapes are decoded here, so [`StrMap::get`] is cheaper for a few keys.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
+        self.entries.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
     }
 
     /// Reads `null` or an object of strings; `None` for anything else.
@@ -251,17 +283,22 @@ impl<'a> StrMap<'a> {
             };
             out.push((key.decode()?, value));
         }
-        Some(StrMap(out))
+        Some(StrMap {
+            entries: out,
+            sorted: OnceLock::new(),
+        })
     }
 }
 
 impl From<BTreeMap<String, String>> for StrMap<'_> {
     fn from(map: BTreeMap<String, String>) -> Self {
-        StrMap(
-            map.into_iter()
+        StrMap {
+            entries: map
+                .into_iter()
                 .map(|(k, v)| (Cow::Owned(k), StrValue::Plain(Cow::Owned(v))))
                 .collect(),
-        )
+            sorted: OnceLock::new(),
+        }
     }
 }
 
@@ -304,10 +341,20 @@ impl<'a> Object<'a> {
     /// Builds the view from an object's top-level fields.
     pub fn from_fields(fields: Fields<'a>) -> Result<Object<'a>, Error> {
         let mut scratch = None;
-        let meta = fields
-            .get("metadata")
-            .and_then(|raw| raw.view(&mut scratch).fields())
-            .unwrap_or_default();
+        let meta = match fields.get("metadata") {
+            None => Vec::new(),
+            Some(raw) => {
+                let view = raw.view(&mut scratch);
+                if view.is_opaque() && raw.first_byte() == Some(b'{') {
+                    // Unread metadata would look like none: no owner, no exception.
+                    return Err(Error::Object(format!(
+                        "metadata holds more than {} values, more than the guard reads",
+                        tape::MAX_VALUES
+                    )));
+                }
+                view.fields().unwrap_or_default()
+            }
+        };
         let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
         let text = |key: &str| get(key).map(|v| v.text);
         Ok(Object {
@@ -475,6 +522,30 @@ mod tests {
         assert_eq!(o.name, "");
         let o = Object::from_json(r#"{"metadata":{"name":"a","name":"b"}}"#).unwrap();
         assert_eq!(o.name, "a");
+    }
+
+    #[test]
+    fn large_maps_are_looked_up_like_small_ones() {
+        // Past a few keys a lookup goes through an index; a key given twice still means its
+        // last value, and a missing key is missing.
+        for n in [3, 16, 17, 200] {
+            let mut labels: Vec<String> = (0..n).map(|i| format!(r#""k{i}":"v{i}""#)).collect();
+            labels.push(r#""k1":"again""#.into());
+            labels.push(r#""k\u0030":"escaped""#.into());
+            let text = format!(r#"{{"metadata":{{"labels":{{{}}}}}}}"#, labels.join(","));
+            let o = Object::from_json(&text).unwrap();
+            assert_eq!(o.label("k1"), Some("again"), "{n}");
+            assert_eq!(o.label("k0"), Some("escaped"), "{n}");
+            assert_eq!(o.label("k2"), Some("v2"), "{n}");
+            assert_eq!(
+                o.label(&format!("k{}", n - 1)),
+                Some(format!("v{}", n - 1).as_str())
+            );
+            assert_eq!(o.label("k"), None);
+            assert_eq!(o.label(&format!("k{n}")), None);
+            assert_eq!(o.label(""), None);
+            assert_eq!(o.labels.keys().count(), n + 2);
+        }
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! The shared state and the two routers.
 //!
 //! - [`App::router`]: `POST /validate` (served over TLS). Answers every AdmissionReview with a
-//!   decision; HTTP errors (with a JSON body `{"error": "..."}`) only for requests that are not
-//!   AdmissionReviews: 400 malformed, 413 too large, 415 not JSON, 404 unknown path, 405.
+//!   decision. One it cannot decode, or larger than [`MAX_BODY`], is refused with an
+//!   AdmissionReview (`allowed: false`, `status.code` 400 or 413) addressed to the uid read from the
+//!   start of the body ([`Envelope::recover`]): a bare HTTP error would let a webhook entry with
+//!   `failurePolicy: Ignore` admit it. HTTP errors (with a JSON body `{"error": "..."}`) remain
+//!   for bodies with no uid to answer to — 400 malformed, 413 too large — and for 415 not JSON,
+//!   404 unknown path, 405; the API server then applies the entry's failurePolicy.
 //! - [`App::probe_router`]: `GET /healthz`, `/readyz`, `/metrics` (plain HTTP, own port).
 
 use std::sync::Arc;
@@ -10,12 +14,15 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::body::{Body, HttpBody};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
+use gitops_guard_core::review::Envelope;
 use gitops_guard_core::{AdmissionRequest, Config, Lookup, Object};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::cache::Caches;
@@ -24,9 +31,32 @@ use crate::handler;
 use crate::metrics::{self, Metrics, Outcome, RequestError};
 use crate::readiness::Readiness;
 
-/// Largest AdmissionReview accepted. The API server's largest object is about 1.5 MiB of JSON, and
-/// an UPDATE carries two of them.
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// Largest AdmissionReview decided, in bytes.
+///
+/// An UPDATE's review carries two objects, the old and the new one. etcd stores an object in at
+/// most 1.5 MiB (its default `--max-request-bytes`; built-in kinds as protobuf), and the review
+/// carries it as JSON in which the API server writes each `<`, `>`, `&` (and control characters and
+/// invalid UTF-8) as a six-byte escape (`\u003c`): a stored byte becomes at most six. So a review of
+/// objects etcd can store is at most 2 × 1.5 MiB × 6 = 18 MiB plus the envelope (user, options).
+/// 32 MiB leaves room for both, and for a new object that a patch made larger than what etcd will
+/// then store. Larger reviews are refused (fail closed), as are those of clusters that raise
+/// etcd's limit enough to need more.
+pub const MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// Reviews larger than this are decoded and decided one at a time (with the record of where their
+/// values lie, the largest take up to about 100 MiB); smaller ones side by side. The turn is
+/// taken once the body is in, so a client sending slowly holds no one up.
+pub const LARGE_BODY: usize = 3 * 1024 * 1024;
+
+/// Of a body declared larger than [`MAX_BODY`], how much is read to find the uid it is answered
+/// with (the API server writes it within the first few hundred bytes).
+pub const ENVELOPE_PREFIX: usize = 64 * 1024;
+
+/// How much of a body larger than [`MAX_BODY`] is read and dropped before the refusal is sent, so
+/// that an HTTP/1.1 client still sending it reads the answer rather than a reset connection (over
+/// HTTP/2, as the API server calls webhooks, the stream is simply ended). Past this the
+/// connection is closed.
+pub const DRAIN_LIMIT: u64 = 256 * 1024 * 1024;
 
 struct Inner {
     config: ArcSwap<Config>,
@@ -36,6 +66,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     parents: ParentCache,
+    /// One permit: the review larger than [`LARGE_BODY`] being decoded and decided.
+    large: Arc<Semaphore>,
 }
 
 /// The webhook's state; cheap to clone.
@@ -79,6 +111,7 @@ impl App {
                 metrics: Arc::new(Metrics::new()),
                 readiness: Arc::new(Readiness::new()),
                 parents: ParentCache::new(),
+                large: Arc::new(Semaphore::new(1)),
             }),
         }
     }
@@ -110,7 +143,6 @@ impl App {
             .route("/validate", post(validate))
             .method_not_allowed_fallback(method_not_allowed)
             .fallback(not_found)
-            .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.clone())
     }
 
@@ -189,8 +221,21 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// The body of an AdmissionReview request: JSON, at most [`MAX_BODY`] bytes. Rejections are JSON.
-pub struct ReviewBody(pub Bytes);
+/// The body of an AdmissionReview request: JSON, at most [`MAX_BODY`] bytes. Rejections are
+/// responses: a refusal addressed to the review's uid for a body too large, else JSON errors.
+pub struct ReviewBody(pub Vec<u8>);
+
+/// What reading a body found.
+enum Read {
+    Whole(Vec<u8>),
+    /// Larger than [`MAX_BODY`]: its start, and its size when the client said it.
+    TooLarge {
+        start: Vec<u8>,
+        size: Option<u64>,
+    },
+}
+
+const MIB: usize = 1024 * 1024;
 
 impl FromRequest<App> for ReviewBody {
     type Rejection = Response;
@@ -211,25 +256,118 @@ impl FromRequest<App> for ReviewBody {
                 format!("expected Content-Type: application/json (an AdmissionReview), got {got}"),
             ));
         }
-        Bytes::from_request(req, app)
-            .await
-            .map(ReviewBody)
-            .map_err(|rejection| {
+        match read_body(req.into_body()).await {
+            Ok(Read::Whole(bytes)) => Ok(ReviewBody(bytes)),
+            Ok(Read::TooLarge { start, size }) => {
                 app.inner.metrics.request_error(RequestError::Body);
-                json_error(rejection.status(), rejection.body_text())
-            })
+                let size = match size {
+                    Some(n) => format!("{n} bytes"),
+                    None => format!("more than {MAX_BODY} bytes"),
+                };
+                let limit = MAX_BODY / MIB;
+                let Some(envelope) = Envelope::recover(&start) else {
+                    warn!(size = %size, "refused an oversized request body without a uid: HTTP 413");
+                    return Err(json_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the body is {size}, more than the {limit} MiB an AdmissionReview may take, and names no request.uid to answer"
+                        ),
+                    ));
+                };
+                warn!(uid = %envelope.uid, size = %size, "refused an AdmissionReview larger than the guard reads (code 413)");
+                let message = format!(
+                    "gitops-guard refuses this request: its AdmissionReview is {size}, more than the {limit} MiB the guard reads \
+                     (objects that etcd can store make far smaller reviews), so it cannot tell whether the object is GitOps-managed"
+                );
+                Err(json_response(
+                    StatusCode::OK,
+                    handler::error_response(&envelope.api_version, &envelope.uid, 413, &message),
+                ))
+            }
+            Err(e) => {
+                app.inner.metrics.request_error(RequestError::Body);
+                Err(json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {e}"),
+                ))
+            }
+        }
     }
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes; of a larger one, only the start. A body declared
+/// larger is not buffered past [`ENVELOPE_PREFIX`].
+async fn read_body(body: Body) -> Result<Read, axum::Error> {
+    let hint = body.size_hint();
+    let declared = hint.exact();
+    let oversized = hint.lower() > MAX_BODY as u64;
+    let keep = if oversized { ENVELOPE_PREFIX } else { MAX_BODY };
+    let expect = usize::try_from(hint.lower())
+        .unwrap_or(usize::MAX)
+        .min(keep);
+    let mut bytes = Vec::with_capacity(expect);
+    let mut stream = body.into_data_stream();
+    let mut total: u64 = 0;
+    let mut too_large = false;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        total = total.saturating_add(chunk.len() as u64);
+        too_large |= total > MAX_BODY as u64;
+        if too_large || oversized {
+            let room = keep.saturating_sub(bytes.len()).min(chunk.len());
+            bytes.extend_from_slice(chunk.get(..room).unwrap_or_default());
+            if too_large || bytes.len() >= keep {
+                break;
+            }
+            continue;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if !(too_large || oversized) {
+        return Ok(Read::Whole(bytes));
+    }
+    // Read the rest (up to a point) and drop it, then answer.
+    let mut complete = !too_large && bytes.len() < keep;
+    while !complete && total < DRAIN_LIMIT {
+        match stream.next().await {
+            Some(Ok(chunk)) => total = total.saturating_add(chunk.len() as u64),
+            Some(Err(_)) => break,
+            None => complete = true,
+        }
+    }
+    Ok(Read::TooLarge {
+        start: bytes,
+        size: declared.or(complete.then_some(total)),
+    })
 }
 
 async fn validate(State(app): State<App>, ReviewBody(body): ReviewBody) -> Response {
     let started = Instant::now();
     let metrics = app.inner.metrics.clone();
+    // Held until the answer is made: the decoded request borrows the body and its tape.
+    let _turn: Option<OwnedSemaphorePermit> = if body.len() > LARGE_BODY {
+        // The semaphore is never closed; were it, go on without a turn rather than fail.
+        app.inner.large.clone().acquire_owned().await.ok()
+    } else {
+        None
+    };
     let req = match AdmissionRequest::decode(&body) {
         Ok(req) => req,
         Err(e) => {
             metrics.request_error(RequestError::Malformed);
-            debug!(error = %e, "rejected a malformed AdmissionReview");
-            return json_error(StatusCode::BAD_REQUEST, e.to_string());
+            // Fail closed: what cannot be read could be a GitOps-managed object.
+            let Some(envelope) = Envelope::recover(&body) else {
+                debug!(error = %e, "rejected a malformed AdmissionReview without a uid: HTTP 400");
+                return json_error(StatusCode::BAD_REQUEST, e.to_string());
+            };
+            warn!(uid = %envelope.uid, error = %e, "refused an AdmissionReview the guard cannot decode (code 400)");
+            let message = format!(
+                "gitops-guard refuses this request: it cannot decode its AdmissionReview ({e}), so it cannot tell whether the object is GitOps-managed"
+            );
+            return json_response(
+                StatusCode::OK,
+                handler::error_response(&envelope.api_version, &envelope.uid, 400, &message),
+            );
         }
     };
     let config = app.config();

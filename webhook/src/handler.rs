@@ -59,7 +59,11 @@ pub fn error_response(api_version: &str, uid: &str, code: u16, message: &str) ->
             "allowed": false,
             "status": {
                 "code": code,
-                "reason": if code >= 500 { "InternalError" } else { "BadRequest" },
+                "reason": match code {
+                    413 => "RequestEntityTooLarge",
+                    500.. => "InternalError",
+                    _ => "BadRequest",
+                },
                 "message": message,
             },
         },

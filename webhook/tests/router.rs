@@ -261,10 +261,23 @@ async fn editing_an_argo_cd_configmap_by_hand_is_denied() {
 }
 
 #[tokio::test]
-async fn a_malformed_review_is_a_400_with_a_json_error() {
+async fn a_malformed_review_is_refused_with_its_uid_or_a_400_with_a_json_error() {
+    // A truncated review names its uid: refused with an AdmissionReview (a bare HTTP error would
+    // let an entry with failurePolicy Ignore admit it).
+    let resp = review(&app(), fixture("malformed.json")).await;
+    assert_eq!(resp["uid"], "4f6d2a1b-9c3e-4e8f-a7b2-1d0c5e6f7a89");
+    assert_eq!(resp["allowed"], false);
+    assert_eq!(resp["status"]["code"], 400);
+    let message = resp["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("gitops-guard refuses this request: it cannot decode its AdmissionReview (malformed AdmissionReview: EOF"),
+        "{message}"
+    );
+
+    // Without a uid there is no one to answer: HTTP 400.
     let (status, content_type, body) = send(
         app().router(),
-        post_json("/validate", fixture("malformed.json")),
+        post_json("/validate", fixture("malformed.json")[..50].to_vec()),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -4,7 +4,8 @@
 //! It accepts exactly the texts that serde_json accepts as one JSON value (like serde_json when it
 //! skips a value, it has no nesting limit: it keeps its own stack instead of recursing), so callers
 //! can treat "the tape was built" as "the text is valid JSON", and leave what it refuses to
-//! serde_json, which then says what is wrong.
+//! serde_json, which then says what is wrong — except a text of more than [`MAX_VALUES`] values,
+//! which it refuses as too large ([`scan`] says which), bounding the tape's memory.
 
 use std::borrow::Cow;
 
@@ -14,7 +15,7 @@ const NO_KEY: u32 = u32::MAX;
 const ESCAPED: u32 = 1 << 31;
 
 /// One JSON value, in document order (a container comes before its contents).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Node {
     /// Byte offset of the value's first byte.
     pub start: u32,
@@ -88,6 +89,11 @@ impl<'t, 'a> View<'t, 'a> {
 
     pub fn is_null(&self) -> bool {
         self.text == "null"
+    }
+
+    /// Whether the view has no tape (its text could not be scanned): no members, no items.
+    pub fn is_opaque(&self) -> bool {
+        self.tape.is_none()
     }
 
     fn first_byte(&self) -> Option<u8> {
@@ -192,13 +198,45 @@ impl<'t, 'a> Iterator for Members<'t, 'a> {
     }
 }
 
-/// Scans `text` as one JSON document. `None` if it is not valid JSON (or is 2 GiB or larger).
+/// Most values one document may hold (a tape of them takes 16 bytes each, 64 MiB in all). An
+/// object etcd can store (1.5 MiB by default) holds at most about 800,000 (a list of one-digit
+/// numbers), so a review of two of them holds well under half of this; only text made to exhaust
+/// the guard's memory holds more.
+pub(crate) const MAX_VALUES: usize = 4 << 20;
+
+/// Why a text was not scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Not valid JSON (or 2 GiB or larger).
+    Invalid,
+    /// More than [`MAX_VALUES`] values.
+    TooManyValues,
+}
+
+/// Scans `text` as one JSON document. `None` if it is not valid JSON (or is 2 GiB or larger, or
+/// holds more than [`MAX_VALUES`] values).
 pub(crate) fn parse(text: &str) -> Option<Tape> {
+    scan(text).ok()
+}
+
+/// [`parse`], saying why a text was refused.
+pub(crate) fn scan(text: &str) -> Result<Tape, Refused> {
     let b = text.as_bytes();
     if b.len() >= ESCAPED as usize {
-        return None;
+        return Err(Refused::Invalid);
     }
-    let mut nodes: Vec<Node> = Vec::with_capacity(b.len() / 12 + 4);
+    let mut nodes: Vec<Node> = Vec::new();
+    match walk(b, &mut nodes) {
+        Some(()) if nodes.len() <= MAX_VALUES => Ok(Tape { nodes }),
+        _ if nodes.len() > MAX_VALUES => Err(Refused::TooManyValues),
+        _ => Err(Refused::Invalid),
+    }
+}
+
+/// The scan itself: fills `nodes`; `None` where the text stops being valid JSON, or once it holds
+/// more than [`MAX_VALUES`] values.
+fn walk(b: &[u8], nodes: &mut Vec<Node>) -> Option<()> {
+    nodes.reserve((b.len() / 12 + 4).min(MAX_VALUES));
     // Open containers: node index, and whether it is an object.
     let mut stack: Vec<(u32, bool)> = Vec::with_capacity(16);
     let mut i = skip_ws(b, 0);
@@ -209,6 +247,11 @@ pub(crate) fn parse(text: &str) -> Option<Tape> {
         let c = *b.get(i)?;
         match c {
             b'{' | b'[' => {
+                if nodes.len() >= MAX_VALUES {
+                    // One past the limit: `scan` tells this from invalid text by the count.
+                    nodes.push(Node::default());
+                    return None;
+                }
                 let idx = nodes.len() as u32;
                 nodes.push(Node {
                     start: start as u32,
@@ -243,6 +286,11 @@ pub(crate) fn parse(text: &str) -> Option<Tape> {
                     b'n' => literal_end(b, i, b"null")?,
                     _ => return None,
                 };
+                if nodes.len() >= MAX_VALUES {
+                    // One past the limit: `scan` tells this from invalid text by the count.
+                    nodes.push(Node::default());
+                    return None;
+                }
                 let idx = nodes.len() as u32;
                 nodes.push(Node {
                     start: start as u32,
@@ -280,10 +328,7 @@ pub(crate) fn parse(text: &str) -> Option<Tape> {
             }
         }
     }
-    if i != b.len() {
-        return None;
-    }
-    Some(Tape { nodes })
+    (i == b.len()).then_some(())
 }
 
 const JSON_WS: [char; 4] = [' ', '\n', '\r', '\t'];

@@ -278,3 +278,24 @@ fn scalars_are_not_containers() {
         assert!(view.members().is_none() && view.items().is_none(), "{text}");
     }
 }
+
+#[test]
+fn more_values_than_the_limit_are_refused_as_too_many() {
+    let list = |n: usize| format!("[{}]", vec!["0"; n - 1].join(","));
+    // The list itself is a value too.
+    let at_limit = list(MAX_VALUES);
+    assert_eq!(scan(&at_limit).map(|t| t.nodes.len()), Ok(MAX_VALUES));
+    assert_eq!(
+        scan(&list(MAX_VALUES + 1)).err(),
+        Some(Refused::TooManyValues)
+    );
+    let deep = format!(
+        "{}{}",
+        "[".repeat(MAX_VALUES + 1),
+        "]".repeat(MAX_VALUES + 1)
+    );
+    assert_eq!(scan(&deep).err(), Some(Refused::TooManyValues));
+    // Invalid text is invalid, at any size.
+    assert_eq!(scan(&list(10)[1..]).err(), Some(Refused::Invalid));
+    assert_eq!(scan("[1,]").err(), Some(Refused::Invalid));
+}

@@ -1,0 +1,343 @@
+//! No size or shape of input is a way around the guard, end to end: real kubectl against a real
+//! kube-apiserver (v1.20.2), the webhook registered for every group with `failurePolicy: Fail`.
+//!
+//! - A Flux-managed ConfigMap as large as kubectl can send it (520,000 characters `<`, which the
+//!   API server writes as six bytes each: reviews of 3 MB on CREATE and 6 MB on UPDATE, past the
+//!   3 MiB the guard once read): the agent creates and updates it, a person's change is denied with
+//!   the guard's own message, not a webhook error.
+//! - A Flux-managed Widget with a value nested as deep as the API server accepts (JSON 10,000
+//!   levels deep in all): decided without the webhook crashing, also with an `allow-fields`
+//!   exception (whose field diff walks it), and the webhook goes on answering.
+
+use std::sync::OnceLock;
+
+use gitops_guard_tests::{Cluster, Out, User, Webhook};
+
+const KC: &str = "system:serviceaccount:flux-system:kustomize-controller";
+const SHA: &str = "3f2a9c1e0b7d4c2a9f8e7d6c5b4a39281706f5e4";
+
+struct Env {
+    cluster: Cluster,
+    webhook: Webhook,
+}
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let cluster = Cluster::start();
+        cluster.install_crds();
+        let test_crds = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/test-crds");
+        cluster
+            .kubectl(User::Admin, &["apply", "-f", test_crds])
+            .ok();
+        cluster
+            .kubectl(
+                User::Admin,
+                &[
+                    "wait",
+                    "--for=condition=established",
+                    "--timeout=60s",
+                    "-f",
+                    test_crds,
+                ],
+            )
+            .ok();
+        for ns in ["flux-system", "big", "deep"] {
+            cluster
+                .kubectl(User::Admin, &["create", "namespace", ns])
+                .ok();
+        }
+        // What `flux bootstrap` creates, and the owner it applied from Git.
+        cluster
+            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], ROOTS)
+            .ok();
+        cluster
+            .kubectl_as_stdin(
+                KC,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=kustomize-controller",
+                    "-f",
+                    "-",
+                ],
+                OWNER,
+            )
+            .ok();
+        cluster
+            .patch_status_as(
+                KC,
+                "kustomizations",
+                "flux-system",
+                "apps",
+                &format!(r#"{{"lastAppliedRevision":"main@sha1:{SHA}"}}"#),
+            )
+            .ok();
+        let webhook = Webhook::start(&cluster, "mode: enforce\n");
+        Env { cluster, webhook }
+    })
+}
+
+const ROOTS: &str = r#"
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: flux-system, namespace: flux-system}
+spec: {interval: 1m, url: 'https://github.com/acme/fleet.git', ref: {branch: main}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: flux-system, namespace: flux-system}
+spec: {interval: 10m, path: ./clusters/prod, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
+"#;
+
+const OWNER: &str = r#"
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: apps
+  namespace: flux-system
+  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
+spec: {interval: 10m, path: ./apps, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
+"#;
+
+/// Flux's kustomize-controller applying `manifest`.
+fn agent_apply(manifest: &str) -> Out {
+    env().cluster.kubectl_as_stdin(
+        KC,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=kustomize-controller",
+            "-f",
+            "-",
+        ],
+        manifest,
+    )
+}
+
+fn dev(args: &[&str]) -> Out {
+    env().cluster.kubectl(User::Developer, args)
+}
+
+fn flux_message(kind_name: &str, ns: &str) -> String {
+    format!(
+        "{kind_name} in {ns} is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops edit {kind_name} -n {ns}"
+    )
+}
+
+fn first_two_lines(s: &str) -> String {
+    s.lines().take(2).collect::<Vec<_>>().join("\n")
+}
+
+fn jsonpath(ns: &str, what: &str, path: &str) -> String {
+    env()
+        .cluster
+        .kubectl(
+            User::Admin,
+            &["get", what, "-n", ns, "-o", &format!("jsonpath={path}")],
+        )
+        .ok()
+        .stdout
+        .clone()
+}
+
+/// The webhook process is alive, answers its probes, and logged no panic.
+fn webhook_alive() {
+    let webhook = &env().webhook;
+    assert!(webhook.get("/healthz").contains("ok"));
+    let log = webhook.log();
+    assert!(
+        !log.contains("panicked") && !log.contains("overflow"),
+        "webhook log:\n{log}"
+    );
+}
+
+/// Characters `<` in the big ConfigMap: kubectl sends JSON with each as `\u003c`, and the API
+/// server takes request bodies of at most 3 MiB, so about 524,000 is the most kubectl can apply.
+const BIG: usize = 520_000;
+
+fn big_configmap(value: &str, extra: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big","namespace":"big","labels":{{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"flux-system"}}}},"data":{{"BIG":"{value}","LOG_LEVEL":"info"{extra}}}}}"#
+    )
+}
+
+#[test]
+fn a_large_flux_configmap_passes_for_the_agent_and_is_denied_to_a_person() {
+    let big = "<".repeat(BIG);
+    // The agent creates it (a 3 MB review) and updates it (6 MB: old and new object).
+    agent_apply(&big_configmap(&big, "")).ok();
+    let changed = format!("{}&", &big[1..]);
+    agent_apply(&big_configmap(&changed, r#","FEATURE":"on""#)).ok();
+    assert_eq!(jsonpath("big", "configmap/big", "{.data.FEATURE}"), "on");
+
+    // A person's change is denied with the guard's own message (not a webhook error).
+    let msg = flux_message("configmap/big", "big");
+    let out = dev(&[
+        "patch",
+        "configmap/big",
+        "-n",
+        "big",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"LOG_LEVEL":"debug"}}"#,
+    ]);
+    assert_eq!(first_two_lines(out.denied()), msg, "patch:\n{}", cut(&out));
+    let out = kubectl_edit(
+        User::Developer,
+        "s/LOG_LEVEL: info/LOG_LEVEL: debug/",
+        &["configmap/big", "-n", "big"],
+    );
+    assert_eq!(first_two_lines(out.denied()), msg, "edit:\n{}", cut(&out));
+    let out = dev(&["label", "configmap/big", "-n", "big", "team=x"]);
+    assert_eq!(first_two_lines(out.denied()), msg, "label:\n{}", cut(&out));
+    assert_eq!(
+        jsonpath("big", "configmap/big", "{.data.LOG_LEVEL}"),
+        "info"
+    );
+
+    // The agent again, after the refusals.
+    agent_apply(&big_configmap(&big, r#","FEATURE":"off""#)).ok();
+    assert_eq!(jsonpath("big", "configmap/big", "{.data.FEATURE}"), "off");
+    webhook_alive();
+}
+
+/// An `Out` for a message, without megabytes of `<`.
+fn cut(out: &Out) -> String {
+    let text = out.to_string();
+    match text.char_indices().nth(4000) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+/// `kubectl edit` as `user` with an editor script that runs `sed_expr` over the file.
+fn kubectl_edit(user: User, sed_expr: &str, args: &[&str]) -> Out {
+    let env = env();
+    let dir = tempfile::tempdir().unwrap();
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(&editor, format!("#!/bin/sh\nsed -i '{sed_expr}' \"$1\"\n")).unwrap();
+    let mut perms = std::fs::metadata(&editor).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&editor, perms).unwrap();
+    let mut edit = vec!["edit"];
+    edit.extend_from_slice(args);
+    env.cluster.kubectl_with(
+        &env.cluster.kubeconfig(user),
+        &[
+            ("KUBE_EDITOR", editor.as_os_str()),
+            ("TMPDIR", dir.path().as_os_str()),
+        ],
+        &edit,
+    )
+}
+
+/// Lists nested in `spec.deep` below `spec`: with the object and `spec` around them, 10,000
+/// levels, the most the API server's JSON decoding takes (one more is "exceeded max depth").
+/// (Maps nested this deep are accepted too, but v1.20's managedFields bookkeeping takes time
+/// exponential in their depth: beyond about 18 levels a create times out.)
+const DEEP: usize = 9_998;
+
+/// The Widget deep/w as the agent applies it: `spec.deep` is `DEEP` lists around `leaf`, and
+/// a person may change `spec.x` (`allow-fields`).
+fn deep_widget(leaf: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"example.gitops-guard.dev/v1","kind":"Widget","metadata":{{"name":"w","namespace":"deep","labels":{{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"flux-system"}},"annotations":{{"gitops-guard.dev/allow-fields":"spec.x"}}}},"spec":{{"y":1,"deep":{}{leaf}{}}}}}"#,
+        "[".repeat(DEEP),
+        "]".repeat(DEEP)
+    )
+}
+
+#[test]
+fn a_flux_object_nested_as_deep_as_the_api_server_allows_is_decided() {
+    // The API server refuses one level more: the depth tested is its limit.
+    let too_deep = deep_widget("1")
+        .replacen(r#""deep":"#, r#""deep":["#, 1)
+        .replacen("]}}", "]]}}", 1);
+    let out = env().cluster.kubectl_stdin(
+        User::Admin,
+        &[
+            "create",
+            "--raw",
+            "/apis/example.gitops-guard.dev/v1/namespaces/deep/widgets?dryRun=All",
+            "-f",
+            "-",
+        ],
+        &too_deep,
+    );
+    assert!(
+        out.stderr.contains("BadRequest") && out.stderr.contains("exceeded max depth"),
+        "{}",
+        cut(&out)
+    );
+
+    agent_apply(&deep_widget("1")).ok();
+    // The agent's update (old and new object 10,000 levels deep in the review).
+    agent_apply(&deep_widget("2")).ok();
+    assert_eq!(jsonpath("deep", "widget/w", "{.spec.y}"), "1");
+    webhook_alive();
+
+    let msg = flux_message("widget/w", "deep");
+    // A change outside the exception: the usual denial, saying what else changed.
+    let out = dev(&[
+        "patch",
+        "widget/w",
+        "-n",
+        "deep",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"y":2}}"#,
+    ]);
+    let message = out.denied();
+    assert_eq!(first_two_lines(message), msg, "{}", cut(&out));
+    assert!(
+        message.contains("Only spec.x may be changed by hand here (gitops-guard.dev/allow-fields); this change also touches: spec.y"),
+        "{message}"
+    );
+    // The exception's own field passes (the diff walks past the deep value).
+    dev(&[
+        "patch",
+        "widget/w",
+        "-n",
+        "deep",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"x":"by hand"}}"#,
+    ])
+    .ok();
+    assert_eq!(jsonpath("deep", "widget/w", "{.spec.x}"), "by hand");
+    // A change at the bottom of the deep value: denied, the path named (and cut short).
+    let patch = format!(
+        r#"[{{"op":"replace","path":"/spec/deep","value":{}3{}}}]"#,
+        "[".repeat(DEEP),
+        "]".repeat(DEEP)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let patch_file = dir.path().join("patch.json");
+    std::fs::write(&patch_file, patch).unwrap();
+    let out = dev(&[
+        "patch",
+        "widget/w",
+        "-n",
+        "deep",
+        "--type=json",
+        "--patch-file",
+        patch_file.to_str().unwrap(),
+    ]);
+    let message = out.denied();
+    assert_eq!(first_two_lines(message), msg, "{}", cut(&out));
+    assert!(
+        message.contains("this change also touches: spec.deep[0][0][0][0]") && message.len() < 2000,
+        "{message}"
+    );
+    // Deleting it by hand: denied like any managed object.
+    let out = dev(&["delete", "widget/w", "-n", "deep", "--wait=false"]);
+    assert_eq!(first_two_lines(out.denied()), msg, "{}", cut(&out));
+
+    // Still alive, still deciding.
+    webhook_alive();
+    agent_apply(&deep_widget("4")).ok();
+    let out = dev(&["annotate", "widget/w", "-n", "deep", "note=hi"]);
+    assert_eq!(first_two_lines(out.denied()), msg, "{}", cut(&out));
+    webhook_alive();
+}
