@@ -188,43 +188,32 @@ fn leaves(fields: &Value) -> Option<BTreeSet<Vec<String>>> {
     Some(out)
 }
 
-/// The objects' values at field paths, each top-level field parsed once.
+/// The objects' values at field paths, read from the scanned documents (no parse, no depth limit).
 struct Values<'o, 'a> {
     old: &'o Object<'a>,
     new: &'o Object<'a>,
-    parsed: HashMap<String, (Option<Value>, Option<Value>)>,
 }
 
 impl<'o, 'a> Values<'o, 'a> {
     fn new(old: &'o Object<'a>, new: &'o Object<'a>) -> Self {
-        Values {
-            old,
-            new,
-            parsed: HashMap::new(),
-        }
+        Values { old, new }
     }
 
-    /// Whether the value at `path` differs between the two objects. A value that cannot be read
-    /// (nested past serde_json's limit) counts as unchanged, so the rewrite is caught.
+    /// The JSON text at `path` in `o` (`None`: not there). Both objects come from the API
+    /// server's serializer, so equal values have equal text.
+    fn text_at(o: &Object<'a>, path: &[String]) -> Option<&'a str> {
+        let (top, rest) = path.split_first()?;
+        let mut raw = o.fields.get(top)?.clone();
+        for key in rest {
+            let next = Fields::parse(&raw)?.get(key)?.clone();
+            raw = next;
+        }
+        Some(raw.get())
+    }
+
+    /// Whether the value at `path` differs between the two objects.
     fn changed(&mut self, path: &[String]) -> bool {
-        let Some(top) = path.first() else {
-            return false;
-        };
-        let (old, new) = (self.old, self.new);
-        let read = |o: &Object<'_>| -> Option<Value> {
-            serde_json::from_str(o.fields.get(top)?.get()).ok()
-        };
-        let (o, n) = self
-            .parsed
-            .entry(top.clone())
-            .or_insert_with(|| (read(old), read(new)));
-        let at = |v: &Option<Value>| -> Option<Value> {
-            path[1..]
-                .iter()
-                .try_fold(v.as_ref()?, |v, k| v.get(k))
-                .cloned()
-        };
-        at(o) != at(n)
+        Self::text_at(self.old, path) != Self::text_at(self.new, path)
     }
 }
 

@@ -177,3 +177,62 @@ fn deep_field_sets_are_bounded() {
     }
     assert_eq!(leaves(&shallow).unwrap().len(), 1);
 }
+
+/// Values nested past serde_json's 128 levels beside the fields the record names are read from
+/// the scanned document: a take-over is told from a rewrite all the same.
+#[test]
+fn deep_values_beside_the_record() {
+    let mut deep = json!("leaf");
+    for _ in 0..300 {
+        deep = json!({"d": deep});
+    }
+    let object = |replicas: i64, managed: Vec<Value>| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "prod", "managedFields": managed},
+            "spec": {"replicas": replicas, "deep": deep.clone()}})
+    };
+    let flux = entry(
+        "kustomize-controller",
+        "Apply",
+        "2026-11-20T09:00:00Z",
+        json!({"f:spec": {"f:replicas": {}, "f:deep": {}}}),
+    );
+    let flux_without = entry(
+        "kustomize-controller",
+        "Apply",
+        "2026-11-20T09:00:00Z",
+        json!({"f:spec": {"f:deep": {}}}),
+    );
+    let scaled = entry(
+        "kubectl-scale",
+        "Update",
+        "2026-11-21T12:00:00Z",
+        json!({"f:spec": {"f:replicas": {}}}),
+    );
+    let cases = [
+        (
+            "replicas taken over",
+            object(2, vec![flux.clone()]),
+            object(3, vec![flux_without.clone(), scaled.clone()]),
+            false,
+        ),
+        (
+            "replicas dropped from the record while unchanged",
+            object(2, vec![flux.clone()]),
+            object(2, vec![flux_without, scaled]),
+            true,
+        ),
+    ];
+    for (what, old, new, caught) in cases {
+        let (old, new) = (old.to_string(), new.to_string());
+        let (old, new) = (
+            Object::from_json(&old).unwrap(),
+            Object::from_json(&new).unwrap(),
+        );
+        assert_eq!(
+            rewrite(&old, record_of(&old), &new, now()).is_some(),
+            caught,
+            "{what}"
+        );
+    }
+}
