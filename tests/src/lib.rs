@@ -22,10 +22,12 @@
 
 mod cluster;
 mod command;
+mod gitops;
 mod http;
 mod pki;
 mod webhook;
 
 pub use cluster::{Cluster, User, build_path, kubectl_program, target_profile_dir};
 pub use command::{DENIED_PREFIX, Out, run as run_command};
+pub use gitops::{FROM_ROOT, KUSTOMIZE_CONTROLLER, ROOTS};
 pub use webhook::{CUSTODY_GROUPS, WEBHOOK_NAME, Webhook};

@@ -23,9 +23,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gitops_guard_tests::{Cluster, Out, User, Webhook};
+use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook};
 
-const KC: &str = "system:serviceaccount:flux-system:kustomize-controller";
+const KC: &str = KUSTOMIZE_CONTROLLER;
 const SC: &str = "system:serviceaccount:flux-system:source-controller";
 const HC: &str = "system:serviceaccount:flux-system:helm-controller";
 /// Its only kind (ImageUpdateAutomation) is not installed here: it does not count as Flux.

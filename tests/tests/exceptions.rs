@@ -4,23 +4,11 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use gitops_guard_tests::{Cluster, Out, User, Webhook};
+use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook};
 
-const KC: &str = "system:serviceaccount:flux-system:kustomize-controller";
+const KC: &str = KUSTOMIZE_CONTROLLER;
 /// Break-glass windows here last at most 20 s, so expiry is tested without waiting for hours.
 const CONFIG: &str = "breakGlass:\n  groups: [sre]\n  maxDuration: 20s\n";
-
-/// What `flux bootstrap` creates: the roots of custody (the guard's default `custody.roots`).
-const ROOTS: &str = "apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {name: flux-system, namespace: flux-system}
-spec: {interval: 1m, url: 'https://github.com/acme/fleet.git', ref: {branch: main}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: flux-system, namespace: flux-system}
-spec: {interval: 10m, path: ./clusters/prod, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
-";
 
 const APPS: &str = "apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
@@ -41,27 +29,10 @@ fn env() -> &'static Env {
     ENV.get_or_init(|| {
         let cluster = Cluster::start();
         cluster.install_crds();
-        cluster
-            .kubectl(User::Admin, &["create", "namespace", "flux-system"])
-            .ok();
         // The bootstrap roots, and Kustomization flux-system/apps from Git (applied by
         // kustomize-controller for the root): the owner of every Deployment here.
-        cluster
-            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], ROOTS)
-            .ok();
-        cluster
-            .kubectl_as_stdin(
-                KC,
-                &[
-                    "apply",
-                    "--server-side",
-                    "--field-manager=kustomize-controller",
-                    "-f",
-                    "-",
-                ],
-                APPS,
-            )
-            .ok();
+        cluster.bootstrap();
+        cluster.flux_apply(APPS).ok();
         // People in the sre group may do anything RBAC-wise; only the guard stops them.
         cluster
             .kubectl(

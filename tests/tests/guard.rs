@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use gitops_guard_tests::{Cluster, Out, User, Webhook};
+use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook};
 
-const KC: &str = "system:serviceaccount:flux-system:kustomize-controller";
+const KC: &str = KUSTOMIZE_CONTROLLER;
 const ARGO: &str = "system:serviceaccount:argocd:argocd-application-controller";
 const ARGO_SERVER: &str = "system:serviceaccount:argocd:argocd-server";
 const TENANT_A: &str = "system:serviceaccount:team-a:reconciler";
@@ -29,26 +29,13 @@ fn env() -> &'static Env {
     ENV.get_or_init(|| {
         let cluster = Cluster::start();
         cluster.install_crds();
-        for ns in ["flux-system", "argocd", "team-a", "team-b"] {
+        // What `flux bootstrap` creates: the roots of custody.
+        cluster.bootstrap();
+        for ns in ["team-a", "team-b"] {
             cluster.kubectl(User::Admin, &["create", "namespace", ns]).ok();
         }
-        // What `flux bootstrap` creates: the roots of custody.
-        cluster
-            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], ROOTS)
-            .ok();
         // The owners come from Git: kustomize-controller applied them for the root Kustomization.
-        cluster
-            .kubectl_as_stdin(
-                KC,
-                &[
-                    "apply",
-                    "--server-side",
-                    "--field-manager=kustomize-controller",
-                    "-f",
-                    "-",
-                ],
-                OWNERS,
-            )
+        cluster.flux_apply(OWNERS)
             .ok();
         // The status their controllers wrote.
         cluster
@@ -79,26 +66,6 @@ fn env() -> &'static Env {
         Env { cluster, webhook }
     })
 }
-
-/// The bootstrap roots (the guard's default `custody.roots`).
-const ROOTS: &str = r#"
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {name: flux-system, namespace: flux-system}
-spec: {interval: 1m, url: 'https://github.com/acme/fleet.git', ref: {branch: main}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: flux-system, namespace: flux-system}
-spec: {interval: 10m, path: ./clusters/prod, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
----
-apiVersion: argoproj.io/v1alpha1
-kind: AppProject
-metadata: {name: default, namespace: argocd}
-spec:
-  sourceRepos: ['*']
-  destinations: [{server: '*', namespace: '*'}]
-"#;
 
 /// The owners (and the tenants' sources), as the root Kustomization applies them from Git.
 const OWNERS: &str = r#"

@@ -11,9 +11,9 @@
 
 use std::sync::OnceLock;
 
-use gitops_guard_tests::{Cluster, Out, User, Webhook};
+use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook};
 
-const KC: &str = "system:serviceaccount:flux-system:kustomize-controller";
+const KC: &str = KUSTOMIZE_CONTROLLER;
 const SHA: &str = "3f2a9c1e0b7d4c2a9f8e7d6c5b4a39281706f5e4";
 
 struct Env {
@@ -42,28 +42,14 @@ fn env() -> &'static Env {
                 ],
             )
             .ok();
-        for ns in ["flux-system", "big", "deep"] {
+        // What `flux bootstrap` creates, and the owner it applied from Git.
+        cluster.bootstrap();
+        for ns in ["big", "deep"] {
             cluster
                 .kubectl(User::Admin, &["create", "namespace", ns])
                 .ok();
         }
-        // What `flux bootstrap` creates, and the owner it applied from Git.
-        cluster
-            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], ROOTS)
-            .ok();
-        cluster
-            .kubectl_as_stdin(
-                KC,
-                &[
-                    "apply",
-                    "--server-side",
-                    "--field-manager=kustomize-controller",
-                    "-f",
-                    "-",
-                ],
-                OWNER,
-            )
-            .ok();
+        cluster.flux_apply(OWNER).ok();
         cluster
             .patch_status_as(
                 KC,
@@ -77,18 +63,6 @@ fn env() -> &'static Env {
         Env { cluster, webhook }
     })
 }
-
-const ROOTS: &str = r#"
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {name: flux-system, namespace: flux-system}
-spec: {interval: 1m, url: 'https://github.com/acme/fleet.git', ref: {branch: main}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: flux-system, namespace: flux-system}
-spec: {interval: 10m, path: ./clusters/prod, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
-"#;
 
 const OWNER: &str = r#"
 apiVersion: kustomize.toolkit.fluxcd.io/v1

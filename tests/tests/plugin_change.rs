@@ -18,11 +18,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use fake_forge::FakeForge;
-use gitops_guard_tests::{Cluster, Out, User, Webhook, build_path, kubectl_program, run_command};
+use gitops_guard_tests::{
+    Cluster, FROM_ROOT, KUSTOMIZE_CONTROLLER, Out, User, Webhook, build_path, kubectl_program,
+    run_command,
+};
 use kubectl_gitops::forge::ForgeKind;
 use serde_json::Value;
 
-const KC: &str = "system:serviceaccount:flux-system:kustomize-controller";
+const KC: &str = KUSTOMIZE_CONTROLLER;
 const ARGO: &str = "system:serviceaccount:argocd:argocd-application-controller";
 
 /// Who applies the objects of a test.
@@ -34,43 +37,6 @@ enum Agent {
 const TOKEN: &str = "ghp_e2e0123456789abcdef";
 const URL: &str = "https://github.com/acme/platform.git";
 
-/// The bootstrap roots (the guard's default `custody.roots`).
-const ROOTS: &str = "apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {name: flux-system, namespace: flux-system}
-spec: {interval: 1m, url: 'https://github.com/acme/fleet.git', ref: {branch: main}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: flux-system, namespace: flux-system}
-spec: {interval: 10m, path: ./clusters/prod, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
----
-apiVersion: argoproj.io/v1alpha1
-kind: AppProject
-metadata: {name: default, namespace: argocd}
-spec:
-  sourceRepos: ['*']
-  destinations: [{server: '*', namespace: '*'}]
-";
-
-/// The ownership labels of what the root Kustomization applies.
-const FROM_GIT: &str = "{kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}";
-
-/// Server-side apply as kustomize-controller, as Flux applies what is in Git.
-fn flux_apply(c: &Cluster, yaml: &str) -> Out {
-    c.kubectl_as_stdin(
-        KC,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=kustomize-controller",
-            "-f",
-            "-",
-        ],
-        yaml,
-    )
-}
-
 struct Env {
     cluster: Cluster,
     _webhook: Webhook,
@@ -81,16 +47,9 @@ fn env() -> &'static Env {
     ENV.get_or_init(|| {
         let cluster = Cluster::start();
         cluster.install_crds();
-        for ns in ["flux-system", "argocd"] {
-            cluster
-                .kubectl(User::Admin, &["create", "namespace", ns])
-                .ok();
-        }
         // What `flux bootstrap` creates: the roots of custody. Each test's owners come from Git
         // under them (kustomize-controller applies them with the root's labels).
-        cluster
-            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], ROOTS)
-            .ok();
+        cluster.bootstrap();
         // The guard denies live edits of managed objects and lets dry-runs through with a
         // warning: the plugin's validation must work with it in place.
         let webhook = Webhook::start(&cluster, "mode: enforce\n");
@@ -233,9 +192,9 @@ impl Fx {
         match agent {
             Agent::Flux => {
                 let owners = format!(
-                    "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: {ns}, namespace: flux-system, labels: {FROM_GIT}}}\nspec: {{interval: 1m, url: '{url}', ref: {{branch: main}}}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: {ns}, namespace: flux-system, labels: {FROM_GIT}}}\nspec: {{interval: 10m, path: ./{flux_path}, prune: true, targetNamespace: {ns}, sourceRef: {{kind: GitRepository, name: {ns}}}}}\n"
+                    "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: {ns}, namespace: flux-system, labels: {FROM_ROOT}}}\nspec: {{interval: 1m, url: '{url}', ref: {{branch: main}}}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: {ns}, namespace: flux-system, labels: {FROM_ROOT}}}\nspec: {{interval: 10m, path: ./{flux_path}, prune: true, targetNamespace: {ns}, sourceRef: {{kind: GitRepository, name: {ns}}}}}\n"
                 );
-                flux_apply(c, &owners).ok();
+                c.flux_apply(&owners).ok();
                 c.patch_status_as(
                     KC,
                     "kustomizations",
@@ -247,9 +206,9 @@ impl Fx {
             }
             Agent::Argo => {
                 let app = format!(
-                    "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {ns}, namespace: argocd, labels: {FROM_GIT}}}\nspec:\n  project: default\n  source: {{repoURL: '{url}', path: {flux_path}, targetRevision: HEAD}}\n  destination: {{server: 'https://kubernetes.default.svc', namespace: {ns}}}\n"
+                    "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {ns}, namespace: argocd, labels: {FROM_ROOT}}}\nspec:\n  project: default\n  source: {{repoURL: '{url}', path: {flux_path}, targetRevision: HEAD}}\n  destination: {{server: 'https://kubernetes.default.svc', namespace: {ns}}}\n"
                 );
-                flux_apply(c, &app).ok();
+                c.flux_apply(&app).ok();
                 // Argo CD's application controller records what it synced (no status
                 // subresource: a plain patch).
                 let status = format!(
@@ -1276,9 +1235,9 @@ fn helm_release_objects_name_the_values_key() {
     let ns = &fx.ns;
     let c = &env().cluster;
     let hr = format!(
-        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {{name: web, namespace: {ns}, labels: {FROM_GIT}}}\nspec:\n  interval: 10m\n  chart:\n    spec:\n      chart: ./charts/web\n      sourceRef: {{kind: GitRepository, name: {ns}, namespace: flux-system}}\n  values:\n    replicaCount: 2\n"
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {{name: web, namespace: {ns}, labels: {FROM_ROOT}}}\nspec:\n  interval: 10m\n  chart:\n    spec:\n      chart: ./charts/web\n      sourceRef: {{kind: GitRepository, name: {ns}, namespace: flux-system}}\n  values:\n    replicaCount: 2\n"
     );
-    flux_apply(c, &hr).ok();
+    c.flux_apply(&hr).ok();
     let live = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: {ns}\n  labels: {{helm.toolkit.fluxcd.io/name: web, helm.toolkit.fluxcd.io/namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: api}}}}\n  template:\n    metadata: {{labels: {{app: api}}}}\n    spec:\n      containers: [{{name: web, image: 'ghcr.io/acme/web:1.0'}}]\n"
     );
