@@ -43,6 +43,11 @@ use crate::readiness::Readiness;
 /// etcd's limit enough to need more.
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
 
+/// How long a request body may take to arrive. The API server sends a review at once and waits at
+/// most the webhook's `timeoutSeconds` (the chart: 3 s) for the answer; a client that trickles its
+/// body (slow-loris) is cut off well before, with an HTTP 408.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reviews larger than this are decoded and decided one at a time (with the record of where their
 /// values lie, the largest take up to about 100 MiB); smaller ones side by side. The turn is
 /// taken once the body is in, so a client sending slowly holds no one up.
@@ -256,7 +261,18 @@ impl FromRequest<App> for ReviewBody {
                 format!("expected Content-Type: application/json (an AdmissionReview), got {got}"),
             ));
         }
-        match read_body(req.into_body()).await {
+        let Ok(read) = tokio::time::timeout(BODY_DEADLINE, read_body(req.into_body())).await else {
+            app.inner.metrics.request_error(RequestError::Body);
+            warn!("a request body did not arrive within the deadline: HTTP 408");
+            return Err(json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {}s",
+                    BODY_DEADLINE.as_secs()
+                ),
+            ));
+        };
+        match read {
             Ok(Read::Whole(bytes)) => Ok(ReviewBody(bytes)),
             Ok(Read::TooLarge { start, size }) => {
                 app.inner.metrics.request_error(RequestError::Body);

@@ -17,8 +17,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use crate::Error;
 use crate::handler::api_version_of;
 
-/// How long the hot path waits for the API server to return a scale request's parent.
-pub const PARENT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the hot path waits for the API server to return a live object (a scale parent).
+/// Well below the webhook's own timeout (the chart: 3 s), so a slow lookup is answered as a
+/// refusal, never left to the API server's failurePolicy.
+pub const PARENT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The component named in recorded Events.
 pub const COMPONENT: &str = "gitops-guard";

@@ -455,3 +455,21 @@ async fn probes_answer_on_their_own_router() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A body that trickles in (slow-loris) is cut off at the deadline, with an answer.
+#[tokio::test(start_paused = true)]
+async fn a_body_that_never_finishes_is_cut_off() {
+    let first: Result<Vec<u8>, std::io::Error> = Ok(b"{\"apiVersion\":".to_vec());
+    let stalled = futures::StreamExt::chain(
+        futures::stream::once(async move { first }),
+        futures::stream::pending(),
+    );
+    let req = Request::post("/validate")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let (status, _, body) = send(app().router(), req).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("did not arrive within 2s"), "{body}");
+}
