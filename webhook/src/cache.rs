@@ -17,7 +17,7 @@
 pub mod watch;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use arc_swap::ArcSwap;
 use gitops_guard_core::custody::{self, CustodyInfo, ObjectRef};
@@ -503,9 +503,7 @@ impl Caches {
     /// The config changed: derive everything again (e.g. `flux.defaultServiceAccount`).
     pub fn set_config(&self, config: Arc<Config>) {
         self.config.store(config.clone());
-        if let Ok(mut state) = self.state.write() {
-            state.derive_all(&config);
-        }
+        self.write().derive_all(&config);
     }
 
     /// Reduces an object of `kind` (whole, as the API server sends it) to what the cache keeps.
@@ -533,7 +531,8 @@ impl Caches {
     /// An object of `kind` was added or changed.
     pub fn apply(&self, kind: Watched, object: Value) {
         let entry = self.prepare(kind, object);
-        if let Ok(mut state) = self.state.write() {
+        {
+            let mut state = self.write();
             let config = self.config.load_full();
             Self::store(&mut state, entry, &config);
         }
@@ -557,7 +556,8 @@ impl Caches {
     /// An object of `kind` was deleted.
     pub fn delete(&self, kind: Watched, object: &Value) {
         let (namespace, name) = key_of(object);
-        if let Ok(mut state) = self.state.write() {
+        {
+            let mut state = self.write();
             let config = self.config.load_full();
             match kind {
                 Watched::Custody(k) => {
@@ -581,9 +581,7 @@ impl Caches {
 
     /// [`Caches::replace`] with objects already prepared (entries of another kind are ignored).
     pub fn replace_entries(&self, kind: Watched, entries: Vec<Entry>) {
-        let Ok(mut state) = self.state.write() else {
-            return;
-        };
+        let mut state = self.write();
         let config = self.config.load_full();
         let entries = entries.into_iter().filter(|e| e.kind == kind);
         match kind {
@@ -606,12 +604,11 @@ impl Caches {
     pub fn absent(&self, kind: Watched) {
         match kind {
             Watched::Custody(k) => {
-                if let Ok(mut state) = self.state.write() {
-                    let config = self.config.load_full();
-                    state.clear(k);
-                    state.served.remove(k.kind);
-                    state.derive_kind_all(k, &config);
-                }
+                let mut state = self.write();
+                let config = self.config.load_full();
+                state.clear(k);
+                state.served.remove(k.kind);
+                state.derive_kind_all(k, &config);
             }
             // Always served; an empty list is what there is.
             Watched::Namespace => self.replace(kind, Vec::new()),
@@ -620,17 +617,26 @@ impl Caches {
 
     /// How many objects of `kind` are cached.
     pub fn len(&self, kind: Watched) -> usize {
-        match self.state.read() {
-            Ok(state) => match kind {
-                Watched::Custody(k) => state.objects.get(k.kind).map_or(0, HashMap::len),
-                Watched::Namespace => state.namespace_facts.len(),
-            },
-            Err(_) => 0,
+        let state = self.read();
+        match kind {
+            Watched::Custody(k) => state.objects.get(k.kind).map_or(0, HashMap::len),
+            Watched::Namespace => state.namespace_facts.len(),
         }
     }
 }
 
 impl Caches {
+    /// The state for reading. A panic while it was held (a bug) leaves it poisoned; the guard goes
+    /// on from what it holds rather than answering from nothing or stopping updates silently.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state for writing (see [`Caches::read`] on a poisoned lock).
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// What API discovery found: every served resource and whether it has a status subresource.
     pub fn set_status_subresources(&self, found: HashMap<(String, String), bool>) {
         self.status_subresources.store(Arc::new(Some(found)));
@@ -639,12 +645,12 @@ impl Caches {
 
 impl Lookup for Caches {
     fn owner(&self, owner: &OwnerRef) -> Option<OwnerInfo> {
-        self.state.read().ok()?.owners.get(owner).cloned()
+        self.read().owners.get(owner).cloned()
     }
 
     /// A namespace that is not cached (yet) but that owners or sources hold counts as one.
     fn namespace(&self, name: &str) -> Option<NamespaceInfo> {
-        let state = self.state.read().ok()?;
+        let state = self.read();
         let holds_managed = state.holders.contains_key(name);
         match state.namespaces.get(name) {
             Some(info) => Some(NamespaceInfo {
@@ -660,41 +666,29 @@ impl Lookup for Caches {
     }
 
     fn custody(&self, object: &ObjectRef) -> Option<CustodyInfo> {
-        let state = self.state.read().ok()?;
+        let state = self.read();
         state
             .held(object.kind.as_str(), object)
             .map(|h| h.info.clone())
     }
 
     fn serves(&self, kind: &custody::Kind) -> bool {
-        self.state
-            .read()
-            .is_ok_and(|state| state.served.contains(kind.kind))
+        self.read().served.contains(kind.kind)
     }
 
     fn holders(&self, namespace: &str) -> Vec<ObjectRef> {
-        self.state
-            .read()
-            .ok()
-            .and_then(|state| {
-                state
-                    .holders
-                    .get(namespace)
-                    .map(|set| set.iter().cloned().collect())
-            })
+        self.read()
+            .holders
+            .get(namespace)
+            .map(|set| set.iter().cloned().collect())
             .unwrap_or_default()
     }
 
     fn readers(&self, input: &ObjectRef) -> Vec<ObjectRef> {
-        self.state
-            .read()
-            .ok()
-            .and_then(|state| {
-                state
-                    .readers
-                    .get(input)
-                    .map(|set| set.iter().cloned().collect())
-            })
+        self.read()
+            .readers
+            .get(input)
+            .map(|set| set.iter().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -1084,6 +1078,35 @@ mod tests {
         );
         feed(&caches, &Event::Delete("HelmRelease", hr(json!([]))));
         assert!(caches.state.read().unwrap().readers.is_empty());
+    }
+
+    #[test]
+    fn a_panic_while_the_lock_was_held_does_not_stop_updates() {
+        let caches = Arc::new(Caches::new(Arc::new(Config::default())));
+        feed(
+            &caches,
+            &Event::Apply("Kustomization", flux_apps(&["prod_web_apps_Deployment"])),
+        );
+        let poisoner = caches.clone();
+        let panicked = std::thread::spawn(move || {
+            let _held = poisoner.state.write().unwrap();
+            panic!("a bug while the state is held");
+        })
+        .join();
+        assert!(panicked.is_err() && caches.state.is_poisoned());
+        // Decisions still see what was there, and watch events still land.
+        let apps = ObjectRef::new("Kustomization", "flux-system", "apps");
+        assert!(caches.custody(&apps).is_some());
+        feed(
+            &caches,
+            &Event::Apply("Application", argo_web("web", &["prod"])),
+        );
+        assert!(
+            caches
+                .custody(&ObjectRef::new("Application", "argocd", "web"))
+                .is_some()
+        );
+        assert_eq!(caches.holders("prod").len(), 2);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! What `/readyz` waits for: the TLS listener, and every owner cache's first sync.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 
@@ -43,29 +43,31 @@ impl Readiness {
         self.stopping.store(true, Ordering::Release);
     }
 
+    /// The caches' states. A panic while the lock was held (a bug) must not freeze or hide them.
+    fn caches(&self) -> MutexGuard<'_, BTreeMap<String, CacheState>> {
+        self.caches.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A cache that must sync before the webhook is ready.
     pub fn register_cache(&self, name: &str) {
-        if let Ok(mut caches) = self.caches.lock() {
-            caches.entry(name.to_string()).or_default();
-        }
+        let mut caches = self.caches();
+        caches.entry(name.to_string()).or_default();
     }
 
     /// The cache has (re)listed everything, or its kind is not installed (an empty cache).
     pub fn cache_synced(&self, name: &str) {
-        if let Ok(mut caches) = self.caches.lock() {
-            let state = caches.entry(name.to_string()).or_default();
-            state.synced = true;
-            state.last_error = None;
-        }
+        let mut caches = self.caches();
+        let state = caches.entry(name.to_string()).or_default();
+        state.synced = true;
+        state.last_error = None;
     }
 
     /// The cache could not sync (yet); kept for `/readyz` until it does.
     pub fn cache_error(&self, name: &str, error: String) {
-        if let Ok(mut caches) = self.caches.lock() {
-            let state = caches.entry(name.to_string()).or_default();
-            if !state.synced {
-                state.last_error = Some(error);
-            }
+        let mut caches = self.caches();
+        let state = caches.entry(name.to_string()).or_default();
+        if !state.synced {
+            state.last_error = Some(error);
         }
     }
 
@@ -77,16 +79,12 @@ impl Readiness {
         if !self.tls_bound.load(Ordering::Acquire) {
             missing.push("the TLS listener is not bound yet".to_string());
         }
-        match self.caches.lock() {
-            Ok(caches) => {
-                for (name, state) in caches.iter().filter(|(_, s)| !s.synced) {
-                    missing.push(match &state.last_error {
-                        Some(e) => format!("the {name} cache has not synced: {e}"),
-                        None => format!("the {name} cache has not synced yet"),
-                    });
-                }
-            }
-            Err(_) => missing.push("the cache state is unavailable".to_string()),
+        let caches = self.caches();
+        for (name, state) in caches.iter().filter(|(_, s)| !s.synced) {
+            missing.push(match &state.last_error {
+                Some(e) => format!("the {name} cache has not synced: {e}"),
+                None => format!("the {name} cache has not synced yet"),
+            });
         }
         Report {
             ready: missing.is_empty(),
@@ -122,5 +120,25 @@ mod tests {
         assert!(r.report().ready);
         r.set_stopping();
         assert!(!r.report().ready);
+    }
+
+    #[test]
+    fn a_panic_while_the_lock_was_held_neither_freezes_nor_hides_readiness() {
+        let r = std::sync::Arc::new(Readiness::new());
+        r.set_tls_bound();
+        r.register_cache("Kustomization");
+        let poisoner = r.clone();
+        let panicked = std::thread::spawn(move || {
+            let _held = poisoner.caches.lock().unwrap();
+            panic!("a bug while readiness is held");
+        })
+        .join();
+        assert!(panicked.is_err() && r.caches.is_poisoned());
+        assert_eq!(
+            r.report().missing,
+            ["the Kustomization cache has not synced yet"]
+        );
+        r.cache_synced("Kustomization");
+        assert!(r.report().ready);
     }
 }
