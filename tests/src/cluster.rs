@@ -306,9 +306,25 @@ impl Cluster {
                 );
             }
         }
+        self.establish_crds(&files);
+    }
+
+    /// The made-up kinds of `tests/fixtures/test-crds` (Widgets keep `status` as an ordinary
+    /// field, Gadgets have a status subresource), installed and established.
+    pub fn install_test_crds(&self) {
+        let dir = repo_root().join("tests/fixtures/test-crds");
+        let dir = dir
+            .to_str()
+            .unwrap_or_else(|| panic!("{} is not UTF-8", dir.display()))
+            .to_owned();
+        self.establish_crds(&[dir]);
+    }
+
+    /// Applies CRD files (or directories) as the admin and waits until they are established.
+    fn establish_crds(&self, files: &[String]) {
         let mut apply = vec!["apply"];
         let mut wait = vec!["wait", "--for=condition=established", "--timeout=60s"];
-        for file in &files {
+        for file in files {
             apply.extend(["-f", file.as_str()]);
             wait.extend(["-f", file.as_str()]);
         }

@@ -1396,14 +1396,7 @@ fn env() -> &'static Env {
         let cluster = Cluster::start();
         cluster.install_crds_except(&[NOT_INSTALLED]);
         // Kinds of no agent, with and without a status subresource.
-        let test_crds = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/test-crds");
-        cluster.kubectl(User::Admin, &["apply", "-f", test_crds]).ok();
-        cluster
-            .kubectl(
-                User::Admin,
-                &["wait", "--for=condition=established", "--timeout=60s", "-f", test_crds],
-            )
-            .ok();
+        cluster.install_test_crds();
         let admin = |args: &[&str]| cluster.kubectl(User::Admin, args).ok().clone();
         let admin_stdin =
             |args: &[&str], stdin: &str| cluster.kubectl_stdin(User::Admin, args, stdin).ok().clone();

@@ -157,17 +157,9 @@ spec:
 }
 
 fn agent_apply(as_user: &str, yaml: &str) -> Out {
-    env().cluster.kubectl_as_stdin(
-        as_user,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=kustomize-controller",
-            "-f",
-            "-",
-        ],
-        yaml,
-    )
+    env()
+        .cluster
+        .agent_apply(as_user, "kustomize-controller", yaml)
 }
 
 fn dev(args: &[&str]) -> Out {

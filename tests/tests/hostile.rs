@@ -26,22 +26,7 @@ fn env() -> &'static Env {
     ENV.get_or_init(|| {
         let cluster = Cluster::start();
         cluster.install_crds();
-        let test_crds = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/test-crds");
-        cluster
-            .kubectl(User::Admin, &["apply", "-f", test_crds])
-            .ok();
-        cluster
-            .kubectl(
-                User::Admin,
-                &[
-                    "wait",
-                    "--for=condition=established",
-                    "--timeout=60s",
-                    "-f",
-                    test_crds,
-                ],
-            )
-            .ok();
+        cluster.install_test_crds();
         // What `flux bootstrap` creates, and the owner it applied from Git.
         cluster.bootstrap();
         for ns in ["big", "deep"] {
@@ -76,17 +61,7 @@ spec: {interval: 10m, path: ./apps, prune: true, sourceRef: {kind: GitRepository
 
 /// Flux's kustomize-controller applying `manifest`.
 fn agent_apply(manifest: &str) -> Out {
-    env().cluster.kubectl_as_stdin(
-        KC,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=kustomize-controller",
-            "-f",
-            "-",
-        ],
-        manifest,
-    )
+    env().cluster.flux_apply(manifest)
 }
 
 fn dev(args: &[&str]) -> Out {
