@@ -272,6 +272,16 @@ impl ObjectRef {
         Some(ObjectRef::new(kind, &owner.namespace, &owner.name))
     }
 
+    /// The owner this object is, when it is one (Kustomization, HelmRelease, Application): the
+    /// inverse of [`ObjectRef::of_owner`].
+    pub fn as_owner(&self) -> Option<OwnerRef> {
+        Some(OwnerRef {
+            kind: OwnerKind::of_kind(&self.kind)?,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        })
+    }
+
     fn is_root(&self, config: &Config) -> bool {
         config
             .custody

@@ -504,18 +504,7 @@ impl<'r, 'a> Ctx<'r, 'a> {
             readers = cluster
                 .readers(&input)
                 .iter()
-                .filter_map(|o| {
-                    let kind = match o.kind.as_str() {
-                        "Kustomization" => OwnerKind::Kustomization,
-                        "HelmRelease" => OwnerKind::HelmRelease,
-                        _ => return None,
-                    };
-                    Some(OwnerRef {
-                        kind,
-                        namespace: o.namespace.clone(),
-                        name: o.name.clone(),
-                    })
-                })
+                .filter_map(ObjectRef::as_owner)
                 .collect();
             owners.extend(readers.iter().cloned());
         }
@@ -663,16 +652,8 @@ impl<'r, 'a> Ctx<'r, 'a> {
             return false;
         }
         self.cluster.holders(namespace).iter().any(|o| {
-            let kind = match o.kind.as_str() {
-                "Kustomization" => OwnerKind::Kustomization,
-                "HelmRelease" => OwnerKind::HelmRelease,
-                "Application" => OwnerKind::Application,
-                _ => return false,
-            };
-            let owner = OwnerRef {
-                kind,
-                namespace: o.namespace.clone(),
-                name: o.name.clone(),
+            let Some(owner) = o.as_owner() else {
+                return false;
             };
             self.cluster
                 .owner(&owner)

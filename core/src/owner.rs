@@ -55,6 +55,16 @@ pub enum OwnerKind {
 }
 
 impl OwnerKind {
+    /// The owner kind an object kind stands for (`Kustomization`, `HelmRelease`, `Application`).
+    pub fn of_kind(kind: &str) -> Option<OwnerKind> {
+        match kind {
+            "Kustomization" => Some(OwnerKind::Kustomization),
+            "HelmRelease" => Some(OwnerKind::HelmRelease),
+            "Application" => Some(OwnerKind::Application),
+            _ => None,
+        }
+    }
+
     pub fn is_flux(self) -> bool {
         matches!(self, OwnerKind::Kustomization | OwnerKind::HelmRelease)
     }

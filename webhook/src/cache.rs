@@ -76,12 +76,7 @@ impl Watched {
 
 /// The owner kind a custody kind stands for, when objects name it as their owner.
 fn owner_kind(kind: &custody::Kind) -> Option<OwnerKind> {
-    match kind.kind {
-        "Kustomization" => Some(OwnerKind::Kustomization),
-        "HelmRelease" => Some(OwnerKind::HelmRelease),
-        "Application" => Some(OwnerKind::Application),
-        _ => None,
-    }
+    OwnerKind::of_kind(kind.kind)
 }
 
 /// The last-applied annotation: a whole copy of the object, never read.

@@ -508,6 +508,30 @@ fn controllers_count_only_when_installed() {
 }
 
 #[test]
+fn owners_and_their_objects_convert_both_ways() {
+    for kind in [
+        OwnerKind::Kustomization,
+        OwnerKind::HelmRelease,
+        OwnerKind::Application,
+    ] {
+        let owner = OwnerRef {
+            kind,
+            namespace: "team-a".into(),
+            name: "apps".into(),
+        };
+        let object = ObjectRef::of_owner(&owner).unwrap();
+        assert_eq!(object.as_owner(), Some(owner));
+    }
+    assert_eq!(ObjectRef::new("GitRepository", "a", "b").as_owner(), None);
+    let namespace = OwnerRef {
+        kind: OwnerKind::Namespace,
+        namespace: "prod".into(),
+        name: "prod".into(),
+    };
+    assert_eq!(ObjectRef::of_owner(&namespace), None);
+}
+
+#[test]
 fn every_kind_is_known_once() {
     for (i, a) in KINDS.iter().enumerate() {
         assert!(
