@@ -87,7 +87,7 @@ BAD_VALUES = [
         "/config/operational/argocdSyncOverrides/0",
     ),
     ({"webhook": {"custody": {"failurePolicy": "Sometimes"}}}, "/webhook/custody/failurePolicy"),
-    ({"networkPolicy": {"enabled": True}}, "/networkPolicy/apiServerCIDRs"),
+    ({"networkPolicy": {"apiServerCIDRs": ["10.0.0.0"]}}, "/networkPolicy/apiServerCIDRs/0"),
     ({"replicaCount": 0}, "/replicaCount"),
     ({"replicaSet": 2}, "replicaSet"),
 ]

@@ -1094,10 +1094,24 @@ def test_cert_manager_with_your_own_issuer() -> None:
 # --- optional objects -------------------------------------------------------------------------
 
 
-def test_service_monitor_and_network_policy_are_off_by_default() -> None:
+def test_service_monitor_is_off_by_default() -> None:
     objs = rendered()
-    kinds = {o["kind"] for o in objs}
-    assert "ServiceMonitor" not in kinds and "NetworkPolicy" not in kinds
+    assert "ServiceMonitor" not in {o["kind"] for o in objs}
+
+
+def test_network_policy_is_on_by_default_and_cannot_cut_the_api_server_off() -> None:
+    objs = rendered()
+    np = one(objs, "NetworkPolicy")
+    pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert selector_matches(np["spec"]["podSelector"], pod_labels)
+    # Ingress only: the guard's watches reach the API server wherever it is.
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    # The webhook port admits every source (no `from`); nothing admits the probe/metrics port
+    # from other pods (kubelet probes come from the node, which NetworkPolicy always allows).
+    assert np["spec"]["ingress"] == [{"ports": [{"port": "webhook", "protocol": "TCP"}]}]
+    ports = {p["name"] for c in one(objs, "Deployment")["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
+    assert {"webhook", "probes"} <= ports
+    assert "NetworkPolicy" not in {o["kind"] for o in rendered({"networkPolicy": {"enabled": False}})}
 
 
 def test_service_monitor_scrapes_the_probe_port() -> None:
