@@ -157,6 +157,12 @@ extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 subjectAltName = IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 CNF
   {
     openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 3650 -config "$pki/openssl.cnf" \
@@ -166,6 +172,19 @@ CNF
     openssl x509 -req -sha256 -days 3650 -in "$pki/apiserver.csr" -CA "$pki/ca.crt" \
       -CAkey "$pki/ca.key" -set_serial "0x$(openssl rand -hex 15)" -extfile "$pki/openssl.cnf" \
       -extensions server -out "$pki/apiserver.crt"
+    # The API server's client certificate for webhooks (AdmissionConfiguration below), from a CA
+    # of its own: a guard started with `--client-ca $DIR/pki/webhook-client-ca.crt` answers only
+    # the API server, not users whose certificates the cluster CA signs.
+    openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 3650 -config "$pki/openssl.cnf" \
+      -extensions ca -subj "/CN=gitops-guard local webhook-client CA" \
+      -keyout "$pki/webhook-client-ca.key" -out "$pki/webhook-client-ca.crt"
+    openssl req -new -newkey rsa:2048 -nodes -config "$pki/openssl.cnf" \
+      -subj "/CN=kube-apiserver-webhook-client" \
+      -keyout "$pki/webhook-client.key" -out "$pki/webhook-client.csr"
+    openssl x509 -req -sha256 -days 3650 -in "$pki/webhook-client.csr" \
+      -CA "$pki/webhook-client-ca.crt" -CAkey "$pki/webhook-client-ca.key" \
+      -set_serial "0x$(openssl rand -hex 15)" -extfile "$pki/openssl.cnf" -extensions client \
+      -out "$pki/webhook-client.crt"
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key"
     openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
   } 2>"$pki/openssl.log" || {
@@ -251,6 +270,33 @@ rules:
 - level: Metadata
 POLICY
 
+  # Webhooks are called with a client certificate (every webhook host: `*`), as a cluster whose
+  # admission config names a kubeconfig for them does; a webhook that asks for none ignores it.
+  cat >"$DIR/admission-webhook-kubeconfig.yaml" <<KC
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate: $DIR/pki/webhook-client.crt
+    client-key: $DIR/pki/webhook-client.key
+KC
+  cat >"$DIR/admission-config.yaml" <<ADM
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $DIR/admission-webhook-kubeconfig.yaml
+- name: MutatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $DIR/admission-webhook-kubeconfig.yaml
+ADM
+
   trap 'fail_up "interrupted"' INT TERM
   trap 'fail_up "failed to start (exit $?)"' EXIT
 
@@ -278,6 +324,7 @@ POLICY
     --service-account-issuer=https://kubernetes.default.svc \
     --service-cluster-ip-range=10.0.0.0/24 \
     --disable-admission-plugins=ServiceAccount \
+    --admission-control-config-file="$DIR/admission-config.yaml" \
     --audit-policy-file="$DIR/audit-policy.yaml" --audit-log-path="$DIR/audit.log" \
     --audit-log-maxsize=200 --audit-log-maxbackup=1 \
     --profiling=false \

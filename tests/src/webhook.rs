@@ -1,5 +1,6 @@
 //! The `gitops-guard-webhook` binary, running and registered with a local cluster.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -75,6 +76,22 @@ impl Webhook {
     ///
     /// Install CRDs first ([`Cluster::install_crds`]) if the webhook's caches need them to sync.
     pub fn start(cluster: &Cluster, config_yaml: &str) -> Webhook {
+        Webhook::start_with_args(cluster, config_yaml, &[])
+    }
+
+    /// [`Webhook::start`] with more command-line arguments for the binary (e.g. `--client-ca`).
+    pub fn start_with_args(cluster: &Cluster, config_yaml: &str, args: &[&OsStr]) -> Webhook {
+        Webhook::start_with_kubeconfig(cluster, config_yaml, &cluster.kubeconfig(User::Admin), args)
+    }
+
+    /// [`Webhook::start_with_args`] with the webhook's own `--kubeconfig` (e.g. one whose server is
+    /// a proxy in front of the API server, to cut its watches); it is registered as before.
+    pub fn start_with_kubeconfig(
+        cluster: &Cluster,
+        config_yaml: &str,
+        kubeconfig: &Path,
+        args: &[&OsStr],
+    ) -> Webhook {
         let bin = webhook_binary();
         let [port, probe_port] = http::free_ports::<2>();
         let dir = cluster.dir().join(format!("webhook-{probe_port}"));
@@ -104,9 +121,10 @@ impl Webhook {
             .arg("--probe-listen")
             .arg(format!("127.0.0.1:{probe_port}"))
             .arg("--kubeconfig")
-            .arg(cluster.kubeconfig(User::Admin))
+            .arg(kubeconfig)
             .arg("--log-format")
-            .arg("text");
+            .arg("text")
+            .args(args);
         for var in [
             "GITOPS_GUARD_CONFIG",
             "GITOPS_GUARD_TLS_CERT",

@@ -8,10 +8,16 @@
 //! - A Flux-managed Widget with a value nested as deep as the API server accepts (JSON 10,000
 //!   levels deep in all): decided without the webhook crashing, also with an `allow-fields`
 //!   exception (whose field diff walks it), and the webhook goes on answering.
+//! - The guard answers only the API server: started with `--client-ca`, every decision above
+//!   reaches it through the API server's webhook client certificate, while a client with no
+//!   certificate, or with a user's certificate from the cluster CA, is refused at the handshake.
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook};
+use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook, run_command};
 
 const KC: &str = KUSTOMIZE_CONTROLLER;
 const SHA: &str = "3f2a9c1e0b7d4c2a9f8e7d6c5b4a39281706f5e4";
@@ -44,7 +50,14 @@ fn env() -> &'static Env {
                 &format!(r#"{{"lastAppliedRevision":"main@sha1:{SHA}"}}"#),
             )
             .ok();
-        let webhook = Webhook::start(&cluster, "mode: enforce\n");
+        // Only the API server may ask: it presents its webhook client certificate
+        // (local-cluster.sh's admission config), from a CA of its own.
+        let client_ca = cluster.dir().join("pki/webhook-client-ca.crt");
+        let webhook = Webhook::start_with_args(
+            &cluster,
+            "mode: enforce\n",
+            &["--client-ca".as_ref(), client_ca.as_os_str()],
+        );
         Env { cluster, webhook }
     })
 }
@@ -288,5 +301,66 @@ fn a_flux_object_nested_as_deep_as_the_api_server_allows_is_decided() {
     agent_apply(&deep_widget("4")).ok();
     let out = dev(&["annotate", "widget/w", "-n", "deep", "note=hi"]);
     assert_eq!(first_two_lines(out.denied()), msg, "{}", cut(&out));
+    webhook_alive();
+}
+
+/// A review POSTed to the webhook's TLS port by `openssl s_client`, with `cert` (certificate, key)
+/// as the client certificate: what came back (the HTTP response, or openssl's account of a
+/// refused handshake).
+fn post_review(cert: Option<(&Path, &Path)>) -> Out {
+    let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"client-auth","kind":{"group":"","version":"v1","kind":"ConfigMap"},"resource":{"group":"","version":"v1","resource":"configmaps"},"name":"x","namespace":"big","operation":"CREATE","userInfo":{"username":"someone"},"object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"big"}}}}"#;
+    let request = format!(
+        "POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-quiet", "-ign_eof", "-connect"])
+        .arg(format!("127.0.0.1:{}", env().webhook.port()))
+        .args(["-servername", "localhost", "-CAfile"])
+        .arg(env().cluster.ca_cert());
+    if let Some((crt, key)) = cert {
+        cmd.arg("-cert").arg(crt).arg("-key").arg(key);
+    }
+    run_command(cmd, Some(&request), Duration::from_secs(20))
+}
+
+#[test]
+fn only_a_client_with_the_api_servers_webhook_certificate_is_answered() {
+    let pki = env().cluster.dir().join("pki");
+    // The API server's own certificate for webhooks: answered.
+    let out = post_review(Some((
+        &pki.join("webhook-client.crt"),
+        &pki.join("webhook-client.key"),
+    )));
+    assert!(
+        out.stdout.starts_with("HTTP/1.1 200") && out.stdout.contains(r#""uid":"client-auth""#),
+        "{out}"
+    );
+    // No certificate, or one the cluster CA signed for a user (kube-apiserver's serving pair is
+    // signed by that CA too): the handshake is refused, no review is read.
+    let refused = [
+        post_review(None),
+        post_review(Some((
+            &pki.join("apiserver.crt"),
+            &pki.join("apiserver.key"),
+        ))),
+    ];
+    for out in refused {
+        assert!(!out.stdout.contains("HTTP/1.1"), "{out}");
+        assert!(
+            out.stderr.contains("alert") || out.stderr.contains("certificate"),
+            "{out}"
+        );
+    }
+    // And the API server itself still reaches it: a person's change is denied by the guard.
+    agent_apply(
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"small","namespace":"big","labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"flux-system"}},"data":{"LOG_LEVEL":"info"}}"#,
+    )
+    .ok();
+    let out = dev(&["label", "configmap/small", "-n", "big", "team=x"]);
+    assert_eq!(
+        first_two_lines(out.denied()),
+        flux_message("configmap/small", "big")
+    );
     webhook_alive();
 }

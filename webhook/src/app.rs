@@ -5,8 +5,15 @@
 //!   AdmissionReview (`allowed: false`, `status.code` 400 or 413) addressed to the uid read from the
 //!   start of the body ([`Envelope::recover`]): a bare HTTP error would let a webhook entry with
 //!   `failurePolicy: Ignore` admit it. HTTP errors (with a JSON body `{"error": "..."}`) remain
-//!   for bodies with no uid to answer to — 400 malformed, 413 too large — and for 415 not JSON,
-//!   404 unknown path, 405; the API server then applies the entry's failurePolicy.
+//!   for bodies with no uid to answer to — 400 malformed, 413 too large, 408 not arrived in time —
+//!   and for 415 not JSON, 404 unknown path, 405; the API server then applies the entry's
+//!   failurePolicy.
+//!
+//!   Every request has a deadline ([`ReviewLimits::request_timeout`], below the webhook's
+//!   `timeoutSeconds`) and at most [`ReviewLimits::max_concurrent_reviews`] reviews are decided at
+//!   once. A review not answered by its deadline — its body too slow, no slot free, or deciding
+//!   too slow — is refused with an AdmissionReview for its uid (code 504 or 429, "retry"), for
+//!   the same reason: the API server's own timeout would let `Ignore` entries admit it.
 //! - [`App::probe_router`]: `GET /healthz`, `/readyz`, `/metrics` (plain HTTP, own port).
 
 use std::sync::Arc;
@@ -28,7 +35,8 @@ use tracing::{debug, warn};
 use crate::cache::Caches;
 use crate::cluster::{self, EventTarget, ParentCache, ParentRef};
 use crate::handler;
-use crate::metrics::{self, Metrics, Outcome, RequestError};
+use crate::logging::DenialLog;
+use crate::metrics::{self, Held, Metrics, Outcome, RequestError};
 use crate::readiness::Readiness;
 
 /// Largest AdmissionReview decided, in bytes.
@@ -63,6 +71,33 @@ pub const ENVELOPE_PREFIX: usize = 64 * 1024;
 /// connection is closed.
 pub const DRAIN_LIMIT: u64 = 256 * 1024 * 1024;
 
+/// The request deadline and the concurrency limit (`--request-timeout`,
+/// `--max-concurrent-reviews`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReviewLimits {
+    /// From a request's headers to its answer. The body has [`BODY_DEADLINE`] of it.
+    pub request_timeout: Duration,
+    /// Reviews decoded and decided at once (their bodies in); others wait for a slot until the
+    /// deadline.
+    pub max_concurrent_reviews: usize,
+}
+
+/// Below the chart's `timeoutSeconds: 3`, with room for the answer to travel.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(2500);
+
+/// Reviews decided at once. Deciding takes microseconds; the slots are held longer only while a
+/// live object is read from the API server (up to 1 s).
+pub const MAX_CONCURRENT_REVIEWS: usize = 64;
+
+impl Default for ReviewLimits {
+    fn default() -> ReviewLimits {
+        ReviewLimits {
+            request_timeout: REQUEST_TIMEOUT,
+            max_concurrent_reviews: MAX_CONCURRENT_REVIEWS,
+        }
+    }
+}
+
 struct Inner {
     config: ArcSwap<Config>,
     lookup: Arc<dyn Lookup + Send + Sync>,
@@ -73,6 +108,11 @@ struct Inner {
     parents: ParentCache,
     /// One permit: the review larger than [`LARGE_BODY`] being decoded and decided.
     large: Arc<Semaphore>,
+    /// Counts repeated denials instead of logging each.
+    denials: Arc<DenialLog>,
+    limits: ReviewLimits,
+    /// [`ReviewLimits::max_concurrent_reviews`] permits: the reviews being decided.
+    reviews: Semaphore,
 }
 
 /// The webhook's state; cheap to clone.
@@ -117,8 +157,35 @@ impl App {
                 readiness: Arc::new(Readiness::new()),
                 parents: ParentCache::new(),
                 large: Arc::new(Semaphore::new(1)),
+                denials: Arc::new(DenialLog::default()),
+                limits: ReviewLimits::default(),
+                reviews: Semaphore::new(MAX_CONCURRENT_REVIEWS),
             }),
         }
+    }
+
+    /// This app (its config, lookup, caches, client, metrics and readiness) with other limits.
+    pub fn with_limits(&self, limits: ReviewLimits) -> App {
+        let i = &self.inner;
+        App {
+            inner: Arc::new(Inner {
+                config: ArcSwap::new(i.config.load_full()),
+                lookup: i.lookup.clone(),
+                caches: i.caches.clone(),
+                client: i.client.clone(),
+                metrics: i.metrics.clone(),
+                readiness: i.readiness.clone(),
+                parents: ParentCache::new(),
+                large: i.large.clone(),
+                denials: i.denials.clone(),
+                limits,
+                reviews: Semaphore::new(limits.max_concurrent_reviews.max(1)),
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> ReviewLimits {
+        self.inner.limits
     }
 
     /// The config in effect.
@@ -227,17 +294,59 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// The body of an AdmissionReview request: JSON, at most [`MAX_BODY`] bytes. Rejections are
-/// responses: a refusal addressed to the review's uid for a body too large, else JSON errors.
-pub struct ReviewBody(pub Vec<u8>);
+/// responses: a refusal addressed to the review's uid for a body too large or too slow, else JSON
+/// errors.
+pub struct ReviewBody {
+    pub bytes: Vec<u8>,
+    /// When the request's headers were in: its deadline counts from here.
+    pub arrived: tokio::time::Instant,
+    /// Counted in `gitops_guard_requests_in_flight` until the answer is made.
+    _in_flight: Held,
+}
 
-/// What reading a body found.
+/// What reading a body found (the bytes are in the buffer it was given).
 enum Read {
-    Whole(Vec<u8>),
-    /// Larger than [`MAX_BODY`]: its start, and its size when the client said it.
+    Whole,
+    /// Larger than [`MAX_BODY`]: the buffer holds its start; its size when the client said it.
     TooLarge {
-        start: Vec<u8>,
         size: Option<u64>,
     },
+}
+
+/// A duration for messages, as the flags take it: `2s`, `2500ms`.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A refusal the API server should retry: the guard was busy or slow, not the request wrong.
+/// `code` 429 (`TooManyRequests`) or 504 (`Timeout`).
+fn retry_later(api_version: &str, uid: &str, code: u16, message: &str) -> Response {
+    let api_version = if api_version.is_empty() {
+        "admission.k8s.io/v1"
+    } else {
+        api_version
+    };
+    let review = serde_json::json!({
+        "apiVersion": api_version,
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": uid,
+            "allowed": false,
+            "status": {
+                "code": code,
+                "reason": if code == 429 { "TooManyRequests" } else { "Timeout" },
+                "message": message,
+            },
+        },
+    });
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&review).unwrap_or_default(),
+    )
 }
 
 const MIB: usize = 1024 * 1024;
@@ -246,6 +355,8 @@ impl FromRequest<App> for ReviewBody {
     type Rejection = Response;
 
     async fn from_request(req: Request, app: &App) -> Result<ReviewBody, Response> {
+        let arrived = tokio::time::Instant::now();
+        let in_flight = app.inner.metrics.request_in_flight();
         if !is_json(req.headers()) {
             app.inner
                 .metrics
@@ -261,21 +372,44 @@ impl FromRequest<App> for ReviewBody {
                 format!("expected Content-Type: application/json (an AdmissionReview), got {got}"),
             ));
         }
-        let Ok(read) = tokio::time::timeout(BODY_DEADLINE, read_body(req.into_body())).await else {
-            app.inner.metrics.request_error(RequestError::Body);
-            warn!("a request body did not arrive within the deadline: HTTP 408");
-            return Err(json_error(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {}s",
-                    BODY_DEADLINE.as_secs()
+        let deadline = BODY_DEADLINE.min(app.inner.limits.request_timeout);
+        let mut bytes = Vec::new();
+        let Ok(read) = tokio::time::timeout(deadline, read_body(req.into_body(), &mut bytes)).await
+        else {
+            app.inner.metrics.request_error(RequestError::Timeout);
+            let waited = seconds(deadline);
+            // What came may name the uid: then refuse it (fail closed), else an HTTP error.
+            let Some(envelope) = Envelope::recover(&bytes) else {
+                warn!(
+                    received = bytes.len(),
+                    "a request body did not arrive within the deadline: HTTP 408"
+                );
+                return Err(json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within {waited}"),
+                ));
+            };
+            warn!(uid = %envelope.uid, received = bytes.len(),
+                "an AdmissionReview's body did not arrive within the deadline; refusing it (code 504)");
+            return Err(retry_later(
+                &envelope.api_version,
+                &envelope.uid,
+                504,
+                &format!(
+                    "gitops-guard refuses this request: its AdmissionReview did not arrive within {waited} \
+                     (the network or the API server was slow), so it cannot tell whether the object is GitOps-managed. Retry"
                 ),
             ));
         };
         match read {
-            Ok(Read::Whole(bytes)) => Ok(ReviewBody(bytes)),
-            Ok(Read::TooLarge { start, size }) => {
-                app.inner.metrics.request_error(RequestError::Body);
+            Ok(Read::Whole) => Ok(ReviewBody {
+                bytes,
+                arrived,
+                _in_flight: in_flight,
+            }),
+            Ok(Read::TooLarge { size }) => {
+                let start = bytes;
+                app.inner.metrics.request_error(RequestError::TooLarge);
                 let size = match size {
                     Some(n) => format!("{n} bytes"),
                     None => format!("more than {MAX_BODY} bytes"),
@@ -311,9 +445,10 @@ impl FromRequest<App> for ReviewBody {
     }
 }
 
-/// Reads a body of at most [`MAX_BODY`] bytes; of a larger one, only the start. A body declared
-/// larger is not buffered past [`ENVELOPE_PREFIX`].
-async fn read_body(body: Body) -> Result<Read, axum::Error> {
+/// Reads a body of at most [`MAX_BODY`] bytes into `bytes`; of a larger one, only the start. A
+/// body declared larger is not buffered past [`ENVELOPE_PREFIX`]. What arrived stays in `bytes`
+/// when the read is cut short.
+async fn read_body(body: Body, bytes: &mut Vec<u8>) -> Result<Read, axum::Error> {
     let hint = body.size_hint();
     let declared = hint.exact();
     let oversized = hint.lower() > MAX_BODY as u64;
@@ -321,7 +456,7 @@ async fn read_body(body: Body) -> Result<Read, axum::Error> {
     let expect = usize::try_from(hint.lower())
         .unwrap_or(usize::MAX)
         .min(keep);
-    let mut bytes = Vec::with_capacity(expect);
+    bytes.reserve(expect);
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
     let mut too_large = false;
@@ -340,7 +475,7 @@ async fn read_body(body: Body) -> Result<Read, axum::Error> {
         bytes.extend_from_slice(&chunk);
     }
     if !(too_large || oversized) {
-        return Ok(Read::Whole(bytes));
+        return Ok(Read::Whole);
     }
     // Read the rest (up to a point) and drop it, then answer.
     let mut complete = !too_large && bytes.len() < keep;
@@ -352,12 +487,56 @@ async fn read_body(body: Body) -> Result<Read, axum::Error> {
         }
     }
     Ok(Read::TooLarge {
-        start: bytes,
         size: declared.or(complete.then_some(total)),
     })
 }
 
-async fn validate(State(app): State<App>, ReviewBody(body): ReviewBody) -> Response {
+/// `POST /validate`: waits for a slot among the reviews decided at once, then decides, both
+/// within the request's deadline; past it, refuses the review (it names its uid: the body is in).
+async fn validate(State(app): State<App>, review: ReviewBody) -> Response {
+    let deadline = review.arrived + app.inner.limits.request_timeout;
+    let body = review.bytes.as_slice();
+    let late = |error: RequestError, code: u16, why: &str| {
+        app.inner.metrics.request_error(error);
+        let Some(envelope) = Envelope::recover(body) else {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("gitops-guard {why}; retry"),
+            );
+        };
+        warn!(uid = %envelope.uid, code, "{why}; refusing the review");
+        retry_later(
+            &envelope.api_version,
+            &envelope.uid,
+            code,
+            &format!(
+                "gitops-guard refuses this request: it {why}, so it did not decide whether the object is GitOps-managed. Retry"
+            ),
+        )
+    };
+    let limit = seconds(app.inner.limits.request_timeout);
+    // The semaphore is never closed; were it, go on without a slot rather than fail.
+    let Ok(_slot) = tokio::time::timeout_at(deadline, app.inner.reviews.acquire()).await else {
+        return late(
+            RequestError::Busy,
+            429,
+            &format!(
+                "is busy: no slot among the reviews it decides at once came free within {limit}"
+            ),
+        );
+    };
+    match tokio::time::timeout_at(deadline, decide(&app, body)).await {
+        Ok(response) => response,
+        Err(_) => late(
+            RequestError::Timeout,
+            504,
+            &format!("could not decide within {limit}"),
+        ),
+    }
+}
+
+/// Decodes, decides and answers a review whose body is in.
+async fn decide(app: &App, body: &[u8]) -> Response {
     let started = Instant::now();
     let metrics = app.inner.metrics.clone();
     // Held until the answer is made: the decoded request borrows the body and its tape.
@@ -367,12 +546,12 @@ async fn validate(State(app): State<App>, ReviewBody(body): ReviewBody) -> Respo
     } else {
         None
     };
-    let req = match AdmissionRequest::decode(&body) {
+    let req = match AdmissionRequest::decode(body) {
         Ok(req) => req,
         Err(e) => {
             metrics.request_error(RequestError::Malformed);
             // Fail closed: what cannot be read could be a GitOps-managed object.
-            let Some(envelope) = Envelope::recover(&body) else {
+            let Some(envelope) = Envelope::recover(body) else {
                 debug!(error = %e, "rejected a malformed AdmissionReview without a uid: HTTP 400");
                 return json_error(StatusCode::BAD_REQUEST, e.to_string());
             };
@@ -447,7 +626,7 @@ async fn validate(State(app): State<App>, ReviewBody(body): ReviewBody) -> Respo
     let answer = handler::answer(&req, parent.as_ref(), &config, &*app.inner.lookup, now);
     let decision = &answer.decision;
     metrics.decision(decision.verdict.as_str(), decision.reason.as_str());
-    handler::log_decision(&req, decision);
+    handler::log_decision(&req, decision, &app.inner.denials, &metrics);
     if let Some(text) = decision.event.as_deref()
         && !req.dry_run
     {

@@ -14,6 +14,7 @@
 //!
 //! [`StaticLookup`] is a fixed table, for tests and benchmarks.
 
+pub mod shallow;
 pub mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -1394,6 +1395,144 @@ mod tests {
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// The watches decode objects shallow ([`shallow::Shallow`]): what the caches derive from that
+    /// is what they derive from the whole object, for every kind and config, whatever else and
+    /// however deep the object holds.
+    #[test]
+    fn shallow_objects_derive_as_whole_ones() {
+        // As deep as a whole object may be as a `Value` (serde_json's limit, 128, counts from its
+        // root); the shallow walk cuts at 16. Deeper: `shallow`'s own tests.
+        let deep = |depth: usize| -> Value {
+            serde_json::from_str(&format!("{}1{}", "[".repeat(depth), "]".repeat(depth))).unwrap()
+        };
+        let mut sa = Config::default();
+        sa.flux.default_service_account = "default".into();
+        let mut labels = Config::default();
+        labels.argocd.label_tracking = true;
+        labels.argocd.namespace = "gitops".into();
+        let configs = [Config::default(), sa, labels];
+        let from_root = json!({"kustomize.toolkit.fluxcd.io/name":"flux-system",
+            "kustomize.toolkit.fluxcd.io/namespace":"flux-system","app.kubernetes.io/instance":"root"});
+        let mut ks = flux_apps(&["prod_web_apps_Deployment", "_prod__Namespace"]);
+        ks["spec"]["serviceAccountName"] = "reconciler".into();
+        ks["spec"]["targetNamespace"] = "shop".into();
+        ks["spec"]["postBuild"] = json!({"substitute":{"a":"b"},
+            "substituteFrom":[{"kind":"ConfigMap","name":"vars"},{"kind":"Secret","name":"creds","optional":true}]});
+        ks["spec"]["patches"] = json!([{"patch": deep(90)}]);
+        let helm = |chart: Value| {
+            json!({"apiVersion":"helm.toolkit.fluxcd.io/v2","kind":"HelmRelease",
+                "metadata":{"name":"redis","namespace":"prod","labels":from_root,
+                    "annotations":{LAST_APPLIED:"{}","argocd.argoproj.io/tracking-id":"root:helm.toolkit.fluxcd.io/HelmRelease:prod/redis"},
+                    "managedFields":[{"manager":"helm","time":"2026-12-01T10:00:00Z","fieldsV1":{"f:spec":{"f:values":deep(90)}}}]},
+                "spec":{"chart":chart["chart"],"chartRef":chart["chartRef"],"values":{"a":deep(90)},
+                    "serviceAccountName":"deployer","targetNamespace":"cache",
+                    "valuesFrom":[{"kind":"ConfigMap","name":"redis-values"},{"kind":"Secret","name":"redis-auth","valuesKey":"pw"}]},
+                "status":{"lastAppliedRevision":"19.0.1","history":[{"chartName":"redis","chartVersion":"19.0.1","values":deep(90)},
+                    {"chartName":"redis","chartVersion":"18.0.0"}]}})
+        };
+        let cases = [
+            ("Kustomization", ks),
+            (
+                "HelmRelease",
+                helm(
+                    json!({"chart":{"spec":{"chart":"redis","sourceRef":{"kind":"HelmRepository","name":"bitnami","namespace":"flux-system"}}}}),
+                ),
+            ),
+            (
+                "HelmRelease",
+                helm(json!({"chartRef":{"kind":"OCIRepository","name":"redis"}})),
+            ),
+            (
+                "ArtifactGenerator",
+                json!({"apiVersion":"source.extensions.fluxcd.io/v1beta1","kind":"ArtifactGenerator",
+                    "metadata":{"name":"gen","namespace":"flux-system","labels":from_root},
+                    "spec":{"sources":[{"alias":"a","kind":"GitRepository","name":"flux-system"},
+                        {"alias":"b","kind":"OCIRepository","name":"charts","namespace":"shared"}],
+                        "artifacts":[{"name":"x","copy":[{"from":"@a/**","to":"@artifact/"}],"deep":deep(90)}]}}),
+            ),
+            (
+                "ExternalArtifact",
+                json!({"apiVersion":"source.toolkit.fluxcd.io/v1","kind":"ExternalArtifact",
+                    "metadata":{"name":"x","namespace":"flux-system"},
+                    "spec":{"sourceRef":{"apiVersion":"source.extensions.fluxcd.io/v1beta1","kind":"ArtifactGenerator","name":"gen"}}}),
+            ),
+            (
+                "GitRepository",
+                json!({"apiVersion":"source.toolkit.fluxcd.io/v1","kind":"GitRepository",
+                    "metadata":{"name":"podinfo","namespace":"dev","labels":from_root,"deletionTimestamp":"2026-12-01T10:00:00Z"},
+                    "spec":{"url":"https://github.com/acme/podinfo","ref":{"branch":"main"}},
+                    "status":{"artifact":{"revision":"main@sha1:1"}}}),
+            ),
+            (
+                "Application",
+                json!({"apiVersion":"argoproj.io/v1alpha1","kind":"Application",
+                    "metadata":{"name":"web","namespace":"argocd","labels":from_root,
+                        "ownerReferences":[{"apiVersion":"argoproj.io/v1alpha1","kind":"ApplicationSet","name":"webs","uid":"u","controller":true}]},
+                    "spec":{"project":"team-a","destination":{"server":"https://kubernetes.default.svc","namespace":"prod"},
+                        "sources":[{"repoURL":"a","helm":{"valuesObject":deep(90)}},{"repoURL":"b"}]},
+                    "status":{"operationState":{"syncResult":{"revisions":["1111111","2222222"],"resources":[{"kind":"Deployment"}],"source":deep(90)}},
+                        "history":[{"revision":"0000000","id":1,"source":deep(90)},{"revisions":["3333333","4444444"],"id":2}],
+                        "resources":[{"kind":"Deployment","namespace":"prod"},{"kind":"Namespace","name":"extra"},{"kind":"Service","namespace":"shop"}]}}),
+            ),
+            (
+                "AppProject",
+                json!({"apiVersion":"argoproj.io/v1alpha1","kind":"AppProject",
+                    "metadata":{"name":"team-a","namespace":"argocd","labels":from_root},
+                    "spec":{"sourceRepos":["*"],"destinations":[{"server":"*","namespace":"*"}],
+                        "destinationServiceAccounts":[{"server":"*","namespace":"prod","defaultServiceAccount":"deployer"},
+                            {"server":"*","namespace":"*","defaultServiceAccount":"argocd:sync"}]}}),
+            ),
+            (
+                "Namespace",
+                json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"prod","labels":from_root,
+                    "annotations":{"gitops-guard.dev/enforce":"all","gitops-guard.dev/mode":"audit",
+                        "gitops-guard.dev/break-glass-until":"2026-12-01T14:00:00Z","gitops-guard.dev/break-glass-reason":"db",
+                        "gitops-guard.dev/break-glass-by":"ana",LAST_APPLIED:"{}"},
+                    "managedFields":[
+                        {"manager":"kubectl-annotate","operation":"Update","time":"2026-12-01T12:00:00Z","fieldsType":"FieldsV1",
+                            "fieldsV1":{"f:metadata":{"f:annotations":{"f:gitops-guard.dev/break-glass-until":{}}}}},
+                        {"manager":"kustomize-controller","operation":"Apply","time":"2026-12-01T13:00:00Z",
+                            "fieldsV1":{"f:metadata":{"f:labels":{"f:x":{}}},"f:spec":deep(90)}}]},
+                    "spec":{"finalizers":["kubernetes"]},"status":{"phase":"Terminating"}}),
+            ),
+        ];
+        for cfg in configs {
+            let caches = Caches::new(Arc::new(cfg.clone()));
+            for (kind, whole) in &cases {
+                let text = serde_json::to_string(whole).unwrap();
+                let shallow: shallow::Shallow = serde_json::from_str(&text).unwrap();
+                let shallow = shallow.into_value();
+                assert!(shallow.to_string().len() < 1500, "{kind}: {shallow}");
+                let (a, b) = (
+                    caches.prepare(w(kind), whole.clone()),
+                    caches.prepare(w(kind), shallow),
+                );
+                assert_eq!((&a.namespace, &a.name), (&b.namespace, &b.name), "{kind}");
+                assert_eq!(a.custody, b.custody, "{kind}");
+                if *kind == "Namespace" {
+                    assert_eq!(
+                        namespace_info(&a.facts, &cfg),
+                        namespace_info(&b.facts, &cfg)
+                    );
+                    assert!(namespace_info(&b.facts, &cfg).break_glass.is_some());
+                } else {
+                    assert_eq!(a.facts, b.facts, "{kind}");
+                }
+            }
+            // And the owners derived from them.
+            for (kind, whole) in &cases {
+                caches.apply(w(kind), whole.clone());
+            }
+            let whole_owners = caches.read().owners.clone();
+            for (kind, whole) in &cases {
+                let shallow: shallow::Shallow = serde_json::from_str(&whole.to_string()).unwrap();
+                caches.apply(w(kind), shallow.into_value());
+            }
+            assert_eq!(caches.read().owners, whole_owners);
+            assert!(!whole_owners.is_empty());
         }
     }
 

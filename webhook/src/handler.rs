@@ -5,9 +5,13 @@ use gitops_guard_core::review::encode_response;
 use gitops_guard_core::{
     AdmissionRequest, Config, Decision, Lookup, Object, Operation, Verdict, decide,
 };
+use std::sync::Arc;
+
 use tracing::{debug, info};
 
 use crate::Error;
+use crate::logging::{DenialKey, DenialLog};
+use crate::metrics::Metrics;
 
 /// A decision and the AdmissionReview response that carries it.
 #[derive(Debug, Clone)]
@@ -80,50 +84,105 @@ pub fn api_version_of(group: &str, version: &str) -> String {
     }
 }
 
-/// One log line per decision: info for deny and warn, debug for allow.
-pub fn log_decision(req: &AdmissionRequest<'_>, decision: &Decision) {
+/// One log line per decision: info for deny and warn, debug for allow. Repeats of a denial or
+/// warning within [`crate::logging::DENIAL_LOG_WINDOW`] are counted by `denials` instead (see
+/// [`DenialLog`]).
+pub fn log_decision(
+    req: &AdmissionRequest<'_>,
+    decision: &Decision,
+    denials: &Arc<DenialLog>,
+    metrics: &Metrics,
+) {
     let operation = match req.operation {
         Operation::Create => "CREATE",
         Operation::Update => "UPDATE",
         Operation::Delete => "DELETE",
         Operation::Connect => "CONNECT",
     };
+    let subresource_kind;
     let kind = if req.sub_resource.is_empty() {
-        req.kind.kind.clone()
+        req.kind.kind.as_str()
     } else {
-        format!("{}/{}", req.resource.resource, req.sub_resource)
+        subresource_kind = format!("{}/{}", req.resource.resource, req.sub_resource);
+        subresource_kind.as_str()
     };
+    let name = req.object_name();
+    if decision.verdict == Verdict::Allow {
+        debug!(
+            uid = %req.uid,
+            operation = %operation,
+            kind = %kind,
+            namespace = %req.namespace,
+            name = %name,
+            user = %req.user.username,
+            dry_run = req.dry_run,
+            verdict = %decision.verdict.as_str(),
+            reason = %decision.reason.as_str(),
+            "admission decision"
+        );
+        return;
+    }
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let key = DenialKey {
+        user: &req.user.username,
+        operation,
+        kind,
+        namespace: &req.namespace,
+        name,
+        verdict: decision.verdict.as_str(),
+        reason: decision.reason.as_str(),
+    };
+    if !denials.admit(key, metrics) {
+        return;
+    }
     let message = decision
         .message
         .as_deref()
         .or(decision.warnings.first().map(String::as_str))
         .unwrap_or_default();
-    match decision.verdict {
-        Verdict::Allow => debug!(
-            uid = %req.uid,
-            operation = %operation,
-            kind = %kind,
-            namespace = %req.namespace,
-            name = %req.object_name(),
-            user = %req.user.username,
-            dry_run = req.dry_run,
-            verdict = %decision.verdict.as_str(),
-            reason = %decision.reason.as_str(),
-            "admission decision"
-        ),
-        Verdict::Warn | Verdict::Deny => info!(
-            uid = %req.uid,
-            operation = %operation,
-            kind = %kind,
-            namespace = %req.namespace,
-            name = %req.object_name(),
-            user = %req.user.username,
-            dry_run = req.dry_run,
-            verdict = %decision.verdict.as_str(),
-            reason = %decision.reason.as_str(),
-            owner = %decision.owner.as_ref().map(ToString::to_string).unwrap_or_default(),
-            detail = %message.replace('\n', " "),
-            "admission decision"
-        ),
+    info!(
+        uid = %req.uid,
+        operation = %operation,
+        kind = %kind,
+        namespace = %req.namespace,
+        name = %name,
+        user = %req.user.username,
+        dry_run = req.dry_run,
+        verdict = %decision.verdict.as_str(),
+        reason = %decision.reason.as_str(),
+        owner = %OwnerText(decision),
+        detail = %OneLine(message),
+        "admission decision"
+    );
+}
+
+/// The decision's owner, or nothing.
+struct OwnerText<'a>(&'a Decision);
+
+impl std::fmt::Display for OwnerText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0.owner {
+            Some(owner) => std::fmt::Display::fmt(owner, f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A message with its line breaks as spaces.
+struct OneLine<'a>(&'a str);
+
+impl std::fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = self.0.split('\n');
+        if let Some(first) = parts.next() {
+            f.write_str(first)?;
+        }
+        for part in parts {
+            f.write_str(" ")?;
+            f.write_str(part)?;
+        }
+        Ok(())
     }
 }

@@ -31,11 +31,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use app::App;
+pub use app::ReviewLimits;
 pub use cache::{Caches, StaticLookup};
 pub use cli::{Args, LogFormat};
 pub use metrics::Metrics;
 pub use readiness::Readiness;
-pub use server::{Cluster, Server, ServerOptions, run};
+pub use server::{Cluster, ConnectionLimits, Server, ServerOptions, run};
 
 /// Everything that can go wrong in the webhook. Messages name the file, address or object
 /// concerned and what to do about it.

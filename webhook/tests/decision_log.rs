@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, header};
@@ -11,6 +12,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use gitops_guard_core::{Config, OwnerInfo, OwnerKind, OwnerRef};
+use gitops_guard_webhook::logging::DENIAL_LOG_WINDOW;
 use gitops_guard_webhook::{App, StaticLookup};
 
 /// A `MakeWriter` collecting log output.
@@ -102,4 +104,92 @@ async fn each_denial_is_logged_with_who_what_and_why() {
         "deployment/web in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1). \
          Change it in Git instead: kubectl gitops edit deployment/web -n prod"
     );
+}
+
+fn app() -> App {
+    let lookup = StaticLookup::new().with_owner(
+        OwnerRef {
+            kind: OwnerKind::Kustomization,
+            namespace: "flux-system".into(),
+            name: "apps".into(),
+        },
+        OwnerInfo {
+            revision: Some("main@sha1:3f2a9c1e8b7d".into()),
+            service_account: None,
+        },
+    );
+    App::new(Arc::new(Config::default()), Arc::new(lookup))
+}
+
+fn json_lines(logs: &Captured) -> Vec<Value> {
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_storm_of_identical_denials_is_logged_once_and_summarised() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = app();
+    let body =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/update-13k.json"))
+            .unwrap();
+    for _ in 0..1000 {
+        post(&app, body.clone()).await;
+    }
+    // Another person's denial of the same change is another denial: logged in full.
+    let mut bob: Value = serde_json::from_slice(&body).unwrap();
+    bob["request"]["userInfo"]["username"] = "bob".into();
+    post(&app, serde_json::to_vec(&bob).unwrap()).await;
+
+    let lines = json_lines(&logs);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["user"], "ana");
+    assert_eq!(lines[0]["reason"], "managed");
+    assert_eq!(lines[1]["user"], "bob");
+    let metrics = app.metrics().encode();
+    assert!(
+        metrics.contains("gitops_guard_denial_log_suppressed_total 999\n"),
+        "{metrics}"
+    );
+    // Every denial is still counted as a decision.
+    assert!(
+        metrics.contains(r#"gitops_guard_decisions_total{verdict="deny",reason="managed"} 1001"#),
+        "{metrics}"
+    );
+
+    // When the window ends, one line says how many were not logged.
+    tokio::time::advance(DENIAL_LOG_WINDOW + Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let lines = json_lines(&logs);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let summary = &lines[2];
+    assert_eq!(summary["level"], "INFO");
+    assert_eq!(
+        summary["message"],
+        "repeated admission decisions not logged"
+    );
+    assert_eq!(summary["user"], "ana");
+    assert_eq!(summary["kind"], "Deployment");
+    assert_eq!(summary["namespace"], "prod");
+    assert_eq!(summary["name"], "web");
+    assert_eq!(summary["verdict"], "deny");
+    assert_eq!(summary["reason"], "managed");
+    assert_eq!(summary["repeats"], 999);
+
+    // A new window: the next denial is logged in full again.
+    post(&app, body.clone()).await;
+    let lines = json_lines(&logs);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[3]["message"], "admission decision");
+    assert_eq!(lines[3]["user"], "ana");
 }

@@ -382,3 +382,176 @@ async fn start_refuses_bad_files_and_names_them() {
         "{err}"
     );
 }
+
+/// A CA and a client certificate it signed (as the API server's admission kubeconfig holds).
+struct ClientPki {
+    ca_pem: String,
+    cert: CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+fn client_pki(name: &str) -> ClientPki {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} CA"));
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    ClientPki {
+        ca_pem: ca.pem(),
+        cert: cert.der().clone(),
+        key: rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+    }
+}
+
+/// A client that trusts `server` and presents `client`'s certificate (or none).
+fn presenting(server: &Cert, client: Option<&ClientPki>) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.der.clone()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some(c) => builder
+            .with_client_auth_cert(vec![c.cert.clone()], c.key.clone_key())
+            .unwrap(),
+    };
+    TlsConnector::from(Arc::new(config))
+}
+
+/// One review on a new connection: its HTTP status, or why it failed (with TLS 1.3 the client
+/// learns that its certificate was refused only when it reads).
+async fn try_review(addr: SocketAddr, connector: &TlsConnector) -> Result<StatusCode, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::post("/validate")
+        .header(header::HOST, "localhost")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(fixture("update-13k.json"))))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .map_err(|_| "no answer within 10 s".to_string())?
+        .map_err(|e| format!("request: {e}"))?;
+    Ok(resp.status())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_client_ca_only_clients_it_signed_are_answered_and_a_new_ca_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "").unwrap();
+    let serving = self_signed();
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, &serving.cert_pem).unwrap();
+    std::fs::write(&key_path, &serving.key_pem).unwrap();
+    let (old, new) = (client_pki("kube-apiserver"), client_pki("kube-apiserver"));
+    let ca_path = dir.path().join("client-ca.crt");
+    let write_ca = |pem: &str| {
+        let tmp = dir.path().join("client-ca.crt.tmp");
+        std::fs::write(&tmp, pem).unwrap();
+        std::fs::rename(&tmp, &ca_path).unwrap();
+    };
+    write_ca(&old.ca_pem);
+
+    let mut opts = options(config, cert_path, key_path);
+    opts.client_ca = Some(ca_path.clone());
+    let server = Server::start(opts).await.unwrap();
+    let (tls, probes) = (server.tls_addr(), server.probe_addr());
+
+    let anonymous = presenting(&serving, None);
+    let (by_old, by_new) = (
+        presenting(&serving, Some(&old)),
+        presenting(&serving, Some(&new)),
+    );
+    assert_eq!(try_review(tls, &by_old).await, Ok(StatusCode::OK));
+    let err = try_review(tls, &anonymous).await.unwrap_err();
+    assert!(!err.is_empty());
+    let err = try_review(tls, &by_new).await.unwrap_err();
+    assert!(!err.is_empty());
+    // A connection made under the old CA stays open across the change.
+    let (mut kept, _) = connect(tls, &by_old).await.unwrap();
+    assert_eq!(validate(&mut kept).await.0, StatusCode::OK);
+
+    // The API server's client certificate is reissued by another CA: the file changes.
+    write_ca(&new.ca_pem);
+    eventually("the new client CA to apply", || async {
+        try_review(tls, &by_new).await == Ok(StatusCode::OK)
+    })
+    .await;
+    assert!(try_review(tls, &by_old).await.is_err());
+    assert!(try_review(tls, &anonymous).await.is_err());
+    assert_eq!(validate(&mut kept).await.0, StatusCode::OK);
+
+    // A client CA file that holds no certificate is refused; the last good one stays.
+    write_ca("not a certificate\n");
+    eventually("the failed reload to be counted", || async {
+        probe(probes, "/metrics")
+            .await
+            .1
+            .contains(r#"gitops_guard_cert_reloads_total{result="failure"} 1"#)
+    })
+    .await;
+    assert_eq!(try_review(tls, &by_new).await, Ok(StatusCode::OK));
+
+    let metrics = probe(probes, "/metrics").await.1;
+    assert!(
+        metrics.contains(r#"gitops_guard_cert_reloads_total{result="success"} 1"#),
+        "{metrics}"
+    );
+    let refused = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"gitops_guard_tls_handshake_errors_total{error="client-certificate"} "#,
+            )
+        })
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    assert!(refused >= 4, "{metrics}");
+    drop(kept);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn start_refuses_a_client_ca_without_a_certificate_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "").unwrap();
+    let serving = self_signed();
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, &serving.cert_pem).unwrap();
+    std::fs::write(&key_path, &serving.key_pem).unwrap();
+    let ca_path = dir.path().join("client-ca.crt");
+    std::fs::write(&ca_path, &serving.key_pem).unwrap();
+    let mut opts = options(config, cert_path, key_path);
+    opts.client_ca = Some(ca_path.clone());
+    let err = Server::start(opts).await.unwrap_err().to_string();
+    assert!(err.contains("client CA file holds no CERTIFICATE"), "{err}");
+    assert!(err.contains(&ca_path.display().to_string()), "{err}");
+}

@@ -180,13 +180,11 @@ impl<'t, 'a> Iterator for Members<'t, 'a> {
         if c.key == NO_KEY {
             return None;
         }
-        // `"key" : ` up to the value.
+        // `"key" : ` up to the value. The scan let only JSON whitespace through around the `:`,
+        // so trimming ASCII whitespace (a byte loop, unlike a `char` pattern) trims just that.
         let before = self.view.inner(self.tape, c.key & !ESCAPED, c.start)?;
         let key = Key {
-            quoted: before
-                .trim_end_matches(JSON_WS)
-                .strip_suffix(':')?
-                .trim_end_matches(JSON_WS),
+            quoted: before.trim_ascii_end().strip_suffix(':')?.trim_ascii_end(),
             escaped: c.key & ESCAPED != 0,
         };
         let value = View {
@@ -331,6 +329,7 @@ fn walk(b: &[u8], nodes: &mut Vec<Node>) -> Option<()> {
     (i == b.len()).then_some(())
 }
 
+#[cfg(test)]
 const JSON_WS: [char; 4] = [' ', '\n', '\r', '\t'];
 
 #[inline(always)]
