@@ -88,6 +88,7 @@ BAD_VALUES = [
     ),
     ({"webhook": {"custody": {"failurePolicy": "Sometimes"}}}, "/webhook/custody/failurePolicy"),
     ({"networkPolicy": {"apiServerCIDRs": ["10.0.0.0"]}}, "/networkPolicy/apiServerCIDRs/0"),
+    ({"clientAuth": {"enabled": True}}, "/clientAuth/caConfigMap"),
     ({"replicaCount": 0}, "/replicaCount"),
     ({"replicaSet": 2}, "replicaSet"),
 ]

@@ -888,6 +888,7 @@ def test_deployment_is_highly_available_and_locked_down(scenario: str) -> None:
         "tls-key": "/etc/gitops-guard/tls/tls.key",
         "listen": "0.0.0.0:8443",
         "probe-listen": "0.0.0.0:8080",
+        "request-timeout": "2500ms",
         "log-format": "json",
     }
     mounts = {m["name"]: m for m in container["volumeMounts"]}
@@ -1141,6 +1142,27 @@ def test_network_policy_admits_only_the_api_server_to_the_webhook_port() -> None
     )
     rules = one(objs, "NetworkPolicy")["spec"]["ingress"]
     assert rules[1] == {"from": [scrape], "ports": [{"port": "probes", "protocol": "TCP"}]}
+
+
+def test_the_guard_answers_before_the_api_server_gives_up() -> None:
+    for timeout, deadline in [(3, "2500ms"), (10, "9500ms"), (1, "500ms")]:
+        objs = rendered({"webhook": {"timeoutSeconds": timeout}})
+        args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert f"--request-timeout={deadline}" in args
+        for config in (o for o in objs if o["kind"] == "ValidatingWebhookConfiguration"):
+            assert all(w["timeoutSeconds"] == timeout for w in config["webhooks"])
+
+
+def test_client_auth_mounts_the_ca_and_requires_client_certificates() -> None:
+    container = lambda objs: one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]  # noqa: E731
+    assert not any(a.startswith("--client-ca") for a in container(rendered())["args"])
+    objs = rendered({"clientAuth": {"enabled": True, "caConfigMap": "apiserver-webhook-client-ca"}})
+    c = container(objs)
+    assert "--client-ca=/etc/gitops-guard/client-ca/ca.crt" in c["args"]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "client-ca")
+    assert mount == {"name": "client-ca", "mountPath": "/etc/gitops-guard/client-ca", "readOnly": True}
+    volumes = one(objs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "client-ca", "configMap": {"name": "apiserver-webhook-client-ca"}} in volumes
 
 
 # --- NOTES ------------------------------------------------------------------------------------
