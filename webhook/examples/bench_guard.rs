@@ -12,22 +12,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use gitops_guard_core::{OwnerInfo, OwnerKind, OwnerRef};
 use gitops_guard_webhook::{
     Cluster, LogFormat, Server, ServerOptions, StaticLookup, logging, server,
 };
 
 fn lookup() -> StaticLookup {
-    StaticLookup::new().with_owner(
-        OwnerRef {
-            kind: OwnerKind::Kustomization,
-            namespace: "flux-system".into(),
-            name: "apps".into(),
-        },
-        OwnerInfo {
-            revision: Some("main@sha1:3f2a9c1e8b7d6a5f4e3d2c1b0a99887766554433".into()),
-            service_account: None,
-        },
+    StaticLookup::new().with_kustomization(
+        "flux-system",
+        "apps",
+        "main@sha1:3f2a9c1e8b7d6a5f4e3d2c1b0a99887766554433",
     )
 }
 

@@ -325,27 +325,9 @@ fn seconds(d: Duration) -> String {
 /// A refusal the API server should retry: the guard was busy or slow, not the request wrong.
 /// `code` 429 (`TooManyRequests`) or 504 (`Timeout`).
 fn retry_later(api_version: &str, uid: &str, code: u16, message: &str) -> Response {
-    let api_version = if api_version.is_empty() {
-        "admission.k8s.io/v1"
-    } else {
-        api_version
-    };
-    let review = serde_json::json!({
-        "apiVersion": api_version,
-        "kind": "AdmissionReview",
-        "response": {
-            "uid": uid,
-            "allowed": false,
-            "status": {
-                "code": code,
-                "reason": if code == 429 { "TooManyRequests" } else { "Timeout" },
-                "message": message,
-            },
-        },
-    });
     json_response(
         StatusCode::OK,
-        serde_json::to_vec(&review).unwrap_or_default(),
+        handler::error_response(api_version, uid, code, message),
     )
 }
 

@@ -718,6 +718,22 @@ impl StaticLookup {
         self
     }
 
+    /// With a Flux Kustomization `namespace/name` applied at `revision` under the controller's
+    /// own account: the owner the webhook's test fixtures and benchmarks name.
+    pub fn with_kustomization(self, namespace: &str, name: &str, revision: &str) -> StaticLookup {
+        self.with_owner(
+            OwnerRef {
+                kind: OwnerKind::Kustomization,
+                namespace: namespace.into(),
+                name: name.into(),
+            },
+            OwnerInfo {
+                revision: Some(revision.into()),
+                service_account: None,
+            },
+        )
+    }
+
     pub fn with_namespace(mut self, name: &str, info: NamespaceInfo) -> StaticLookup {
         self.namespaces.insert(name.to_string(), info);
         self

@@ -48,7 +48,8 @@ pub fn handle(
 pub use gitops_guard_core::decide::{needs_live_object, needs_scale_parent};
 
 /// An AdmissionReview response refusing the request for a reason other than a decision (the
-/// guard could not find out what it needed), with an HTTP-like `code` such as 500.
+/// guard could not find out what it needed, or was busy or slow: 429 and 504 ask the API server to
+/// retry), with an HTTP-like `code` such as 500.
 pub fn error_response(api_version: &str, uid: &str, code: u16, message: &str) -> Vec<u8> {
     let api_version = if api_version.is_empty() {
         "admission.k8s.io/v1"
@@ -65,6 +66,8 @@ pub fn error_response(api_version: &str, uid: &str, code: u16, message: &str) ->
                 "code": code,
                 "reason": match code {
                     413 => "RequestEntityTooLarge",
+                    429 => "TooManyRequests",
+                    504 => "Timeout",
                     500.. => "InternalError",
                     _ => "BadRequest",
                 },

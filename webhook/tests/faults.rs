@@ -22,7 +22,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 
-use gitops_guard_core::{OwnerInfo, OwnerKind, OwnerRef};
 use gitops_guard_webhook::{App, Cluster, Server, ServerOptions, StaticLookup};
 
 const UID: &str = "4f6d2a1b-9c3e-4e8f-a7b2-1d0c5e6f7a89";
@@ -33,16 +32,10 @@ fn review_body() -> Bytes {
 }
 
 fn lookup() -> Arc<StaticLookup> {
-    Arc::new(StaticLookup::new().with_owner(
-        OwnerRef {
-            kind: OwnerKind::Kustomization,
-            namespace: "flux-system".into(),
-            name: "apps".into(),
-        },
-        OwnerInfo {
-            revision: Some("main@sha1:3f2a9c1e8b7d6a5f".into()),
-            service_account: None,
-        },
+    Arc::new(StaticLookup::new().with_kustomization(
+        "flux-system",
+        "apps",
+        "main@sha1:3f2a9c1e8b7d6a5f",
     ))
 }
 

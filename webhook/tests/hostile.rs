@@ -15,7 +15,7 @@ use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use gitops_guard_core::{Config, OwnerInfo, OwnerKind, OwnerRef};
+use gitops_guard_core::Config;
 use gitops_guard_webhook::app::{ENVELOPE_PREFIX, MAX_BODY};
 use gitops_guard_webhook::{App, Cluster, Server, ServerOptions, StaticLookup};
 
@@ -30,16 +30,10 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn lookup() -> StaticLookup {
-    StaticLookup::new().with_owner(
-        OwnerRef {
-            kind: OwnerKind::Kustomization,
-            namespace: "flux-system".into(),
-            name: "apps".into(),
-        },
-        OwnerInfo {
-            revision: Some("main@sha1:3f2a9c1e8b7d6a5f4e3d2c1b0a99887766554433".into()),
-            service_account: None,
-        },
+    StaticLookup::new().with_kustomization(
+        "flux-system",
+        "apps",
+        "main@sha1:3f2a9c1e8b7d6a5f4e3d2c1b0a99887766554433",
     )
 }
 

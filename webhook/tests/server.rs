@@ -16,7 +16,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tower::ServiceExt;
 
-use gitops_guard_core::{OwnerInfo, OwnerKind, OwnerRef};
 use gitops_guard_webhook::{Cluster, Server, ServerOptions, StaticLookup};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -29,16 +28,10 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn lookup() -> Arc<StaticLookup> {
-    Arc::new(StaticLookup::new().with_owner(
-        OwnerRef {
-            kind: OwnerKind::Kustomization,
-            namespace: "flux-system".into(),
-            name: "apps".into(),
-        },
-        OwnerInfo {
-            revision: Some("main@sha1:3f2a9c1e8b7d6a5f".into()),
-            service_account: None,
-        },
+    Arc::new(StaticLookup::new().with_kustomization(
+        "flux-system",
+        "apps",
+        "main@sha1:3f2a9c1e8b7d6a5f",
     ))
 }
 

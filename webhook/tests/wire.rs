@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use gitops_guard_core::custody::{CustodyInfo, Kind, ObjectRef};
-use gitops_guard_core::{Lookup, NamespaceInfo, OwnerInfo, OwnerKind, OwnerRef};
+use gitops_guard_core::{Lookup, NamespaceInfo, OwnerInfo, OwnerRef};
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -38,16 +38,10 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn lookup() -> StaticLookup {
-    StaticLookup::new().with_owner(
-        OwnerRef {
-            kind: OwnerKind::Kustomization,
-            namespace: "flux-system".into(),
-            name: "apps".into(),
-        },
-        OwnerInfo {
-            revision: Some("main@sha1:3f2a9c1e8b7d6a5f4e3d2c1b0a99887766554433".into()),
-            service_account: None,
-        },
+    StaticLookup::new().with_kustomization(
+        "flux-system",
+        "apps",
+        "main@sha1:3f2a9c1e8b7d6a5f4e3d2c1b0a99887766554433",
     )
 }
 
