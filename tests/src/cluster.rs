@@ -11,6 +11,8 @@ use crate::command::{Out, run};
 /// How long one kubectl invocation may take before it is killed (and the test fails).
 const KUBECTL_TIMEOUT: Duration = Duration::from_secs(120);
 /// `up` may have to build kube-apiserver first (about 15 minutes on 2 cores).
+/// Starts of a local cluster tried when a port it picked was taken meanwhile.
+const UP_ATTEMPTS: u32 = 3;
 const UP_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 const DOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -142,26 +144,40 @@ pub struct Cluster {
 impl Cluster {
     /// Runs `scripts/local-cluster.sh up` in a fresh temp dir (about 4 s; builds kube-apiserver
     /// first if it is not cached yet). Panics with the script's output if the cluster does not come up.
+    ///
+    /// The script picks free ports by binding and releasing them; a test running beside it may
+    /// take one before etcd or kube-apiserver binds it. Such a start ("address already in use") is
+    /// tried again in a fresh dir with fresh ports, up to [`UP_ATTEMPTS`] times.
     pub fn start() -> Cluster {
-        let tmp = tempfile::Builder::new()
-            .prefix("gitops-guard-cluster.")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a temp dir for the cluster: {e}"));
-        // `up` takes the empty dir; `down` removes it (so even the watchdog leaves nothing behind).
-        let dir = tmp.path().to_path_buf();
-        let mut cmd = Command::new("bash");
-        cmd.arg(repo_root().join("scripts/local-cluster.sh"))
-            .arg("up")
-            .arg(&dir)
-            .env("GG_CLUSTER_OWNER_PID", std::process::id().to_string())
-            .env("KUBECTL", kubectl_program());
-        let out = run(cmd, None, UP_TIMEOUT);
-        if !out.success() {
-            panic!("the local cluster did not start:\n{out}");
-        }
-        Cluster {
-            kubectl: Kubectl { dir },
-            _tmp: tmp,
+        let mut attempt = 1;
+        loop {
+            let tmp = tempfile::Builder::new()
+                .prefix("gitops-guard-cluster.")
+                .tempdir()
+                .unwrap_or_else(|e| panic!("cannot create a temp dir for the cluster: {e}"));
+            // `up` takes the empty dir; `down` removes it (so even the watchdog leaves nothing behind).
+            let dir = tmp.path().to_path_buf();
+            let script = repo_root().join("scripts/local-cluster.sh");
+            let mut cmd = Command::new("bash");
+            cmd.arg(&script)
+                .arg("up")
+                .arg(&dir)
+                .env("GG_CLUSTER_OWNER_PID", std::process::id().to_string())
+                .env("KUBECTL", kubectl_program());
+            let out = run(cmd, None, UP_TIMEOUT);
+            if out.success() {
+                return Cluster {
+                    kubectl: Kubectl { dir },
+                    _tmp: tmp,
+                };
+            }
+            if attempt >= UP_ATTEMPTS || !out.to_string().contains("address already in use") {
+                panic!("the local cluster did not start:\n{out}");
+            }
+            let mut down = Command::new("bash");
+            down.arg(&script).arg("down").arg(&dir);
+            run(down, None, UP_TIMEOUT);
+            attempt += 1;
         }
     }
 
