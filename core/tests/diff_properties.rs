@@ -281,12 +281,25 @@ fn patterns(docs: [&Value; 2], choices: &[u32]) -> Vec<Vec<PatSeg>> {
         .collect()
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 5000,
+/// `cases` cases from a fixed seed, so that CI runs the same cases every time; set
+/// `PROPTEST_RNG_SEED` (proptest's own variable) to explore other ones.
+fn config(cases: u32) -> ProptestConfig {
+    let default = ProptestConfig::default();
+    let rng_seed = if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
+        default.rng_seed
+    } else {
+        proptest::test_runner::RngSeed::Fixed(0x6769_746f_7073)
+    };
+    ProptestConfig {
+        cases,
         failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+        rng_seed,
+        ..default
+    }
+}
+
+proptest! {
+    #![proptest_config(config(5000))]
 
     #[test]
     fn the_field_diff_reports_what_a_plain_diff_of_values_reports(

@@ -600,12 +600,25 @@ fn outcome(r: Result<AdmissionRequest<'_>, gitops_guard_core::Error>) -> Result<
     r.map(|r| format!("{r:?}")).map_err(drop)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 3000,
+/// `cases` cases from a fixed seed, so that CI runs the same cases every time; set
+/// `PROPTEST_RNG_SEED` (proptest's own variable) to explore other ones.
+fn config(cases: u32) -> ProptestConfig {
+    let default = ProptestConfig::default();
+    let rng_seed = if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
+        default.rng_seed
+    } else {
+        proptest::test_runner::RngSeed::Fixed(0x6769_746f_7073)
+    };
+    ProptestConfig {
+        cases,
         failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+        rng_seed,
+        ..default
+    }
+}
+
+proptest! {
+    #![proptest_config(config(3000))]
 
     /// What the decoder accepts, serde_json accepts, and both read the same request.
     #[test]
@@ -741,11 +754,7 @@ fn managed_review(spec: &Value, new_spec: &Value, allow: &str, note: &str, user:
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 1000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config(1000))]
 
     /// The API server writes `<`, `>` and `&` as `\u003c`, `\u003e`, `\u0026`: a review written
     /// that way is decided exactly as the same review written plainly, and answered with the same

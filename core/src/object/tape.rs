@@ -427,8 +427,26 @@ fn digits_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` at `i`: its end.
-fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+/// Numbers at least this long are checked to fit a double, as those with an exponent are.
+const LONG_NUMBER: usize = 300;
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` at `i`: its end. A number too large for a
+/// double (`1e309`, 309 digits) is refused, as serde_json and the API server refuse it; only
+/// numbers with an exponent or of at least [`LONG_NUMBER`] characters can be, and only they are
+/// parsed.
+fn number_end(b: &[u8], i: usize) -> Option<usize> {
+    let (end, exponent) = number_syntax(b, i)?;
+    if exponent || end - i >= LONG_NUMBER {
+        let text = std::str::from_utf8(b.get(i..end)?).ok()?;
+        if !text.parse::<f64>().ok()?.is_finite() {
+            return None;
+        }
+    }
+    Some(end)
+}
+
+/// The JSON number syntax at `i`: its end, and whether it has an exponent.
+fn number_syntax(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
     if b.get(i) == Some(&b'-') {
         i += 1;
     }
@@ -444,18 +462,15 @@ fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
         }
         i = end;
     }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let end = digits_end(b, i);
-        if end == i {
-            return None;
-        }
-        i = end;
+    if !matches!(b.get(i), Some(b'e' | b'E')) {
+        return Some((i, false));
     }
-    Some(i)
+    i += 1;
+    if matches!(b.get(i), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    let end = digits_end(b, i);
+    (end > i).then_some((end, true))
 }
 
 fn literal_end(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {

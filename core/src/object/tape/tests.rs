@@ -65,7 +65,7 @@ const VALID: &[&str] = &[
     "-0",
     "12",
     "-12.5e-3",
-    "1E+400",
+    "1E+300",
     "0.0",
     r#""""#,
     r#""x""#,
@@ -298,4 +298,31 @@ fn more_values_than_the_limit_are_refused_as_too_many() {
     // Invalid text is invalid, at any size.
     assert_eq!(scan(&list(10)[1..]).err(), Some(Refused::Invalid));
     assert_eq!(scan("[1,]").err(), Some(Refused::Invalid));
+}
+
+#[test]
+fn numbers_too_large_for_a_double_are_refused_as_serde_json_values_refuse_them() {
+    let long = format!("[{}]", "9".repeat(309));
+    let fits = format!("[{}]", "9".repeat(308));
+    for (text, fits_a_double) in [
+        ("[1e309]", false),
+        ("1E+400", false),
+        ("[-1e000000000000000309]", false),
+        ("[1.7e308]", true),
+        ("[1e-400]", true),
+        ("[0e99999]", true),
+        (long.as_str(), false),
+        (fits.as_str(), true),
+    ] {
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(text).is_ok(),
+            fits_a_double,
+            "serde_json on {text:.40}"
+        );
+        assert_eq!(
+            parse(text).is_some(),
+            fits_a_double,
+            "the scanner on {text:.40}"
+        );
+    }
 }
