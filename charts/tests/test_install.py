@@ -96,6 +96,7 @@ def test_install_creates_the_guard(cluster: Cluster, installed: dict[str, Any]) 
         "ClusterRoleBinding",
         "ConfigMap",
         "Deployment",
+        "NetworkPolicy",
         "PodDisruptionBudget",
         "Secret",
         "Service",
@@ -104,6 +105,9 @@ def test_install_creates_the_guard(cluster: Cluster, installed: dict[str, Any]) 
     ]
     pdb = next(o for o in objs if o["kind"] == "PodDisruptionBudget")
     assert pdb["apiVersion"] == "policy/v1beta1"
+    # On by default, and accepted by the API server as rendered.
+    np = cluster.get("networkpolicy", "-n", NAMESPACE, RELEASE)
+    assert np["spec"]["ingress"] == [{"ports": [{"port": "webhook", "protocol": "TCP"}]}]
 
     dep = cluster.get("deployment", "-n", NAMESPACE, RELEASE)
     assert dep["spec"]["replicas"] == 2
