@@ -131,6 +131,14 @@ pub struct Operational {
     /// as declared: any of `revision`, `revisions`, `source`, `sources`, `manifests`, `resources`,
     /// `syncOptions`. Empty (default): a sync carries only what Git says.
     pub argocd_sync_overrides: Vec<String>,
+    /// Deleting a Pod of a managed workload (a restart: its controller makes a new one).
+    pub pod_delete: bool,
+    /// Evicting one (`pods/eviction`: node drains).
+    pub pod_eviction: bool,
+    /// `exec`, `attach` and `port-forward` into one.
+    pub pod_exec: bool,
+    /// `kubectl debug`: ephemeral containers added to one.
+    pub pod_debug: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,6 +256,10 @@ impl Default for Operational {
             argocd_operation: true,
             rollout_restart: true,
             argocd_sync_overrides: Vec::new(),
+            pod_delete: true,
+            pod_eviction: true,
+            pod_exec: true,
+            pod_debug: true,
         }
     }
 }

@@ -318,6 +318,19 @@ pub struct CustodyInfo {
     /// Kustomization's `postBuild.substituteFrom`. Whoever changes one changes what it applies.
     #[serde(default)]
     pub inputs: Vec<ObjectRef>,
+    /// The kinds of the objects it applies, as `Kind.group` (`Deployment.apps`, `ConfigMap`): from a
+    /// Kustomization's inventory or an Application's resources, one entry per object.
+    #[serde(default)]
+    pub applies: Vec<String>,
+}
+
+/// `Kind.group`, as kubectl names a kind (`Deployment.apps`; `ConfigMap` in the core group).
+pub fn kind_dot_group(group: &str, kind: &str) -> String {
+    if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    }
 }
 
 /// ConfigMap and Secret references (`[{kind, name}]`) in `namespace`.
@@ -361,6 +374,7 @@ pub fn custody_info(kind: &Kind, v: &Value, owners: Vec<OwnerRef>) -> CustodyInf
     let mut project = None;
     let mut sources: Vec<ObjectRef> = Vec::new();
     let mut inputs: Vec<ObjectRef> = Vec::new();
+    let mut applies: Vec<String> = Vec::new();
     match kind.kind {
         "Kustomization" => {
             // Inventory ids are `<namespace>_<name>_<group>_<kind>`.
@@ -368,14 +382,21 @@ pub fn custody_info(kind: &Kind, v: &Value, owners: Vec<OwnerRef>) -> CustodyInf
                 .pointer("/status/inventory/entries")
                 .and_then(Value::as_array)
             {
+                let ids = entries.iter().filter_map(|e| str_at(e, &["id"]));
                 namespaces.extend(
-                    entries
-                        .iter()
-                        .filter_map(|e| str_at(e, &["id"]))
+                    ids.clone()
                         .filter_map(|id| id.split_once('_').map(|(ns, _)| ns))
                         .filter(|ns| !ns.is_empty())
                         .map(str::to_string),
                 );
+                // Names and groups hold no `_`: the last two parts are the group and kind.
+                applies.extend(ids.filter_map(|id| {
+                    let mut parts = id.rsplitn(3, '_');
+                    let kind = parts.next()?;
+                    let group = parts.next()?;
+                    parts.next()?;
+                    Some(kind_dot_group(group, kind))
+                }));
             }
             sources.extend(source_ref(v.pointer("/spec/sourceRef"), namespace));
             inputs = input_refs(v.pointer("/spec/postBuild/substituteFrom"), namespace);
@@ -401,6 +422,10 @@ pub fn custody_info(kind: &Kind, v: &Value, owners: Vec<OwnerRef>) -> CustodyInf
                         .filter_map(|r| str_at(r, &["namespace"]))
                         .map(str::to_string),
                 );
+                applies.extend(resources.iter().filter_map(|r| {
+                    let kind = str_at(r, &["kind"])?;
+                    Some(kind_dot_group(str_at(r, &["group"]).unwrap_or(""), kind))
+                }));
             }
             let name = str_at(v, &["spec", "project"]).unwrap_or("default");
             project = Some(ObjectRef::new("AppProject", namespace, name));
@@ -436,6 +461,7 @@ pub fn custody_info(kind: &Kind, v: &Value, owners: Vec<OwnerRef>) -> CustodyInf
         project,
         namespaces,
         inputs,
+        applies,
     }
 }
 

@@ -13,8 +13,10 @@ use crate::identity::Identity;
 use crate::object::{Fields, Object};
 use crate::owner::{NamespaceInfo, OwnerInfo, OwnerKind, OwnerRef, owners_of, short_revision};
 use crate::review::{AdmissionRequest, Operation};
+use crate::workload::{ControllerRef, Steered, Target};
 
 use break_glass::{break_glass_change, new_object_window, under_window};
+pub use what_runs::PodOperation;
 
 /// What the guard knows about the cluster: owners and namespaces (the webhook's watch caches).
 pub trait Lookup {
@@ -41,6 +43,15 @@ pub trait Lookup {
     /// `status` is an ordinary field that a change to counts. Default: it has one.
     fn status_is_subresource(&self, _group: &str, _resource: &str) -> bool {
         true
+    }
+    /// The GitOps-managed workload that an object's controller (its `ownerReferences`) leads to,
+    /// through the workloads the guard knows (a Pod's ReplicaSet, that ReplicaSet's Deployment).
+    fn controlled(&self, _namespace: &str, _controller: &ControllerRef) -> Option<Steered> {
+        None
+    }
+    /// The GitOps-managed workloads and Services in `namespace` that `target` would steer.
+    fn steered(&self, _namespace: &str, _target: &Target) -> Vec<Steered> {
+        Vec::new()
     }
 }
 
@@ -114,6 +125,13 @@ pub enum Reason {
     ManagedFields,
     /// Denied: an exception (`allow`, `allow-fields`) set by hand on an object not managed yet.
     PlantedException,
+    /// Denied: a change to what an object beneath a managed workload runs (its Pods, ReplicaSets).
+    Descendant,
+    /// Denied: an object not from Git that steers a managed one (an autoscaler, a Pod a managed
+    /// Service selects, a disruption budget).
+    Neighbour,
+    /// Deleting, evicting, exec or debug of a Pod of a managed workload: operational, recorded.
+    PodOperation,
 }
 
 impl Reason {
@@ -144,6 +162,9 @@ impl Reason {
             Reason::HoldsManaged => "holds-managed",
             Reason::ManagedFields => "managed-fields",
             Reason::PlantedException => "planted-exception",
+            Reason::Descendant => "descendant",
+            Reason::Neighbour => "neighbour",
+            Reason::PodOperation => "pod-operation",
         }
     }
 }
@@ -321,6 +342,10 @@ fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Optio
     if Identity::of(&req.user, config) == Identity::System {
         return Some(Reason::System);
     }
+    // Pod operations the config turns off are decided with the Pod (see `needs_parent`).
+    if PodOperation::of(req).is_some_and(|op| !req.sub_resource.is_empty() && !op.allowed(config)) {
+        return None;
+    }
     if req.operation == Operation::Connect {
         return Some(Reason::Connect);
     }
@@ -336,11 +361,14 @@ fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Optio
     }
 }
 
-/// Whether deciding `req` needs the object behind a `<resource>/scale` request (which the caller
-/// looks up). Kubernetes' own components (the HPA scales every few seconds) are decided without
-/// it, so they cost no API call.
-pub fn needs_scale_parent(req: &AdmissionRequest<'_>, config: &Config) -> bool {
-    req.sub_resource == "scale" && decided_without_objects(req, config).is_none()
+/// Whether deciding `req` needs the object behind a subresource request (which the caller looks
+/// up): a `<resource>/scale` request (the Scale object carries no labels), or exec, eviction or
+/// debug of a Pod while the config turns that off (the request carries options, not the Pod).
+/// Kubernetes' own components (the HPA scales every few seconds) are decided without it, so they
+/// cost no API call.
+pub fn needs_parent(req: &AdmissionRequest<'_>, config: &Config) -> bool {
+    (req.sub_resource == "scale" || PodOperation::of(req).is_some() && !req.sub_resource.is_empty())
+        && decided_without_objects(req, config).is_none()
 }
 
 /// Whether deciding `req` needs the live object (which the caller reads from the API server and
@@ -420,14 +448,16 @@ const RULES: &[(&str, Rule)] = &[
     ("namespace objects", namespace_object),
     ("owners and sources", custody_kind),
     ("an owner's own controller", own_controller),
+    ("beneath a managed workload", what_runs::descendant),
     ("GitOps-managed objects", managed_object),
+    ("steering a managed object", what_runs::neighbour),
     ("exceptions set by hand", planted_exception),
 ];
 
 /// Decides one admission request.
 ///
 /// `live` is the object as the API server has it, which the webhook reads when the review does not
-/// say enough: the object behind a `<resource>/scale` request ([`needs_scale_parent`]: the Scale
+/// say enough: the object behind a `<resource>/scale` request ([`needs_parent`]: the Scale
 /// object carries no labels), or the object an UPDATE changes when the review's old object lacks
 /// `metadata.managedFields` ([`needs_live_object`]). `now` is for break-glass windows.
 pub fn decide(
@@ -438,10 +468,16 @@ pub fn decide(
     now: jiff::Timestamp,
 ) -> Decision {
     if let Some(reason) = decided_without_objects(req, config) {
-        return Decision::allow(reason);
+        let mut d = Decision::allow(reason);
+        if let Some(op) = PodOperation::of(req).filter(|_| reason != Reason::System) {
+            d.audit_annotations
+                .push(("operational".into(), op.as_str().into()));
+        }
+        return d;
     }
     let scale = req.sub_resource == "scale";
-    let (old, new) = if scale {
+    let parent = needs_parent(req, config);
+    let (old, new) = if parent {
         match live {
             Some(p) => (Some(p), Some(p)),
             None => return Decision::allow(Reason::Unmanaged),
@@ -449,8 +485,8 @@ pub fn decide(
     } else {
         (req.old_object.as_ref(), req.object.as_ref())
     };
-    let live = if scale { None } else { live };
-    let ctx = Ctx::new(req, old, new, live, scale, config, cluster, now);
+    let live = if parent { None } else { live };
+    let ctx = Ctx::new(req, old, new, live, scale, parent, config, cluster, now);
     RULES
         .iter()
         .find_map(|(_, rule)| rule(&ctx))
@@ -465,12 +501,13 @@ impl<'r, 'a> Ctx<'r, 'a> {
         new: Option<&'r Object<'a>>,
         live: Option<&'r Object<'a>>,
         scale: bool,
+        parent: bool,
         config: &'r Config,
         cluster: &'r dyn Lookup,
         now: jiff::Timestamp,
     ) -> Self {
         let group = req.resource.group.as_str();
-        let kind = if scale {
+        let kind = if parent {
             old.map(|p| p.kind.as_str()).unwrap_or_default()
         } else {
             req.kind.kind.as_str()
@@ -1236,6 +1273,7 @@ impl Decision {
 }
 
 mod break_glass;
+mod what_runs;
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@ pub mod managed_fields;
 pub mod object;
 pub mod owner;
 pub mod review;
+pub mod workload;
 
 pub use config::{Config, Mode};
 pub use decide::{Decision, Lookup, Reason, Verdict, decide};

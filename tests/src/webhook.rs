@@ -290,6 +290,14 @@ webhooks:
     resources: ["*/status"]
     operations: [CREATE, UPDATE, DELETE]
     scope: Namespaced
+  - apiGroups: [""]
+    apiVersions: ["*"]
+    resources: ["pods/exec", "pods/attach", "pods/portforward"]
+    operations: [CONNECT]
+  - apiGroups: [""]
+    apiVersions: ["*"]
+    resources: ["pods/eviction", "pods/ephemeralcontainers"]
+    operations: [CREATE, UPDATE]
   sideEffects: NoneOnDryRun
   admissionReviewVersions: [v1]
   failurePolicy: Fail

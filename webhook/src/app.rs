@@ -218,12 +218,13 @@ impl App {
             .with_state(self.clone())
     }
 
-    /// The probe-side router: `GET /healthz`, `/readyz`, `/metrics`.
+    /// The probe-side router: `GET /healthz`, `/readyz`, `/metrics`, `/managed-kinds`.
     pub fn probe_router(&self) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
+            .route("/managed-kinds", get(managed_kinds))
             .method_not_allowed_fallback(method_not_allowed)
             .fallback(not_found)
             .with_state(self.clone())
@@ -553,8 +554,8 @@ async fn decide(app: &App, body: &[u8]) -> Response {
     // scale request (briefly cached: the HPA and `kubectl scale` ask often), or, on API servers
     // before 1.23, the object an UPDATE changes, for the managedFields record the review leaves
     // out (never cached: it must be the very version the request changes).
-    let why = if handler::needs_scale_parent(&req, &config) {
-        Some(("the object behind this scale request", true))
+    let why = if handler::needs_parent(&req, &config) {
+        Some(("the object behind this subresource request", true))
     } else if handler::needs_live_object(&req, &config, &*app.inner.lookup) {
         Some(("the object as it is now, for its managedFields", false))
     } else {
@@ -634,6 +635,22 @@ async fn readyz(State(app): State<App>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(report)).into_response()
+}
+
+/// The kinds GitOps manages in this cluster, as the caches know them: `{"kinds": {"Deployment.apps":
+/// 3, ...}}` (what `kubectl gitops doctor` compares with the webhook rules).
+async fn managed_kinds(State(app): State<App>) -> Response {
+    let kinds = app
+        .inner
+        .caches
+        .as_ref()
+        .map(|c| c.managed_kinds())
+        .unwrap_or_default();
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "kinds": kinds })),
+    )
+        .into_response()
 }
 
 async fn metrics_text(State(app): State<App>) -> Response {

@@ -24,38 +24,57 @@ use arc_swap::ArcSwap;
 use gitops_guard_core::custody::{self, CustodyInfo, ObjectRef};
 use gitops_guard_core::exception::window_opened;
 use gitops_guard_core::owner::{argo_owner_info, flux_owner_info, namespace_info, owners_of};
+use gitops_guard_core::workload::{self, ControllerRef, Facts, Steered, Target};
 use gitops_guard_core::{Config, Lookup, NamespaceInfo, Object, OwnerInfo, OwnerKind, OwnerRef};
 use serde_json::{Map, Value};
 
-/// A kind the guard watches: an owner or source kind of the chain of custody, or Namespaces.
+/// A kind the guard watches: an owner or source kind of the chain of custody, Namespaces, or a
+/// workload kind or Services (what runs: [`workload::WORKLOADS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Watched {
     Custody(&'static custody::Kind),
     Namespace,
+    Workload(&'static workload::Kind),
 }
 
 impl Watched {
-    /// Every watched kind: [`custody::KINDS`], then Namespaces.
+    /// Every watched kind: [`custody::KINDS`], Namespaces, then [`workload::WORKLOADS`].
     pub fn all() -> impl Iterator<Item = Watched> {
         custody::KINDS
             .iter()
             .map(Watched::Custody)
             .chain(std::iter::once(Watched::Namespace))
+            .chain(workload::WORKLOADS.iter().map(Watched::Workload))
     }
 
-    /// The watched kind called `kind` (`"Kustomization"`, `"Namespace"`).
+    /// The watched kind called `kind` (`"Kustomization"`, `"Namespace"`, `"Deployment"`).
     pub fn named(kind: &str) -> Option<Watched> {
         if kind == "Namespace" {
             return Some(Watched::Namespace);
         }
-        custody::kind_named(kind).map(Watched::Custody)
+        custody::kind_named(kind).map(Watched::Custody).or_else(|| {
+            workload::WORKLOADS
+                .iter()
+                .find(|k| k.kind == kind)
+                .map(Watched::Workload)
+        })
     }
 
-    /// `(group, version, kind, plural)`.
+    /// `(group, version, kind, plural)`, with the preferred version.
     pub fn gvk(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
             Watched::Custody(k) => (k.group, k.version, k.kind, k.plural),
             Watched::Namespace => ("", "v1", "Namespace", "namespaces"),
+            Watched::Workload(k) => (k.group, k.versions[0], k.kind, k.plural),
+        }
+    }
+
+    /// The versions to watch it in, preferred first.
+    pub fn versions(self) -> &'static [&'static str] {
+        match self {
+            Watched::Custody(k) => std::slice::from_ref(&k.version),
+            Watched::Namespace => &["v1"],
+            Watched::Workload(k) => k.versions,
         }
     }
 
@@ -69,9 +88,10 @@ impl Watched {
         }
     }
 
-    /// Whether the kind is a custom resource that may not be installed.
+    /// Whether the kind may not be served (a custom resource, or a workload version Kubernetes
+    /// added later: `batch/v1` CronJobs came with 1.21).
     pub fn is_crd(self) -> bool {
-        matches!(self, Watched::Custody(_))
+        matches!(self, Watched::Custody(_) | Watched::Workload(_))
     }
 }
 
@@ -241,7 +261,65 @@ pub struct Entry {
     facts: Value,
     /// For an owner or source: derived from the whole object, its owners under `config`.
     custody: Option<CustodyInfo>,
+    /// For a workload or Service: what [`workload::facts`] derives under `config`.
+    workload: Option<Facts>,
     config: Arc<Config>,
+}
+
+/// The workloads and Services, by uid, and the uids in each namespace. `facts` (their shallow
+/// copy) is kept to derive them again when the config changes.
+#[derive(Debug, Default)]
+struct Workloads {
+    by_uid: HashMap<String, (Value, Facts)>,
+    by_namespace: HashMap<String, HashSet<String>>,
+}
+
+impl Workloads {
+    fn insert(&mut self, facts: Value, derived: Facts) {
+        if derived.uid.is_empty() {
+            return;
+        }
+        self.by_namespace
+            .entry(derived.namespace.clone())
+            .or_default()
+            .insert(derived.uid.clone());
+        self.by_uid.insert(derived.uid.clone(), (facts, derived));
+    }
+
+    fn remove(&mut self, uid: &str) {
+        if let Some((_, f)) = self.by_uid.remove(uid)
+            && let Some(set) = self.by_namespace.get_mut(&f.namespace)
+        {
+            set.remove(uid);
+            if set.is_empty() {
+                self.by_namespace.remove(&f.namespace);
+            }
+        }
+    }
+
+    fn clear(&mut self, kind: &workload::Kind) {
+        let gone: Vec<String> = self
+            .by_uid
+            .iter()
+            .filter(|(_, (_, f))| f.kind == kind)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in gone {
+            self.remove(&uid);
+        }
+    }
+
+    fn get(&self, uid: &str) -> Option<&Facts> {
+        self.by_uid.get(uid).map(|(_, f)| f)
+    }
+
+    fn in_namespace<'w>(&'w self, namespace: &str) -> impl Iterator<Item = &'w Facts> {
+        self.by_namespace
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter_map(|uid| self.get(uid))
+    }
 }
 
 /// One cached owner or source.
@@ -477,6 +555,8 @@ impl State {
 pub struct Caches {
     config: ArcSwap<Config>,
     state: RwLock<State>,
+    /// What runs; its own lock (taken before `state` when both are needed).
+    workloads: RwLock<Workloads>,
     /// Served resources by `(group, plural)` and whether they have a status subresource (from
     /// API discovery; `None` before the first one).
     status_subresources: ArcSwap<Option<HashMap<(String, String), bool>>>,
@@ -492,6 +572,7 @@ impl Caches {
         Caches {
             config: ArcSwap::new(config),
             state: RwLock::new(State::default()),
+            workloads: RwLock::new(Workloads::default()),
             status_subresources: ArcSwap::new(Arc::new(None)),
         }
     }
@@ -500,19 +581,27 @@ impl Caches {
     pub fn set_config(&self, config: Arc<Config>) {
         self.config.store(config.clone());
         self.write().derive_all(&config);
+        let mut w = self.write_workloads();
+        for (facts, derived) in w.by_uid.values_mut() {
+            *derived = workload::facts(derived.kind, facts, &config);
+        }
     }
 
     /// Reduces an object of `kind` (whole, as the API server sends it) to what the cache keeps.
     pub fn prepare(&self, kind: Watched, object: Value) -> Entry {
         let config = self.config.load_full();
         let (namespace, name) = key_of(&object);
-        let (facts, custody) = match kind {
+        let (facts, custody, derived) = match kind {
             Watched::Custody(k) => {
                 let facts = custody_facts(k, &object);
                 let owners = own_owners(k, &facts, &config);
-                (facts, Some(custody::custody_info(k, &object, owners)))
+                (facts, Some(custody::custody_info(k, &object, owners)), None)
             }
-            Watched::Namespace => (namespace_facts(&object), None),
+            Watched::Namespace => (namespace_facts(&object), None, None),
+            Watched::Workload(k) => {
+                let derived = workload::facts(k, &object, &config);
+                (object, None, Some(derived))
+            }
         };
         Entry {
             kind,
@@ -520,6 +609,7 @@ impl Caches {
             name,
             facts,
             custody,
+            workload: derived,
             config,
         }
     }
@@ -527,6 +617,10 @@ impl Caches {
     /// An object of `kind` was added or changed.
     pub fn apply(&self, kind: Watched, object: Value) {
         let entry = self.prepare(kind, object);
+        if let Some(derived) = entry.workload {
+            self.write_workloads().insert(entry.facts, derived);
+            return;
+        }
         {
             let mut state = self.write();
             let config = self.config.load_full();
@@ -546,11 +640,18 @@ impl Caches {
                 state.namespace_facts.insert(name.clone(), entry.facts);
                 state.derive_namespace(&name, config);
             }
+            // Kept apart, under their own lock ([`Caches::apply`]).
+            Watched::Workload(_) => {}
         }
     }
 
     /// An object of `kind` was deleted.
     pub fn delete(&self, kind: Watched, object: &Value) {
+        if let Watched::Workload(_) = kind {
+            let uid = str_at(object, &["metadata", "uid"]).unwrap_or_default();
+            self.write_workloads().remove(uid);
+            return;
+        }
         let (namespace, name) = key_of(object);
         {
             let mut state = self.write();
@@ -565,6 +666,7 @@ impl Caches {
                     state.namespace_facts.remove(&name);
                     state.derive_namespace(&name, &config);
                 }
+                Watched::Workload(_) => {}
             }
         }
     }
@@ -577,6 +679,16 @@ impl Caches {
 
     /// [`Caches::replace`] with objects already prepared (entries of another kind are ignored).
     pub fn replace_entries(&self, kind: Watched, entries: Vec<Entry>) {
+        if let Watched::Workload(k) = kind {
+            let mut w = self.write_workloads();
+            w.clear(k);
+            for e in entries.into_iter().filter(|e| e.kind == kind) {
+                if let Some(derived) = e.workload {
+                    w.insert(e.facts, derived);
+                }
+            }
+            return;
+        }
         let mut state = self.write();
         let config = self.config.load_full();
         let entries = entries.into_iter().filter(|e| e.kind == kind);
@@ -593,6 +705,7 @@ impl Caches {
                 state.namespace_facts = entries.map(|e| (e.name, e.facts)).collect();
                 state.derive_namespaces(&config);
             }
+            Watched::Workload(_) => {}
         }
     }
 
@@ -608,6 +721,7 @@ impl Caches {
             }
             // Always served; an empty list is what there is.
             Watched::Namespace => self.replace(kind, Vec::new()),
+            Watched::Workload(k) => self.write_workloads().clear(k),
         }
     }
 
@@ -617,6 +731,12 @@ impl Caches {
         match kind {
             Watched::Custody(k) => state.objects.get(k.kind).map_or(0, HashMap::len),
             Watched::Namespace => state.namespace_facts.len(),
+            Watched::Workload(k) => self
+                .read_workloads()
+                .by_uid
+                .values()
+                .filter(|(_, f)| f.kind == k)
+                .count(),
         }
     }
 }
@@ -631,6 +751,53 @@ impl Caches {
     /// The state for writing (see [`Caches::read`] on a poisoned lock).
     fn write(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The kinds GitOps manages in this cluster (`Kind.group`) and how many objects of each, from
+    /// the Kustomizations' inventories and the Applications' resources the guard has seen.
+    pub fn managed_kinds(&self) -> std::collections::BTreeMap<String, usize> {
+        let state = self.read();
+        let mut out = std::collections::BTreeMap::new();
+        for held in state.objects.values().flat_map(HashMap::values) {
+            for kind in &held.info.applies {
+                *out.entry(kind.clone()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    fn read_workloads(&self) -> RwLockReadGuard<'_, Workloads> {
+        self.workloads
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_workloads(&self) -> RwLockWriteGuard<'_, Workloads> {
+        self.workloads
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Who manages a workload or Service: its labels' owners, or its namespace when that is
+    /// `enforce: all` (from Git).
+    fn managed_owners(&self, f: &Facts) -> Vec<OwnerRef> {
+        if !f.owners.is_empty() {
+            return f.owners.clone();
+        }
+        let enforce_all = self
+            .read()
+            .namespaces
+            .get(&f.namespace)
+            .is_some_and(|n| n.enforce_all);
+        if enforce_all {
+            vec![OwnerRef {
+                kind: OwnerKind::Namespace,
+                namespace: f.namespace.clone(),
+                name: f.namespace.clone(),
+            }]
+        } else {
+            Vec::new()
+        }
     }
 
     /// What API discovery found: every served resource and whether it has a status subresource.
@@ -686,6 +853,26 @@ impl Lookup for Caches {
             .get(input)
             .map(|set| set.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    fn controlled(&self, namespace: &str, controller: &ControllerRef) -> Option<Steered> {
+        let w = self.read_workloads();
+        workload::ancestor(
+            namespace,
+            controller,
+            |uid| w.get(uid),
+            |f| self.managed_owners(f),
+        )
+    }
+
+    fn steered(&self, namespace: &str, target: &Target) -> Vec<Steered> {
+        let w = self.read_workloads();
+        workload::steered_among(
+            w.in_namespace(namespace),
+            target,
+            |uid| w.get(uid),
+            |f| self.managed_owners(f),
+        )
     }
 
     /// Unknown resources (before discovery, or not served) count as having one.
@@ -1597,7 +1784,10 @@ mod tests {
     #[test]
     fn watched_kinds_come_from_the_custody_table() {
         let all: Vec<Watched> = Watched::all().collect();
-        assert_eq!(all.len(), custody::KINDS.len() + 1);
+        assert_eq!(
+            all.len(),
+            custody::KINDS.len() + 1 + workload::WORKLOADS.len()
+        );
         let cases = [
             (
                 "Kustomization",
@@ -1616,6 +1806,10 @@ mod tests {
             ),
             ("AppProject", "AppProject (argoproj.io/v1alpha1)", true),
             ("Namespace", "Namespace (v1)", false),
+            // Not always served in these versions: watched once discovery finds one.
+            ("Deployment", "Deployment (apps/v1)", true),
+            ("CronJob", "CronJob (batch/v1)", true),
+            ("Service", "Service (v1)", true),
         ];
         for (kind, display, crd) in cases {
             let watched = w(kind);
@@ -1624,7 +1818,115 @@ mod tests {
             assert_eq!(watched.is_crd(), crd, "{kind}");
             assert_eq!(watched.gvk().2, kind);
         }
-        assert_eq!(Watched::named("Deployment"), None);
+        assert_eq!(w("CronJob").versions(), ["v1", "v1beta1"]);
+        assert_eq!(Watched::named("Pod"), None);
+    }
+
+    /// The workloads cache: a Pod's chain, what a target steers, and both following watch
+    /// events, relists, the config and the namespace's `enforce: all`.
+    #[test]
+    fn workloads_lead_pods_to_what_git_declares() {
+        let config = Arc::new(Config::default());
+        let caches = Caches::new(config.clone());
+        let deployment = |labels: Value| {
+            json!({"apiVersion":"apps/v1","kind":"Deployment",
+                "metadata":{"name":"web","namespace":"prod","uid":"d-1","labels":labels,
+                    "annotations":{LAST_APPLIED:"{}","gitops-guard.dev/allow":"manual"}},
+                "spec":{"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},
+                    "spec":{"containers":[{"name":"web","image":"web:1"}]}}}})
+        };
+        let rs = json!({"apiVersion":"apps/v1","kind":"ReplicaSet",
+            "metadata":{"name":"web-1","namespace":"prod","uid":"rs-1",
+                "ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"d-1","controller":true,"blockOwnerDeletion":true}]},
+            "spec":{"selector":{"matchLabels":{"app":"web","pod-template-hash":"1"}},
+                "template":{"metadata":{"labels":{"app":"web","pod-template-hash":"1"}}}}});
+        let service = json!({"apiVersion":"v1","kind":"Service",
+            "metadata":{"name":"web","namespace":"prod","uid":"s-1","labels":{"app.kubernetes.io/instance":"web"}},
+            "spec":{"selector":{"app":"web"}}});
+        let from_pod = ControllerRef {
+            kind: "ReplicaSet".into(),
+            name: "web-1".into(),
+            uid: "rs-1".into(),
+        };
+        let pods = Target::Pods([("app".to_string(), "web".to_string())].into());
+        let names = |c: &Caches| -> Vec<String> {
+            c.steered("prod", &pods)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let shallow = |v: &Value| -> Value {
+            serde_json::from_str::<shallow::Shallow>(&v.to_string())
+                .unwrap()
+                .into_value()
+        };
+        let flux = json!({"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"flux-system"});
+
+        // Not managed yet: nothing leads anywhere.
+        caches.replace(w("ReplicaSet"), vec![shallow(&rs)]);
+        caches.replace(w("Deployment"), vec![shallow(&deployment(json!({})))]);
+        caches.replace(w("Service"), vec![shallow(&service)]);
+        assert_eq!(caches.len(w("ReplicaSet")), 1);
+        assert_eq!(caches.controlled("prod", &from_pod), None);
+        assert!(names(&caches).is_empty());
+
+        // Flux applies the Deployment: its ReplicaSet's Pods lead to it, with its exceptions.
+        caches.apply(w("Deployment"), shallow(&deployment(flux.clone())));
+        let root = caches.controlled("prod", &from_pod).unwrap();
+        assert_eq!(root.to_string(), "deployment/web");
+        assert_eq!(
+            root.owners[0].to_string(),
+            "Flux Kustomization flux-system/apps"
+        );
+        assert_eq!(
+            root.exceptions
+                .get("gitops-guard.dev/allow")
+                .map(String::as_str),
+            Some("manual")
+        );
+        assert_eq!(
+            caches.controlled("dev", &from_pod),
+            None,
+            "owner references stay in a namespace"
+        );
+        assert_eq!(names(&caches), ["deployment/web"]);
+
+        // Label tracking turned on: the Service's instance label is Argo CD's now.
+        let mut tracking = Config::default();
+        tracking.argocd.label_tracking = true;
+        caches.set_config(Arc::new(tracking));
+        assert_eq!(names(&caches), ["service/web", "deployment/web"]);
+        caches.set_config(config);
+
+        // An `enforce: all` namespace from Git manages every workload in it.
+        caches.apply(w("Deployment"), shallow(&deployment(json!({}))));
+        assert_eq!(caches.controlled("prod", &from_pod), None);
+        caches.replace(
+            Watched::Namespace,
+            vec![
+                json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"prod",
+                "labels": flux, "annotations":{"gitops-guard.dev/enforce":"all"}}}),
+            ],
+        );
+        let root = caches.controlled("prod", &from_pod).unwrap();
+        assert_eq!(
+            (root.to_string(), root.owners[0].kind),
+            ("deployment/web".to_string(), OwnerKind::Namespace),
+            "the topmost managed object is named"
+        );
+        assert_eq!(names(&caches), ["service/web", "deployment/web"]);
+        caches.replace(Watched::Namespace, Vec::new());
+        caches.apply(w("Deployment"), shallow(&deployment(flux.clone())));
+
+        // Deleted, relisted without it, or its kind no longer served: gone.
+        caches.delete(w("ReplicaSet"), &rs);
+        assert_eq!(caches.controlled("prod", &from_pod), None);
+        caches.apply(w("ReplicaSet"), shallow(&rs));
+        assert!(caches.controlled("prod", &from_pod).is_some());
+        caches.replace(w("Deployment"), Vec::new());
+        assert_eq!(caches.controlled("prod", &from_pod), None);
+        caches.absent(w("Service"));
+        assert!(names(&caches).is_empty());
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn handle(
     Ok(answer(&req, None, config, lookup, now))
 }
 
-pub use gitops_guard_core::decide::{needs_live_object, needs_scale_parent};
+pub use gitops_guard_core::decide::{needs_live_object, needs_parent};
 
 /// An AdmissionReview response refusing the request for a reason other than a decision (the
 /// guard could not find out what it needed, or was busy or slow: 429 and 504 ask the API server to

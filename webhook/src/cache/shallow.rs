@@ -56,7 +56,13 @@ const REFERENCE: Keep = Fields(&[
     ("kind", Any),
     ("name", Any),
     ("namespace", Any),
+    // An owner reference's: which object made this one (workloads, `core::workload`).
+    ("uid", Any),
+    ("controller", Any),
 ]);
+
+/// A Pod template's labels (workloads).
+const TEMPLATE_LABELS: Keep = Fields(&[("metadata", Fields(&[("labels", Any)]))]);
 
 /// What the caches read of any watched object (owners, sources, Namespaces).
 pub const OBJECT: Keep = Fields(&[
@@ -67,6 +73,7 @@ pub const OBJECT: Keep = Fields(&[
         Fields(&[
             ("name", Any),
             ("namespace", Any),
+            ("uid", Any),
             ("resourceVersion", Any),
             ("deletionTimestamp", Any),
             ("labels", Any),
@@ -113,6 +120,13 @@ pub const OBJECT: Keep = Fields(&[
             ("valuesFrom", Each(&REFERENCE)),
             // An ArtifactGenerator's sources (an Application's `sources` are read for nothing).
             ("sources", Each(&REFERENCE)),
+            // Workloads and Services: what they select, the labels of the Pods they make.
+            ("selector", Any),
+            ("template", TEMPLATE_LABELS),
+            (
+                "jobTemplate",
+                Fields(&[("spec", Fields(&[("template", TEMPLATE_LABELS)]))]),
+            ),
         ]),
     ),
     (
@@ -140,7 +154,14 @@ pub const OBJECT: Keep = Fields(&[
                     Fields(&[("revision", Any), ("revisions", Any)]),
                 )]),
             ),
-            ("resources", Each(&Fields(&[("namespace", Any)]))),
+            (
+                "resources",
+                Each(&Fields(&[
+                    ("namespace", Any),
+                    ("group", Any),
+                    ("kind", Any),
+                ])),
+            ),
         ]),
     ),
 ]);
@@ -378,7 +399,7 @@ mod tests {
     /// What is kept of [`helm_release`], whatever its values.
     fn kept(name: &str, revisions: Value) -> Value {
         json!({"apiVersion":"helm.toolkit.fluxcd.io/v2","kind":"HelmRelease",
-            "metadata":{"name":name,"namespace":"apps","resourceVersion":"42",
+            "metadata":{"name":name,"namespace":"apps","resourceVersion":"42","uid":"u-1",
                 "labels":{"kustomize.toolkit.fluxcd.io/name":"flux-system"},
                 "annotations":{"team":"web"},
                 "managedFields":[{"time":"2026-12-01T12:00:00Z",

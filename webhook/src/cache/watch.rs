@@ -272,25 +272,38 @@ async fn discover_status_loop(client: kube::Client, caches: Arc<Caches>, health:
     }
 }
 
-fn api_resource(kind: Watched) -> ApiResource {
-    let (group, version, k, plural) = kind.gvk();
+fn api_resource(kind: Watched, version: &str) -> ApiResource {
+    let (group, _, k, plural) = kind.gvk();
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, k), plural)
 }
 
-/// Whether the API server serves `kind` (its CRD is installed).
-async fn served(client: &kube::Client, kind: Watched) -> Result<bool, String> {
+/// The version the API server serves `kind` in (the first of [`Watched::versions`] it serves),
+/// or `None` when it serves none (the CRD is not installed).
+async fn served(client: &kube::Client, kind: Watched) -> Result<Option<&'static str>, String> {
+    let versions = kind.versions();
     if !kind.is_crd() {
-        return Ok(true);
+        return Ok(versions.first().copied());
     }
-    let (group, version, _, plural) = kind.gvk();
-    let request = http::Request::get(format!("/apis/{group}/{version}"))
-        .body(Vec::new())
-        .map_err(|e| e.to_string())?;
-    match client.request::<APIResourceList>(request).await {
-        Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-        Err(e) => Err(e.to_string()),
+    let (group, _, _, plural) = kind.gvk();
+    for version in versions {
+        let path = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let request = http::Request::get(path)
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        match client.request::<APIResourceList>(request).await {
+            Ok(list) if list.resources.iter().any(|r| r.name == plural) => {
+                return Ok(Some(version));
+            }
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e.to_string()),
+        }
     }
+    Ok(None)
 }
 
 fn is_not_found(e: &watcher::Error) -> bool {
@@ -312,23 +325,23 @@ async fn watch_kind(
 ) {
     let name = kind.display();
     let watch_client = Observed::client(client.clone(), health.clone());
-    let resource = api_resource(kind);
     let mut absent_logged = false;
     let mut backoff = Duration::from_secs(1);
     loop {
-        match served(&client, kind).await {
-            Ok(true) => {
+        let version = match served(&client, kind).await {
+            Ok(Some(version)) => {
                 if absent_logged {
                     info!(kind = %name, "the CRD is installed now; watching it");
                     absent_logged = false;
                 }
+                version
             }
-            Ok(false) => {
+            Ok(None) => {
                 if !absent_logged {
                     info!(
                         kind = %name,
                         recheck_seconds = recheck.as_secs(),
-                        "the CRD is not installed: no such owners; checking again periodically"
+                        "not served (its CRD is not installed): no such objects; checking again periodically"
                     );
                     absent_logged = true;
                 }
@@ -344,8 +357,9 @@ async fn watch_kind(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
-        }
+        };
 
+        let resource = api_resource(kind, version);
         let api: Api<Shallow> = Api::all_with(watch_client.clone(), &resource);
         let stream = watcher(api, watcher::Config::default().page_size(PAGE_SIZE));
         futures::pin_mut!(stream);

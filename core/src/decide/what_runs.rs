@@ -1,0 +1,310 @@
+//! What runs, not only what is declared: the objects beneath a managed workload (its ReplicaSets,
+//! Jobs and Pods) and the objects beside it that steer it (autoscalers, disruption budgets, Pods a
+//! managed Service or workload would select, a managed Service's endpoints).
+
+use serde_json::Value;
+
+use super::break_glass::{break_glass_change, new_object_window, under_window};
+use super::{Ctx, Decision, Reason, SERVER_PATHS, deny_message, operational_paths};
+use crate::config::Config;
+use crate::diff::{FieldPath, Report, disallowed_changes_of};
+use crate::exception;
+use crate::identity::Identity;
+use crate::object::{Fields, Object};
+use crate::owner::OwnerRef;
+use crate::review::{AdmissionRequest, Operation};
+use crate::workload::{self, ControllerRef, Steered, Target};
+
+/// An operation on a Pod that is not configuration: each is allowed on the Pods of managed
+/// workloads unless the guard's config turns it off (`operational.pod*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodOperation {
+    /// Deleting it: its controller makes a new one (a restart).
+    Delete,
+    /// `pods/eviction`, as `kubectl drain` does.
+    Eviction,
+    /// `exec`, `attach`, `port-forward`.
+    Exec,
+    /// `kubectl debug`: `pods/ephemeralcontainers`.
+    Debug,
+}
+
+impl PodOperation {
+    /// The operation `req` is, if it is one.
+    pub fn of(req: &AdmissionRequest<'_>) -> Option<PodOperation> {
+        if !req.resource.group.is_empty() || req.resource.resource != "pods" {
+            return None;
+        }
+        match (req.operation, req.sub_resource.as_str()) {
+            (Operation::Delete, "") => Some(PodOperation::Delete),
+            (_, "eviction") => Some(PodOperation::Eviction),
+            (Operation::Connect, "exec" | "attach" | "portforward") => Some(PodOperation::Exec),
+            (_, "ephemeralcontainers") => Some(PodOperation::Debug),
+            _ => None,
+        }
+    }
+
+    /// The word recorded in the audit annotation `operational` and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodOperation::Delete => "pod-delete",
+            PodOperation::Eviction => "pod-eviction",
+            PodOperation::Exec => "pod-exec",
+            PodOperation::Debug => "pod-debug",
+        }
+    }
+
+    /// Whether the config allows it.
+    pub fn allowed(self, config: &Config) -> bool {
+        let ops = &config.operational;
+        match self {
+            PodOperation::Delete => ops.pod_delete,
+            PodOperation::Eviction => ops.pod_eviction,
+            PodOperation::Exec => ops.pod_exec,
+            PodOperation::Debug => ops.pod_debug,
+        }
+    }
+
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            PodOperation::Delete => ("deleting", "podDelete"),
+            PodOperation::Eviction => ("evicting", "podEviction"),
+            PodOperation::Exec => ("exec, attach and port-forward into", "podExec"),
+            PodOperation::Debug => ("debug containers in", "podDebug"),
+        }
+    }
+}
+
+/// The controller an object names in `metadata.ownerReferences`.
+fn controller_in(o: &Object<'_>) -> Option<ControllerRef> {
+    let meta = o.fields.get("metadata")?;
+    if !meta.get().contains("\"ownerReferences\"") {
+        return None;
+    }
+    let refs = Fields::parse(meta)?.get("ownerReferences")?.get();
+    workload::controller_of(&serde_json::from_str::<Value>(refs).ok()?)
+}
+
+/// The managed workload the object's `ownerReferences` lead to (for an UPDATE, what they led to
+/// before, or lead to after), through the cluster's workloads.
+fn managed_ancestor(c: &Ctx<'_, '_>) -> Option<Steered> {
+    let objects = match c.req.operation {
+        Operation::Create => [c.new, None],
+        Operation::Delete => [c.old, None],
+        _ => [c.old, c.new],
+    };
+    objects
+        .into_iter()
+        .flatten()
+        .filter_map(controller_in)
+        .find_map(|r| c.cluster.controlled(c.namespace, &r))
+}
+
+/// The first owner of a steered object the requester is not the agent for, or `None` when it
+/// is the agent of every one.
+fn foreign_owner<'s>(c: &Ctx<'_, '_>, steered: &'s Steered) -> Option<&'s OwnerRef> {
+    steered
+        .owners
+        .iter()
+        .find(|o| !c.agent_for(o, c.cluster.owner(o).as_ref()))
+}
+
+fn revision_of(c: &Ctx<'_, '_>, owner: &OwnerRef) -> Option<String> {
+    c.cluster.owner(owner).and_then(|i| i.revision)
+}
+
+/// Objects beneath a managed workload (its ReplicaSets, Jobs, Pods: their `ownerReferences`
+/// lead to it) run what it declares: only Kubernetes' controllers and the agent make them or
+/// change what they run. Deleting and evicting a Pod, exec and debug stay operational, each a
+/// config choice, and are recorded.
+pub(super) fn descendant(c: &Ctx<'_, '_>) -> Option<Decision> {
+    let root = managed_ancestor(c)?;
+    let Some(owner) = foreign_owner(c, &root) else {
+        return Some(Decision::allow(Reason::Agent));
+    };
+    let descends = format!(
+        "{what} runs what {root} declares (its ownerReferences lead there)",
+        what = c.what()
+    );
+    if c.window_change && c.req.operation == Operation::Create {
+        return Some(new_object_window(c, Some(owner)));
+    }
+    if c.window_change {
+        return Some(break_glass_change(c, Some(owner)));
+    }
+    let operation = PodOperation::of(c.req);
+    if let Some(op) = operation
+        && op.allowed(c.config)
+    {
+        let mut d = Decision::allow(Reason::PodOperation);
+        d.audit_annotations
+            .push(("operational".into(), op.as_str().into()));
+        d.audit_annotations.push((
+            "descendant-of".into(),
+            format!("{root} in {} (managed by {owner})", root.namespace),
+        ));
+        return Some(d);
+    }
+    if let Some(d) = under_window(c, Some(owner)) {
+        return Some(d);
+    }
+    if exception::allows_manual(&root.exceptions) {
+        return Some(Decision::allow(Reason::AllowManual));
+    }
+    let root_message = deny_message(
+        &root.kind,
+        &root.name,
+        &root.namespace,
+        owner,
+        revision_of(c, owner).as_deref(),
+    );
+    let why = match (operation, c.req.operation) {
+        (Some(op), _) => {
+            let (doing, key) = op.describe();
+            format!(
+                "{doing} the Pods of {root} is turned off in the guard's config (operational.{key}: false)"
+            )
+        }
+        (None, Operation::Create) => format!(
+            "only Kubernetes' controllers make the objects beneath {root}, from its template in Git"
+        ),
+        (None, Operation::Delete) => format!(
+            "deleting it changes what runs (only Kubernetes' controllers replace what {root} makes)"
+        ),
+        _ => {
+            let Some(changed) = changed_paths(c) else {
+                return Some(Decision::allow(Reason::Operational));
+            };
+            format!(
+                "only Kubernetes' controllers and the agent change what it runs; this change touches {changed}"
+            )
+        }
+    };
+    let message = format!("{descends}, and {why}.\n{root_message}");
+    Some(c.deny(Reason::Descendant, message, Some(owner)))
+}
+
+/// What an UPDATE of a descendant changes beyond what the API server keeps, operational changes
+/// and annotations other than the guard's; `None` when nothing else.
+fn changed_paths(c: &Ctx<'_, '_>) -> Option<String> {
+    static ANNOTATIONS: std::sync::LazyLock<FieldPath> =
+        std::sync::LazyLock::new(|| FieldPath::keys(&["metadata", "annotations"]));
+    let (fo, fnew) = c.field_sets();
+    let mut allowed: Vec<&FieldPath> = SERVER_PATHS.iter().collect();
+    allowed.extend(operational_paths(c.config, c.group, c.kind));
+    allowed.push(&ANNOTATIONS);
+    let changed = disallowed_changes_of(fo, fnew, &allowed, Report::All(8));
+    (!changed.is_empty()).then(|| changed.join(", "))
+}
+
+/// Whether an exception from Git on the steered object lets anyone steer it this way.
+fn excepted(steered: &Steered, target: &Target) -> bool {
+    if exception::allows_manual(&steered.exceptions) {
+        return true;
+    }
+    let Target::Workload {
+        field: Some(field), ..
+    } = target
+    else {
+        return false;
+    };
+    exception::allow_fields(&steered.exceptions)
+        .is_ok_and(|list| list.iter().any(|p| p.to_string() == *field))
+}
+
+/// An object that is not from Git but steers one that is: an autoscaler or VPA that targets a
+/// managed workload, a disruption budget that selects its Pods, a Pod (or a workload's Pods) that
+/// a managed Service or workload would select, endpoints of a managed Service. It must come from
+/// Git too, or fall under an exception from Git on what it steers.
+pub(super) fn neighbour(c: &Ctx<'_, '_>) -> Option<Decision> {
+    if !matches!(c.req.operation, Operation::Create | Operation::Update)
+        || c.scale
+        || !c.req.sub_resource.is_empty()
+        || c.identity == Identity::Agent
+    {
+        return None;
+    }
+    let new = c.new?;
+    let spec = match new.fields.get("spec") {
+        None => Value::Null,
+        Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
+            Ok(v) => v,
+            // Deeper than serde_json reads (128 levels): not a shape any steering kind has, but
+            // what cannot be read cannot be shown to steer nothing.
+            Err(_) if workload::steers(c.group, c.kind, new, &Value::Null).is_some() => {
+                let message = format!(
+                    "{}: its spec cannot be read, so the guard cannot tell what it steers",
+                    c.what()
+                );
+                return Some(c.deny(Reason::Neighbour, message, None));
+            }
+            Err(_) => return None,
+        },
+    };
+    let target = workload::steers(c.group, c.kind, new, &spec)?;
+    let steered: Vec<Steered> = c
+        .cluster
+        .steered(c.namespace, &target)
+        .into_iter()
+        .filter(|s| !excepted(s, &target))
+        .collect();
+    let (first, owner) = steered
+        .iter()
+        .find_map(|s| foreign_owner(c, s).map(|o| (s, o)))?;
+    if c.window_change {
+        return Some(break_glass_change(c, Some(owner)));
+    }
+    if let Some(d) = under_window(c, Some(owner)) {
+        return Some(d);
+    }
+    let managed = format!(
+        "{first} in {ns}, which is managed by {owner}{rev}",
+        ns = first.namespace,
+        rev = revision_of(c, owner)
+            .map(|r| format!(" ({})", crate::owner::short_revision(&r)))
+            .unwrap_or_default()
+    );
+    let what = c.what();
+    let (how, exception_hint) = match &target {
+        Target::Workload {
+            field: Some(field), ..
+        } => (
+            format!("would change {field} of {managed}"),
+            format!(" or allow it there: gitops-guard.dev/allow-fields: {field} on {first} in Git"),
+        ),
+        Target::Workload { .. } => (format!("would change the Pods of {managed}"), String::new()),
+        Target::Pods(_) if first.kind == "Service" => (
+            format!("carries labels that {managed} selects: it would receive its traffic"),
+            String::new(),
+        ),
+        Target::Pods(_) => (
+            format!("carries labels that {managed} selects: it would adopt those Pods"),
+            String::new(),
+        ),
+        Target::Selected(_) => (
+            format!("selects the Pods of {managed}: it decides when they may be evicted"),
+            String::new(),
+        ),
+        Target::Service(_) => (
+            format!("sets the endpoints of {managed}: it would send its traffic elsewhere"),
+            String::new(),
+        ),
+    };
+    let ns_flag = c.ns_flag();
+    let remove = match c.req.operation {
+        Operation::Update => format!(
+            ", or remove it: kubectl delete {}/{}{ns_flag}",
+            c.kind.to_lowercase(),
+            c.name
+        ),
+        _ => String::new(),
+    };
+    let message = format!(
+        "{what} {how}. What steers a GitOps-managed object must come from Git too.\nAdd the {kind} to Git beside {first} (kubectl gitops status {first}{ns_flag} shows where that lives){exception_hint}{remove}",
+        kind = c.kind,
+    );
+    Some(c.deny(Reason::Neighbour, message, Some(owner)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,598 @@
+//! The descendant and neighbour rules, each as a table, through [`decide`](crate::decide).
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::decide::{Decision, Lookup, Reason, Verdict, decide};
+use crate::exception::Window;
+use crate::object::Object;
+use crate::owner::{NamespaceInfo, OwnerInfo, OwnerKind, OwnerRef};
+use crate::review::AdmissionRequest;
+use crate::workload::{self, ControllerRef, Facts, Steered, Target, WORKLOADS};
+
+const ANA: &str = "ana";
+const KC: &str = "system:serviceaccount:flux-system:kustomize-controller";
+const RS_CONTROLLER: &str = "system:serviceaccount:kube-system:replicaset-controller";
+const OPS: &str = "olga";
+
+fn flux() -> Value {
+    json!({"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"})
+}
+
+fn meta(name: &str, labels: Value, uid: &str, controller: Option<(&str, &str, &str)>) -> Value {
+    let mut m =
+        json!({"name": name, "namespace": "prod", "labels": labels, "annotations": {}, "uid": uid});
+    if let Some((kind, name, uid)) = controller {
+        m["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": true}]);
+    }
+    m
+}
+
+/// The cluster: in `prod`, Git's Deployment `web` (allow-fields on `spec.template` nothing), its
+/// ReplicaSet `web-7d9f`, Git's Service `web`; an unmanaged Deployment `tool` (`app: tool`), and
+/// Git's Deployment `api` that lets anyone set its replicas (`allow-fields: spec.replicas`).
+struct Cluster {
+    facts: Vec<Facts>,
+    namespaces: HashMap<String, NamespaceInfo>,
+}
+
+fn kind(k: &str) -> &'static workload::Kind {
+    WORKLOADS.iter().find(|w| w.kind == k).unwrap()
+}
+
+fn cluster() -> Cluster {
+    let config = Config::default();
+    let template = |app: &str| {
+        json!({"selector": {"matchLabels": {"app": app}},
+        "template": {"metadata": {"labels": {"app": app}}}})
+    };
+    let web = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta("web", flux(), "d-web", None), "spec": template("web")});
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": meta("web-7d9f", json!({"app": "web", "pod-template-hash": "7d9f"}), "rs-web", Some(("Deployment", "web", "d-web"))),
+        "spec": {"selector": {"matchLabels": {"app": "web", "pod-template-hash": "7d9f"}},
+                 "template": {"metadata": {"labels": {"app": "web", "pod-template-hash": "7d9f"}}}}});
+    let service = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": meta("web", flux(), "s-web", None), "spec": {"selector": {"app": "web"}}});
+    let tool = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta("tool", json!({}), "d-tool", None), "spec": template("tool")});
+    let mut api = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta("api", flux(), "d-api", None), "spec": template("api")});
+    api["metadata"]["annotations"] = json!({"gitops-guard.dev/allow-fields": "spec.replicas"});
+    let facts = vec![
+        workload::facts(kind("Deployment"), &web, &config),
+        workload::facts(kind("ReplicaSet"), &rs, &config),
+        workload::facts(&workload::SERVICE, &service, &config),
+        workload::facts(kind("Deployment"), &tool, &config),
+        workload::facts(kind("Deployment"), &api, &config),
+    ];
+    Cluster {
+        facts,
+        namespaces: HashMap::new(),
+    }
+}
+
+impl Lookup for Cluster {
+    fn owner(&self, _owner: &OwnerRef) -> Option<OwnerInfo> {
+        Some(OwnerInfo {
+            revision: Some("main@sha1:3f2a9c1e0b7d".into()),
+            service_account: None,
+        })
+    }
+    fn namespace(&self, name: &str) -> Option<NamespaceInfo> {
+        self.namespaces.get(name).cloned()
+    }
+    fn controlled(&self, namespace: &str, controller: &ControllerRef) -> Option<Steered> {
+        let by_uid = |uid: &str| self.facts.iter().find(|f| f.uid == uid);
+        workload::ancestor(namespace, controller, by_uid, |f| f.owners.clone())
+    }
+    fn steered(&self, namespace: &str, target: &Target) -> Vec<Steered> {
+        let by_uid = |uid: &str| self.facts.iter().find(|f| f.uid == uid);
+        let here = self.facts.iter().filter(|f| f.namespace == namespace);
+        workload::steered_among(here, target, by_uid, |f| f.owners.clone())
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.break_glass.groups = vec!["sre".into()];
+    c
+}
+
+/// A request for `resource` (`group`, `kind`), `sub` its subresource.
+struct Req {
+    op: &'static str,
+    user: &'static str,
+    groups: Vec<&'static str>,
+    group: &'static str,
+    kind: &'static str,
+    resource: &'static str,
+    sub: &'static str,
+    name: &'static str,
+    old: Option<Value>,
+    object: Option<Value>,
+    dry_run: bool,
+}
+
+fn req(
+    op: &'static str,
+    user: &'static str,
+    what: (&'static str, &'static str, &'static str),
+) -> Req {
+    let groups = if user.starts_with("system:serviceaccount:") {
+        let ns = user.split(':').nth(2).unwrap_or_default();
+        let ns_group: &'static str =
+            Box::leak(format!("system:serviceaccounts:{ns}").into_boxed_str());
+        vec!["system:serviceaccounts", ns_group, "system:authenticated"]
+    } else if user == OPS {
+        vec!["sre", "system:authenticated"]
+    } else {
+        vec!["system:authenticated"]
+    };
+    Req {
+        op,
+        user,
+        groups,
+        group: what.0,
+        kind: what.1,
+        resource: what.2,
+        sub: "",
+        name: "x",
+        old: None,
+        object: None,
+        dry_run: false,
+    }
+}
+
+const POD: (&str, &str, &str) = ("", "Pod", "pods");
+const RS: (&str, &str, &str) = ("apps", "ReplicaSet", "replicasets");
+const DEPLOY: (&str, &str, &str) = ("apps", "Deployment", "deployments");
+const HPA: (&str, &str, &str) = (
+    "autoscaling",
+    "HorizontalPodAutoscaler",
+    "horizontalpodautoscalers",
+);
+const PDB: (&str, &str, &str) = ("policy", "PodDisruptionBudget", "poddisruptionbudgets");
+const SLICE: (&str, &str, &str) = ("discovery.k8s.io", "EndpointSlice", "endpointslices");
+const ENDPOINTS: (&str, &str, &str) = ("", "Endpoints", "endpoints");
+
+impl Req {
+    fn old(mut self, v: Value) -> Req {
+        self.old = Some(v);
+        self
+    }
+    fn object(mut self, v: Value) -> Req {
+        self.object = Some(v);
+        self
+    }
+    fn sub(mut self, sub: &'static str, name: &'static str) -> Req {
+        self.sub = sub;
+        self.name = name;
+        self
+    }
+    fn dry(mut self) -> Req {
+        self.dry_run = true;
+        self
+    }
+    fn review(&self) -> String {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "kind": {"group": self.group, "version": "v1", "kind": self.kind},
+            "resource": {"group": self.group, "version": "v1", "resource": self.resource},
+            "subResource": self.sub, "name": self.name, "namespace": "prod", "operation": self.op,
+            "userInfo": {"username": self.user, "groups": self.groups},
+            "object": self.object, "oldObject": self.old, "dryRun": self.dry_run}})
+        .to_string()
+    }
+}
+
+fn run_on(r: &Req, cluster: &Cluster, config: &Config, parent: Option<&Value>) -> Decision {
+    let body = r.review();
+    let request = AdmissionRequest::decode(body.as_bytes()).unwrap();
+    let text = parent.map(Value::to_string);
+    let parent = text.as_deref().map(|t| Object::from_json(t).unwrap());
+    let now = "2026-12-02T12:00:00Z".parse().unwrap();
+    decide(&request, parent.as_ref(), config, cluster, now)
+}
+
+fn run(r: &Req) -> Decision {
+    run_on(r, &cluster(), &config(), None)
+}
+
+/// A Pod of the managed Deployment's ReplicaSet.
+fn pod(image: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": meta("web-7d9f-abcde", json!({"app": "web", "pod-template-hash": "7d9f"}), "p-1", Some(("ReplicaSet", "web-7d9f", "rs-web"))),
+        "spec": {"serviceAccountName": "web", "containers": [{"name": "web", "image": image}]}})
+}
+
+fn with(mut v: Value, pointer: &str, value: Value) -> Value {
+    *v.pointer_mut(pointer).unwrap() = value;
+    v
+}
+
+/// A hand-made Pod (no owner) with `labels`.
+fn bare_pod(labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("evil", labels, "p-2", None),
+        "spec": {"containers": [{"name": "c", "image": "evil:1"}]}})
+}
+
+fn hpa(target: &str) -> Value {
+    json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": meta("h", json!({}), "h-1", None),
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}, "minReplicas": 1, "maxReplicas": 1}})
+}
+
+fn check(cases: Vec<(&str, Req, Verdict, Reason)>) {
+    for (name, r, verdict, reason) in cases {
+        let d = run(&r);
+        assert_eq!(
+            (d.verdict, d.reason),
+            (verdict, reason),
+            "{name}: {:?}",
+            d.message
+        );
+    }
+}
+
+#[test]
+fn descendants_run_what_git_declares() {
+    use Reason::*;
+    use Verdict::*;
+    let with_owner = |v: Value, refs: Value| with(v, "/metadata/ownerReferences", refs);
+    let tool_pod = |image: &str| {
+        let v = with_owner(
+            pod(image),
+            json!([{"kind": "Deployment", "name": "tool", "uid": "d-tool", "controller": true}]),
+        );
+        with(v, "/metadata/labels", json!({"app": "tool"}))
+    };
+    check(vec![
+        ("a person sets a Pod's image", req("UPDATE", ANA, POD).old(pod("web:1")).object(pod("evil:1")), Deny, Descendant),
+        ("a person changes its service account", req("UPDATE", ANA, POD).old(pod("web:1")).object(with(pod("web:1"), "/spec/serviceAccountName", json!("admin"))), Deny, Descendant),
+        ("a person relabels it (leaves or joins a Service)", req("UPDATE", ANA, POD).old(pod("web:1")).object(with(pod("web:1"), "/metadata/labels/app", json!("db"))), Deny, Descendant),
+        ("orphaning it first is a change too", req("UPDATE", ANA, POD).old(pod("web:1")).object(with_owner(pod("web:1"), json!([]))), Deny, Descendant),
+        ("a person annotates it", req("UPDATE", ANA, POD).old(pod("web:1")).object(with(pod("web:1"), "/metadata/annotations", json!({"note": "x"}))), Allow, Operational),
+        ("the kubelet's and controllers' writes", req("UPDATE", RS_CONTROLLER, POD).old(pod("web:1")).object(pod("evil:1")), Allow, System),
+        ("the agent", req("UPDATE", KC, POD).old(pod("web:1")).object(pod("web:2")), Allow, Agent),
+        ("a person deletes a Pod: a restart", req("DELETE", ANA, POD).old(pod("web:1")), Allow, PodOperation),
+        ("a person makes a Pod claiming the ReplicaSet", req("CREATE", ANA, POD).object(pod("evil:1")), Deny, Descendant),
+        ("the ReplicaSet controller makes it", req("CREATE", RS_CONTROLLER, POD).object(pod("web:1")), Allow, System),
+        (
+            "a person scales the ReplicaSet by hand",
+            req("UPDATE", ANA, RS)
+                .old(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta("web-7d9f", json!({}), "rs-web", Some(("Deployment", "web", "d-web"))), "spec": {"replicas": 2}}))
+                .object(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta("web-7d9f", json!({}), "rs-web", Some(("Deployment", "web", "d-web"))), "spec": {"replicas": 9}})),
+            Deny,
+            Descendant,
+        ),
+        (
+            "a person deletes the ReplicaSet",
+            req("DELETE", ANA, RS).old(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta("web-7d9f", json!({}), "rs-web", Some(("Deployment", "web", "d-web")))})),
+            Deny,
+            Descendant,
+        ),
+        ("exec, attach, port-forward: operational", req("CONNECT", ANA, ("", "PodExecOptions", "pods")).sub("exec", "web-7d9f-abcde"), Allow, Connect),
+        ("eviction: operational", req("CREATE", ANA, ("", "Eviction", "pods")).sub("eviction", "web-7d9f-abcde"), Allow, Subresource),
+        ("a dry run says what would be denied", req("UPDATE", ANA, POD).old(pod("web:1")).object(pod("evil:1")).dry(), Warn, DryRun),
+        ("a Pod of an unmanaged Deployment", req("UPDATE", ANA, POD).old(tool_pod("x:1")).object(tool_pod("x:2")), Allow, Unmanaged),
+    ]);
+}
+
+#[test]
+fn pod_operations_are_config_choices_and_recorded() {
+    let exec = req("CONNECT", ANA, ("", "PodExecOptions", "pods")).sub("exec", "web-7d9f-abcde");
+    let evict = req("CREATE", ANA, ("", "Eviction", "pods")).sub("eviction", "web-7d9f-abcde");
+    let debug = req("UPDATE", ANA, ("", "EphemeralContainers", "pods"))
+        .sub("ephemeralcontainers", "web-7d9f-abcde");
+    let delete = req("DELETE", ANA, POD).old(pod("web:1"));
+    let bare = bare_pod(json!({"app": "tool"}));
+    let managed = pod("web:1");
+    let on = config();
+    let all_off = {
+        let mut c = config();
+        c.operational.pod_delete = false;
+        c.operational.pod_eviction = false;
+        c.operational.pod_exec = false;
+        c.operational.pod_debug = false;
+        c
+    };
+    /// Name, request, config, the Pod the guard reads, verdict, the word in the record or denial.
+    type Case<'a> = (
+        &'a str,
+        &'a Req,
+        &'a Config,
+        Option<&'a Value>,
+        Verdict,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "exec allowed and recorded",
+            &exec,
+            &on,
+            None,
+            Verdict::Allow,
+            "pod-exec",
+        ),
+        (
+            "eviction allowed and recorded",
+            &evict,
+            &on,
+            None,
+            Verdict::Allow,
+            "pod-eviction",
+        ),
+        (
+            "debug allowed and recorded",
+            &debug,
+            &on,
+            None,
+            Verdict::Allow,
+            "pod-debug",
+        ),
+        (
+            "delete allowed and recorded",
+            &delete,
+            &on,
+            None,
+            Verdict::Allow,
+            "pod-delete",
+        ),
+        (
+            "exec off: denied for a managed Pod",
+            &exec,
+            &all_off,
+            Some(&managed),
+            Verdict::Deny,
+            "podExec",
+        ),
+        (
+            "eviction off",
+            &evict,
+            &all_off,
+            Some(&managed),
+            Verdict::Deny,
+            "podEviction",
+        ),
+        (
+            "debug off",
+            &debug,
+            &all_off,
+            Some(&managed),
+            Verdict::Deny,
+            "podDebug",
+        ),
+        (
+            "delete off",
+            &delete,
+            &all_off,
+            None,
+            Verdict::Deny,
+            "podDelete",
+        ),
+        (
+            "exec off: a Pod nobody manages",
+            &exec,
+            &all_off,
+            Some(&bare),
+            Verdict::Allow,
+            "",
+        ),
+        (
+            "exec off: the Pod is gone",
+            &exec,
+            &all_off,
+            None,
+            Verdict::Allow,
+            "",
+        ),
+    ];
+    for (name, r, config, parent, verdict, word) in cases {
+        let body = r.review();
+        let request = AdmissionRequest::decode(body.as_bytes()).unwrap();
+        assert_eq!(
+            crate::decide::needs_parent(&request, config),
+            !r.sub.is_empty() && !config.operational.pod_exec,
+            "{name}: the Pod is read only when the choice is off"
+        );
+        let d = run_on(r, &cluster(), config, parent);
+        assert_eq!(d.verdict, verdict, "{name}: {:?}", d.message);
+        match verdict {
+            Verdict::Deny => assert!(
+                d.message.as_deref().unwrap_or("").contains(word),
+                "{name}: {:?}",
+                d.message
+            ),
+            _ if word.is_empty() => {}
+            _ => assert!(
+                d.audit_annotations
+                    .contains(&("operational".into(), word.into())),
+                "{name}: {:?}",
+                d.audit_annotations
+            ),
+        }
+    }
+}
+
+#[test]
+fn neighbours_that_steer_managed_objects() {
+    use Reason::*;
+    use Verdict::*;
+    let pdb = |labels: Value| {
+        json!({"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+        "metadata": meta("p", json!({}), "pdb", None), "spec": {"selector": {"matchLabels": labels}, "maxUnavailable": 0}})
+    };
+    let deployment = |app: &str, labels: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta("canary", labels, "d-c", None),
+        "spec": {"selector": {"matchLabels": {"app": app}}, "template": {"metadata": {"labels": {"app": app}}}}})
+    };
+    let slice = |service: &str| {
+        json!({"apiVersion": "discovery.k8s.io/v1beta1", "kind": "EndpointSlice",
+        "metadata": meta("web-evil", json!({"kubernetes.io/service-name": service}), "es", None), "addressType": "IPv4", "endpoints": []})
+    };
+    check(vec![
+        ("kubectl autoscale a managed Deployment", req("CREATE", ANA, HPA).object(hpa("web")), Deny, Neighbour),
+        ("an HPA on an unmanaged Deployment", req("CREATE", ANA, HPA).object(hpa("tool")), Allow, Unmanaged),
+        ("an HPA where Git allows replicas by hand", req("CREATE", ANA, HPA).object(hpa("api")), Allow, Unmanaged),
+        ("moving an HPA onto a managed Deployment", req("UPDATE", ANA, HPA).old(hpa("tool")).object(hpa("web")), Deny, Neighbour),
+        ("moving it off", req("UPDATE", ANA, HPA).old(hpa("web")).object(hpa("tool")), Allow, Unmanaged),
+        ("deleting a hand-made HPA", req("DELETE", ANA, HPA).old(hpa("web")), Allow, Unmanaged),
+        ("the agent applies an HPA without labels", req("CREATE", KC, HPA).object(hpa("web")), Allow, Unmanaged),
+        // From Git, it is the agent's own object, under the chain-of-custody rules (no chain here).
+        ("the agent applies an HPA from Git", req("CREATE", KC, HPA).object(with(hpa("web"), "/metadata/labels", flux())), Deny, Unrooted),
+        ("kubectl run with the Service's labels", req("CREATE", ANA, POD).object(bare_pod(json!({"app": "web"}))), Deny, Neighbour),
+        ("kubectl run with other labels", req("CREATE", ANA, POD).object(bare_pod(json!({"app": "tool2"}))), Allow, Unmanaged),
+        ("labelling a Pod into the Service", req("UPDATE", ANA, POD).old(bare_pod(json!({}))).object(bare_pod(json!({"app": "web"}))), Deny, Neighbour),
+        ("a canary Deployment with the Service's Pod labels", req("CREATE", ANA, DEPLOY).object(deployment("web", json!({}))), Deny, Neighbour),
+        ("a Deployment of its own", req("CREATE", ANA, DEPLOY).object(deployment("canary", json!({}))), Allow, Unmanaged),
+        ("a PDB over the managed Pods", req("CREATE", ANA, PDB).object(pdb(json!({"app": "web"}))), Deny, Neighbour),
+        ("a PDB over other Pods", req("CREATE", ANA, PDB).object(pdb(json!({"app": "tool"}))), Allow, Unmanaged),
+        ("an EndpointSlice for the managed Service", req("CREATE", ANA, SLICE).object(slice("web")), Deny, Neighbour),
+        ("an EndpointSlice for another Service", req("CREATE", ANA, SLICE).object(slice("db")), Allow, Unmanaged),
+        (
+            "Endpoints named like the managed Service",
+            req("CREATE", ANA, ENDPOINTS).object(json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": meta("web", json!({}), "e", None), "subsets": []})),
+            Deny,
+            Neighbour,
+        ),
+        ("a dry run warns", req("CREATE", ANA, HPA).object(hpa("web")).dry(), Warn, DryRun),
+    ]);
+}
+
+#[test]
+fn denials_name_what_is_steered_and_what_to_do() {
+    let d = run(&req("CREATE", ANA, HPA).object(hpa("web")));
+    let m = d.message.unwrap();
+    assert!(m.contains("horizontalpodautoscaler/x in prod would change spec.replicas of deployment/web in prod, which is managed by"), "{m}");
+    assert!(
+        m.contains("Flux Kustomization flux-system/apps (main@sha1:3f2a9c1)"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gitops-guard.dev/allow-fields: spec.replicas on deployment/web"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("kubectl delete"),
+        "nothing to delete on CREATE: {m}"
+    );
+
+    let d = run(&req("UPDATE", ANA, POD)
+        .old(pod("web:1"))
+        .object(pod("evil:1")));
+    let m = d.message.unwrap();
+    assert!(
+        m.contains("pod/x in prod runs what deployment/web declares"),
+        "{m}"
+    );
+    assert!(m.contains("spec.containers"), "names what changed: {m}");
+    assert!(
+        m.contains("kubectl gitops edit deployment/web -n prod"),
+        "{m}"
+    );
+
+    let d = run(&req("CREATE", ANA, POD).object(bare_pod(json!({"app": "web"}))));
+    let m = d.message.unwrap();
+    assert!(m.contains("selects: it would"), "{m}");
+}
+
+#[test]
+fn break_glass_and_audit_mode_cover_what_runs() {
+    let mut cluster = cluster();
+    let window = Window {
+        by: "olga".into(),
+        until: "2026-12-02T13:00:00Z".into(),
+        reason: "incident".into(),
+        ticket: None,
+        opened: Some("2026-12-02T11:30:00Z".into()),
+    };
+    cluster.namespaces.insert(
+        "prod".into(),
+        NamespaceInfo {
+            break_glass: Some(window),
+            ..Default::default()
+        },
+    );
+    let image = req("UPDATE", OPS, POD)
+        .old(pod("web:1"))
+        .object(pod("fix:1"));
+    let d = run_on(&image, &cluster, &config(), None);
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Warn, Reason::BreakGlass),
+        "{:?}",
+        d.message
+    );
+    let autoscale = req("CREATE", OPS, HPA).object(hpa("web"));
+    let d = run_on(&autoscale, &cluster, &config(), None);
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Warn, Reason::BreakGlass),
+        "{:?}",
+        d.message
+    );
+    // Not a member of the break-glass group: denied all the same.
+    let d = run_on(
+        &req("CREATE", ANA, HPA).object(hpa("web")),
+        &cluster,
+        &config(),
+        None,
+    );
+    assert_eq!(d.verdict, Verdict::Deny);
+
+    let mut audit = config();
+    audit.mode = crate::config::Mode::Audit;
+    let d = run_on(
+        &req("CREATE", ANA, HPA).object(hpa("web")),
+        &self::cluster(),
+        &audit,
+        None,
+    );
+    assert_eq!((d.verdict, d.reason), (Verdict::Warn, Reason::Audit));
+    let d = run_on(
+        &req("UPDATE", ANA, POD)
+            .old(pod("web:1"))
+            .object(pod("evil:1")),
+        &self::cluster(),
+        &audit,
+        None,
+    );
+    assert_eq!((d.verdict, d.reason), (Verdict::Warn, Reason::Audit));
+}
+
+#[test]
+fn enforce_all_namespaces_keep_pod_restarts() {
+    let mut cluster = cluster();
+    cluster.namespaces.insert(
+        "prod".into(),
+        NamespaceInfo {
+            enforce_all: true,
+            managed: true,
+            ..Default::default()
+        },
+    );
+    let d = run_on(
+        &req("DELETE", ANA, POD).old(pod("web:1")),
+        &cluster,
+        &config(),
+        None,
+    );
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Allow, Reason::PodOperation)
+    );
+    let d = run_on(
+        &req("CREATE", ANA, POD).object(bare_pod(json!({"app": "x"}))),
+        &cluster,
+        &config(),
+        None,
+    );
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Deny, Reason::Managed),
+        "a bare Pod is managed by the namespace"
+    );
+    let _ = OwnerKind::Namespace;
+}

@@ -1,0 +1,671 @@
+//! What runs, not only what is declared, end to end: real kubectl against a real kube-apiserver
+//! (v1.20.2) with the guard registered for every resource (and Pods' exec, eviction and debug).
+//!
+//! There is no kubelet and no controller manager here: the Deployment's ReplicaSet and its Pod are
+//! made as Kubernetes' own controllers make them (their service accounts, `ownerReferences` with
+//! `controller: true`). Each route around the guard is tried as a person with broad RBAC, beside
+//! the legitimate neighbour that must still pass:
+//! - beneath: a Pod's image, service account and labels, orphaning it, a hand-made Pod claiming the
+//!   ReplicaSet, scaling the ReplicaSet;
+//! - beside: `kubectl run` with the labels a managed Service selects, a canary Deployment with
+//!   them, an EndpointSlice for the Service, `kubectl autoscale`, a PodDisruptionBudget;
+//! - operational: deleting, evicting, exec into a Pod pass and are recorded, each can be turned
+//!   off in the guard's config (reloaded while it runs);
+//! - a custom resource with a scale subresource (an Argo Rollout-like kind) is scaled only by the
+//!   agent.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook};
+
+const KC: &str = KUSTOMIZE_CONTROLLER;
+const SHA: &str = "3f2a9c1e0b7d4c2a9f8e7d6c5b4a39281706f5e4";
+const DEPLOYMENT_CONTROLLER: &str = "system:serviceaccount:kube-system:deployment-controller";
+const REPLICASET_CONTROLLER: &str = "system:serviceaccount:kube-system:replicaset-controller";
+const CONFIG: &str = "mode: enforce\n";
+
+struct Env {
+    cluster: Cluster,
+    webhook: Webhook,
+}
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let cluster = Cluster::start();
+        cluster.install_crds();
+        cluster.install_test_crds();
+        cluster.bootstrap();
+        cluster.flux_apply(OWNER).ok();
+        cluster
+            .patch_status_as(
+                KC,
+                "kustomizations",
+                "flux-system",
+                "apps",
+                &format!(
+                    r#"{{"lastAppliedRevision":"main@sha1:{SHA}","inventory":{{"entries":[
+                        {{"id":"beneath_web_apps_Deployment","v":"v1"}},{{"id":"beside_web_apps_Deployment","v":"v1"}},
+                        {{"id":"beneath_web__Service","v":"v1"}},{{"id":"rollouts_web_example.gitops-guard.dev_Rollout","v":"v1"}}]}}}}"#
+                ),
+            )
+            .ok();
+        let webhook = Webhook::start(&cluster, CONFIG);
+        Env { cluster, webhook }
+    })
+}
+
+const OWNER: &str = r#"
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: apps
+  namespace: flux-system
+  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
+spec: {interval: 10m, path: ./apps, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
+"#;
+
+const FLUX_LABELS: &str =
+    "kustomize.toolkit.fluxcd.io/name: apps, kustomize.toolkit.fluxcd.io/namespace: flux-system";
+
+fn dev(args: &[&str]) -> Out {
+    env().cluster.kubectl(User::Developer, args)
+}
+
+fn dev_stdin(args: &[&str], stdin: &str) -> Out {
+    env().cluster.kubectl_stdin(User::Developer, args, stdin)
+}
+
+fn get(ns: &str, what: &str, path: &str) -> String {
+    env()
+        .cluster
+        .kubectl(
+            User::Admin,
+            &["get", what, "-n", ns, "-o", &format!("jsonpath={path}")],
+        )
+        .ok()
+        .stdout
+        .clone()
+}
+
+/// Runs `f` until it gives `Some` (the guard's caches are fed by watches), for up to 20 s.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs the command until the guard denies it (once its caches know the objects); the denial.
+fn denied(what: &str, mut run: impl FnMut() -> Out) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run();
+        if let Some(denial) = out.denial() {
+            return denial.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for: {what}; last:\n{out}\nwebhook log:\n{}",
+            env().webhook.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// In namespace `ns`: Git's Deployment `web` and Service `web` (selecting `app: web`), applied by
+/// Flux; the ReplicaSet the deployment controller makes and the Pod the ReplicaSet controller
+/// makes, each with its `ownerReferences`. Returns the Pod's name.
+fn managed_workload(ns: &str) -> String {
+    let cluster = &env().cluster;
+    cluster
+        .kubectl(User::Admin, &["create", "namespace", ns])
+        .ok();
+    cluster
+        .flux_apply(&format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}, labels: {{app: web, {FLUX_LABELS}}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: "ghcr.io/acme/web:1.8.1"}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}, labels: {{{FLUX_LABELS}}}}}
+spec: {{selector: {{app: web}}, ports: [{{port: 80, protocol: TCP}}]}}
+"#
+        ))
+        .ok();
+    let deployment_uid = get(ns, "deployment/web", "{.metadata.uid}");
+    cluster
+        .kubectl_as_stdin(
+            DEPLOYMENT_CONTROLLER,
+            &["create", "-f", "-"],
+            &format!(
+                r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web-7d9f
+  namespace: {ns}
+  labels: {{app: web, pod-template-hash: 7d9f}}
+  ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: web, uid: {deployment_uid}, controller: true, blockOwnerDeletion: true}}]
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web, pod-template-hash: 7d9f}}}}
+  template:
+    metadata: {{labels: {{app: web, pod-template-hash: 7d9f}}}}
+    spec: {{containers: [{{name: web, image: "ghcr.io/acme/web:1.8.1"}}]}}
+"#
+            ),
+        )
+        .ok();
+    replicaset_pod(ns, "web-7d9f-abcde")
+}
+
+/// A Pod of the ReplicaSet `web-7d9f` in `ns`, as the ReplicaSet controller makes it; its name.
+fn replicaset_pod(ns: &str, name: &str) -> String {
+    let rs_uid = get(ns, "replicaset/web-7d9f", "{.metadata.uid}");
+    env()
+        .cluster
+        .kubectl_as_stdin(
+            REPLICASET_CONTROLLER,
+            &["create", "-f", "-"],
+            &format!(
+                r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels: {{app: web, pod-template-hash: 7d9f}}
+  ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: web-7d9f, uid: {rs_uid}, controller: true, blockOwnerDeletion: true}}]
+spec: {{containers: [{{name: web, image: "ghcr.io/acme/web:1.8.1"}}]}}
+"#
+            ),
+        )
+        .ok();
+    name.to_string()
+}
+
+const WAY_FORWARD: &str = "is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops edit deployment/web -n ";
+
+#[test]
+fn the_pods_beneath_a_managed_deployment_run_what_git_declares() {
+    let ns = "beneath";
+    let pod = managed_workload(ns);
+    let pod_ref = format!("pod/{pod}");
+
+    // kubectl set image on the Pod: denied, naming the Deployment and the way forward.
+    let message = denied("set image on the Pod is denied", || {
+        dev(&["set", "image", &pod_ref, "-n", ns, "web=evil:1"])
+    });
+    assert!(
+        message.starts_with(&format!(
+            "pod/{pod} in {ns} runs what deployment/web declares (its ownerReferences lead there), and only Kubernetes' controllers and the agent change what it runs; this change touches spec.containers"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("deployment/web in {ns} {WAY_FORWARD}{ns}")),
+        "{message}"
+    );
+    assert_eq!(
+        get(ns, &pod_ref, "{.spec.containers[0].image}"),
+        "ghcr.io/acme/web:1.8.1"
+    );
+
+    // Relabelling it (out of the Service, or away from its ReplicaSet), or orphaning it first.
+    dev(&["label", &pod_ref, "-n", ns, "app=debug", "--overwrite"]).denied();
+    dev(&[
+        "patch",
+        &pod_ref,
+        "-n",
+        ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+    ])
+    .denied();
+    // A hand-made Pod claiming the ReplicaSet as its controller.
+    let rs_uid = get(ns, "replicaset/web-7d9f", "{.metadata.uid}");
+    let claim = format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"claim","namespace":"{ns}","labels":{{"team":"x"}},
+            "ownerReferences":[{{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-7d9f","uid":"{rs_uid}","controller":true}}]}},
+            "spec":{{"containers":[{{"name":"c","image":"evil:1"}}]}}}}"#
+    );
+    let message = dev_stdin(&["create", "-f", "-"], &claim)
+        .denied()
+        .to_string();
+    assert!(
+        message.contains("only Kubernetes' controllers make the objects beneath deployment/web"),
+        "{message}"
+    );
+    // Scaling or deleting the ReplicaSet by hand.
+    dev(&["scale", "replicaset/web-7d9f", "-n", ns, "--replicas=5"]).denied();
+    dev(&["delete", "replicaset/web-7d9f", "-n", ns, "--wait=false"]).denied();
+    assert_eq!(get(ns, "replicaset/web-7d9f", "{.spec.replicas}"), "1");
+
+    // The legitimate neighbours: an annotation, the controllers, the agent.
+    dev(&["annotate", &pod_ref, "-n", ns, "note=looked at it"]).ok();
+    env()
+        .cluster
+        .kubectl_as(
+            REPLICASET_CONTROLLER,
+            &[
+                "label",
+                &pod_ref,
+                "-n",
+                ns,
+                "controller-revision=2",
+                "--overwrite",
+            ],
+        )
+        .ok();
+    env()
+        .cluster
+        .kubectl_as(
+            KC,
+            &["annotate", &pod_ref, "-n", ns, "fluxcd.io/note=agent"],
+        )
+        .ok();
+    env()
+        .cluster
+        .kubectl_as(
+            REPLICASET_CONTROLLER,
+            &["scale", "replicaset/web-7d9f", "-n", ns, "--replicas=2"],
+        )
+        .ok();
+
+    // A dry run says what would be denied.
+    let out = dev(&[
+        "set",
+        "image",
+        &pod_ref,
+        "-n",
+        ns,
+        "web=evil:1",
+        "--dry-run=server",
+    ]);
+    assert!(
+        out.ok()
+            .warnings()
+            .iter()
+            .any(|w| w.starts_with("dry-run only: the real change would be denied: pod/")),
+        "{out}"
+    );
+}
+
+#[test]
+fn objects_beside_a_managed_workload_that_would_steer_it_come_from_git() {
+    let ns = "beside";
+    managed_workload(ns);
+
+    // kubectl run with the labels the managed Service selects: it would receive its traffic.
+    let message = denied("kubectl run with the Service's labels is denied", || {
+        dev(&[
+            "run",
+            "evil",
+            "-n",
+            ns,
+            "--image=evil:1",
+            "--labels=app=web",
+        ])
+    });
+    assert!(
+        message.starts_with(&format!(
+            "pod/evil in {ns} carries labels that service/web in {ns}, which is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1) selects: it would receive its traffic"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("What steers a GitOps-managed object must come from Git too."),
+        "{message}"
+    );
+    // ... while a Pod of its own passes.
+    dev(&[
+        "run",
+        "tool",
+        "-n",
+        ns,
+        "--image=busybox:1",
+        "--labels=app=tool",
+    ])
+    .ok();
+    // ... and it cannot be labelled into the Service afterwards.
+    dev(&["label", "pod/tool", "-n", ns, "app=web", "--overwrite"]).denied();
+
+    // A canary Deployment whose Pods the managed Service would select.
+    let canary = |app: &str| {
+        format!(
+            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"canary-{app}","namespace":"{ns}"}},
+            "spec":{{"replicas":1,"selector":{{"matchLabels":{{"app":"{app}","track":"canary"}}}},
+            "template":{{"metadata":{{"labels":{{"app":"{app}","track":"canary"}}}},"spec":{{"containers":[{{"name":"c","image":"evil:1"}}]}}}}}}}}"#
+        )
+    };
+    let message = dev_stdin(&["create", "-f", "-"], &canary("web"))
+        .denied()
+        .to_string();
+    assert!(
+        message.contains("service/web in beside, which is managed by"),
+        "{message}"
+    );
+    dev_stdin(&["create", "-f", "-"], &canary("other")).ok();
+
+    // The Service's endpoints, by hand.
+    let slice = format!(
+        r#"{{"apiVersion":"discovery.k8s.io/v1beta1","kind":"EndpointSlice","metadata":{{"name":"web-extra","namespace":"{ns}",
+            "labels":{{"kubernetes.io/service-name":"web"}}}},"addressType":"IPv4","ports":[{{"port":80}}],
+            "endpoints":[{{"addresses":["203.0.113.7"]}}]}}"#
+    );
+    let message = dev_stdin(&["create", "-f", "-"], &slice)
+        .denied()
+        .to_string();
+    assert!(
+        message.contains("sets the endpoints of service/web"),
+        "{message}"
+    );
+    let other_slice = slice.replace(
+        r#""kubernetes.io/service-name":"web""#,
+        r#""kubernetes.io/service-name":"db""#,
+    );
+    dev_stdin(&["create", "-f", "-"], &other_slice).ok();
+
+    // kubectl autoscale: the HPA controller would change the managed Deployment's replicas.
+    let message = dev(&[
+        "autoscale",
+        "deployment/web",
+        "-n",
+        ns,
+        "--min=1",
+        "--max=1",
+    ])
+    .denied()
+    .to_string();
+    assert!(
+        message.starts_with(&format!(
+            "horizontalpodautoscaler/web in {ns} would change spec.replicas of deployment/web in {ns}, which is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1)"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("gitops-guard.dev/allow-fields: spec.replicas on deployment/web in Git"),
+        "{message}"
+    );
+    dev(&[
+        "autoscale",
+        "deployment/canary-other",
+        "-n",
+        ns,
+        "--min=1",
+        "--max=2",
+    ])
+    .ok();
+
+    // A disruption budget over the managed Pods (policy/v1beta1: what 1.20 serves).
+    let pdb = |name: &str, app: &str| {
+        format!(
+            r#"{{"apiVersion":"policy/v1beta1","kind":"PodDisruptionBudget","metadata":{{"name":"{name}","namespace":"{ns}"}},
+            "spec":{{"minAvailable":1,"selector":{{"matchLabels":{{"app":"{app}"}}}}}}}}"#
+        )
+    };
+    let message = dev_stdin(&["create", "-f", "-"], &pdb("web", "web"))
+        .denied()
+        .to_string();
+    assert!(
+        message.contains("selects the Pods of deployment/web"),
+        "{message}"
+    );
+    dev_stdin(&["create", "-f", "-"], &pdb("other", "other")).ok();
+
+    // From Git, the agent applies an HPA for the Deployment.
+    env()
+        .cluster
+        .flux_apply(&format!(
+            r#"
+apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata: {{name: web, namespace: {ns}, labels: {{{FLUX_LABELS}}}}}
+spec: {{scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}, minReplicas: 2, maxReplicas: 5}}
+"#
+        ))
+        .ok();
+
+    // Git's exception on the Deployment lets people autoscale it.
+    env()
+        .cluster
+        .flux_apply(&format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api, namespace: {ns}, labels: {{app: api, {FLUX_LABELS}}}, annotations: {{gitops-guard.dev/allow-fields: spec.replicas}}}}
+spec:
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec: {{containers: [{{name: api, image: "ghcr.io/acme/api:2"}}]}}
+"#
+        ))
+        .ok();
+    eventually(
+        "an HPA for a Deployment whose replicas Git leaves to people passes",
+        || {
+            dev(&[
+                "autoscale",
+                "deployment/api",
+                "-n",
+                ns,
+                "--min=1",
+                "--max=3",
+            ])
+            .success()
+            .then_some(())
+        },
+    );
+}
+
+#[test]
+fn pod_operations_are_recorded_and_each_can_be_turned_off() {
+    let ns = "operate";
+    let pod = managed_workload(ns);
+    let pod_ref = format!("pod/{pod}");
+    let webhook = &env().webhook;
+    let eviction = |pod: &str| {
+        format!(
+            r#"{{"apiVersion":"policy/v1beta1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"{ns}"}}}}"#
+        )
+    };
+    let evict = |pod: &str| {
+        dev_stdin(
+            &[
+                "create",
+                "--raw",
+                &format!("/api/v1/namespaces/{ns}/pods/{pod}/eviction"),
+                "-f",
+                "-",
+            ],
+            &eviction(pod),
+        )
+    };
+    let recorded = |what: &str, operation: &str| {
+        eventually(what, || {
+            env()
+                .cluster
+                .audit_events()
+                .iter()
+                .any(|e| {
+                    e["annotations"]["guard.gitops-guard.dev/operational"] == operation
+                        && e["objectRef"]["namespace"] == ns
+                })
+                .then_some(())
+        })
+    };
+
+    // Turned off in the guard's config (reloaded while it runs): each is denied for the Pods of
+    // managed workloads, and says which setting.
+    eventually("the guard knows the Pod's Deployment", || {
+        dev(&["label", &pod_ref, "-n", ns, "x=y"])
+            .denial()
+            .map(|_| ())
+    });
+    let off = "mode: enforce\noperational:\n  podDelete: false\n  podEviction: false\n  podExec: false\n  podDebug: false\n";
+    std::fs::write(webhook.config_path(), off).unwrap();
+    let message = denied("exec is denied once podExec is off", || {
+        dev(&["exec", &pod, "-n", ns, "--", "true"])
+    });
+    assert!(message.contains("operational.podExec: false"), "{message}");
+    assert!(message.contains("deployment/web"), "{message}");
+    let out = evict(&pod);
+    assert!(
+        out.fails()
+            .stderr
+            .contains("operational.podEviction: false"),
+        "{out}"
+    );
+    let message = dev(&["delete", &pod_ref, "-n", ns, "--wait=false"])
+        .denied()
+        .to_string();
+    assert!(
+        message.contains("operational.podDelete: false"),
+        "{message}"
+    );
+    // A Pod nobody manages: exec still reaches the API server (which has no kubelet to connect to).
+    dev(&[
+        "run",
+        "own",
+        "-n",
+        ns,
+        "--image=busybox:1",
+        "--labels=app=own",
+    ])
+    .ok();
+    let exec = dev(&["exec", "own", "-n", ns, "--", "true"]);
+    assert!(
+        exec.denial().is_none() && !exec.stderr.contains("gitops-guard"),
+        "{exec}"
+    );
+
+    // The defaults again: exec reaches the API server, eviction and delete pass, each recorded.
+    std::fs::write(webhook.config_path(), CONFIG).unwrap();
+    eventually("exec passes again", || {
+        let exec = dev(&["exec", &pod, "-n", ns, "--", "true"]);
+        (exec.denial().is_none() && exec.stderr.contains("does not have a host assigned"))
+            .then_some(())
+    });
+    recorded("pod-exec is recorded in the audit log", "pod-exec");
+    let second = replicaset_pod(ns, "web-7d9f-fghij");
+    evict(&second).ok();
+    recorded("pod-eviction is recorded in the audit log", "pod-eviction");
+    dev(&["delete", &pod_ref, "-n", ns, "--wait=false"]).ok();
+    eventually("pod-delete is recorded with the Deployment", || {
+        env()
+            .cluster
+            .audit_events()
+            .iter()
+            .any(|e| {
+                e["annotations"]["guard.gitops-guard.dev/operational"] == "pod-delete"
+                    && e["annotations"]["guard.gitops-guard.dev/descendant-of"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with("deployment/web in operate"))
+            })
+            .then_some(())
+    });
+    let metrics = webhook.metrics();
+    assert!(
+        metrics.contains(r#"gitops_guard_decisions_total{verdict="allow",reason="pod-operation"}"#)
+            && metrics.contains(r#"reason="descendant"}"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_custom_resource_with_a_scale_subresource_is_scaled_from_git_only() {
+    let ns = "rollouts";
+    let cluster = &env().cluster;
+    cluster
+        .kubectl(User::Admin, &["create", "namespace", ns])
+        .ok();
+    cluster
+        .flux_apply(&format!(
+            r#"
+apiVersion: example.gitops-guard.dev/v1
+kind: Rollout
+metadata: {{name: web, namespace: {ns}, labels: {{{FLUX_LABELS}}}}}
+spec: {{replicas: 2, selector: {{matchLabels: {{app: web}}}}}}
+"#
+        ))
+        .ok();
+    let message = dev(&[
+        "scale",
+        "rollouts.example.gitops-guard.dev/web",
+        "-n",
+        ns,
+        "--replicas=9",
+    ])
+    .denied()
+    .to_string();
+    assert!(
+        message.starts_with(&format!(
+            "rollout/web in {ns} is managed by Flux Kustomization flux-system/apps"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        get(
+            ns,
+            "rollouts.example.gitops-guard.dev/web",
+            "{.spec.replicas}"
+        ),
+        "2"
+    );
+    // The agent scales it; an unmanaged one anyone may.
+    cluster
+        .kubectl_as(
+            KC,
+            &[
+                "scale",
+                "rollouts.example.gitops-guard.dev/web",
+                "-n",
+                ns,
+                "--replicas=3",
+            ],
+        )
+        .ok();
+    dev_stdin(
+        &["create", "-f", "-"],
+        &format!(r#"{{"apiVersion":"example.gitops-guard.dev/v1","kind":"Rollout","metadata":{{"name":"own","namespace":"{ns}"}},"spec":{{"replicas":1}}}}"#),
+    )
+    .ok();
+    dev(&[
+        "scale",
+        "rollouts.example.gitops-guard.dev/own",
+        "-n",
+        ns,
+        "--replicas=2",
+    ])
+    .ok();
+}
+
+#[test]
+fn the_guard_says_which_kinds_gitops_manages_here() {
+    // From the Kustomization's inventory (its status, as kustomize-controller wrote it).
+    let kinds = eventually("the inventory reaches the guard's cache", || {
+        let body = env().webhook.get("/managed-kinds");
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (!v["kinds"].as_object()?.is_empty()).then_some(v)
+    });
+    assert_eq!(
+        kinds,
+        serde_json::json!({"kinds": {"Deployment.apps": 2, "Service": 1, "Rollout.example.gitops-guard.dev": 1}})
+    );
+}
