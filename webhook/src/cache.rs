@@ -1139,6 +1139,8 @@ mod tests {
             )],
             sources: vec![object("GitRepository", "flux-system", "flux-system")],
             namespaces: vec!["flux-system".into(), "prod".into()],
+            // What its inventory holds.
+            applies: vec!["Deployment.apps".into()],
             ..CustodyInfo::default()
         };
         let mut unlabelled_apps = flux_apps(&[]);
@@ -1146,6 +1148,7 @@ mod tests {
         let unlabelled = CustodyInfo {
             owners: vec![],
             namespaces: vec!["flux-system".into()],
+            applies: vec![],
             ..labelled.clone()
         };
         // (event, custody info of flux-system/apps, whether it traces to a root)
