@@ -26,8 +26,54 @@ ENTRIES = [
     "enforce-all",
     "flux-helm",
     "flux-kustomize",
+    "neighbours",
+    "neighbours-unlabelled",
     "scale",
 ]
+
+
+def scalable_crd(group: str, kind: str, plural: str) -> dict[str, Any]:
+    """A CustomResourceDefinition with a scale subresource, like Argo Rollouts' Rollout."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def scale_rules(cluster: Cluster) -> set[tuple[str, str]]:
+    hook = webhook_configs(cluster)["scale"]["webhooks"][0]
+    return {(g, r) for rule in hook["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+
+
+def role_gets(cluster: Cluster) -> set[tuple[str, str]]:
+    role = cluster.get("clusterrole", RELEASE)
+    return {
+        (g, r) for rule in role["rules"] if "get" in rule["verbs"] for g in rule["apiGroups"] for r in rule["resources"]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +84,9 @@ def helm(cluster: Cluster) -> Iterator[helm_python.Config]:
 
 @pytest.fixture(scope="module")
 def installed(cluster: Cluster, helm: helm_python.Config) -> Iterator[dict[str, Any]]:
+    # Argo Rollouts' kind, installed before the chart: scale discovery must route rollouts/scale.
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(scalable_crd("argoproj.io", "Rollout", "rollouts")))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/rollouts.argoproj.io", "--timeout=60s")
     release = helm.install(str(CHART), RELEASE, namespace=NAMESPACE, create_namespace=True, timeout=120)
     try:
         yield release
@@ -136,6 +185,10 @@ def test_install_creates_the_guard(cluster: Cluster, installed: dict[str, Any]) 
         assert "kubernetes.io/metadata.name" not in json.dumps(hook["namespaceSelector"]), name
         assert "app.kubernetes.io/part-of" not in json.dumps(hook["objectSelector"]), name
     assert configs["custody"]["webhooks"][0]["failurePolicy"] == "Fail"
+    assert configs["neighbours"]["webhooks"][0]["failurePolicy"] == "Ignore"
+    # The API server accepted the CONNECT rules (exec, attach, port-forward).
+    connect = [r for r in configs["neighbours"]["webhooks"][0]["rules"] if r["operations"] == ["CONNECT"]]
+    assert connect and set(connect[0]["resources"]) == {"pods/exec", "pods/attach", "pods/portforward"}
     assert {"kube-system", NAMESPACE} <= set(config["excludedNamespaces"])
     assert base64.b64decode(ca).startswith(b"-----BEGIN CERTIFICATE-----")
 
@@ -157,6 +210,18 @@ def test_guard_down_blocks_only_managed_objects(cluster: Cluster, installed: dic
     # No label lets a write past the guard: the chart's own label excludes nothing.
     out = create(cluster, configmap("self", "team", {**flux, "app.kubernetes.io/part-of": "gitops-guard"}))
     assert out.returncode != 0 and WEBHOOK_CALL_FAILED in out.stderr, out.stderr
+
+    # What Kubernetes writes beneath managed objects never waits on the guard (neighbours: Ignore),
+    # even with the labels it copies from a managed object.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "team", "labels": flux},
+        "spec": {"containers": [{"name": "c", "image": "x"}]},
+    }
+    assert create(cluster, pod).returncode == 0
+    cluster.kubectl("label", "pod", "-n", "team", "web-1", "app=web")
+    cluster.kubectl("delete", "pod", "-n", "team", "web-1", "--wait=false")
 
     # Everything else goes through: unowned objects (Ignore), scaling (Ignore).
     assert create(cluster, configmap("plain", "team")).returncode == 0
@@ -246,6 +311,52 @@ def test_audit_mode_upgrade_stops_blocking(
     )
     assert config["mode"] == "audit"
     assert create(cluster, configmap("after", "audit-team", flux)).returncode == 0
+
+
+def test_scale_discovery_routes_custom_resources(
+    cluster: Cluster, helm: helm_python.Config, installed: dict[str, Any]
+) -> None:
+    """A CRD with a scale subresource, present at install, has its /scale routed and its kind
+    readable by the guard; one installed later after the next upgrade."""
+    assert ("argoproj.io", "rollouts/scale") in scale_rules(cluster)
+    assert ("apps", "deployments/scale") in scale_rules(cluster)
+    assert ("argoproj.io", "rollouts") in role_gets(cluster)
+    # The owner and source kinds are never scale targets; Argo CD's Applications have no scale.
+    assert not any(r.startswith("applications") for _, r in scale_rules(cluster))
+
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(scalable_crd("example.com", "Widget", "widgets")))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=60s")
+    assert ("example.com", "widgets/scale") not in scale_rules(cluster)
+    # A new Config, as each `helm upgrade` run is: a Config keeps the capabilities (served API
+    # groups) it read first, while lookup always asks the API server.
+    with helm_python.Config(kubeconfig_path=cluster.kubeconfig, namespace=NAMESPACE) as fresh:
+        fresh.upgrade(str(CHART), RELEASE, namespace=NAMESPACE, reuse_values=True, timeout=120)
+    assert ("example.com", "widgets/scale") in scale_rules(cluster)
+    assert ("example.com", "widgets") in role_gets(cluster)
+    # At install the label entries route every served group, the CRDs' included.
+    kustomize = webhook_configs(cluster)["flux-kustomize"]["webhooks"][0]["rules"]
+    assert any("example.com" in r["apiGroups"] and r["resources"] == ["*"] for r in kustomize)
+    assert not any("coordination.k8s.io" in r["apiGroups"] or "events.k8s.io" in r["apiGroups"] for r in kustomize)
+
+    # Discovery off: only the static targets.
+    helm.upgrade(
+        str(CHART),
+        RELEASE,
+        {"webhook": {"scale": {"discover": False}}},
+        namespace=NAMESPACE,
+        reuse_values=True,
+        timeout=120,
+    )
+    assert {g for g, _ in scale_rules(cluster)} == {"", "apps"}
+    assert ("argoproj.io", "rollouts") not in role_gets(cluster)
+    helm.upgrade(
+        str(CHART),
+        RELEASE,
+        {"webhook": {"scale": {"discover": True}}},
+        namespace=NAMESPACE,
+        reuse_values=True,
+        timeout=120,
+    )
 
 
 def test_uninstall_removes_every_webhook(

@@ -19,15 +19,37 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "certManager": {"enabled": True, "issuerRef": {"name": "corp", "kind": "ClusterIssuer"}}
     },
     "audit": {"config": {"mode": "audit"}},
+    "neighbours-off-listed-rules": {
+        "webhook": {
+            "labelledResources": "rules",
+            "neighbours": {"enabled": False, "failurePolicy": "Ignore"},
+            "scale": {"enabled": True, "failurePolicy": "Ignore", "discover": False, "targets": []},
+        }
+    },
     "everything-on": {
         "config": {
             "argocd": {"labelTracking": True},
             "breakGlass": {"groups": ["sre"], "maxDuration": "30m"},
             "excludedNamespaces": ["kube-system", "legacy"],
             "custody": {"roots": [{"kind": "OCIRepository", "namespace": "gitops", "name": "fleet"}]},
-            "operational": {"argocdSyncOverrides": ["revision", "syncOptions"]},
+            "operational": {
+                "argocdSyncOverrides": ["revision", "syncOptions"],
+                "podDelete": False,
+                "podEviction": False,
+                "podExec": False,
+                "podDebug": False,
+            },
         },
-        "webhook": {"custody": {"failurePolicy": "Ignore"}},
+        "webhook": {
+            "custody": {"failurePolicy": "Ignore"},
+            "neighbours": {"enabled": True, "failurePolicy": "Fail"},
+            "scale": {
+                "enabled": True,
+                "failurePolicy": "Fail",
+                "discover": True,
+                "targets": [{"apiGroup": "argoproj.io", "resource": "rollouts"}],
+            },
+        },
         "serviceMonitor": {"enabled": True},
         "networkPolicy": {"enabled": True, "apiServerCIDRs": ["10.0.0.0/24"]},
         "podAntiAffinity": "hard",
@@ -87,6 +109,12 @@ BAD_VALUES = [
         "/config/operational/argocdSyncOverrides/0",
     ),
     ({"webhook": {"custody": {"failurePolicy": "Sometimes"}}}, "/webhook/custody/failurePolicy"),
+    ({"webhook": {"neighbours": {"enabled": True, "failurePolicy": "Sometimes"}}}, "/webhook/neighbours/failurePolicy"),
+    ({"webhook": {"neighbours": {"enabled": "yes", "failurePolicy": "Ignore"}}}, "/webhook/neighbours/enabled"),
+    ({"webhook": {"labelledResources": "everything"}}, "/webhook/labelledResources"),
+    ({"webhook": {"scale": {"discover": "yes"}}}, "/webhook/scale/discover"),
+    ({"config": {"operational": {"podExec": "sometimes"}}}, "/config/operational/podExec"),
+    ({"config": {"operational": {"podLogs": True}}}, "podLogs"),
     ({"networkPolicy": {"apiServerCIDRs": ["10.0.0.0"]}}, "/networkPolicy/apiServerCIDRs/0"),
     ({"clientAuth": {"enabled": True}}, "/clientAuth/caConfigMap"),
     ({"replicaCount": 0}, "/replicaCount"),

@@ -75,6 +75,44 @@ FLUX_KC = "system:serviceaccount:flux-system:kustomize-controller"
 FLUX_HC = "system:serviceaccount:flux-system:helm-controller"
 ARGO_AC = "system:serviceaccount:argocd:argocd-application-controller"
 HPA = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+RS_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+# What the neighbours entries route: (group, resource, operations).
+CUD = ["CREATE", "UPDATE", "DELETE"]
+NEIGHBOURS_ANY = [
+    ("", "pods", CUD),
+    ("", "endpoints", CUD),
+    ("", "pods/ephemeralcontainers", ["UPDATE"]),
+    ("", "pods/eviction", ["CREATE"]),
+    ("", "pods/exec", ["CONNECT"]),
+    ("", "pods/attach", ["CONNECT"]),
+    ("", "pods/portforward", ["CONNECT"]),
+    ("apps", "replicasets", CUD),
+    ("discovery.k8s.io", "endpointslices", CUD),
+]
+NEIGHBOURS_UNLABELLED = [
+    ("batch", "jobs", CUD),
+    ("autoscaling", "horizontalpodautoscalers", CUD),
+    ("autoscaling.k8s.io", "verticalpodautoscalers", CUD),
+    ("keda.sh", "scaledobjects", CUD),
+    ("policy", "poddisruptionbudgets", CUD),
+    ("apps", "deployments", ["CREATE", "UPDATE"]),
+    ("apps", "statefulsets", ["CREATE", "UPDATE"]),
+    ("apps", "daemonsets", ["CREATE", "UPDATE"]),
+    ("", "replicationcontrollers", ["CREATE", "UPDATE"]),
+    ("batch", "cronjobs", ["CREATE", "UPDATE"]),
+]
+POD_SUBRESOURCES = {"pods/ephemeralcontainers", "pods/eviction", "pods/exec", "pods/attach", "pods/portforward"}
+# Left out of every entry (values.yaml webhook.labelledResources).
+LEFT_OUT = [
+    ("", "events"),
+    ("events.k8s.io", "events"),
+    ("coordination.k8s.io", "leases"),
+    ("authorization.k8s.io", "subjectaccessreviews"),
+    ("authentication.k8s.io", "tokenreviews"),
+    ("metrics.k8s.io", "pods"),
+    ("custom.metrics.k8s.io", "pods"),
+    ("apps", "controllerrevisions"),
+]
 
 # name -> (values, kube_version); kube_version None = Helm's default (recent) capabilities.
 SCENARIOS: dict[str, tuple[dict[str, Any], str | None]] = {
@@ -253,6 +291,9 @@ def test_every_entry_is_safe(scenario: str) -> None:
         subresources = {res for r in hook["rules"] for res in r["resources"] if "/" in res}
         if name == "scale":
             assert all(res.endswith("/scale") for r in hook["rules"] for res in r["resources"])
+        elif name == "neighbours":
+            # The Pod subresources of exec, attach, port-forward (CONNECT), evictions and debug.
+            assert subresources == POD_SUBRESOURCES, name
         elif name == "custody":
             # Status only, and only in the owner and source groups.
             assert subresources and all(res.endswith("/status") for res in subresources), name
@@ -260,6 +301,8 @@ def test_every_entry_is_safe(scenario: str) -> None:
         else:
             assert subresources == set(), name
             assert not {g for r in hook["rules"] for g in r["apiGroups"]} & set(CUSTODY_GROUPS), name
+        if name != "neighbours":
+            assert all("CONNECT" not in r["operations"] for r in hook["rules"]), name
         config = config_of(objs)
         assert ALWAYS_EXCLUDED <= set(config["excludedNamespaces"])
 
@@ -274,6 +317,8 @@ def test_default_entries_and_failure_policies() -> None:
         "enforce-all": "Fail",
         "argocd-annotations": "Ignore",
         "argocd-namespaces": "Ignore",
+        "neighbours": "Ignore",
+        "neighbours-unlabelled": "Ignore",
         "scale": "Ignore",
     }
 
@@ -288,11 +333,14 @@ def test_failure_policies_are_configurable() -> None:
                     "argocdAnnotationTracking": {"enabled": True, "failurePolicy": "Fail"},
                     "scale": {"enabled": False, "failurePolicy": "Ignore", "targets": []},
                     "custody": {"failurePolicy": "Ignore"},
+                    "neighbours": {"enabled": True, "failurePolicy": "Fail"},
                 }
             }
         )
     )
     assert {n: h["failurePolicy"] for n, h in hooks.items()} == {
+        "neighbours": "Fail",
+        "neighbours-unlabelled": "Fail",
         "custody": "Ignore",
         "flux-kustomize": "Ignore",
         "flux-helm": "Ignore",
@@ -321,8 +369,9 @@ def test_entries_partition_the_objects(kube: str | None) -> None:
         ("apps", {}, {KUSTOMIZE: "apps"}, ["flux-kustomize"]),
         ("apps", {}, {HELM: "web"}, ["flux-helm"]),
         ("apps", {}, {KUSTOMIZE: "apps", HELM: "web"}, ["flux-kustomize"]),
-        ("apps", {}, {}, ["argocd-annotations"]),
-        ("apps", {}, {TRACKING: "web"}, ["argocd-annotations"]),
+        # An unlabelled Deployment (a hand-made neighbour, or annotation-tracked): neighbours-unlabelled.
+        ("apps", {}, {}, ["neighbours-unlabelled"]),
+        ("apps", {}, {TRACKING: "web"}, ["neighbours-unlabelled"]),
         ("prod", enforce, {}, ["enforce-all"]),
         ("prod", enforce, {KUSTOMIZE: "apps"}, ["flux-kustomize"]),
         # The chart's own label excludes nothing: anyone who may label an object could set it.
@@ -337,7 +386,7 @@ def test_entries_partition_the_objects(kube: str | None) -> None:
         ("kube-node-lease", {}, {HELM: "x"}, ["flux-helm"]),
         (NAMESPACE, {}, {KUSTOMIZE: "guard"}, ["flux-kustomize"]),
         (NAMESPACE, enforce, {}, ["enforce-all"]),
-        (NAMESPACE, {}, {SELF[0]: SELF[1]}, ["argocd-annotations"]),
+        (NAMESPACE, {}, {SELF[0]: SELF[1]}, ["neighbours-unlabelled"]),
     ]
     for namespace, ns_labels, obj_labels, want in excluded_cases:
         cases.append((namespace, ns_labels, obj_labels, want if not trusted else []))
@@ -379,13 +428,15 @@ def test_entries_partition_the_objects(kube: str | None) -> None:
         ]
         assert routes(hooks, "prod", enforce, labels, "argoproj.io", "applications") == ["custody"]
     # Resources left out on purpose never reach the guard.
-    for group, resource in [
-        ("", "pods"),
-        ("", "events"),
-        ("coordination.k8s.io", "leases"),
-        ("apps", "replicasets"),
-    ]:
-        assert routes(hooks, "apps", {}, {KUSTOMIZE: "apps"}, group, resource) == [], resource
+    for group, resource in LEFT_OUT:
+        for labels in ({}, {KUSTOMIZE: "apps"}):
+            assert routes(hooks, "apps", {}, labels, group, resource) == [], resource
+    # What Kubernetes writes beneath managed objects, whatever its labels: the neighbours entry.
+    for group, resource, operations in NEIGHBOURS_ANY:
+        for labels in ({}, {KUSTOMIZE: "apps"}, {HELM: "web"}):
+            for op in operations:
+                assert routes(hooks, "apps", {}, labels, group, resource, op) == ["neighbours"], resource
+                assert routes(hooks, "prod", enforce, labels, group, resource, op) == ["neighbours"]
     for group, resource in [
         ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
@@ -397,7 +448,11 @@ def _requests(hooks: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
     """(group, resource) pairs to try: every resource the rules name (wildcards expanded to the
     owner and source kinds, Argo Rollouts and Flux notifications), their status and scale, and
     resources nobody routes."""
-    out: set[tuple[str, str]] = set(CUSTODY_KINDS) | {
+    out: set[tuple[str, str]] = set(CUSTODY_KINDS) | set(LEFT_OUT) | {
+        (g, r.split("/")[0]) for g, r, _ in NEIGHBOURS_ANY + NEIGHBOURS_UNLABELLED
+    } | {
+        ("cert-manager.io", "certificates"),
+        ("storage.k8s.io", "volumeattachments"),
         ("argoproj.io", "rollouts"),
         ("notification.toolkit.fluxcd.io", "alerts"),
         ("notification.toolkit.fluxcd.io", "receivers"),
@@ -412,7 +467,8 @@ def _requests(hooks: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
                 for res in rule["resources"]:
                     if "*" not in res:
                         out.add((group, res.split("/")[0]))
-    return sorted({(g, r + sub) for g, r in out for sub in ("", "/status", "/scale")})
+    subresources = ("", "/status", "/scale", *(p.removeprefix("pods") for p in POD_SUBRESOURCES))
+    return sorted({(g, r + sub) for g, r in out for sub in subresources})
 
 
 @pytest.mark.parametrize("scenario", ["kube-1.20", "kube-1.30", "label-tracking", "audit"])
@@ -445,7 +501,7 @@ def test_every_request_reaches_at_most_one_entry(scenario: str) -> None:
         kind = resource.split("/")[0]
         is_namespace = group == "" and kind == "namespaces"
         cluster_scoped = kind in CLUSTER_SCOPED and not is_namespace
-        for operation in ("CREATE", "UPDATE", "DELETE"):
+        for operation in ("CREATE", "UPDATE", "DELETE", "CONNECT"):
             for namespace, ns_labels in namespaces:
                 if cluster_scoped != (namespace is None):
                     continue
@@ -558,14 +614,24 @@ def test_status_of_ordinary_kinds_is_never_routed(kube: str) -> None:
 def test_subresources_outside_the_custody_groups_are_refused() -> None:
     import helm_python
 
-    values = {"webhook": {"rules": [{"apiGroups": ["apps"], "resources": ["deployments", "*/status"]}]}}
+    values = {
+        "webhook": {
+            "labelledResources": "rules",
+            "rules": [{"apiGroups": ["apps"], "resources": ["deployments", "*/status"]}],
+        }
+    }
     with pytest.raises(helm_python.HelmError) as err:
         render(values)
     assert "subresource" in str(err.value) and "*/status" in str(err.value)
     # A rule mixing groups is split: the custody groups to the custody entry, the rest elsewhere.
     hooks = webhooks(
         rendered(
-            {"webhook": {"rules": [{"apiGroups": ["apps", "argoproj.io"], "resources": ["deployments"]}]}}
+            {
+                "webhook": {
+                    "labelledResources": "rules",
+                    "rules": [{"apiGroups": ["apps", "argoproj.io"], "resources": ["deployments"]}],
+                }
+            }
         )
     )
     assert hooks["custody"]["rules"][0]["apiGroups"] == ["argoproj.io"]
@@ -602,6 +668,9 @@ def test_config_carries_the_exclusions_and_the_custody_roots(kube: str) -> None:
     assert len(config["excludedNamespaces"]) == len(set(config["excludedNamespaces"]))
     assert config["custody"] == {"roots": DEFAULT_ROOTS}
     assert config["operational"]["argocdSyncOverrides"] == []
+    # Pod deletion, eviction, exec/attach/port-forward and debug stay operational by default.
+    for key in ("podDelete", "podEviction", "podExec", "podDebug"):
+        assert config["operational"][key] is True, key
 
 
 def test_config_excluded_namespaces_follow_the_webhook_unless_set() -> None:
@@ -645,7 +714,8 @@ def test_label_tracking_adds_its_entry_and_keeps_the_partition() -> None:
     assert routes(hooks, "apps", {}, label) == ["argocd-labels"]
     assert routes(hooks, "apps", {}, {**label, KUSTOMIZE: "apps"}) == ["flux-kustomize"]
     assert routes(hooks, "prod", {"gitops-guard.dev/enforce": "all"}, label) == ["argocd-labels"]
-    assert routes(hooks, "apps", {}, {}) == ["argocd-annotations"]
+    assert routes(hooks, "apps", {}, {}) == ["neighbours-unlabelled"]
+    assert routes(hooks, "apps", {}, {}, "", "configmaps") == ["argocd-annotations"]
 
 
 def test_optional_entries_can_be_switched_off() -> None:
@@ -655,6 +725,7 @@ def test_optional_entries_can_be_switched_off() -> None:
                 "webhook": {
                     "enforceAllNamespaces": {"enabled": False, "failurePolicy": "Fail"},
                     "argocdAnnotationTracking": {"enabled": False, "failurePolicy": "Ignore"},
+                    "neighbours": {"enabled": False, "failurePolicy": "Ignore"},
                 }
             }
         )
@@ -689,6 +760,169 @@ def test_rules_refuse_admissionregistration_and_wildcard_groups() -> None:
         assert "apiGroups" in str(err.value) or "admissionregistration" in str(err.value)
 
 
+# --- descendants, neighbours and the generated rules ------------------------------------------
+
+
+def _rule_set(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (g, res, op)
+        for r in rules
+        for g in r["apiGroups"]
+        for res in r["resources"]
+        for op in r["operations"]
+    }
+
+
+@pytest.mark.parametrize("kube", ["v1.20.2", "v1.28.0"])
+def test_neighbours_entries_route_descendants_and_neighbours(kube: str) -> None:
+    objs = rendered({}, kube)
+    hooks = webhooks(objs)
+    neighbours, unlabelled = hooks["neighbours"], hooks["neighbours-unlabelled"]
+    assert _rule_set(neighbours["rules"]) == {(g, r, op) for g, r, ops in NEIGHBOURS_ANY for op in ops}
+    assert _rule_set(unlabelled["rules"]) == {(g, r, op) for g, r, ops in NEIGHBOURS_UNLABELLED for op in ops}
+    for hook in (neighbours, unlabelled):
+        assert hook["failurePolicy"] == "Ignore"
+        assert all(r["scope"] == "Namespaced" and r["apiVersions"] == ["*"] for r in hook["rules"])
+    # exec/attach/port-forward and evictions carry no labels: only an empty objectSelector sees them.
+    assert neighbours["objectSelector"] == {}
+    assert unlabelled["objectSelector"] == {
+        "matchExpressions": [
+            {"key": KUSTOMIZE, "operator": "DoesNotExist"},
+            {"key": HELM, "operator": "DoesNotExist"},
+        ]
+    }
+    # The same namespace exclusions as every entry; enforce-all namespaces stay enforce-all's.
+    expressions = unlabelled["namespaceSelector"].get("matchExpressions", [])
+    assert {"key": "gitops-guard.dev/enforce", "operator": "NotIn", "values": ["all"]} in expressions
+    trusted = name_label_is_trusted(kube)
+    assert routes(hooks, "kube-system", {}, {}, "", "pods/exec", "CONNECT") == ([] if trusted else ["neighbours"])
+    assert routes(hooks, NAMESPACE, {}, {}, "", "pods", "CREATE") == ([] if trusted else ["neighbours"])
+    # A Pod of a managed Deployment, a hand-made Pod, labelled or not: the neighbours entry.
+    for labels in ({}, {"app": "web"}, {KUSTOMIZE: "apps"}, {TRACKING: "web"}):
+        assert routes(hooks, "apps", {}, labels, "", "pods", "UPDATE") == ["neighbours"]
+    # Hand-made steering objects: neighbours-unlabelled; labelled ones are managed objects.
+    for group, resource, operations in NEIGHBOURS_UNLABELLED:
+        for op in operations:
+            assert routes(hooks, "apps", {}, {}, group, resource, op) == ["neighbours-unlabelled"]
+            assert routes(hooks, "apps", {}, {KUSTOMIZE: "apps"}, group, resource, op) == ["flux-kustomize"]
+    # Deleting a hand-made workload is not steering anything: as before, argocd-annotations.
+    assert routes(hooks, "apps", {}, {}, "apps", "deployments", "DELETE") == ["argocd-annotations"]
+    assert routes(hooks, "prod", {"gitops-guard.dev/enforce": "all"}, {}, "apps", "deployments") == [
+        "enforce-all"
+    ]
+    # matchConditions where the API server has them, as in the other entries.
+    for hook in (neighbours, unlabelled):
+        assert ("matchConditions" in hook) == (kube == "v1.28.0")
+
+
+def test_neighbours_take_their_requests_from_the_annotation_entry() -> None:
+    """At most one entry per request: argocd-annotations gives up what the neighbours entries
+    take, and routes what it routed before when they are off."""
+    on = webhooks(rendered())
+    taken = _rule_set(on["neighbours"]["rules"]) | _rule_set(on["neighbours-unlabelled"]["rules"])
+    assert not taken & _rule_set(on["argocd-annotations"]["rules"])
+    assert not _rule_set(on["neighbours"]["rules"]) & _rule_set(on["enforce-all"]["rules"])
+    for name in ("flux-kustomize", "flux-helm"):
+        assert not any(rule_matches(on[name]["rules"], g, r, op) for g, r, op in _rule_set(on["neighbours"]["rules"]))
+    off = webhooks(rendered({"webhook": {"neighbours": {"enabled": False, "failurePolicy": "Ignore"}}}))
+    assert "neighbours" not in off and "neighbours-unlabelled" not in off
+    annotations = _rule_set(off["argocd-annotations"]["rules"])
+    for group, resource in [
+        ("apps", "deployments"),
+        ("batch", "jobs"),
+        ("batch", "cronjobs"),
+        ("autoscaling", "horizontalpodautoscalers"),
+        ("policy", "poddisruptionbudgets"),
+        ("", "replicationcontrollers"),
+    ]:
+        assert {(group, resource, op) for op in CUD} <= annotations, resource
+    assert routes(off, "apps", {}, {}, "", "pods", "CREATE") == []
+    assert routes(off, "apps", {}, {}, "", "pods/exec", "CONNECT") == []
+
+
+def test_user_rules_that_overlap_the_neighbours_are_split_or_refused() -> None:
+    import helm_python
+
+    rules = [
+        {"apiGroups": ["", "apps"], "resources": ["configmaps", "pods", "deployments"]},
+        {"apiGroups": ["example.com"], "resources": ["*"]},
+    ]
+    hooks = webhooks(rendered({"webhook": {"labelledResources": "rules", "rules": rules}}))
+    kustomize = _rule_set(hooks["flux-kustomize"]["rules"])
+    assert ("", "configmaps", "UPDATE") in kustomize and ("apps", "deployments", "UPDATE") in kustomize
+    assert not any(g == "" and r == "pods" for g, r, _ in kustomize)
+    assert ("example.com", "*", "DELETE") in kustomize
+    annotations = _rule_set(hooks["argocd-annotations"]["rules"])
+    assert ("apps", "deployments", "DELETE") in annotations
+    assert ("apps", "deployments", "UPDATE") not in annotations
+    # "*" in a group the neighbours route cannot be split: refused, with what to do instead.
+    with pytest.raises(helm_python.HelmError) as err:
+        render({"webhook": {"rules": [{"apiGroups": ["keda.sh"], "resources": ["*"]}]}})
+    assert "list the resources" in str(err.value)
+
+
+SERVED = [
+    "v1",
+    "v1/Pod",
+    "apps/v1",
+    "apps/v1/Deployment",
+    "cert-manager.io/v1",
+    "cert-manager.io/v1/Certificate",
+    "metrics.k8s.io/v1beta1",
+    "custom.metrics.k8s.io/v1beta2",
+    "events.k8s.io/v1",
+    "coordination.k8s.io/v1",
+    "kustomize.toolkit.fluxcd.io/v1",
+    "argoproj.io/v1alpha1",
+    "argoproj.io/v1alpha1/Rollout",
+    "apiregistration.k8s.io/v1",
+]
+
+
+def test_label_entries_route_every_served_kind_but_the_left_out_ones() -> None:
+    """Only labelled objects reach the label entries, so they route every kind an agent may
+    manage: every served group (CRDs included), minus the custody groups and the left-out list."""
+    objs = objects(render({}, kube_version="v1.30.0", api_versions=SERVED))
+    hooks = webhooks(objs)
+    for name in ("flux-kustomize", "flux-helm"):
+        rules = hooks[name]["rules"]
+        for group, resource in [
+            ("cert-manager.io", "certificates"),
+            ("apiregistration.k8s.io", "apiservices"),
+            ("", "persistentvolumes"),
+            ("", "nodes"),
+            ("storage.k8s.io", "volumeattachments"),
+            ("apps", "deployments"),
+            ("", "namespaces"),
+        ]:
+            assert rule_matches(rules, group, resource, "UPDATE", cluster_scoped=True), (name, resource)
+        for group, resource in LEFT_OUT + [("admissionregistration.k8s.io", "validatingwebhookconfigurations")]:
+            assert not rule_matches(rules, group, resource), (name, group, resource)
+        groups = {g for r in rules for g in r["apiGroups"]}
+        assert not groups & set(CUSTODY_GROUPS), name
+        assert "admissionregistration.k8s.io" not in groups
+        assert not any(g.endswith("metrics.k8s.io") for g in groups)
+        # The core and apps groups by resource: Kubernetes writes the rest beneath managed objects.
+        assert all("*" not in r["resources"] for r in rules if set(r["apiGroups"]) & {"", "apps"})
+    # The custody groups reach the custody entry only (argoproj.io: Argo CD's kinds).
+    for group, resource in CUSTODY_KINDS:
+        assert routes(hooks, "team", {}, {KUSTOMIZE: "x"}, group, resource) == ["custody"]
+    assert routes(hooks, "team", {}, {KUSTOMIZE: "x"}, "argoproj.io", "rollouts") == []
+    # Offline (`helm template`): Kubernetes' built-in groups, plus the groups webhook.rules lists.
+    hooks = webhooks(rendered())
+    assert rule_matches(hooks["flux-kustomize"]["rules"], "rbac.authorization.k8s.io", "roles")
+    assert rule_matches(hooks["flux-kustomize"]["rules"], "keda.sh", "scaledobjects")
+    assert rule_matches(hooks["flux-kustomize"]["rules"], "notification.toolkit.fluxcd.io", "alerts")
+    assert not rule_matches(hooks["flux-kustomize"]["rules"], "cert-manager.io", "certificates")
+
+
+def test_label_entries_can_be_narrowed_to_the_listed_rules() -> None:
+    rules = [{"apiGroups": ["apps"], "resources": ["deployments"]}]
+    hooks = webhooks(rendered({"webhook": {"labelledResources": "rules", "rules": rules}}))
+    for name in ("flux-kustomize", "flux-helm"):
+        assert _rule_set(hooks[name]["rules"]) == {("apps", "deployments", op) for op in CUD}, name
+
+
 # --- matchConditions --------------------------------------------------------------------------
 
 
@@ -712,6 +946,7 @@ def _skips(
     groups: list[str] | None,
     obj: dict[str, Any] | None = None,
     old: dict[str, Any] | None = None,
+    operation: str | None = None,
 ) -> bool:
     """Whether the API server would skip the guard for this request (a matchCondition is false).
 
@@ -725,7 +960,7 @@ def _skips(
         user["groups"] = groups
     if obj is None and old is None:  # the object does not matter: an update of a plain object
         obj = old = _obj()
-    operation = (
+    operation = operation or (
         "UPDATE" if obj is not None and old is not None else ("CREATE" if obj is not None else "DELETE")
     )
     activation = {
@@ -840,6 +1075,33 @@ def test_match_conditions_follow_the_configured_namespaces() -> None:
     assert not _skips(hooks["flux-kustomize"], FLUX_HC, None, flux_obj, flux_obj)
 
 
+def test_neighbours_match_conditions_skip_kubernetes_and_the_agents() -> None:
+    """On >= 1.28 the ReplicaSet controller's Pods, the HPA's and the agents' writes never reach
+    the guard through the neighbours entries; a person's do, and no condition errors on a CONNECT
+    (whose object has no metadata) or an eviction."""
+    hooks = webhooks(rendered({"config": {"agents": {"users": ["ci-deployer"], "groups": []}}}, "v1.28.0"))
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": "apps", "labels": {"app": "web"}}}
+    exec_options = {"apiVersion": "v1", "kind": "PodExecOptions", "command": ["sh"]}
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "web-1", "namespace": "apps"}}
+    for name in ("neighbours", "neighbours-unlabelled"):
+        hook = hooks[name]
+        assert _skips(hook, RS_CONTROLLER, ["system:serviceaccounts"], pod, None), name
+        assert _skips(hook, HPA, None), name
+        assert _skips(hook, "ci-deployer", None), name
+        assert _skips(hook, FLUX_KC, None, _obj(), _obj()), name
+        assert _skips(hook, ARGO_AC, None, _obj(), _obj()), name
+        assert not _skips(hook, "ana", ["developers"], pod, pod), name
+        assert not _skips(hook, "ana", ["developers"], pod, None), name
+    neighbours = hooks["neighbours"]
+    for user in ("ana", FLUX_KC, ARGO_AC):
+        # CONNECT: `object` is the options (no metadata), `oldObject` null.
+        _skips(neighbours, user, ["developers"], exec_options, None, operation="CONNECT")
+        _skips(neighbours, user, None, eviction, None)
+    assert not _skips(neighbours, "ana", ["developers"], exec_options, None, operation="CONNECT")
+    assert not _skips(neighbours, "ana", ["developers"], eviction, None)
+    assert _skips(neighbours, "system:node:worker-1", ["system:nodes"], exec_options, None, operation="CONNECT")
+
+
 # --- the Deployment and its neighbours --------------------------------------------------------
 
 
@@ -931,8 +1193,12 @@ def test_rbac_is_least_privilege() -> None:
     expected = (
         {(group, resource, v) for group, resource in CUSTODY_KINDS for v in read}
         | {("", "namespaces", v) for v in read}
-        | {("apps", r, "get") for r in ("deployments", "statefulsets", "replicasets")}
-        | {("", "replicationcontrollers", "get")}
+        # The guard's caches of managed workloads and Services (a Pod's owner chain, the Services
+        # that select it); the scale targets' parents are among them.
+        | {("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets", "replicasets") for v in read}
+        | {("", r, v) for r in ("replicationcontrollers", "services") for v in read}
+        | {("batch", r, v) for r in ("jobs", "cronjobs") for v in read}
+        | {("", "pods", "get")}
         | {("", "events", "create")}
     )
     assert grants == expected
@@ -962,7 +1228,7 @@ def test_scale_rbac_follows_the_scale_targets() -> None:
         for g in rule["apiGroups"]
         for r in rule["resources"]
     }
-    assert gets == {("argoproj.io", "rollouts")}
+    assert gets == {("argoproj.io", "rollouts"), ("", "pods")}
     scale = webhooks(objs)["scale"]
     assert scale["failurePolicy"] == "Fail"
     assert scale["rules"] == [

@@ -172,3 +172,178 @@ default from 1.28, GA in 1.30).
 {{- define "gitops-guard.matchConditionsSupported" -}}
 {{- if and .Values.webhook.matchConditions.enabled (semverCompare ">=1.28-0" .Capabilities.KubeVersion.Version) -}}true{{- end -}}
 {{- end -}}
+
+{{/*
+The owner and source kinds, as "group/resource": what the guard watches to trace custody (the
+ClusterRole) and what scale discovery leaves out (none has a scale subresource today; if one ever
+has, it stays the custody entry's alone).
+*/}}
+{{- define "gitops-guard.custodyKinds" -}}
+{{- list "source.toolkit.fluxcd.io/gitrepositories" "source.toolkit.fluxcd.io/ocirepositories" "source.toolkit.fluxcd.io/helmrepositories" "source.toolkit.fluxcd.io/helmcharts" "source.toolkit.fluxcd.io/buckets" "source.toolkit.fluxcd.io/externalartifacts" "source.extensions.fluxcd.io/artifactgenerators" "kustomize.toolkit.fluxcd.io/kustomizations" "helm.toolkit.fluxcd.io/helmreleases" "image.toolkit.fluxcd.io/imagerepositories" "image.toolkit.fluxcd.io/imagepolicies" "image.toolkit.fluxcd.io/imageupdateautomations" "argoproj.io/applications" "argoproj.io/applicationsets" "argoproj.io/appprojects" | toJson -}}
+{{- end -}}
+
+{{/*
+The kinds whose /scale the scale entry routes and whose parent the guard GETs, as JSON
+[{"apiGroup": g, "resource": r}], sorted and without duplicates: webhook.scale.targets, plus, with
+webhook.scale.discover, every kind of a CustomResourceDefinition with a served version that has
+a scale subresource (found by lookup at install and upgrade; nothing under `helm template`). A CRD
+installed later is routed after the next `helm upgrade`.
+*/}}
+{{- define "gitops-guard.scaleTargets" -}}
+{{- $seen := dict -}}
+{{- range .Values.webhook.scale.targets -}}
+{{- $_ := set $seen (printf "%s/%s" (default "" .apiGroup) .resource) true -}}
+{{- end -}}
+{{- if .Values.webhook.scale.discover -}}
+{{- $custody := include "gitops-guard.custodyKinds" . | fromJsonArray -}}
+{{- $crds := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "" -}}
+{{- range $crd := (dig "items" (list) ($crds | default dict)) -}}
+{{- $key := printf "%s/%s" $crd.spec.group $crd.spec.names.plural -}}
+{{- range $v := $crd.spec.versions -}}
+{{- if and $v.served (dig "subresources" "scale" nil $v) (not (has $key $custody)) -}}
+{{- $_ := set $seen $key true -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $key := keys $seen | sortAlpha -}}
+{{- $parts := splitList "/" $key -}}
+{{- $out = append $out (dict "apiGroup" (index $parts 0) "resource" (index $parts 1)) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+What the neighbours entries route (webhook.neighbours), as JSON {"any": rules, "unlabelled": rules}:
+  any         whatever the labels (the neighbours entry, no objectSelector): the Pods beneath
+              managed workloads and what Kubernetes derives from them and from Services. Their
+              labels are copied by Kubernetes' controllers, so they say nothing about ownership;
+              exec/attach/port-forward and evictions carry no labels at all. No other entry
+              routes these.
+  unlabelled  objects without an ownership label (the neighbours-unlabelled entry): hand-made
+              Jobs and objects that steer managed ones (autoscalers, PodDisruptionBudgets, and
+              workloads whose Pods a managed Service would select). Labelled ones are managed
+              objects and go to the label entries.
+*/}}
+{{- define "gitops-guard.neighbourRules" -}}
+{{- $cud := list "CREATE" "UPDATE" "DELETE" -}}
+{{- $any := list
+    (dict "apiGroups" (list "") "resources" (list "pods" "endpoints") "operations" $cud)
+    (dict "apiGroups" (list "") "resources" (list "pods/ephemeralcontainers") "operations" (list "UPDATE"))
+    (dict "apiGroups" (list "") "resources" (list "pods/eviction") "operations" (list "CREATE"))
+    (dict "apiGroups" (list "") "resources" (list "pods/exec" "pods/attach" "pods/portforward") "operations" (list "CONNECT"))
+    (dict "apiGroups" (list "apps") "resources" (list "replicasets") "operations" $cud)
+    (dict "apiGroups" (list "discovery.k8s.io") "resources" (list "endpointslices") "operations" $cud) -}}
+{{- $unlabelled := list
+    (dict "apiGroups" (list "batch") "resources" (list "jobs") "operations" $cud)
+    (dict "apiGroups" (list "autoscaling") "resources" (list "horizontalpodautoscalers") "operations" $cud)
+    (dict "apiGroups" (list "autoscaling.k8s.io") "resources" (list "verticalpodautoscalers") "operations" $cud)
+    (dict "apiGroups" (list "keda.sh") "resources" (list "scaledobjects") "operations" $cud)
+    (dict "apiGroups" (list "policy") "resources" (list "poddisruptionbudgets") "operations" $cud)
+    (dict "apiGroups" (list "apps") "resources" (list "deployments" "statefulsets" "daemonsets") "operations" (list "CREATE" "UPDATE"))
+    (dict "apiGroups" (list "") "resources" (list "replicationcontrollers") "operations" (list "CREATE" "UPDATE"))
+    (dict "apiGroups" (list "batch") "resources" (list "cronjobs") "operations" (list "CREATE" "UPDATE")) -}}
+{{- $out := dict "any" list "unlabelled" list -}}
+{{- range $part, $rules := dict "any" $any "unlabelled" $unlabelled -}}
+{{- range $rules -}}
+{{- $_ := set $out $part (append (get $out $part) (merge (dict "apiVersions" (list "*") "scope" "Namespaced") .)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+(list rules taken) -> rules without the (group, resource, operation)s that a rule in `taken` routes,
+as a JSON list. Keeps the entries a partition: another entry gives up what a neighbours entry takes.
+A rule whose resources are "*" in a group `taken` names cannot be split: it fails, asking for the
+resources to be listed.
+*/}}
+{{- define "gitops-guard.withoutRules" -}}
+{{- $taken := index . 1 -}}
+{{- $out := list -}}
+{{- range $rule := index . 0 -}}
+{{- $keep := list -}}
+{{- range $group := $rule.apiGroups -}}
+{{- $takenHere := list -}}
+{{- range $taken -}}{{- if has $group .apiGroups -}}{{- $takenHere = append $takenHere . -}}{{- end -}}{{- end -}}
+{{- if not $takenHere -}}
+{{- $keep = append $keep $group -}}
+{{- else -}}
+{{- if has "*" $rule.resources -}}
+{{- fail (printf "webhook.rules: resources \"*\" in group %q overlaps the neighbours entries (webhook.neighbours); list the resources instead." $group) -}}
+{{- end -}}
+{{- /* Resources with the same remaining operations share a rule. */ -}}
+{{- $byOps := dict -}}
+{{- $order := list -}}
+{{- range $res := $rule.resources -}}
+{{- $ops := $rule.operations -}}
+{{- range $t := $takenHere -}}{{- if has $res $t.resources -}}{{- range $t.operations -}}{{- $ops = without $ops . -}}{{- end -}}{{- end -}}{{- end -}}
+{{- if $ops -}}
+{{- $k := join "," $ops -}}
+{{- if not (hasKey $byOps $k) -}}{{- $order = append $order $k -}}{{- $_ := set $byOps $k (list) -}}{{- end -}}
+{{- $_ := set $byOps $k (append (get $byOps $k) $res) -}}
+{{- end -}}
+{{- end -}}
+{{- range $k := $order -}}
+{{- $out = append $out (merge (dict "apiGroups" (list $group) "resources" (get $byOps $k) "operations" (splitList "," $k)) $rule) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $keep -}}
+{{- $out = append $out (merge (dict "apiGroups" $keep) $rule) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+The API groups the cluster serves, from .Capabilities.APIVersions ("v1", "apps/v1", "v1/Pod",
+"apps/v1/Deployment": at install from the API server's discovery, under `helm template` only
+Kubernetes' built-in groups), as a sorted JSON list ("" is the core group).
+*/}}
+{{- define "gitops-guard.servedGroups" -}}
+{{- $groups := list -}}
+{{- range .Capabilities.APIVersions -}}
+{{- $parts := splitList "/" . -}}
+{{- if or (eq (len $parts) 1) (regexMatch "^v[0-9]+((alpha|beta)[0-9]+)?$" (index $parts 0)) -}}
+{{- $groups = append $groups "" -}}
+{{- else -}}
+{{- $groups = append $groups (index $parts 0) -}}
+{{- end -}}
+{{- end -}}
+{{- $groups | uniq | sortAlpha | toJson -}}
+{{- end -}}
+
+{{/*
+The rules of the entries that select on ownership labels, with webhook.labelledResources "all":
+every resource of every served group (and of every group webhook.rules names), except
+  - the custody groups (the custody entry's) and admissionregistration.k8s.io (never routed);
+  - left out: events (core and events.k8s.io), coordination.k8s.io (leases), authorization.k8s.io
+    and authentication.k8s.io (reviews), *metrics.k8s.io (read-only metrics), and in the core group
+    bindings and componentstatuses (no objects to manage), in apps controllerrevisions (written
+    by the StatefulSet and DaemonSet controllers only);
+  - what Kubernetes writes with labels copied from a managed object (Pods, Endpoints,
+    ReplicaSets, EndpointSlices): the neighbours entry routes them whatever their labels; a Fail
+    entry selecting on copied labels would block Kubernetes itself on clusters < 1.28.
+The core and apps groups are listed by resource, every other group is "*".
+*/}}
+{{- define "gitops-guard.labelledRules" -}}
+{{- $skip := concat (include "gitops-guard.custodyGroups" . | fromJsonArray) (list "admissionregistration.k8s.io" "events.k8s.io" "coordination.k8s.io" "authorization.k8s.io" "authentication.k8s.io" "discovery.k8s.io" "" "apps") -}}
+{{- $groups := include "gitops-guard.servedGroups" . | fromJsonArray -}}
+{{- range .Values.webhook.rules -}}{{- $groups = concat $groups .apiGroups -}}{{- end -}}
+{{- $wild := list -}}
+{{- range $groups | uniq | sortAlpha -}}
+{{- if not (or (has . $skip) (hasSuffix "metrics.k8s.io" .)) -}}
+{{- $wild = append $wild . -}}
+{{- end -}}
+{{- end -}}
+{{- $cud := list "CREATE" "UPDATE" "DELETE" -}}
+{{- $rules := list
+    (dict "apiGroups" (list "") "resources" (list "configmaps" "limitranges" "namespaces" "nodes" "persistentvolumeclaims" "persistentvolumes" "podtemplates" "replicationcontrollers" "resourcequotas" "secrets" "serviceaccounts" "services") "operations" $cud)
+    (dict "apiGroups" (list "apps") "resources" (list "daemonsets" "deployments" "statefulsets") "operations" $cud) -}}
+{{- if $wild -}}
+{{- $rules = append $rules (dict "apiGroups" $wild "resources" (list "*") "operations" $cud) -}}
+{{- end -}}
+{{- toJson $rules -}}
+{{- end -}}
