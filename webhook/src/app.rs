@@ -555,9 +555,15 @@ async fn decide(app: &App, body: &[u8]) -> Response {
     // before 1.23, the object an UPDATE changes, for the managedFields record the review leaves
     // out (never cached: it must be the very version the request changes).
     let why = if handler::needs_parent(&req, &config) {
-        Some(("the object behind this subresource request", true))
+        Some((
+            format!("the object behind this {} request", req.sub_resource),
+            true,
+        ))
     } else if handler::needs_live_object(&req, &config, &*app.inner.lookup) {
-        Some(("the object as it is now, for its managedFields", false))
+        Some((
+            "the object as it is now, for its managedFields".to_string(),
+            false,
+        ))
     } else {
         None
     };
