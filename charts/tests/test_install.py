@@ -348,7 +348,9 @@ def test_scale_discovery_routes_custom_resources(
         timeout=120,
     )
     assert {g for g, _ in scale_rules(cluster)} == {"", "apps"}
-    assert ("argoproj.io", "rollouts") not in role_gets(cluster)
+    assert ("example.com", "widgets") not in role_gets(cluster)
+    # Rollouts stay readable: the guard watches them as a workload kind, scale or not.
+    assert ("argoproj.io", "rollouts") in role_gets(cluster)
     helm.upgrade(
         str(CHART),
         RELEASE,

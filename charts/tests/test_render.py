@@ -1198,6 +1198,8 @@ def test_rbac_is_least_privilege() -> None:
         | {("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets", "replicasets") for v in read}
         | {("", r, v) for r in ("replicationcontrollers", "services") for v in read}
         | {("batch", r, v) for r in ("jobs", "cronjobs") for v in read}
+        # Argo Rollouts' Rollouts: a workload kind whose Pods the guard follows.
+        | {("argoproj.io", "rollouts", v) for v in read}
         | {("", "pods", "get")}
         | {("", "events", "create")}
     )
@@ -1215,7 +1217,7 @@ def test_scale_rbac_follows_the_scale_targets() -> None:
                 "scale": {
                     "enabled": True,
                     "failurePolicy": "Fail",
-                    "targets": [{"apiGroup": "argoproj.io", "resource": "rollouts"}],
+                    "targets": [{"apiGroup": "example.com", "resource": "widgets"}],
                 }
             }
         }
@@ -1228,15 +1230,15 @@ def test_scale_rbac_follows_the_scale_targets() -> None:
         for g in rule["apiGroups"]
         for r in rule["resources"]
     }
-    assert gets == {("argoproj.io", "rollouts"), ("", "pods")}
+    assert gets == {("example.com", "widgets"), ("", "pods")}
     scale = webhooks(objs)["scale"]
     assert scale["failurePolicy"] == "Fail"
     assert scale["rules"] == [
         {
-            "apiGroups": ["argoproj.io"],
+            "apiGroups": ["example.com"],
             "apiVersions": ["*"],
             "operations": ["UPDATE"],
-            "resources": ["rollouts/scale"],
+            "resources": ["widgets/scale"],
             "scope": "Namespaced",
         }
     ]
@@ -1268,6 +1270,7 @@ def test_config_map_carries_the_config_from_values() -> None:
         "scaleParentCacheSeconds",
         "excludedNamespaces",
         "custody",
+        "workloadControllers",
     }
 
 

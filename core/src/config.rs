@@ -39,6 +39,22 @@ pub struct Config {
     /// anyone on clusters older than 1.21, so routing alone must not decide it).
     pub excluded_namespaces: Vec<String>,
     pub custody: Custody,
+    /// Controllers of custom workload kinds, trusted for what they make and keep beneath (and
+    /// beside) an object of that kind that Git declares, and for nothing else: Argo Rollouts'
+    /// ReplicaSets, the HorizontalPodAutoscaler KEDA makes for a ScaledObject.
+    pub workload_controllers: Vec<WorkloadController>,
+}
+
+/// A controller trusted for the objects beneath an object of one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadController {
+    /// The kind it controls (`argoproj.io`, `Rollout`).
+    pub group: String,
+    pub kind: String,
+    /// Its service accounts (`system:serviceaccount:<namespace>:<name>`); a request counts only
+    /// with the account's groups (not a user named like it).
+    pub users: Vec<String>,
 }
 
 /// Chain of custody: what every owner and source must trace back to through Git.
@@ -289,6 +305,18 @@ impl Default for Config {
                 .map(|s| s.to_string())
                 .collect(),
             custody: Custody::default(),
+            workload_controllers: vec![
+                WorkloadController {
+                    group: "argoproj.io".into(),
+                    kind: "Rollout".into(),
+                    users: vec!["system:serviceaccount:argo-rollouts:argo-rollouts".into()],
+                },
+                WorkloadController {
+                    group: "keda.sh".into(),
+                    kind: "ScaledObject".into(),
+                    users: vec!["system:serviceaccount:keda:keda-operator".into()],
+                },
+            ],
         }
     }
 }

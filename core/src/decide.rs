@@ -132,6 +132,9 @@ pub enum Reason {
     Neighbour,
     /// Deleting, evicting, exec or debug of a Pod of a managed workload: operational, recorded.
     PodOperation,
+    /// A controller the config trusts for a custom workload kind (`workloadControllers`), acting on
+    /// what it makes beneath or beside an object of that kind.
+    WorkloadController,
 }
 
 impl Reason {
@@ -165,6 +168,7 @@ impl Reason {
             Reason::Descendant => "descendant",
             Reason::Neighbour => "neighbour",
             Reason::PodOperation => "pod-operation",
+            Reason::WorkloadController => "workload-controller",
         }
     }
 }

@@ -75,6 +75,14 @@ pub const WORKLOADS: &[Kind] = &[
         plural: "jobs",
         pod_labels: TEMPLATE,
     },
+    // Argo Rollouts (its controller: `workloadControllers` in the guard's config).
+    Kind {
+        group: "argoproj.io",
+        versions: &["v1alpha1"],
+        kind: "Rollout",
+        plural: "rollouts",
+        pod_labels: TEMPLATE,
+    },
     Kind {
         group: "batch",
         versions: &["v1", "v1beta1"],
@@ -101,6 +109,13 @@ pub const SERVICE: Kind = Kind {
     pod_labels: &[],
 };
 
+impl Kind {
+    /// `Deployment.apps`, `Service`.
+    pub fn dot_group(&self) -> String {
+        crate::custody::kind_dot_group(self.group, self.kind)
+    }
+}
+
 /// The workload kind `group`/`kind`, if the guard follows it.
 pub fn workload_kind(group: &str, kind: &str) -> Option<&'static Kind> {
     WORKLOADS
@@ -111,6 +126,8 @@ pub fn workload_kind(group: &str, kind: &str) -> Option<&'static Kind> {
 /// The owner reference with `controller: true`: the object that made this one and keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControllerRef {
+    /// From its `apiVersion` (`""` for the core group).
+    pub group: String,
     pub kind: String,
     pub name: String,
     pub uid: String,
@@ -124,7 +141,12 @@ pub fn controller_of(owner_references: &Value) -> Option<ControllerRef> {
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
         .and_then(|r| {
             let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+            let api_version = s("apiVersion").unwrap_or_default();
             Some(ControllerRef {
+                group: api_version
+                    .split_once('/')
+                    .map(|(g, _)| g.to_string())
+                    .unwrap_or_default(),
                 kind: s("kind")?,
                 name: s("name").unwrap_or_default(),
                 uid: s("uid")?,
@@ -321,6 +343,9 @@ pub struct Steered {
     pub owners: Vec<OwnerRef>,
     /// Its `gitops-guard.dev/…` annotations.
     pub exceptions: BTreeMap<String, String>,
+    /// The kinds on the way to it from the object asked about, it included, as `Kind.group`
+    /// (`ReplicaSet.apps`, `Rollout.argoproj.io`): whose controllers made what lies beneath.
+    pub chain: Vec<String>,
 }
 
 impl Steered {
@@ -331,6 +356,7 @@ impl Steered {
             name: facts.name.clone(),
             owners,
             exceptions: facts.exceptions.clone(),
+            chain: vec![facts.kind.dot_group()],
         }
     }
 }
@@ -443,7 +469,8 @@ pub fn ancestor<'f>(
 ) -> Option<Steered> {
     // The topmost managed one: in an `enforce: all` namespace a ReplicaSet is managed too, but
     // its Deployment is what a person recognises and changes.
-    let mut found = None;
+    let mut found: Option<Steered> = None;
+    let mut chain = Vec::new();
     let mut next = Some(start);
     for _ in 0..MAX_CHAIN {
         let Some(f) = next
@@ -452,9 +479,13 @@ pub fn ancestor<'f>(
         else {
             break;
         };
+        chain.push(f.kind.dot_group());
         let owners = managed(f);
         if !owners.is_empty() {
-            found = Some(Steered::of(f, owners));
+            found = Some(Steered {
+                chain: chain.clone(),
+                ..Steered::of(f, owners)
+            });
         }
         next = f.controller.as_ref();
     }

@@ -11,8 +11,12 @@
 //!   them, an EndpointSlice for the Service, `kubectl autoscale`, a PodDisruptionBudget;
 //! - operational: deleting, evicting, exec into a Pod pass and are recorded, each can be turned
 //!   off in the guard's config (reloaded while it runs);
-//! - a custom resource with a scale subresource (an Argo Rollout-like kind) is scaled only by the
-//!   agent.
+//! - a custom resource with a scale subresource (Argo Rollouts' Rollout) is scaled only by the
+//!   agent; the Pods beneath Git's Rollout are guarded like a Deployment's, and its controller is
+//!   trusted beneath Rollouts only (`workloadControllers`), as KEDA's operator is for the HPA of a
+//!   ScaledObject; a VerticalPodAutoscaler or ScaledObject made by hand for Git's Deployment is
+//!   denied;
+//! - the guard says which kinds GitOps manages in the cluster (`/managed-kinds`).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -47,7 +51,7 @@ fn env() -> &'static Env {
                 &format!(
                     r#"{{"lastAppliedRevision":"main@sha1:{SHA}","inventory":{{"entries":[
                         {{"id":"beneath_web_apps_Deployment","v":"v1"}},{{"id":"beside_web_apps_Deployment","v":"v1"}},
-                        {{"id":"beneath_web__Service","v":"v1"}},{{"id":"rollouts_web_example.gitops-guard.dev_Rollout","v":"v1"}}]}}}}"#
+                        {{"id":"beneath_web__Service","v":"v1"}},{{"id":"rollouts_web_argoproj.io_Rollout","v":"v1"}}]}}}}"#
                 ),
             )
             .ok();
@@ -598,7 +602,7 @@ fn a_custom_resource_with_a_scale_subresource_is_scaled_from_git_only() {
     cluster
         .flux_apply(&format!(
             r#"
-apiVersion: example.gitops-guard.dev/v1
+apiVersion: argoproj.io/v1alpha1
 kind: Rollout
 metadata: {{name: web, namespace: {ns}, labels: {{{FLUX_LABELS}}}}}
 spec: {{replicas: 2, selector: {{matchLabels: {{app: web}}}}}}
@@ -607,7 +611,7 @@ spec: {{replicas: 2, selector: {{matchLabels: {{app: web}}}}}}
         .ok();
     let message = dev(&[
         "scale",
-        "rollouts.example.gitops-guard.dev/web",
+        "rollouts.argoproj.io/web",
         "-n",
         ns,
         "--replicas=9",
@@ -620,21 +624,14 @@ spec: {{replicas: 2, selector: {{matchLabels: {{app: web}}}}}}
         )),
         "{message}"
     );
-    assert_eq!(
-        get(
-            ns,
-            "rollouts.example.gitops-guard.dev/web",
-            "{.spec.replicas}"
-        ),
-        "2"
-    );
+    assert_eq!(get(ns, "rollouts.argoproj.io/web", "{.spec.replicas}"), "2");
     // The agent scales it; an unmanaged one anyone may.
     cluster
         .kubectl_as(
             KC,
             &[
                 "scale",
-                "rollouts.example.gitops-guard.dev/web",
+                "rollouts.argoproj.io/web",
                 "-n",
                 ns,
                 "--replicas=3",
@@ -643,12 +640,12 @@ spec: {{replicas: 2, selector: {{matchLabels: {{app: web}}}}}}
         .ok();
     dev_stdin(
         &["create", "-f", "-"],
-        &format!(r#"{{"apiVersion":"example.gitops-guard.dev/v1","kind":"Rollout","metadata":{{"name":"own","namespace":"{ns}"}},"spec":{{"replicas":1}}}}"#),
+        &format!(r#"{{"apiVersion":"argoproj.io/v1alpha1","kind":"Rollout","metadata":{{"name":"own","namespace":"{ns}"}},"spec":{{"replicas":1}}}}"#),
     )
     .ok();
     dev(&[
         "scale",
-        "rollouts.example.gitops-guard.dev/own",
+        "rollouts.argoproj.io/own",
         "-n",
         ns,
         "--replicas=2",
@@ -666,6 +663,159 @@ fn the_guard_says_which_kinds_gitops_manages_here() {
     });
     assert_eq!(
         kinds,
-        serde_json::json!({"kinds": {"Deployment.apps": 2, "Service": 1, "Rollout.example.gitops-guard.dev": 1}})
+        serde_json::json!({"kinds": {"Deployment.apps": 2, "Service": 1, "Rollout.argoproj.io": 1}})
     );
+}
+
+const ROLLOUTS_CONTROLLER: &str = "system:serviceaccount:argo-rollouts:argo-rollouts";
+const KEDA_OPERATOR: &str = "system:serviceaccount:keda:keda-operator";
+
+#[test]
+fn custom_workloads_their_controllers_and_their_autoscalers() {
+    let ns = "custom";
+    let cluster = &env().cluster;
+    managed_workload(ns);
+    // From Git: a Rollout and a ScaledObject for the Deployment.
+    cluster
+        .flux_apply(&format!(
+            r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {{name: canary, namespace: {ns}, labels: {{{FLUX_LABELS}}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: canary}}}}
+  template:
+    metadata: {{labels: {{app: canary}}}}
+    spec: {{containers: [{{name: c, image: "ghcr.io/acme/canary:1"}}]}}
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: web, namespace: {ns}, labels: {{{FLUX_LABELS}}}}}
+spec: {{scaleTargetRef: {{name: web}}, triggers: [{{type: cron, metadata: {{timezone: UTC, start: "0 8 * * *", end: "0 18 * * *", desiredReplicas: "3"}}}}]}}
+"#
+        ))
+        .ok();
+    let rollout_uid = get(ns, "rollouts.argoproj.io/canary", "{.metadata.uid}");
+
+    // Argo Rollouts' controller makes the ReplicaSet beneath Git's Rollout; the ReplicaSet
+    // controller its Pod.
+    let rs = format!(
+        r#"{{"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{{"name":"canary-6b8d","namespace":"{ns}",
+            "labels":{{"app":"canary","rollouts-pod-template-hash":"6b8d"}},
+            "ownerReferences":[{{"apiVersion":"argoproj.io/v1alpha1","kind":"Rollout","name":"canary","uid":"{rollout_uid}","controller":true}}]}},
+            "spec":{{"replicas":1,"selector":{{"matchLabels":{{"app":"canary","rollouts-pod-template-hash":"6b8d"}}}},
+            "template":{{"metadata":{{"labels":{{"app":"canary","rollouts-pod-template-hash":"6b8d"}}}},"spec":{{"containers":[{{"name":"c","image":"ghcr.io/acme/canary:1"}}]}}}}}}}}"#
+    );
+    // Until the guard's cache has the Rollout, a ReplicaSet claiming it is nobody's descendant.
+    eventually("the guard knows Git's Rollout", || {
+        let out = dev_stdin(&["create", "-f", "-", "--dry-run=server"], &rs);
+        out.warnings()
+            .iter()
+            .any(|w| w.contains("runs what rollout/canary declares"))
+            .then_some(())
+    });
+    cluster
+        .kubectl_as_stdin(ROLLOUTS_CONTROLLER, &["create", "-f", "-"], &rs)
+        .ok();
+    let rs_uid = get(ns, "replicaset/canary-6b8d", "{.metadata.uid}");
+    cluster
+        .kubectl_as_stdin(
+            REPLICASET_CONTROLLER,
+            &["create", "-f", "-"],
+            &format!(
+                r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"canary-6b8d-x1","namespace":"{ns}",
+                    "labels":{{"app":"canary","rollouts-pod-template-hash":"6b8d"}},
+                    "ownerReferences":[{{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"canary-6b8d","uid":"{rs_uid}","controller":true}}]}},
+                    "spec":{{"containers":[{{"name":"c","image":"ghcr.io/acme/canary:1"}}]}}}}"#
+            ),
+        )
+        .ok();
+    // A person changes what it runs: denied, naming the Rollout.
+    let message = denied("set image beneath the Rollout is denied", || {
+        dev(&["set", "image", "pod/canary-6b8d-x1", "-n", ns, "c=evil:1"])
+    });
+    assert!(
+        message.contains("runs what rollout/canary declares"),
+        "{message}"
+    );
+    dev(&["scale", "replicaset/canary-6b8d", "-n", ns, "--replicas=4"]).denied();
+    // Its controller scales its ReplicaSet and labels its Pods (ephemeral metadata) ...
+    cluster
+        .kubectl_as(
+            ROLLOUTS_CONTROLLER,
+            &["scale", "replicaset/canary-6b8d", "-n", ns, "--replicas=2"],
+        )
+        .ok();
+    cluster
+        .kubectl_as(
+            ROLLOUTS_CONTROLLER,
+            &["label", "pod/canary-6b8d-x1", "-n", ns, "role=canary"],
+        )
+        .ok();
+    // ... but is trusted beneath Rollouts only: not for the Deployment's Pods or the Deployment.
+    cluster
+        .kubectl_as(
+            ROLLOUTS_CONTROLLER,
+            &["label", "pod/web-7d9f-abcde", "-n", ns, "role=x"],
+        )
+        .denied();
+    cluster
+        .kubectl_as(
+            ROLLOUTS_CONTROLLER,
+            &["scale", "deployment/web", "-n", ns, "--replicas=7"],
+        )
+        .denied();
+    // An HPA on Git's Rollout (kubectl autoscale knows only built-in kinds): denied like a
+    // Deployment's.
+    let hpa = format!(
+        r#"{{"apiVersion":"autoscaling/v1","kind":"HorizontalPodAutoscaler","metadata":{{"name":"canary","namespace":"{ns}"}},
+            "spec":{{"scaleTargetRef":{{"apiVersion":"argoproj.io/v1alpha1","kind":"Rollout","name":"canary"}},"minReplicas":1,"maxReplicas":1}}}}"#
+    );
+    let message = dev_stdin(&["create", "-f", "-"], &hpa).denied().to_string();
+    assert!(
+        message.contains("would change spec.replicas of rollout/canary"),
+        "{message}"
+    );
+
+    // A VPA or a KEDA ScaledObject made by hand for Git's Deployment.
+    let vpa = format!(
+        r#"{{"apiVersion":"autoscaling.k8s.io/v1","kind":"VerticalPodAutoscaler","metadata":{{"name":"web","namespace":"{ns}"}},
+            "spec":{{"targetRef":{{"apiVersion":"apps/v1","kind":"Deployment","name":"web"}},"updatePolicy":{{"updateMode":"Auto"}}}}}}"#
+    );
+    let message = dev_stdin(&["create", "-f", "-"], &vpa).denied().to_string();
+    assert!(
+        message.contains("would change the Pods of deployment/web"),
+        "{message}"
+    );
+    let scaled = format!(
+        r#"{{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","metadata":{{"name":"mine","namespace":"{ns}"}},
+            "spec":{{"scaleTargetRef":{{"name":"web"}},"maxReplicaCount":1,"triggers":[]}}}}"#
+    );
+    let message = dev_stdin(&["create", "-f", "-"], &scaled)
+        .denied()
+        .to_string();
+    assert!(
+        message.contains("would change spec.replicas of deployment/web"),
+        "{message}"
+    );
+
+    // KEDA's operator makes the HPA of Git's ScaledObject; not one of its own.
+    let so_uid = get(ns, "scaledobjects.keda.sh/web", "{.metadata.uid}");
+    let keda_hpa = |owner: &str| {
+        format!(
+            r#"{{"apiVersion":"autoscaling/v1","kind":"HorizontalPodAutoscaler","metadata":{{"name":"keda-hpa-web{}","namespace":"{ns}"{owner}}},
+                "spec":{{"scaleTargetRef":{{"apiVersion":"apps/v1","kind":"Deployment","name":"web"}},"minReplicas":1,"maxReplicas":3}}}}"#,
+            if owner.is_empty() { "-2" } else { "" }
+        )
+    };
+    let owned = format!(
+        r#","ownerReferences":[{{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","name":"web","uid":"{so_uid}","controller":true}}]"#
+    );
+    cluster
+        .kubectl_as_stdin(KEDA_OPERATOR, &["create", "-f", "-"], &keda_hpa(&owned))
+        .ok();
+    cluster
+        .kubectl_as_stdin(KEDA_OPERATOR, &["create", "-f", "-"], &keda_hpa(""))
+        .denied();
 }

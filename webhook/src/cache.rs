@@ -1847,6 +1847,7 @@ mod tests {
             "metadata":{"name":"web","namespace":"prod","uid":"s-1","labels":{"app.kubernetes.io/instance":"web"}},
             "spec":{"selector":{"app":"web"}}});
         let from_pod = ControllerRef {
+            group: "apps".into(),
             kind: "ReplicaSet".into(),
             name: "web-1".into(),
             uid: "rs-1".into(),

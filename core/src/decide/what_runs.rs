@@ -100,6 +100,19 @@ fn managed_ancestor(c: &Ctx<'_, '_>) -> Option<Steered> {
         .find_map(|r| c.cluster.controlled(c.namespace, &r))
 }
 
+/// Whether the requester is a controller the config trusts for one of `kinds` (`Kind.group`), with
+/// its service account's groups.
+fn trusted_controller<'k>(c: &Ctx<'_, '_>, mut kinds: impl Iterator<Item = &'k String>) -> bool {
+    let user = &c.req.user;
+    user.is_genuine_service_account()
+        && kinds.any(|k| {
+            c.config.workload_controllers.iter().any(|w| {
+                crate::custody::kind_dot_group(&w.group, &w.kind) == *k
+                    && w.users.contains(&user.username)
+            })
+        })
+}
+
 /// The first owner of a steered object the requester is not the agent for, or `None` when it
 /// is the agent of every one.
 fn foreign_owner<'s>(c: &Ctx<'_, '_>, steered: &'s Steered) -> Option<&'s OwnerRef> {
@@ -122,6 +135,9 @@ pub(super) fn descendant(c: &Ctx<'_, '_>) -> Option<Decision> {
     let Some(owner) = foreign_owner(c, &root) else {
         return Some(Decision::allow(Reason::Agent));
     };
+    if trusted_controller(c, root.chain.iter()) {
+        return Some(Decision::allow(Reason::WorkloadController));
+    }
     let descends = format!(
         "{what} runs what {root} declares (its ownerReferences lead there)",
         what = c.what()
@@ -242,6 +258,15 @@ pub(super) fn neighbour(c: &Ctx<'_, '_>) -> Option<Decision> {
         },
     };
     let target = workload::steers(c.group, c.kind, new, &spec)?;
+    // What a trusted controller makes beside what it controls (KEDA's HPA for a ScaledObject).
+    if let Some(own) = controller_in(new)
+        && trusted_controller(
+            c,
+            std::iter::once(&crate::custody::kind_dot_group(&own.group, &own.kind)),
+        )
+    {
+        return Some(Decision::allow(Reason::WorkloadController));
+    }
     let steered: Vec<Steered> = c
         .cluster
         .steered(c.namespace, &target)

@@ -132,8 +132,8 @@ fn the_controller_is_the_reference_marked_controller() {
         ),
         (
             "the controller among owners",
-            json!([{"kind": "ConfigMap", "name": "c", "uid": "1"}, {"kind": "ReplicaSet", "name": "web-1", "uid": "2", "controller": true}]),
-            Some(("ReplicaSet", "web-1", "2")),
+            json!([{"kind": "ConfigMap", "name": "c", "uid": "1"}, {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "2", "controller": true}]),
+            Some(("apps", "ReplicaSet", "web-1", "2")),
         ),
         (
             "a controller without uid counts for nothing",
@@ -143,7 +143,8 @@ fn the_controller_is_the_reference_marked_controller() {
     ];
     for (name, refs, want) in cases {
         let got = controller_of(&refs);
-        let want = want.map(|(k, n, u)| ControllerRef {
+        let want = want.map(|(g, k, n, u)| ControllerRef {
+            group: g.into(),
             kind: k.into(),
             name: n.into(),
             uid: u.into(),
@@ -369,6 +370,7 @@ fn chains_lead_to_the_managed_workload() {
     let index = ns.by_uid();
     let by_uid = |uid: &str| index.get(uid).copied();
     let cref = |kind: &str, uid: &str| ControllerRef {
+        group: "apps".into(),
         kind: kind.into(),
         name: String::new(),
         uid: uid.into(),

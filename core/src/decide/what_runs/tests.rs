@@ -61,12 +61,15 @@ fn cluster() -> Cluster {
     let mut api = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": meta("api", flux(), "d-api", None), "spec": template("api")});
     api["metadata"]["annotations"] = json!({"gitops-guard.dev/allow-fields": "spec.replicas"});
+    let rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": meta("canary", flux(), "r-1", None), "spec": template("rollout")});
     let facts = vec![
         workload::facts(kind("Deployment"), &web, &config),
         workload::facts(kind("ReplicaSet"), &rs, &config),
         workload::facts(&workload::SERVICE, &service, &config),
         workload::facts(kind("Deployment"), &tool, &config),
         workload::facts(kind("Deployment"), &api, &config),
+        workload::facts(kind("Rollout"), &rollout, &config),
     ];
     Cluster {
         facts,
@@ -595,4 +598,79 @@ fn enforce_all_namespaces_keep_pod_restarts() {
         "a bare Pod is managed by the namespace"
     );
     let _ = OwnerKind::Namespace;
+}
+
+const ROLLOUTS: &str = "system:serviceaccount:argo-rollouts:argo-rollouts";
+const KEDA: &str = "system:serviceaccount:keda:keda-operator";
+
+#[test]
+fn controllers_of_custom_workloads_are_trusted_beneath_their_kind_only() {
+    use Reason::*;
+    use Verdict::*;
+    let beneath = |kind: &str, name: &str, uid: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "x", "namespace": "prod", "uid": "new",
+                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": kind, "name": name, "uid": uid, "controller": true}]},
+            "spec": {"replicas": 1}})
+    };
+    let keda_hpa = |owner: Option<&str>| {
+        let mut v = hpa("web");
+        if let Some(uid) = owner {
+            v["metadata"]["ownerReferences"] = json!([{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "web", "uid": uid, "controller": true}]);
+        }
+        v
+    };
+    let mut impostor = req("CREATE", ROLLOUTS, RS).object(beneath("Rollout", "canary", "r-1"));
+    impostor.groups = vec!["system:authenticated"];
+    check(vec![
+        (
+            "Argo Rollouts makes a ReplicaSet beneath Git's Rollout",
+            req("CREATE", ROLLOUTS, RS).object(beneath("Rollout", "canary", "r-1")),
+            Allow,
+            WorkloadController,
+        ),
+        (
+            "a person does",
+            req("CREATE", ANA, RS).object(beneath("Rollout", "canary", "r-1")),
+            Deny,
+            Descendant,
+        ),
+        ("a user named like its account", impostor, Deny, Descendant),
+        (
+            "Argo Rollouts under a Deployment: not its kind",
+            req("UPDATE", ROLLOUTS, POD)
+                .old(pod("web:1"))
+                .object(pod("evil:1")),
+            Deny,
+            Descendant,
+        ),
+        (
+            "KEDA makes the HPA of a ScaledObject",
+            req("CREATE", KEDA, HPA).object(keda_hpa(Some("so-1"))),
+            Allow,
+            WorkloadController,
+        ),
+        (
+            "KEDA makes an HPA of nothing",
+            req("CREATE", KEDA, HPA).object(keda_hpa(None)),
+            Deny,
+            Neighbour,
+        ),
+        (
+            "a person's HPA claiming a ScaledObject",
+            req("CREATE", ANA, HPA).object(keda_hpa(Some("so-1"))),
+            Deny,
+            Neighbour,
+        ),
+        (
+            "a person's HPA on Git's Rollout",
+            req("CREATE", ANA, HPA).object(with(
+                hpa("canary"),
+                "/spec/scaleTargetRef/kind",
+                json!("Rollout"),
+            )),
+            Deny,
+            Neighbour,
+        ),
+    ]);
 }
