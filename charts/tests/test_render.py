@@ -82,6 +82,7 @@ NEIGHBOURS_ANY = [
     ("", "pods", CUD),
     ("", "endpoints", CUD),
     ("", "pods/ephemeralcontainers", ["UPDATE"]),
+    ("", "pods/status", ["UPDATE"]),
     ("", "pods/eviction", ["CREATE"]),
     ("", "pods/exec", ["CONNECT"]),
     ("", "pods/attach", ["CONNECT"]),
@@ -101,7 +102,7 @@ NEIGHBOURS_UNLABELLED = [
     ("", "replicationcontrollers", ["CREATE", "UPDATE"]),
     ("batch", "cronjobs", ["CREATE", "UPDATE"]),
 ]
-POD_SUBRESOURCES = {"pods/ephemeralcontainers", "pods/eviction", "pods/exec", "pods/attach", "pods/portforward"}
+POD_SUBRESOURCES = {"pods/ephemeralcontainers", "pods/status", "pods/eviction", "pods/exec", "pods/attach", "pods/portforward"}
 # Left out of every entry (values.yaml webhook.labelledResources).
 LEFT_OUT = [
     ("", "events"),
@@ -592,12 +593,14 @@ def test_custody_match_conditions_skip_kubernetes_and_agents_but_not_gitops_cont
 
 @pytest.mark.parametrize("kube", ["v1.20.2", "v1.30.0"])
 def test_status_of_ordinary_kinds_is_never_routed(kube: str) -> None:
+    """Only a Pod's status is: its podIP and readiness steer a Service (the neighbours entry)."""
     hooks = webhooks(rendered({"config": {"argocd": {"labelTracking": True}}}, kube))
+    for labels in ({}, {KUSTOMIZE: "apps"}):
+        assert routes(hooks, "apps", {}, labels, "", "pods/status") == ["neighbours"]
     for group, resource in [
         ("apps", "deployments/status"),
         ("apps", "statefulsets/status"),
         ("apps", "daemonsets/status"),
-        ("", "pods/status"),
         ("", "services/status"),
         ("", "namespaces/status"),
         ("batch", "jobs/status"),

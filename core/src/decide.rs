@@ -360,6 +360,8 @@ fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Optio
         {
             None
         }
+        // A Pod's status says where its Service sends traffic (`podIP`, readiness): its kubelet's.
+        "status" if req.resource.group.is_empty() && req.resource.resource == "pods" => None,
         "status" => Some(Reason::Status),
         _ => Some(Reason::Subresource),
     }

@@ -296,7 +296,7 @@ webhooks:
     operations: [CONNECT]
   - apiGroups: [""]
     apiVersions: ["*"]
-    resources: ["pods/eviction", "pods/ephemeralcontainers"]
+    resources: ["pods/eviction", "pods/ephemeralcontainers", "pods/status"]
     operations: [CREATE, UPDATE]
   sideEffects: NoneOnDryRun
   admissionReviewVersions: [v1]

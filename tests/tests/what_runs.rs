@@ -241,6 +241,29 @@ fn the_pods_beneath_a_managed_deployment_run_what_git_declares() {
         r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
     ])
     .denied();
+    // Its status: the endpoints controller sends the Service's traffic to its podIP.
+    let out = env().cluster.patch_status(
+        User::Developer,
+        "pods",
+        ns,
+        &pod,
+        r#"{"podIP":"203.0.113.7","podIPs":[{"ip":"203.0.113.7"}]}"#,
+    );
+    assert!(
+        out.denied().contains("its status is its kubelet's"),
+        "{out}"
+    );
+    // Kubernetes writes it (the node controller marks the Pods of a lost node not ready).
+    env()
+        .cluster
+        .patch_status_as(
+            "system:serviceaccount:kube-system:node-controller",
+            "pods",
+            ns,
+            &pod,
+            r#"{"conditions":[{"type":"Ready","status":"False"}]}"#,
+        )
+        .ok();
     // A hand-made Pod claiming the ReplicaSet as its controller.
     let rs_uid = get(ns, "replicaset/web-7d9f", "{.metadata.uid}");
     let claim = format!(

@@ -230,7 +230,7 @@ What the neighbours entries route (webhook.neighbours), as JSON {"any": rules, "
 {{- $cud := list "CREATE" "UPDATE" "DELETE" -}}
 {{- $any := list
     (dict "apiGroups" (list "") "resources" (list "pods" "endpoints") "operations" $cud)
-    (dict "apiGroups" (list "") "resources" (list "pods/ephemeralcontainers") "operations" (list "UPDATE"))
+    (dict "apiGroups" (list "") "resources" (list "pods/ephemeralcontainers" "pods/status") "operations" (list "UPDATE"))
     (dict "apiGroups" (list "") "resources" (list "pods/eviction") "operations" (list "CREATE"))
     (dict "apiGroups" (list "") "resources" (list "pods/exec" "pods/attach" "pods/portforward") "operations" (list "CONNECT"))
     (dict "apiGroups" (list "apps") "resources" (list "replicasets") "operations" $cud)

@@ -175,6 +175,9 @@ pub(super) fn descendant(c: &Ctx<'_, '_>) -> Option<Decision> {
         revision_of(c, owner).as_deref(),
     );
     let why = match (operation, c.req.operation) {
+        _ if c.req.sub_resource == "status" => format!(
+            "its status is its kubelet's: the Pods of {root} receive traffic by it (podIP, readiness), so nobody else writes it"
+        ),
         (Some(op), _) => {
             let (doing, key) = op.describe();
             format!(

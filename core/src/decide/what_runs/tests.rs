@@ -243,6 +243,13 @@ fn descendants_run_what_git_declares() {
     use Reason::*;
     use Verdict::*;
     let with_owner = |v: Value, refs: Value| with(v, "/metadata/ownerReferences", refs);
+    let mut redirected = pod("web:1");
+    redirected["status"] = json!({"podIP": "203.0.113.7"});
+    let mut kubelet = req("UPDATE", "system:node:n1", POD)
+        .sub("status", "x")
+        .old(pod("web:1"))
+        .object(redirected.clone());
+    kubelet.groups = vec!["system:nodes", "system:authenticated"];
     let tool_pod = |image: &str| {
         let v = with_owner(
             pod(image),
@@ -258,6 +265,9 @@ fn descendants_run_what_git_declares() {
         ("a person annotates it", req("UPDATE", ANA, POD).old(pod("web:1")).object(with(pod("web:1"), "/metadata/annotations", json!({"note": "x"}))), Allow, Operational),
         ("the kubelet's and controllers' writes", req("UPDATE", RS_CONTROLLER, POD).old(pod("web:1")).object(pod("evil:1")), Allow, System),
         ("the agent", req("UPDATE", KC, POD).old(pod("web:1")).object(pod("web:2")), Allow, Agent),
+        ("a person writes a Pod's status (its podIP steers the Service)", req("UPDATE", ANA, POD).sub("status", "x").old(pod("web:1")).object(redirected.clone()), Deny, Descendant),
+        ("the kubelet writes it", kubelet, Allow, System),
+        ("a person writes the status of a Pod nobody manages", req("UPDATE", ANA, POD).sub("status", "x").old(bare_pod(json!({"app": "tool"}))).object(bare_pod(json!({"app": "tool"}))), Allow, Unmanaged),
         ("a person deletes a Pod: a restart", req("DELETE", ANA, POD).old(pod("web:1")), Allow, PodOperation),
         ("a person makes a Pod claiming the ReplicaSet", req("CREATE", ANA, POD).object(pod("evil:1")), Deny, Descendant),
         ("the ReplicaSet controller makes it", req("CREATE", RS_CONTROLLER, POD).object(pod("web:1")), Allow, System),
