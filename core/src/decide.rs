@@ -970,8 +970,16 @@ fn managed_object(c: &Ctx<'_, '_>) -> Option<Decision> {
     let Some((owner, info)) = foreign else {
         return Some(agent_request(c));
     };
-    let revision = info.as_ref().and_then(|i| i.revision.as_deref());
-    let mut message = deny_message(c.kind, c.name, c.namespace, owner, revision);
+    let revision = info
+        .as_ref()
+        .and_then(|i| i.revision.as_deref())
+        .map(|r| format!(" ({})", short_revision(r)))
+        .unwrap_or_default();
+    let mut message = format!(
+        "{} is managed by {owner}{revision}.\n{}",
+        c.what(),
+        way_forward::way_forward(c, owner)
+    );
     if c.readers.contains(owner) {
         message.push_str(&format!(
             "\n(it is not in Git itself, but {owner} applies what it holds (valuesFrom / postBuild.substituteFrom), so changing it changes what runs: put it in Git, or change the owner to read one that is)"
@@ -1279,6 +1287,7 @@ impl Decision {
 }
 
 mod break_glass;
+mod way_forward;
 mod what_runs;
 
 #[cfg(test)]

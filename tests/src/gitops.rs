@@ -7,6 +7,10 @@ use crate::command::Out;
 /// Flux's kustomize-controller (the admin impersonates it; the API server adds its groups).
 pub const KUSTOMIZE_CONTROLLER: &str = "system:serviceaccount:flux-system:kustomize-controller";
 
+/// The last line of a denial that names a `kubectl gitops` change command.
+pub const NO_TOKEN_HINT: &str =
+    "(no forge token? add --no-pr to push a branch only, or --local to commit only)";
+
 /// The labels kustomize-controller puts on what the root Kustomization applies: "from Git".
 pub const FROM_ROOT: &str = "{kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}";
 

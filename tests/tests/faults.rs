@@ -192,7 +192,7 @@ fn chart_status(cluster: &Cluster, ns: &str, name: &str, version: &str) {
 
 fn managed_message(ns: &str, cm: &str, release: &str, revision: &str) -> String {
     format!(
-        "configmap/{cm} in {ns} is managed by Flux HelmRelease {ns}/{release} ({revision}).\nChange it in Git instead: kubectl gitops edit configmap/{cm} -n {ns}"
+        "configmap/{cm} in {ns} is managed by Flux HelmRelease {ns}/{release} ({revision}).\nIt is rendered by Helm from Flux HelmRelease {ns}/{release}: change the release's values in Git instead: kubectl gitops edit helmrelease/{release} -n {ns}"
     )
 }
 

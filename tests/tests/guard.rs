@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook};
+use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, NO_TOKEN_HINT, Out, User, Webhook};
 
 const KC: &str = KUSTOMIZE_CONTROLLER;
 const ARGO: &str = "system:serviceaccount:argocd:argocd-application-controller";
@@ -166,9 +166,11 @@ fn dev(args: &[&str]) -> Out {
     env().cluster.kubectl(User::Developer, args)
 }
 
-fn flux_message(kind_name: &str, ns: &str) -> String {
+/// The first two lines of the denial of `command` (`edit deployment/web -n prod`) on a Flux-managed
+/// object.
+fn flux_message(kind_name: &str, ns: &str, command: &str) -> String {
     format!(
-        "{kind_name} in {ns} is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops edit {kind_name} -n {ns}"
+        "{kind_name} in {ns} is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops {command}"
     )
 }
 
@@ -223,19 +225,30 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 fn human_changes_to_a_flux_object_are_denied_with_the_way_forward() {
     namespace("prod");
     agent_apply(KC, &flux_deployment("prod", "web", "flux-system", "")).ok();
-    let msg = flux_message("deployment/web", "prod");
+    let managed = "deployment/web in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).";
+    let change = |command: &str| {
+        format!("{managed}\nChange it in Git instead: kubectl gitops {command}\n{NO_TOKEN_HINT}")
+    };
 
+    // Each denial names the kubectl gitops command that makes the same change through Git.
     let out = kubectl_edit(
         User::Developer,
         "s/web:1.8.1/web:1.8.2/",
         &["deployment/web", "-n", "prod"],
     );
-    assert_eq!(first_two_lines(out.denied()), msg, "kubectl edit:\n{out}");
+    // (kubectl adds a line of its own: where it kept the rejected edit.)
+    let three: Vec<&str> = out.denied().lines().take(3).collect();
+    assert_eq!(
+        three.join("\n"),
+        change("set image deployment/web web=ghcr.io/acme/web:1.8.2 -n prod"),
+        "kubectl edit:\n{out}"
+    );
 
-    let cases: Vec<(&str, Vec<&str>)> = vec![
+    let cases: Vec<(&str, Vec<&str>, String)> = vec![
         (
             "scale",
             vec!["scale", "deployment/web", "-n", "prod", "--replicas=5"],
+            change("scale deployment/web --replicas=5 -n prod"),
         ),
         (
             "patch",
@@ -248,6 +261,7 @@ fn human_changes_to_a_flux_object_are_denied_with_the_way_forward() {
                 "-p",
                 r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"evil:1"}]}}}}"#,
             ],
+            change("set image deployment/web web=evil:1 -n prod"),
         ),
         (
             "set image",
@@ -259,14 +273,17 @@ fn human_changes_to_a_flux_object_are_denied_with_the_way_forward() {
                 "-n",
                 "prod",
             ],
+            change("set image deployment/web web=ghcr.io/acme/web:9 -n prod"),
         ),
         (
             "label",
             vec!["label", "deployment/web", "-n", "prod", "team=payments"],
+            change("label deployment/web team=payments -n prod"),
         ),
         (
             "annotate",
             vec!["annotate", "deployment/web", "-n", "prod", "note=hi"],
+            change("annotate deployment/web note=hi -n prod"),
         ),
         (
             "strip the ownership label",
@@ -277,16 +294,22 @@ fn human_changes_to_a_flux_object_are_denied_with_the_way_forward() {
                 "prod",
                 "kustomize.toolkit.fluxcd.io/name-",
             ],
+            change("edit deployment/web -n prod"),
         ),
         (
             "delete",
             vec!["delete", "deployment/web", "-n", "prod", "--wait=false"],
+            format!(
+                "{managed}\nRemove it from Git instead, and the agent prunes it (kubectl gitops trace deployment/web -n prod names its file)"
+            ),
         ),
     ];
-    for (what, args) in cases {
+    for (what, args, want) in cases {
         let out = dev(&args);
-        assert_eq!(first_two_lines(out.denied()), msg, "{what}:\n{out}");
+        assert_eq!(out.denied(), want, "{what}:\n{out}");
     }
+    let msg = change("edit deployment/web -n prod");
+    let msg = first_two_lines(&msg);
     // kubectl apply of a changed manifest by a person.
     let changed =
         flux_deployment("prod", "web", "flux-system", "").replace("web:1.8.1", "web:2.0.0");
@@ -407,7 +430,7 @@ fn flux_tenants_are_agents_for_their_own_objects_only() {
     );
     assert_eq!(
         first_two_lines(out.denied()),
-        "deployment/api in team-a is managed by Flux Kustomization team-a/apps.\nChange it in Git instead: kubectl gitops edit deployment/api -n team-a",
+        "deployment/api in team-a is managed by Flux Kustomization team-a/apps.\nChange it in Git instead: kubectl gitops scale deployment/api --replicas=1 -n team-a",
         "{out}"
     );
     // Creating an object that claims another tenant's ownership is forgery.
@@ -427,7 +450,15 @@ fn flux_tenants_are_agents_for_their_own_objects_only() {
 fn dry_runs_pass_with_a_warning() {
     namespace("dry");
     agent_apply(KC, &flux_deployment("dry", "web", "flux-system", "")).ok();
-    let msg = flux_message("deployment/web", "dry").replace('\n', " ");
+    let msg = format!(
+        "{} {NO_TOKEN_HINT}",
+        flux_message(
+            "deployment/web",
+            "dry",
+            "scale deployment/web --replicas=9 -n dry"
+        )
+    )
+    .replace('\n', " ");
     let out = dev(&[
         "scale",
         "deployment/web",
@@ -489,8 +520,8 @@ fn unmanaged_objects_and_forged_ownership() {
         .cluster
         .kubectl_stdin(User::Developer, &["create", "-f", "-"], forged);
     assert_eq!(
-        first_two_lines(out.denied()),
-        flux_message("configmap/forged", "misc")
+        out.denied(),
+        "configmap/forged in misc is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nAdd it to Git instead: put its manifest where Flux Kustomization flux-system/apps applies from (kubectl gitops trace kustomization/apps -n flux-system names its source and path), commit and push"
     );
     // Adding ownership labels to an existing object by hand.
     dev(&["create", "configmap", "plain", "-n", "misc"]).ok();
@@ -504,7 +535,7 @@ fn unmanaged_objects_and_forged_ownership() {
     ]);
     assert_eq!(
         first_two_lines(out.denied()),
-        flux_message("configmap/plain", "misc")
+        flux_message("configmap/plain", "misc", "edit configmap/plain -n misc")
     );
 }
 
@@ -540,7 +571,7 @@ fn kubernetes_itself_is_never_blocked() {
         first_two_lines(
             dev(&["delete", "deployment/web", "-n", "doomed", "--wait=false"]).denied()
         ),
-        flux_message("deployment/web", "doomed")
+        "deployment/web in doomed is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nRemove it from Git instead, and the agent prunes it (kubectl gitops trace deployment/web -n doomed names its file)"
     );
     env()
         .cluster
@@ -602,7 +633,15 @@ fn audit_mode_namespace_warns_and_annotates() {
     let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: audited\n  labels:\n    kustomize.toolkit.fluxcd.io/name: apps\n    kustomize.toolkit.fluxcd.io/namespace: flux-system\n  annotations:\n    gitops-guard.dev/mode: audit\n";
     agent_apply(KC, ns).ok();
     agent_apply(KC, &flux_deployment("audited", "web", "flux-system", "")).ok();
-    let msg = flux_message("deployment/web", "audited").replace('\n', " ");
+    let msg = format!(
+        "{} {NO_TOKEN_HINT}",
+        flux_message(
+            "deployment/web",
+            "audited",
+            "scale deployment/web --replicas=4 -n audited"
+        )
+    )
+    .replace('\n', " ");
     let mut out = None;
     eventually(
         "the namespace's audit mode reaches the guard's cache",
@@ -639,7 +678,7 @@ fn audit_mode_namespace_warns_and_annotates() {
         "namespace/audited",
         "note=hand-made",
     ]);
-    assert!(out.warnings().iter().any(|w| w.starts_with("audit mode: this change would be denied: namespace/audited is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1). Change it in Git instead: kubectl gitops edit namespace/audited")), "{out}");
+    assert!(out.warnings().iter().any(|w| w.starts_with("audit mode: this change would be denied: namespace/audited is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1). Change it in Git instead: kubectl gitops annotate namespace/audited note=hand-made")), "{out}");
 }
 
 #[test]

@@ -81,9 +81,11 @@ fn dev(args: &[&str]) -> Out {
     env().cluster.kubectl(User::Developer, args)
 }
 
-fn flux_message(kind_name: &str, ns: &str) -> String {
+/// The denial of a person's change to a Flux-managed object: what manages it, and `way`, what to
+/// do instead (`Change it in Git instead: kubectl gitops edit …`).
+fn flux_message(kind_name: &str, ns: &str, way: &str) -> String {
     format!(
-        "{kind_name} in {ns} is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops edit {kind_name} -n {ns}"
+        "{kind_name} in {ns} is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\n{way}"
     )
 }
 
@@ -134,7 +136,11 @@ fn a_large_flux_configmap_passes_for_the_agent_and_is_denied_to_a_person() {
     assert_eq!(jsonpath("big", "configmap/big", "{.data.FEATURE}"), "on");
 
     // A person's change is denied with the guard's own message (not a webhook error).
-    let msg = flux_message("configmap/big", "big");
+    let msg = flux_message(
+        "configmap/big",
+        "big",
+        "Change it in Git instead: kubectl gitops edit configmap/big -n big",
+    );
     let out = dev(&[
         "patch",
         "configmap/big",
@@ -152,7 +158,16 @@ fn a_large_flux_configmap_passes_for_the_agent_and_is_denied_to_a_person() {
     );
     assert_eq!(first_two_lines(out.denied()), msg, "edit:\n{}", cut(&out));
     let out = dev(&["label", "configmap/big", "-n", "big", "team=x"]);
-    assert_eq!(first_two_lines(out.denied()), msg, "label:\n{}", cut(&out));
+    assert_eq!(
+        first_two_lines(out.denied()),
+        flux_message(
+            "configmap/big",
+            "big",
+            "Change it in Git instead: kubectl gitops label configmap/big team=x -n big"
+        ),
+        "label:\n{}",
+        cut(&out)
+    );
     assert_eq!(
         jsonpath("big", "configmap/big", "{.data.LOG_LEVEL}"),
         "info"
@@ -239,7 +254,11 @@ fn a_flux_object_nested_as_deep_as_the_api_server_allows_is_decided() {
     assert_eq!(jsonpath("deep", "widget/w", "{.spec.y}"), "1");
     webhook_alive();
 
-    let msg = flux_message("widget/w", "deep");
+    let msg = flux_message(
+        "widget/w",
+        "deep",
+        "Change it in Git instead: kubectl gitops edit widget/w -n deep",
+    );
     // A change outside the exception: the usual denial, saying what else changed.
     let out = dev(&[
         "patch",
@@ -294,13 +313,23 @@ fn a_flux_object_nested_as_deep_as_the_api_server_allows_is_decided() {
     );
     // Deleting it by hand: denied like any managed object.
     let out = dev(&["delete", "widget/w", "-n", "deep", "--wait=false"]);
-    assert_eq!(first_two_lines(out.denied()), msg, "{}", cut(&out));
+    let removal = flux_message(
+        "widget/w",
+        "deep",
+        "Remove it from Git instead, and the agent prunes it (kubectl gitops trace widget/w -n deep names its file)",
+    );
+    assert_eq!(out.denied(), removal, "{}", cut(&out));
 
     // Still alive, still deciding.
     webhook_alive();
     agent_apply(&deep_widget("4")).ok();
     let out = dev(&["annotate", "widget/w", "-n", "deep", "note=hi"]);
-    assert_eq!(first_two_lines(out.denied()), msg, "{}", cut(&out));
+    assert_eq!(
+        first_two_lines(out.denied()),
+        msg.replace("edit widget/w", "annotate widget/w note=hi"),
+        "{}",
+        cut(&out)
+    );
     webhook_alive();
 }
 
@@ -360,7 +389,11 @@ fn only_a_client_with_the_api_servers_webhook_certificate_is_answered() {
     let out = dev(&["label", "configmap/small", "-n", "big", "team=x"]);
     assert_eq!(
         first_two_lines(out.denied()),
-        flux_message("configmap/small", "big")
+        flux_message(
+            "configmap/small",
+            "big",
+            "Change it in Git instead: kubectl gitops label configmap/small team=x -n big"
+        )
     );
     webhook_alive();
 }

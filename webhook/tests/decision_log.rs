@@ -102,7 +102,8 @@ async fn each_denial_is_logged_with_who_what_and_why() {
     assert_eq!(
         line["detail"],
         "deployment/web in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1). \
-         Change it in Git instead: kubectl gitops edit deployment/web -n prod"
+         Change it in Git instead: kubectl gitops set image deployment/web web=ghcr.io/acme/web:1.4.3 -n prod \
+         (no forge token? add --no-pr to push a branch only, or --local to commit only)"
     );
 }
 

@@ -166,7 +166,8 @@ async fn a_10_mb_review_of_a_managed_configmap_is_decided() {
     assert_eq!(
         resp["status"]["message"],
         "configmap/web-env in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\n\
-         Change it in Git instead: kubectl gitops edit configmap/web-env -n prod"
+         Change it in Git instead: kubectl gitops edit configmap/web-env -n prod\n\
+         (no forge token? add --no-pr to push a branch only, or --local to commit only)"
     );
     // The agent is never blocked by an object's size, also streamed.
     let resp = answered(&a, Body::from(big_update(KC, 830_000))).await;

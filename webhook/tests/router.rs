@@ -18,8 +18,10 @@ use gitops_guard_webhook::{App, StaticLookup};
 const FLUX_REVISION: &str = "main@sha1:3f2a9c1e8b7d6a5f4e3d2c1b0a99887766554433";
 const ARGO_REVISION: &str = "7d0e51f0a1b2c3d4e5f60718293a4b5c6d7e8f90";
 
+/// The fixtures' update changes the image: the way forward is `set image`.
 const WEB_DENIED: &str = "deployment/web in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\n\
-Change it in Git instead: kubectl gitops edit deployment/web -n prod";
+Change it in Git instead: kubectl gitops set image deployment/web web=ghcr.io/acme/web:1.4.3 -n prod\n\
+(no forge token? add --no-pr to push a branch only, or --local to commit only)";
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -212,7 +214,8 @@ async fn creating_an_object_with_flux_labels_by_hand_is_denied() {
     assert_eq!(
         resp["status"]["message"],
         "configmap/web-env in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\n\
-         Change it in Git instead: kubectl gitops edit configmap/web-env -n prod"
+         Add it to Git instead: put its manifest where Flux Kustomization flux-system/apps applies from \
+         (kubectl gitops trace kustomization/apps -n flux-system names its source and path), commit and push"
     );
 }
 
@@ -250,7 +253,8 @@ async fn editing_an_argo_cd_configmap_by_hand_is_denied() {
     assert_eq!(
         resp["status"]["message"],
         "configmap/grafana-dashboards in monitoring is managed by Argo CD Application argocd/monitoring (7d0e51f).\n\
-         Change it in Git instead: kubectl gitops edit configmap/grafana-dashboards -n monitoring"
+         Change it in Git instead: kubectl gitops edit configmap/grafana-dashboards -n monitoring\n\
+         (no forge token? add --no-pr to push a branch only, or --local to commit only)"
     );
     // The Argo CD application controller may make it.
     let body = fixture_with("update-48k.json", |r| {

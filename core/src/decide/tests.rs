@@ -393,7 +393,8 @@ fn argo_managed() -> Value {
     )
 }
 
-const DENY_WEB: &str = "deployment/web in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops edit deployment/web -n prod";
+/// The denial of `managed()`'s image changed (`with_image`): the way forward is `set image`.
+const DENY_WEB: &str = "deployment/web in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops set image deployment/web web=web:2 -n prod\n(no forge token? add --no-pr to push a branch only, or --local to commit only)";
 
 #[test]
 fn who_may_change_a_managed_object() {
@@ -479,77 +480,206 @@ fn who_may_change_a_managed_object() {
 
 #[test]
 fn denial_message_names_owner_revision_and_command() {
-    let d = run(&req(
-        "UPDATE",
-        ANA,
-        Some(managed()),
-        Some(with_image(managed(), "web:2")),
-    ));
-    assert_eq!(d.message.as_deref(), Some(DENY_WEB));
-    assert_eq!(
-        d.owner,
-        Some(oref(OwnerKind::Kustomization, "flux-system", "apps"))
-    );
-
-    let d = run(&req(
-        "UPDATE",
-        ARGO_SERVER,
-        Some(argo_managed()),
-        Some(with_replicas(argo_managed(), 5)),
-    ));
-    assert_eq!(
-        d.message.as_deref(),
-        Some(
-            "deployment/web in prod is managed by Argo CD Application argocd/web (7d0e51f).\nChange it in Git instead: kubectl gitops edit deployment/web -n prod"
-        )
-    );
-
-    // An owner the cache does not know (yet): still denied, no revision.
-    let unknown = deployment(
-        "prod",
-        json!({"helm.toolkit.fluxcd.io/name": "web", "helm.toolkit.fluxcd.io/namespace": "prod"}),
-        json!({}),
-        1,
-        "x",
-    );
-    let d = run(&req("DELETE", ANA, Some(unknown), None));
-    assert_eq!(
-        d.message.as_deref(),
-        Some(
-            "deployment/web in prod is managed by Flux HelmRelease prod/web.\nChange it in Git instead: kubectl gitops edit deployment/web -n prod"
-        )
-    );
-
-    // A Namespace: the API server sends its own name as the request namespace.
+    const FLUX: &str = "deployment/web in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).";
+    const HINT: &str =
+        "(no forge token? add --no-pr to push a branch only, or --local to commit only)";
+    let change = |command: &str| {
+        format!("{FLUX}\nChange it in Git instead: kubectl gitops {command}\n{HINT}")
+    };
+    let relabelled = {
+        let mut v = managed();
+        v["metadata"]["labels"]["team"] = json!("a");
+        v
+    };
+    let mut relabelled_again = relabelled.clone();
+    relabelled_again["metadata"]["labels"]["team"] = json!("b");
+    relabelled_again["metadata"]["labels"]["tier"] = json!("front");
+    let mut unlabelled = relabelled.clone();
+    unlabelled["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("team");
     let ns = json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "prod", "labels": flux_labels("flux-system")}});
-    let mut r = req(
+    let mut namespace = req(
         "UPDATE",
         ANA,
         Some(ns.clone()),
         Some(with_annotation(ns, "note", "x")),
     )
     .kind("", "Namespace", "namespaces");
-    r.name = "prod";
-    assert_eq!(
-        run(&r).message.as_deref(),
-        Some(
-            "namespace/prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops edit namespace/prod"
-        )
-    );
-
-    // Cluster-scoped objects have no namespace in the message or the command.
+    namespace.name = "prod";
     let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": "viewer", "labels": flux_labels("flux-system")}, "rules": []});
-    let mut r = req("DELETE", ANA, Some(role), None)
+    let mut cluster_role = req(
+        "UPDATE",
+        ANA,
+        Some(role.clone()),
+        Some(with_annotation(role.clone(), "a", "b")),
+    )
+    .kind("rbac.authorization.k8s.io", "ClusterRole", "clusterroles")
+    .ns("");
+    cluster_role.name = "viewer";
+    let mut edited_role = role.clone();
+    edited_role["rules"] = json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]);
+    let mut cluster_role_edit = req("UPDATE", ANA, Some(role.clone()), Some(edited_role))
         .kind("rbac.authorization.k8s.io", "ClusterRole", "clusterroles")
         .ns("");
-    r.name = "viewer";
+    cluster_role_edit.name = "viewer";
+    let helm = deployment(
+        "prod",
+        json!({"helm.toolkit.fluxcd.io/name": "web", "helm.toolkit.fluxcd.io/namespace": "prod"}),
+        json!({}),
+        1,
+        "x",
+    );
+    let image_and_replicas = with_replicas(with_image(managed(), "web:2"), 9);
+    let cases: Vec<(&str, Req, String)> = vec![
+        (
+            "kubectl set image",
+            req(
+                "UPDATE",
+                ANA,
+                Some(managed()),
+                Some(with_image(managed(), "web:2")),
+            ),
+            change("set image deployment/web web=web:2 -n prod"),
+        ),
+        (
+            "replicas in an edit",
+            req(
+                "UPDATE",
+                ANA,
+                Some(managed()),
+                Some(with_replicas(managed(), 3)),
+            ),
+            change("scale deployment/web --replicas=3 -n prod"),
+        ),
+        (
+            "kubectl label",
+            req("UPDATE", ANA, Some(managed()), Some(relabelled.clone())),
+            change("label deployment/web team=a -n prod"),
+        ),
+        (
+            "kubectl label --overwrite",
+            req(
+                "UPDATE",
+                ANA,
+                Some(relabelled.clone()),
+                Some(relabelled_again),
+            ),
+            change("label deployment/web team=b tier=front --overwrite -n prod"),
+        ),
+        (
+            "kubectl label KEY-",
+            req("UPDATE", ANA, Some(relabelled), Some(unlabelled)),
+            change("label deployment/web team- -n prod"),
+        ),
+        (
+            "kubectl annotate",
+            req(
+                "UPDATE",
+                ANA,
+                Some(managed()),
+                Some(with_annotation(managed(), "note", "x")),
+            ),
+            change("annotate deployment/web note=x -n prod"),
+        ),
+        (
+            "stripping the ownership label is no label command",
+            req(
+                "UPDATE",
+                ANA,
+                Some(managed()),
+                Some({
+                    let mut v = managed();
+                    v["metadata"]["labels"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("kustomize.toolkit.fluxcd.io/name");
+                    v
+                }),
+            ),
+            change("edit deployment/web -n prod"),
+        ),
+        (
+            "more than one kind of change",
+            req("UPDATE", ANA, Some(managed()), Some(image_and_replicas)),
+            change("edit deployment/web -n prod"),
+        ),
+        (
+            "a Namespace (its name is the request's namespace)",
+            namespace,
+            format!(
+                "namespace/prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops annotate namespace/prod note=x\n{HINT}"
+            ),
+        ),
+        (
+            "cluster-scoped: no -n",
+            cluster_role,
+            format!(
+                "clusterrole/viewer is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops annotate clusterrole/viewer a=b\n{HINT}"
+            ),
+        ),
+        (
+            "cluster-scoped edit",
+            cluster_role_edit,
+            format!(
+                "clusterrole/viewer is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops edit clusterrole/viewer\n{HINT}"
+            ),
+        ),
+        (
+            "kubectl delete",
+            req("DELETE", ANA, Some(managed()), None),
+            format!(
+                "{FLUX}\nRemove it from Git instead, and the agent prunes it (kubectl gitops trace deployment/web -n prod names its file)"
+            ),
+        ),
+        (
+            "a create claiming the owner",
+            req("CREATE", ANA, None, Some(managed())),
+            format!(
+                "{FLUX}\nAdd it to Git instead: put its manifest where Flux Kustomization flux-system/apps applies from (kubectl gitops trace kustomization/apps -n flux-system names its source and path), commit and push"
+            ),
+        ),
+        (
+            "Argo CD's UI: an Application",
+            req(
+                "UPDATE",
+                ARGO_SERVER,
+                Some(argo_managed()),
+                Some(with_replicas(argo_managed(), 5)),
+            ),
+            format!(
+                "deployment/web in prod is managed by Argo CD Application argocd/web (7d0e51f).\nChange it in Git instead: kubectl gitops scale deployment/web --replicas=5 -n prod\n{HINT}"
+            ),
+        ),
+        (
+            "rendered by Helm (an owner the cache does not know yet: no revision)",
+            req(
+                "UPDATE",
+                ANA,
+                Some(helm.clone()),
+                Some(with_image(helm, "y")),
+            ),
+            format!(
+                "deployment/web in prod is managed by Flux HelmRelease prod/web.\nIt is rendered by Helm from Flux HelmRelease prod/web: change the release's values in Git instead: kubectl gitops edit helmrelease/web -n prod\n{HINT}"
+            ),
+        ),
+    ];
+    for (name, r, want) in cases {
+        let d = run(&r);
+        assert_eq!(d.message.as_deref(), Some(want.as_str()), "{name}");
+    }
+    let d = run(&req(
+        "UPDATE",
+        ANA,
+        Some(managed()),
+        Some(with_image(managed(), "web:2")),
+    ));
     assert_eq!(
-        run(&r).message.as_deref(),
-        Some(
-            "clusterrole/viewer is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1).\nChange it in Git instead: kubectl gitops edit clusterrole/viewer"
-        )
+        d.owner,
+        Some(oref(OwnerKind::Kustomization, "flux-system", "apps"))
     );
 }
 
@@ -743,7 +873,7 @@ fn enforce_all_namespaces() {
     assert_eq!(
         d.message.as_deref(),
         Some(
-            "deployment/web in locked is managed by namespace locked (gitops-guard.dev/enforce: all).\nChange it in Git instead: kubectl gitops edit deployment/web -n locked"
+            "deployment/web in locked is managed by namespace locked (gitops-guard.dev/enforce: all).\nRemove it from Git instead, and the agent prunes it (kubectl gitops trace deployment/web -n locked names its file)"
         )
     );
 }
@@ -994,7 +1124,17 @@ fn scale_looks_at_the_parent() {
     let r = req("UPDATE", ANA, Some(scale(2)), Some(scale(5))).sub("scale");
     let d = run_with(&r, Some(&managed()), &config());
     assert_eq!((d.verdict, d.reason), (Verdict::Deny, Reason::Managed));
-    assert_eq!(d.message.as_deref(), Some(DENY_WEB));
+    assert_eq!(
+        d.message.as_deref(),
+        Some(
+            DENY_WEB
+                .replace(
+                    "set image deployment/web web=web:2",
+                    "scale deployment/web --replicas=5"
+                )
+                .as_str()
+        )
+    );
 
     let d = run_with(
         &r,
@@ -1165,7 +1305,7 @@ fn exceptions_decided_in_git() {
     ));
     assert_eq!(
         d.message.as_deref(),
-        Some(format!("{DENY_WEB}\nOnly spec.replicas may be changed by hand here (gitops-guard.dev/allow-fields); this change also touches: spec.template.spec.containers[0].image").as_str())
+        Some(format!("{}\nOnly spec.replicas may be changed by hand here (gitops-guard.dev/allow-fields); this change also touches: spec.template.spec.containers[0].image", DENY_WEB.replace("set image deployment/web web=web:2", "edit deployment/web")).as_str())
     );
     let bad = with_annotation(managed(), "gitops-guard.dev/allow-fields", "spec..replicas");
     let d = run(&req(
