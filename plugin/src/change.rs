@@ -347,6 +347,24 @@ pub fn run(global: &Global, cmd: ChangeCommand) -> Result<bool, Error> {
     }
     let forge_kind: Option<ForgeKind> = flags.forge.as_deref().map(str::parse).transpose()?;
     let mut session = Session::open(global)?;
+    if matches!(verb, Verb::Scale { .. }) {
+        let cluster = &mut session.cluster;
+        let resource = session.rt.block_on(async {
+            cluster.discover().await?;
+            cluster.resolve_type(&type_text).cloned()
+        })?;
+        if !resource.scalable {
+            let ns = if resource.namespaced {
+                format!(" -n {}", session.namespace)
+            } else {
+                String::new()
+            };
+            return Err(Error::Usage(format!(
+                "{what} has no scale subresource, so there are no replicas to scale (kubectl scale refuses it too); change what sets them instead: kubectl gitops edit {what}{ns}",
+                what = format!("{}/{name}", resource.api.kind.to_lowercase()),
+            )));
+        }
+    }
     let located = session.rt.block_on(locate::locate(
         &mut session.cluster,
         &type_text,

@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::Error;
 
-/// One resource type the server serves (preferred version of its group).
+/// One resource type the server serves (in the most preferred version of its group that serves
+/// it).
 #[derive(Debug, Clone)]
 pub struct Resource {
     pub api: ApiResource,
@@ -19,6 +20,8 @@ pub struct Resource {
     pub singular: String,
     pub short_names: Vec<String>,
     pub verbs: Vec<String>,
+    /// It has a `/scale` subresource (what `kubectl scale` needs).
+    pub scalable: bool,
 }
 
 impl Resource {
@@ -103,6 +106,11 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
 }
 
 fn add_list(out: &mut Vec<Resource>, group: &str, version: &str, list: APIResourceList) {
+    let scalable: Vec<String> = list
+        .resources
+        .iter()
+        .filter_map(|r| r.name.strip_suffix("/scale").map(str::to_string))
+        .collect();
     for r in list.resources {
         if r.name.contains('/') {
             continue; // subresource
@@ -112,6 +120,7 @@ fn add_list(out: &mut Vec<Resource>, group: &str, version: &str, list: APIResour
         } else {
             format!("{group}/{version}")
         };
+        let scalable = scalable.contains(&r.name);
         out.push(Resource {
             api: ApiResource {
                 group: group.to_string(),
@@ -124,12 +133,13 @@ fn add_list(out: &mut Vec<Resource>, group: &str, version: &str, list: APIResour
             singular: r.singular_name,
             short_names: r.short_names.unwrap_or_default(),
             verbs: r.verbs,
+            scalable,
         });
     }
 }
 
 impl Cluster {
-    /// Reads what the server serves: the core group and the preferred version of every group.
+    /// Reads what the server serves: the core group and every version of every group.
     pub async fn discover(&mut self) -> Result<(), Error> {
         if !self.resources.is_empty() {
             return Ok(());
@@ -146,33 +156,48 @@ impl Cluster {
             .list_api_groups()
             .await
             .map_err(|e| kube_error("API discovery (/apis)", e))?;
+        // Every served version of every group, as `kubectl api-resources` lists them: a kind served
+        // only in a version the group does not prefer (Flux's Alerts and Providers are
+        // notification.toolkit.fluxcd.io/v1beta3 while the group prefers v1) is still a kind.
         let mut tasks = tokio::task::JoinSet::new();
         for (i, g) in groups.groups.into_iter().enumerate() {
-            let Some(preferred) = g.preferred_version.or_else(|| g.versions.first().cloned())
-            else {
-                continue;
-            };
-            let client = self.client.clone();
-            tasks.spawn(async move {
-                let list = client
-                    .list_api_group_resources(&preferred.group_version)
-                    .await;
-                (i, g.name, preferred.version, list)
-            });
+            let preferred = g
+                .preferred_version
+                .as_ref()
+                .map(|p| p.version.clone())
+                .or_else(|| g.versions.first().map(|v| v.version.clone()));
+            let mut versions = g.versions.clone();
+            // Preferred first, then the rest in the server's order.
+            versions.sort_by_key(|v| Some(&v.version) != preferred.as_ref());
+            for (j, v) in versions.into_iter().enumerate() {
+                let client = self.client.clone();
+                let group = g.name.clone();
+                tasks.spawn(async move {
+                    let list = client.list_api_group_resources(&v.group_version).await;
+                    ((i, j), group, v.version, list)
+                });
+            }
         }
         let mut lists = Vec::new();
         while let Some(done) = tasks.join_next().await {
-            let Ok((i, group, version, list)) = done else {
+            let Ok((order, group, version, list)) = done else {
                 continue;
             };
             // An unavailable aggregated API (metrics-server down) must not break everything.
             if let Ok(list) = list {
-                lists.push((i, group, version, list));
+                lists.push((order, group, version, list));
             }
         }
-        lists.sort_by_key(|(i, ..)| *i);
+        lists.sort_by_key(|(order, ..)| *order);
         for (_, group, version, list) in lists {
-            add_list(&mut out, &group, &version, list);
+            // A kind already found in a more preferred version of its group is that one.
+            let mut fresh = Vec::new();
+            add_list(&mut fresh, &group, &version, list);
+            fresh.retain(|r| {
+                !out.iter()
+                    .any(|o| o.api.group == r.api.group && o.api.plural == r.api.plural)
+            });
+            out.extend(fresh);
         }
         self.resources = out;
         Ok(())

@@ -291,7 +291,7 @@ impl Cluster {
     }
 
     /// Applies the CRDs in `tests/fixtures/crds` (Flux sources, Kustomization, HelmRelease, image
-    /// automation, ArtifactGenerator; Argo CD Application, ApplicationSet, AppProject: minimal
+    /// automation, ArtifactGenerator, notification Alert/Provider/Receiver; Argo CD Application, ApplicationSet, AppProject: minimal
     /// copies of the upstream CRDs, see `scripts/check-crd-fixtures.py`) and waits until they are
     /// Established.
     pub fn install_crds(&self) {

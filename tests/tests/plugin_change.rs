@@ -1238,6 +1238,16 @@ fn helm_release_objects_name_the_values_key() {
         "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {{name: web, namespace: {ns}, labels: {FROM_ROOT}}}\nspec:\n  interval: 10m\n  chart:\n    spec:\n      chart: ./charts/web\n      sourceRef: {{kind: GitRepository, name: {ns}, namespace: flux-system}}\n  values:\n    replicaCount: 2\n"
     );
     c.flux_apply(&hr).ok();
+    // A HelmRelease has no scale subresource: no replicas to scale, and nothing is written.
+    let out = fx.gitops_pr(&["scale", "helmrelease/web", "--replicas=3"], &[]);
+    out.fails();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: helmrelease/web has no scale subresource, so there are no replicas to scale (kubectl scale refuses it too); change what sets them instead: kubectl gitops edit helmrelease/web -n {ns}\n"
+        ),
+        "{out}"
+    );
     let live = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: {ns}\n  labels: {{helm.toolkit.fluxcd.io/name: web, helm.toolkit.fluxcd.io/namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: api}}}}\n  template:\n    metadata: {{labels: {{app: api}}}}\n    spec:\n      containers: [{{name: web, image: 'ghcr.io/acme/web:1.0'}}]\n"
     );

@@ -1096,3 +1096,68 @@ spec: {{path: ./, sourceRef: {{kind: GitRepository, name: offline}}, interval: 1
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("kubectl-gitops"), "{out}");
 }
+
+/// Kinds a group serves only in a version it does not prefer are listed and resolve like any
+/// other: Flux's Alerts and Providers are notification.toolkit.fluxcd.io/v1beta3 while the group
+/// prefers v1 (its Receivers). `status` once left them out with exit code 0, and `status alerts`
+/// said the type does not exist.
+#[test]
+fn kinds_served_only_in_a_version_the_group_does_not_prefer_are_listed() {
+    let cluster = Cluster::start();
+    cluster.install_crds();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    cluster
+        .kubectl(User::Admin, &["create", "namespace", "alerts"])
+        .ok();
+    let labels = r#"{"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}"#;
+    let objects: Vec<serde_json::Value> = [
+        ("notification.toolkit.fluxcd.io/v1beta3", "Provider", "slack", r#"{"type": "slack", "channel": "ops"}"#),
+        ("notification.toolkit.fluxcd.io/v1beta3", "Alert", "on-call", r#"{"providerRef": {"name": "slack"}, "eventSources": [{"kind": "Kustomization", "name": "*"}]}"#),
+        ("notification.toolkit.fluxcd.io/v1", "Receiver", "github", r#"{"type": "github", "resources": [{"kind": "GitRepository", "name": "flux-system"}], "secretRef": {"name": "token"}}"#),
+    ]
+    .iter()
+    .map(|(api_version, kind, name, spec)| {
+        serde_json::json!({"apiVersion": api_version, "kind": kind,
+            "metadata": {"name": name, "namespace": "alerts", "labels": serde_json::from_str::<serde_json::Value>(labels).unwrap()},
+            "spec": serde_json::from_str::<serde_json::Value>(spec).unwrap()})
+    })
+    .collect();
+    apply_as_agent(&cluster, FLUX_KS, "kustomize-controller", &objects);
+
+    let out = gitops(&cluster, tmp.path(), &cache, &["status", "-n", "alerts"]);
+    // (Their owner is not on this cluster: each row says so, exit code 1; the rows are the point.)
+    assert!(
+        out.stderr
+            .lines()
+            .all(|l| l.ends_with("Flux Kustomization flux-system/apps: it does not exist")),
+        "{out}"
+    );
+    let listed: Vec<String> = cells(&out.stdout)[1..]
+        .iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(
+        listed,
+        ["alert/on-call", "provider/slack", "receiver/github"],
+        "{out}"
+    );
+    for (what, want) in [
+        ("alerts", "alert/on-call"),
+        ("alert/on-call", "alert/on-call"),
+        ("providers.notification.toolkit.fluxcd.io", "provider/slack"),
+        (
+            "provider.v1beta3.notification.toolkit.fluxcd.io/slack",
+            "provider/slack",
+        ),
+    ] {
+        let out = gitops(
+            &cluster,
+            tmp.path(),
+            &cache,
+            &["status", what, "-n", "alerts"],
+        );
+        assert!(!out.stderr.contains("resource type"), "{what}: {out}");
+        assert_eq!(cells(&out.stdout)[1][0], want, "{what}: {out}");
+    }
+}
