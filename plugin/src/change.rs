@@ -119,8 +119,9 @@ pub struct ScaleArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SetImageArgs {
-    /// TYPE/NAME (or TYPE NAME), then CONTAINER=IMAGE ... (`*=IMAGE` for every container).
-    #[arg(required = true, num_args = 2.., value_name = "ARGS")]
+    /// TYPE/NAME (or TYPE NAME), then CONTAINER=IMAGE ... (`*=IMAGE` for every container). Flags
+    /// may come between them, as with kubectl (`deployment/web -n prod web=…`).
+    #[arg(required = true, num_args = 1.., action = clap::ArgAction::Append, value_name = "ARGS")]
     pub args: Vec<String>,
     #[command(flatten)]
     pub flags: ChangeFlags,
@@ -157,8 +158,9 @@ pub struct PatchArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct MetaArgs {
-    /// TYPE/NAME (or TYPE NAME), then KEY=VALUE to set and KEY- to remove.
-    #[arg(required = true, num_args = 2.., value_name = "ARGS")]
+    /// TYPE/NAME (or TYPE NAME), then KEY=VALUE to set and KEY- to remove. Flags may come between
+    /// them, as with kubectl (`deployment/web -n prod team=a`).
+    #[arg(required = true, num_args = 1.., action = clap::ArgAction::Append, value_name = "ARGS")]
     pub args: Vec<String>,
     /// Allow changing a key that already has a value.
     #[arg(long)]
@@ -1427,5 +1429,68 @@ mod tests {
         assert!(split_object(&v(&["deployment", "team=x"]), true).is_err());
         assert!(split_object(&v(&["deployment"]), false).is_err());
         assert!(split_object(&v(&["a/b/c"]), false).is_err());
+    }
+
+    /// Flags may come between the object and its `KEY=VALUE` / `CONTAINER=IMAGE` arguments, as
+    /// with kubectl (`label deployment/web -n prod team=a`).
+    #[test]
+    fn flags_between_arguments_like_kubectl() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from(
+                std::iter::once("kubectl-gitops").chain(args.iter().copied()),
+            )
+        };
+        let cases: &[(&[&str], &[&str])] = &[
+            (
+                &["label", "deployment/web", "-n", "prod", "team=a"],
+                &["deployment/web", "team=a"],
+            ),
+            (
+                &["label", "-n", "prod", "deployment/web", "team=a", "tier-"],
+                &["deployment/web", "team=a", "tier-"],
+            ),
+            (
+                &[
+                    "annotate",
+                    "deployment/web",
+                    "note=x",
+                    "-n",
+                    "prod",
+                    "--overwrite",
+                    "owner=y",
+                ],
+                &["deployment/web", "note=x", "owner=y"],
+            ),
+            (
+                &[
+                    "set",
+                    "image",
+                    "deployment/web",
+                    "-n",
+                    "prod",
+                    "web=ghcr.io/acme/web:2",
+                ],
+                &["deployment/web", "web=ghcr.io/acme/web:2"],
+            ),
+        ];
+        for (args, want) in cases {
+            let cli = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.global.namespace.as_deref(), Some("prod"), "{args:?}");
+            let got = match cli.command {
+                crate::cli::Command::Change(
+                    ChangeCommand::Label(a) | ChangeCommand::Annotate(a),
+                ) => a.args,
+                crate::cli::Command::Change(ChangeCommand::Set(SetCommand::Image(a))) => a.args,
+                other => panic!("{args:?}: {other:?}"),
+            };
+            assert_eq!(got, v(want), "{args:?}");
+        }
+        // Still: the object and at least one change.
+        let out = parse(&["label", "deployment/web", "-n", "prod"]).map(|c| match c.command {
+            crate::cli::Command::Change(cmd) => cmd.parts().map(|_| ()),
+            _ => Ok(()),
+        });
+        assert!(matches!(out, Ok(Err(_))), "{out:?}");
     }
 }

@@ -81,6 +81,29 @@ fn resource_name(obj: &Value) -> String {
     format!("{kind}/{}", meta(obj, "name").unwrap_or_default())
 }
 
+/// Whether a managedFields entry holds nothing but the guard's own annotations (a break-glass
+/// window's `gitops-guard.dev/break-glass-*`, whoever wrote them): bookkeeping, not a change to
+/// what runs.
+fn only_guard_annotations(entry: &Value) -> bool {
+    let Some(fields) = entry.pointer("/fieldsV1").and_then(Value::as_object) else {
+        return false;
+    };
+    let only =
+        |map: &serde_json::Map<String, Value>, key: &str| map.len() == 1 && map.contains_key(key);
+    let Some(metadata) = fields.get("f:metadata").and_then(Value::as_object) else {
+        return false;
+    };
+    let Some(annotations) = metadata.get("f:annotations").and_then(Value::as_object) else {
+        return false;
+    };
+    only(fields, "f:metadata")
+        && only(metadata, "f:annotations")
+        && !annotations.is_empty()
+        && annotations
+            .keys()
+            .all(|k| k.starts_with("f:gitops-guard.dev/") || k == ".")
+}
+
 /// Hand changes to `obj` between `from` and `to` still present in its managedFields.
 fn hand_changes(obj: &Value, from: jiff::Timestamp, to: jiff::Timestamp) -> Vec<HandChange> {
     let Some(entries) = obj
@@ -96,7 +119,8 @@ fn hand_changes(obj: &Value, from: jiff::Timestamp, to: jiff::Timestamp) -> Vec<
             let time_text = e.get("time").and_then(Value::as_str)?;
             let time = time_text.parse::<jiff::Timestamp>().ok()?;
             let by_hand = !MACHINE_MANAGERS.contains(&manager)
-                && e.get("subresource").and_then(Value::as_str).is_none();
+                && e.get("subresource").and_then(Value::as_str).is_none()
+                && !only_guard_annotations(e);
             (by_hand && time >= from && time <= to).then(|| HandChange {
                 resource: resource_name(obj),
                 manager: manager.to_string(),
@@ -401,8 +425,11 @@ mod tests {
                             "gitops-guard.dev/break-glass-by": "sam"},
             "managedFields": [
                 {"manager": "kustomize-controller", "operation": "Apply", "time": "2026-11-21T11:00:00Z"},
+                // The window's own write (dates it) is bookkeeping, not a hand change.
+                {"manager": "kubectl-gitops-break-glass", "operation": "Update", "time": "2026-11-21T11:50:00Z",
+                 "fieldsV1": {"f:metadata": {"f:annotations": {".": {}, "f:gitops-guard.dev/break-glass-until": {}}}}},
                 {"manager": "kubectl-set", "operation": "Update", "time": "2026-11-21T11:50:00Z",
-                 "fieldsV1": {"f:metadata": {"f:annotations": {"f:gitops-guard.dev/break-glass-until": {}}}}},
+                 "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {}}}}}},
                 {"manager": "kubectl-edit", "operation": "Update", "time": "2026-11-20T11:50:00Z"},
                 {"manager": "kubectl-patch", "operation": "Update", "time": "2026-11-21T11:55:00Z", "subresource": "status"}
             ]}}),

@@ -199,7 +199,7 @@ pub async fn open(
     let patch = window_patch(&until, reason, ticket, &by);
     target
         .api(cluster)
-        .patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(&target.name, &params(), &Patch::Merge(&patch))
         .await
         .map_err(|e| refused(target, "open a break-glass window on", e))?;
     let ticket = ticket.map(|t| format!(" [{t}]")).unwrap_or_default();
@@ -211,6 +211,16 @@ pub async fn open(
     .map_err(|e| Error::Output { message: e.to_string() })
 }
 
+/// The field manager of the window's own writes, as `kubectl gitops exceptions` knows it.
+pub const FIELD_MANAGER: &str = "kubectl-gitops-break-glass";
+
+fn params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 /// Closes a window (removes its annotations).
 pub async fn close(cluster: &Cluster, target: &Target, out: &mut dyn Write) -> Result<(), Error> {
     let patch = json!({"metadata": {"annotations": {
@@ -218,7 +228,7 @@ pub async fn close(cluster: &Cluster, target: &Target, out: &mut dyn Write) -> R
     }}});
     target
         .api(cluster)
-        .patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(&target.name, &params(), &Patch::Merge(&patch))
         .await
         .map_err(|e| refused(target, "close the break-glass window on", e))?;
     writeln!(out, "break-glass window on {} closed", target.describe()).map_err(|e| Error::Output {
