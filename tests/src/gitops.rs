@@ -34,7 +34,32 @@ spec:
   destinations: [{server: '*', namespace: '*'}]
 ";
 
+/// The owner most end-to-end objects name: Kustomization flux-system/apps, as the root
+/// Kustomization applied it from Git.
+pub const APPS: &str = "apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: apps
+  namespace: flux-system
+  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
+spec: {interval: 10m, path: ./apps, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
+";
+
 impl Cluster {
+    /// [`APPS`], applied by kustomize-controller, with `status` (JSON merged into its status as
+    /// kustomize-controller writes it: `{"lastAppliedRevision": "main@sha1:…"}`). Bootstrap first.
+    pub fn flux_apps(&self, status: &str) {
+        self.flux_apply(APPS).ok();
+        self.patch_status_as(
+            KUSTOMIZE_CONTROLLER,
+            "kustomizations",
+            "flux-system",
+            "apps",
+            status,
+        )
+        .ok();
+    }
+
     /// Bootstrapping, as the admin: namespaces `flux-system` and `argocd`, then [`ROOTS`]. Install
     /// the CRDs first.
     pub fn bootstrap(&self) {

@@ -29,5 +29,5 @@ mod webhook;
 
 pub use cluster::{Cluster, User, build_path, kubectl_program, target_profile_dir};
 pub use command::{DENIED_PREFIX, Out, run as run_command};
-pub use gitops::{FROM_ROOT, KUSTOMIZE_CONTROLLER, NO_TOKEN_HINT, ROOTS};
+pub use gitops::{APPS, FROM_ROOT, KUSTOMIZE_CONTROLLER, NO_TOKEN_HINT, ROOTS};
 pub use webhook::{CUSTODY_GROUPS, WEBHOOK_NAME, Webhook};

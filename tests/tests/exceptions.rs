@@ -4,20 +4,11 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook};
+use gitops_guard_tests::{APPS, Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook};
 
 const KC: &str = KUSTOMIZE_CONTROLLER;
 /// Break-glass windows here last at most 20 s, so expiry is tested without waiting for hours.
 const CONFIG: &str = "breakGlass:\n  groups: [sre]\n  maxDuration: 20s\n";
-
-const APPS: &str = "apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: apps
-  namespace: flux-system
-  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
-spec: {interval: 10m, path: ./apps, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
-";
 
 struct Env {
     cluster: Cluster,

@@ -17,9 +17,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, Webhook, run_command};
+use gitops_guard_tests::{Cluster, Out, User, Webhook, run_command};
 
-const KC: &str = KUSTOMIZE_CONTROLLER;
 const SHA: &str = "3f2a9c1e0b7d4c2a9f8e7d6c5b4a39281706f5e4";
 
 struct Env {
@@ -40,16 +39,7 @@ fn env() -> &'static Env {
                 .kubectl(User::Admin, &["create", "namespace", ns])
                 .ok();
         }
-        cluster.flux_apply(OWNER).ok();
-        cluster
-            .patch_status_as(
-                KC,
-                "kustomizations",
-                "flux-system",
-                "apps",
-                &format!(r#"{{"lastAppliedRevision":"main@sha1:{SHA}"}}"#),
-            )
-            .ok();
+        cluster.flux_apps(&format!(r#"{{"lastAppliedRevision":"main@sha1:{SHA}"}}"#));
         // Only the API server may ask: it presents its webhook client certificate
         // (local-cluster.sh's admission config), from a CA of its own.
         let client_ca = cluster.dir().join("pki/webhook-client-ca.crt");
@@ -61,16 +51,6 @@ fn env() -> &'static Env {
         Env { cluster, webhook }
     })
 }
-
-const OWNER: &str = r#"
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: apps
-  namespace: flux-system
-  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
-spec: {interval: 10m, path: ./apps, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
-"#;
 
 /// Flux's kustomize-controller applying `manifest`.
 fn agent_apply(manifest: &str) -> Out {

@@ -41,34 +41,15 @@ fn env() -> &'static Env {
         cluster.install_crds();
         cluster.install_test_crds();
         cluster.bootstrap();
-        cluster.flux_apply(OWNER).ok();
-        cluster
-            .patch_status_as(
-                KC,
-                "kustomizations",
-                "flux-system",
-                "apps",
-                &format!(
-                    r#"{{"lastAppliedRevision":"main@sha1:{SHA}","inventory":{{"entries":[
-                        {{"id":"beneath_web_apps_Deployment","v":"v1"}},{{"id":"beside_web_apps_Deployment","v":"v1"}},
-                        {{"id":"beneath_web__Service","v":"v1"}},{{"id":"rollouts_web_argoproj.io_Rollout","v":"v1"}}]}}}}"#
-                ),
-            )
-            .ok();
+        cluster.flux_apps(&format!(
+            r#"{{"lastAppliedRevision":"main@sha1:{SHA}","inventory":{{"entries":[
+                {{"id":"beneath_web_apps_Deployment","v":"v1"}},{{"id":"beside_web_apps_Deployment","v":"v1"}},
+                {{"id":"beneath_web__Service","v":"v1"}},{{"id":"rollouts_web_argoproj.io_Rollout","v":"v1"}}]}}}}"#
+        ));
         let webhook = Webhook::start(&cluster, CONFIG);
         Env { cluster, webhook }
     })
 }
-
-const OWNER: &str = r#"
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: apps
-  namespace: flux-system
-  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
-spec: {interval: 10m, path: ./apps, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
-"#;
 
 const FLUX_LABELS: &str =
     "kustomize.toolkit.fluxcd.io/name: apps, kustomize.toolkit.fluxcd.io/namespace: flux-system";
