@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::{Ctx, SERVER_PATHS};
 use crate::diff::{Report, disallowed_changes_of};
 use crate::exception;
-use crate::object::{Object, StrMap};
+use crate::object::{Fields, Object, StrMap};
 use crate::owner::{OwnerKind, OwnerRef, is_agent_key};
 use crate::review::Operation;
 
@@ -146,26 +146,33 @@ fn meta_command(verb: &str, what: &str, ns: &str, old: &StrMap<'_>, new: &StrMap
     format!("{verb} {what} {}{overwrite}{ns}", args.join(" "))
 }
 
-/// `web=ghcr.io/acme/web:1.9.0 sidecar=…`: the containers whose image changed.
+/// `web=ghcr.io/acme/web:1.9.0 sidecar=…`: the containers whose image changed. Reads only the Pod
+/// template's container lists (through the scanned fields), each container's name and image.
 fn changed_images(old: &Object<'_>, new: &Object<'_>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Container {
+        name: String,
+        image: Option<String>,
+    }
     let images = |o: &Object<'_>| -> Option<Vec<(String, String)>> {
-        let spec: Value = serde_json::from_str(o.fields.get("spec")?.get()).ok()?;
-        let pod = spec
-            .pointer("/template/spec")
-            .or_else(|| spec.pointer("/jobTemplate/spec/template/spec"))?;
-        Some(
-            ["initContainers", "containers"]
-                .iter()
-                .filter_map(|k| pod.get(k).and_then(Value::as_array))
-                .flatten()
-                .filter_map(|c| {
-                    Some((
-                        c.get("name")?.as_str()?.to_string(),
-                        c.get("image")?.as_str()?.to_string(),
-                    ))
-                })
-                .collect(),
-        )
+        let spec = Fields::parse(o.fields.get("spec")?)?;
+        let template = match spec.get("template") {
+            Some(t) => Fields::parse(t)?,
+            None => {
+                let job = Fields::parse(spec.get("jobTemplate")?)?;
+                let job_spec = Fields::parse(job.get("spec")?)?;
+                Fields::parse(job_spec.get("template")?)?
+            }
+        };
+        let pod = Fields::parse(template.get("spec")?)?;
+        let mut out = Vec::new();
+        for key in ["initContainers", "containers"] {
+            if let Some(raw) = pod.get(key) {
+                let list: Vec<Container> = serde_json::from_str(raw.get()).ok()?;
+                out.extend(list.into_iter().filter_map(|c| Some((c.name, c.image?))));
+            }
+        }
+        Some(out)
     };
     let (before, after) = (images(old)?, images(new)?);
     let changed: Vec<String> = after
