@@ -34,19 +34,10 @@ fn env() -> &'static Env {
         for ns in ["team-a", "team-b"] {
             cluster.kubectl(User::Admin, &["create", "namespace", ns]).ok();
         }
-        // The owners come from Git: kustomize-controller applied them for the root Kustomization.
-        cluster.flux_apply(OWNERS)
-            .ok();
-        // The status their controllers wrote.
-        cluster
-            .patch_status_as(
-                KC,
-                "kustomizations",
-                "flux-system",
-                "apps",
-                &format!(r#"{{"lastAppliedRevision":"main@sha1:{SHA}"}}"#),
-            )
-            .ok();
+        // The owners come from Git: kustomize-controller applied them for the root Kustomization,
+        // and wrote their status.
+        cluster.flux_apps(&format!(r#"{{"lastAppliedRevision":"main@sha1:{SHA}"}}"#));
+        cluster.flux_apply(OWNERS).ok();
         cluster
             .kubectl_as(
                 ARGO,
@@ -67,16 +58,9 @@ fn env() -> &'static Env {
     })
 }
 
-/// The owners (and the tenants' sources), as the root Kustomization applies them from Git.
+/// The tenants' owners and sources beside flux-system/apps ([`gitops_guard_tests::APPS`]), as the
+/// root Kustomization applies them from Git.
 const OWNERS: &str = r#"
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: apps
-  namespace: flux-system
-  labels: {kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
-spec: {interval: 10m, path: ./apps, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
----
 apiVersion: source.toolkit.fluxcd.io/v1
 kind: GitRepository
 metadata:

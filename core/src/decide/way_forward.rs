@@ -2,8 +2,6 @@
 //! Git, matched to what was denied (scale → `scale --replicas=N`, a label → `label`, an image →
 //! `set image`, anything else → `edit`), or, where there is no such command, what to do instead.
 
-use serde_json::Value;
-
 use super::{Ctx, SERVER_PATHS};
 use crate::diff::{Report, disallowed_changes_of};
 use crate::exception;
@@ -108,11 +106,14 @@ fn is_image_path(path: &str) -> bool {
         && rest.ends_with("].image")
 }
 
-/// The replicas a scale (the Scale object) or an update asks for.
+/// The replicas a scale (the Scale object) or an update asks for (read through the scanned fields).
 fn replicas(c: &Ctx<'_, '_>) -> Option<u64> {
     let new = c.req.object.as_ref()?;
-    let spec: Value = serde_json::from_str(new.fields.get("spec")?.get()).ok()?;
-    spec.get("replicas")?.as_u64()
+    Fields::parse(new.fields.get("spec")?)?
+        .get("replicas")?
+        .get()
+        .parse()
+        .ok()
 }
 
 /// The keys whose value differs between `old` and `new` (added, changed or removed).
