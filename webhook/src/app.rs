@@ -61,6 +61,12 @@ pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2)
 /// taken once the body is in, so a client sending slowly holds no one up.
 pub const LARGE_BODY: usize = 3 * 1024 * 1024;
 
+/// Reviews larger than this are decoded and decided with [`tokio::task::block_in_place`]: their
+/// decision can take milliseconds, and a worker thread busy that long would hold up the tasks
+/// queued behind it (another connection, another review's deadline). Smaller ones, decided in
+/// tens of microseconds, stay on the worker (handing the worker over costs more than that).
+pub const BLOCKING_BODY: usize = 64 * 1024;
+
 /// Of a body declared larger than [`MAX_BODY`], how much is read to find the uid it is answered
 /// with (the API server writes it within the first few hundred bytes).
 pub const ENVELOPE_PREFIX: usize = 64 * 1024;
@@ -529,7 +535,8 @@ async fn decide(app: &App, body: &[u8]) -> Response {
     } else {
         None
     };
-    let req = match AdmissionRequest::decode(body) {
+    let blocking = body.len() > BLOCKING_BODY;
+    let req = match off_the_worker(blocking, || AdmissionRequest::decode(body)) {
         Ok(req) => req,
         Err(e) => {
             metrics.request_error(RequestError::Malformed);
@@ -612,7 +619,9 @@ async fn decide(app: &App, body: &[u8]) -> Response {
     };
 
     let now = jiff::Timestamp::now();
-    let answer = handler::answer(&req, parent.as_ref(), &config, &*app.inner.lookup, now);
+    let answer = off_the_worker(blocking, || {
+        handler::answer(&req, parent.as_ref(), &config, &*app.inner.lookup, now)
+    });
     let decision = &answer.decision;
     metrics.decision(decision.verdict.as_str(), decision.reason.as_str());
     handler::log_decision(&req, decision, &app.inner.denials, &metrics);
@@ -623,6 +632,18 @@ async fn decide(app: &App, body: &[u8]) -> Response {
     }
     metrics.observe_duration(started.elapsed().as_secs_f64());
     json_response(StatusCode::OK, answer.body)
+}
+
+/// Runs `work` (synchronous) off the worker thread when `blocking` and the runtime has other
+/// workers to hand this one's queued tasks to; in place otherwise.
+fn off_the_worker<R>(blocking: bool, work: impl FnOnce() -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if blocking && multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
 }
 
 async fn healthz() -> Response {

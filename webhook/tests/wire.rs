@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use gitops_guard_webhook::app::{BLOCKING_BODY, LARGE_BODY};
 use gitops_guard_webhook::{Cluster, ReviewLimits, Server, ServerOptions, StaticLookup};
 
 /// The 13 KB fixture's uid.
@@ -640,7 +641,8 @@ async fn two_hundred_slow_loris_connections_are_cut_off_and_do_not_hold_the_guar
 }
 
 /// A lookup that takes `delay` to answer for an owner (a stand-in for a decision that is slow:
-/// the thread is busy, as with a huge object).
+/// the thread is busy, as with a huge object, so the tests give it bodies over
+/// [`BLOCKING_BODY`]).
 struct Slow {
     inner: StaticLookup,
     delay: Duration,
@@ -698,8 +700,15 @@ async fn a_review_not_decided_by_its_deadline_is_refused_for_its_uid_with_retry(
         },
     )
     .await;
-    let small = fixture("update-13k.json");
-    let [a, b] = two_at_once(&guard, [small.clone(), with_uid(&small, U, "second")]).await;
+    // Reviews over BLOCKING_BODY (as every review that is slow to decide is) leave the worker
+    // free for the other connection's review while they are decided.
+    let medium = big_update("ana", 100_000);
+    assert!(medium.len() > BLOCKING_BODY && medium.len() < LARGE_BODY);
+    let [a, b] = two_at_once(
+        &guard,
+        [medium.clone(), with_uid(&medium, BIG_UID, "second")],
+    )
+    .await;
     let (decided, refused) = one_refused(a, b);
     assert_decided(&decided, decided["response"]["uid"].as_str().unwrap());
     let uid = refused["response"]["uid"].as_str().unwrap();
