@@ -122,12 +122,62 @@ fn ambiguous_plain(s: &str) -> bool {
     if matches!(lower.as_str(), ".inf" | "+.inf" | "-.inf" | ".nan") {
         return true;
     }
-    // Anything number-, date- or time-like is quoted.
+    // What Go's YAML readers (go-yaml v2 for Kubernetes, v3 for kustomize) read as a number,
+    // a date or a time. A version like `8.6.2` is none of these and stays plain.
     let first = s.as_bytes()[0];
     (first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.'))
-        && s.bytes().any(|b| b.is_ascii_digit())
-        && s.bytes()
-            .all(|b| b.is_ascii_hexdigit() || b"xXoObB_.:+-".contains(&b))
+        && (go_number(s) || date_like(s) || sexagesimal(s))
+}
+
+/// Whether go-yaml reads this plain scalar (its first character a digit, sign or dot) as a
+/// number: it drops `_`, then tries Go's `ParseInt(s, 0, 64)` and `ParseFloat(s, 64)`.
+fn go_number(s: &str) -> bool {
+    let text: String = s.chars().filter(|&c| c != '_').collect::<String>();
+    let lower = text.to_ascii_lowercase();
+    let body = lower.strip_prefix(['+', '-']).unwrap_or(&lower);
+    let digits = |d: &str, radix: u32| !d.is_empty() && d.chars().all(|c| c.is_digit(radix));
+    let with_prefix = |prefix: &str, radix: u32| body.strip_prefix(prefix).is_some_and(|d| digits(d, radix));
+    if digits(body, 10)
+        || with_prefix("0x", 16)
+        || with_prefix("0o", 8)
+        || with_prefix("0b", 2)
+        || matches!(body, "inf" | "infinity" | "nan")
+    {
+        return true;
+    }
+    // A mantissa of digits with at most one point, and at least one digit.
+    let mantissa = |m: &str, radix: u32| {
+        let mut parts = m.splitn(2, '.');
+        let whole = parts.next().unwrap_or_default();
+        let frac = parts.next().unwrap_or_default();
+        (!whole.is_empty() || !frac.is_empty())
+            && !frac.contains('.')
+            && whole.chars().chain(frac.chars()).all(|c| c.is_digit(radix))
+    };
+    let exponent = |e: &str| digits(e.strip_prefix(['+', '-']).unwrap_or(e), 10);
+    if let Some(hex) = body.strip_prefix("0x") {
+        return hex
+            .split_once('p')
+            .is_some_and(|(m, e)| mantissa(m, 16) && exponent(e));
+    }
+    match body.split_once('e') {
+        Some((m, e)) => mantissa(m, 10) && exponent(e),
+        None => mantissa(body, 10),
+    }
+}
+
+/// `2024-01-01…`: a YAML 1.1 timestamp.
+fn date_like(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[5].is_ascii_digit()
+}
+
+/// `12:30`, `1:20:30.5`: a YAML 1.1 base-60 number.
+fn sexagesimal(s: &str) -> bool {
+    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    body.contains(':')
+        && body.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && body.bytes().all(|b| b.is_ascii_digit() || b":._".contains(&b))
 }
 
 fn is_special_char(c: char) -> bool {
@@ -439,6 +489,16 @@ mod tests {
             "<<",
             "1e3",
             "+1",
+            "08",
+            "1.",
+            ".5",
+            "-1.5e-3",
+            "0b101",
+            "0o17",
+            "0x1p-2",
+            "-inf",
+            "1_0.5",
+            "2024-1-1",
         ] {
             assert!(needs_quotes(s, false), "{s:?} should be quoted");
         }
@@ -454,6 +514,11 @@ mod tests {
             "-x",
             "deadbeef",
             "a b",
+            // Versions and tags: strings to every Go YAML reader, so written as they were.
+            "8.6.3",
+            "1.2.3",
+            "0.0.1-rc.1",
+            "1.27.3-alpine",
         ] {
             assert!(!needs_quotes(s, false), "{s:?} should stay plain");
         }
