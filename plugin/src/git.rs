@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::Error;
 
-pub use cache::{RepoFinder, RepoOrigin};
+pub use cache::{RepoFinder, RepoOrigin, remotes_naming};
 pub use revision::Revision;
 pub use url::RepoKey;
 pub use walk::Stats as WalkStats;

@@ -60,6 +60,15 @@ impl ObjectRef {
         format!("{}/{}", self.kind.to_lowercase(), self.name)
     }
 
+    /// `deployment.apps/web`, `configmap/web` (the core group has no suffix), as kubectl names
+    /// objects when two kinds share a name.
+    pub fn resource_with_group(&self) -> String {
+        match self.group() {
+            "" => self.resource(),
+            group => format!("{}.{group}/{}", self.kind.to_lowercase(), self.name),
+        }
+    }
+
     /// `deployment/web in prod`, for messages.
     pub fn describe(&self) -> String {
         if self.namespace.is_empty() {

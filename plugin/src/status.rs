@@ -66,12 +66,14 @@ fn controlled(v: &Value) -> bool {
         })
 }
 
-/// Lists the objects the selection names (deduplicated by uid).
-fn objects(session: &Session, args: &StatusArgs) -> Result<Vec<Value>, Error> {
+/// Lists the objects the selection names (deduplicated by uid), and the named objects that do
+/// not exist (said on stderr after the rows, as `kubectl get` does, rather than hiding them).
+fn objects(session: &Session, args: &StatusArgs) -> Result<(Vec<Value>, Vec<Error>), Error> {
     let ns = (!args.all_namespaces).then_some(session.namespace.as_str());
     let selector = args.selector.as_deref();
     let cluster = &session.cluster;
     let mut found: Vec<Value> = Vec::new();
+    let mut missing = Vec::new();
     match selection(&args.resources)? {
         Selection::Everything => {
             let resources: Vec<Resource> = cluster
@@ -97,8 +99,11 @@ fn objects(session: &Session, args: &StatusArgs) -> Result<Vec<Value>, Error> {
                 found.extend(session.rt.block_on(cluster.list(&r, ns, selector))?);
             }
             for (t, n) in &named {
-                let (_, v) = session.get(t, n)?;
-                found.push(v);
+                match session.get(t, n) {
+                    Ok((_, v)) => found.push(v),
+                    Err(e @ Error::NotFound { .. }) => missing.push(e),
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -111,7 +116,7 @@ fn objects(session: &Session, args: &StatusArgs) -> Result<Vec<Value>, Error> {
             .to_string();
         uid.is_empty() || seen.insert(uid)
     });
-    Ok(found)
+    Ok((found, missing))
 }
 
 /// Fills in drift: live fields Git does not explain that a person or script wrote.
@@ -209,12 +214,28 @@ pub fn table(
         header.push("CHART");
     }
     let mut t = Table::new(&header);
+    // A kind listed from two API groups (a cert-manager Certificate and another) is named with
+    // its group, `certificate.cert-manager.io/web`, as kubectl does, so the rows can be told apart.
+    let mut groups_of: HashMap<String, HashSet<&str>> = HashMap::new();
+    for l in locations {
+        groups_of
+            .entry(l.object.kind.to_lowercase())
+            .or_default()
+            .insert(l.object.group());
+    }
     for l in locations {
         let mut row: Vec<String> = Vec::new();
         if wide || all_namespaces {
             row.push(l.object.namespace.clone());
         }
-        row.push(l.object.resource());
+        let ambiguous = groups_of
+            .get(&l.object.kind.to_lowercase())
+            .is_some_and(|g| g.len() > 1);
+        row.push(if ambiguous {
+            l.object.resource_with_group()
+        } else {
+            l.object.resource()
+        });
         let Some(owner) = &l.owner else {
             row.push("(unmanaged)".into());
             t.push(row);
@@ -281,7 +302,7 @@ struct List<'a> {
 /// Runs `status`; `Ok(false)` when some object's chain could not be followed.
 pub fn run(global: &Global, args: &StatusArgs) -> Result<bool, Error> {
     let mut session = Session::open(global)?;
-    let objects = objects(&session, args)?;
+    let (objects, missing) = objects(&session, args)?;
     let mut cache = OwnerCache::default();
     let planned: Vec<Planned> = session.rt.block_on(async {
         let mut out = Vec::with_capacity(objects.len());
@@ -297,17 +318,24 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<bool, Error> {
     let mut locations = locate::locate_all(&mut session.finder, planned);
     fill_drift(&session, &mut locations);
     locations.sort_by(|a, b| {
-        (&a.object.namespace, &a.object.kind, &a.object.name).cmp(&(
-            &b.object.namespace,
-            &b.object.kind,
-            &b.object.name,
-        ))
+        (
+            &a.object.namespace,
+            &a.object.kind,
+            a.object.group(),
+            &a.object.name,
+        )
+            .cmp(&(
+                &b.object.namespace,
+                &b.object.kind,
+                b.object.group(),
+                &b.object.name,
+            ))
     });
     let now = jiff::Timestamp::now();
     let mut stdout = std::io::stdout().lock();
     match args.output {
         Format::Table | Format::Wide => {
-            if locations.is_empty() {
+            if locations.is_empty() && missing.is_empty() {
                 eprintln!(
                     "No GitOps-managed objects found{}.",
                     if args.all_namespaces {
@@ -316,7 +344,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<bool, Error> {
                         format!(" in {} namespace", session.namespace)
                     }
                 );
-            } else {
+            } else if !locations.is_empty() {
                 let t = table(
                     &locations,
                     args.output == Format::Wide,
@@ -329,7 +357,10 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<bool, Error> {
         Format::Json => output::json(&mut stdout, &List { items: &locations })?,
         Format::Yaml => output::yaml(&mut stdout, &List { items: &locations })?,
     }
-    let mut ok = true;
+    let mut ok = missing.is_empty();
+    for e in &missing {
+        eprintln!("error: {e}");
+    }
     for l in &locations {
         if let Some(line) = l.error_line() {
             ok = false;
@@ -478,6 +509,45 @@ configmap/env    Application argocd/web           7d0e51f        (repo unreachab
         );
         let all_ns = table(&rows, false, true, now).render();
         assert!(all_ns.starts_with("NAMESPACE   RESOURCE"), "{all_ns}");
+    }
+
+    #[test]
+    fn kinds_of_the_same_name_in_two_groups_are_named_with_their_group() {
+        let now: jiff::Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
+        let cert = |api_version: &str| {
+            Location::new(serde_json::json!({
+                "apiVersion": api_version, "kind": "Certificate",
+                "metadata": {"name": "web", "namespace": "prod"}
+            }))
+        };
+        let rows = vec![
+            cert("cert-manager.io/v1"),
+            cert("networking.gke.io/v1"),
+            Location::new(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "prod"}
+            })),
+        ];
+        let names: Vec<String> = table(&rows, false, false, now)
+            .render()
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "certificate.cert-manager.io/web",
+                "certificate.networking.gke.io/web",
+                "configmap/web"
+            ]
+        );
+        // One group only: the short name, as before.
+        let one: Vec<Location> = rows.into_iter().skip(1).collect();
+        assert!(
+            table(&one, false, false, now)
+                .render()
+                .contains("\ncertificate/web "),
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod support;
 
 use kubectl_gitops::Error;
-use kubectl_gitops::git::{RepoFinder, RepoOrigin};
+use kubectl_gitops::git::{RepoFinder, RepoOrigin, remotes_naming};
 use support::{commit_all, git, init, write};
 
 fn upstream(root: &std::path::Path) -> (std::path::PathBuf, String) {
@@ -151,4 +151,51 @@ fn the_cache_clones_once_and_fetches_missing_commits() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("this is not a Git URL"), "{err}");
+}
+
+#[test]
+fn insteadof_mirror_rules_are_followed_both_ways_by_reading_and_by_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (up, first) = upstream(tmp.path());
+    let cache = tmp.path().join("cache");
+    let source = "https://github.com/example/fleet";
+    let mirror_rule = |work: &std::path::Path| {
+        git(
+            work,
+            &[
+                "config",
+                "url.git@mirror.corp.example:mirrors/.insteadOf",
+                "https://github.com/example/",
+            ],
+        );
+    };
+    // Origin as the source names it, fetched through the mirror (git applies the rule).
+    // Origin cloned from the mirror itself, while the source names GitHub.
+    for (dir, origin) in [
+        ("as-named", "https://github.com/example/fleet"),
+        ("from-mirror", "git@mirror.corp.example:mirrors/fleet.git"),
+    ] {
+        let work = tmp.path().join(dir);
+        git(
+            tmp.path(),
+            &["clone", "-q", up.to_str().unwrap(), work.to_str().unwrap()],
+        );
+        git(&work, &["remote", "set-url", "origin", origin]);
+        git(&work, &["remote", "add", "upstream", up.to_str().unwrap()]);
+        mirror_rule(&work);
+        let mut finder = RepoFinder::new(&[], Some(&work), cache.clone()).unwrap();
+        finder.announce = false;
+        let found = finder
+            .open(source, Some(&first), "Flux Kustomization flux-system/apps")
+            .unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert_eq!(found.repo.origin, RepoOrigin::WorkingDirectory, "{dir}");
+        // `edit` pushes to the same remote.
+        assert_eq!(remotes_naming(&work, source), ["origin"], "{dir}");
+        // Another repository on the same host is not this clone.
+        assert!(
+            remotes_naming(&work, "https://github.com/example/other").is_empty(),
+            "{dir}"
+        );
+    }
+    assert!(!cache.exists(), "nothing was cloned");
 }

@@ -950,7 +950,7 @@ fn overlays_are_changed_where_the_field_is_set_on_gitea() {
     );
     let (removed, added) = diff_lines(&fx.bare, "main", "gitops/ana/image");
     assert_eq!(removed, ["    newTag: 1.8.1"]);
-    assert_eq!(added, ["    newTag: \"1.9.0\""]);
+    assert_eq!(added, ["    newTag: 1.9.0"]);
     let pulls = fx.forge.pulls("acme/platform");
     assert_eq!(pulls.len(), 2);
     assert!(

@@ -642,6 +642,26 @@ fn status_trace_and_blame_show_the_commit_behind_each_object() {
         .collect();
     assert_eq!(names, vec!["configmap/web-env", "deployment/prod-web"]);
 
+    // A name that does not exist is said after the rows of those that do (exit status 1), as
+    // `kubectl get` does; it does not hide them.
+    let out = gitops(
+        &cluster,
+        &f.dir,
+        &cache,
+        &["status", "cm/web-env", "deploy/nope", "-n", "prod"],
+    );
+    assert_eq!(out.code, 1, "{out}");
+    let names: Vec<String> = cells(&out.stdout)[1..]
+        .iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(names, vec!["configmap/web-env"], "{out}");
+    assert!(
+        out.stderr
+            .contains("error: deployment/nope in prod not found"),
+        "{out}"
+    );
+
     // ---- trace: the whole chain, with a link for the GitHub source ----
     let out = gitops(
         &cluster,

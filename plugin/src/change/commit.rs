@@ -12,7 +12,6 @@ use gix::bstr::ByteSlice;
 use gix::refs::transaction::PreviousValue;
 
 use crate::Error;
-use crate::git::RepoKey;
 
 /// Where a branch is pushed: a remote of the clone, or the source URL itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,23 +81,10 @@ pub fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The remote of the clone at `dir` whose URL names the same repository as `url` (by the URL as
-/// configured, before `insteadOf` rewriting), preferring `origin`; else the URL itself.
+/// The remote of the clone at `dir` that names the same repository as `url` (as configured or
+/// through `insteadOf` rules), preferring `origin`; else the URL itself.
 pub fn remote_for(dir: &Path, url: &str) -> Remote {
-    let Some(want) = RepoKey::of_url(url) else {
-        return Remote::Url(url.to_string());
-    };
-    let listed = git(dir, &["config", "--get-regexp", r"^remote\..*\.url$"]).unwrap_or_default();
-    let mut names: Vec<String> = listed
-        .lines()
-        .filter_map(|l| {
-            let (key, value) = l.split_once(' ')?;
-            let name = key.strip_prefix("remote.")?.strip_suffix(".url")?;
-            (RepoKey::of_url(value.trim()).as_ref() == Some(&want)).then(|| name.to_string())
-        })
-        .collect();
-    names.sort_by_key(|n| n != "origin");
-    match names.into_iter().next() {
+    match crate::git::remotes_naming(dir, url).into_iter().next() {
         Some(n) => Remote::Named(n),
         None => Remote::Url(url.to_string()),
     }

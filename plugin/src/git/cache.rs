@@ -39,7 +39,8 @@ pub struct Found {
 
 struct Local {
     repo: Rc<Repo>,
-    keys: Vec<RepoKey>,
+    /// The clone as gix opened it, to match source URLs against its remotes and rules.
+    git: gix::Repository,
 }
 
 /// Opens repositories for source URLs, each at most once per run; clones and fetches at most once
@@ -63,24 +64,70 @@ pub fn default_cache_dir() -> PathBuf {
     base.join("kubectl-gitops")
 }
 
-fn remote_keys(repo: &gix::Repository, dir: &Path) -> Vec<RepoKey> {
-    let mut keys = Vec::new();
+/// The repository each remote of a clone names, by the URL as configured and as git uses it
+/// (after the `url.<base>.insteadOf` rules): `(remote name, keys)`.
+fn remote_keys_by_name(repo: &gix::Repository) -> Vec<(String, Vec<RepoKey>)> {
+    let mut out = Vec::new();
     for name in repo.remote_names() {
-        if let Ok(remote) = repo.find_remote(name.as_bstr())
-            && let Some(url) = remote.url(gix::remote::Direction::Fetch)
-            && let Some(key) = RepoKey::of_url(&url.to_bstring().to_string())
-        {
-            keys.push(key);
+        let mut keys = Vec::new();
+        let configured = repo
+            .try_find_remote_without_url_rewrite(name.as_bstr())
+            .and_then(Result::ok);
+        let rewritten = repo.try_find_remote(name.as_bstr()).and_then(Result::ok);
+        for remote in configured.iter().chain(rewritten.iter()) {
+            if let Some(url) = remote.url(gix::remote::Direction::Fetch)
+                && let Some(key) = RepoKey::of_url(&url.to_bstring().to_string())
+                && !keys.contains(&key)
+            {
+                keys.push(key);
+            }
         }
+        out.push((name.to_string(), keys));
     }
-    // A source may name the clone itself (`file:///srv/fleet`).
-    if let Some(key) = RepoKey::of_url(&dir.display().to_string()) {
-        keys.push(key);
-    }
-    if let Some(key) = RepoKey::of_url(&repo.git_dir().display().to_string()) {
+    out
+}
+
+/// A source URL as given and as git in this clone would use it (its `insteadOf` rules: a mirror).
+fn source_keys(repo: &gix::Repository, url: &str) -> Vec<RepoKey> {
+    let mut keys: Vec<RepoKey> = RepoKey::of_url(url).into_iter().collect();
+    if let Ok(remote) = repo.remote_at(url)
+        && let Some(rewritten) = remote.url(gix::remote::Direction::Fetch)
+        && let Some(key) = RepoKey::of_url(&rewritten.to_bstring().to_string())
+        && !keys.contains(&key)
+    {
         keys.push(key);
     }
     keys
+}
+
+/// The remotes of the clone at `dir` that name the same repository as `url` (as configured or
+/// through the clone's `insteadOf` rules, either way), `origin` first. The one answer to "is this
+/// clone the source's repository", for reading (`status`, `trace`, `blame`) and for changes.
+pub fn remotes_naming(dir: &Path, url: &str) -> Vec<String> {
+    let Ok(repo) = gix::discover(dir) else {
+        return Vec::new();
+    };
+    let wanted = source_keys(&repo, url);
+    let mut names: Vec<String> = remote_keys_by_name(&repo)
+        .into_iter()
+        .filter(|(_, keys)| keys.iter().any(|k| wanted.contains(k)))
+        .map(|(name, _)| name)
+        .collect();
+    names.sort_by_key(|n| n != "origin");
+    names
+}
+
+/// Whether a clone is the repository `url` names: one of its remotes does, or the URL names the
+/// clone itself (`file:///srv/fleet`).
+fn clone_is(repo: &gix::Repository, url: &str) -> bool {
+    let wanted = source_keys(repo, url);
+    let dir = repo.workdir().unwrap_or(repo.git_dir());
+    remote_keys_by_name(repo)
+        .iter()
+        .flat_map(|(_, keys)| keys)
+        .chain(RepoKey::of_url(&dir.display().to_string()).as_ref())
+        .chain(RepoKey::of_url(&repo.git_dir().display().to_string()).as_ref())
+        .any(|k| wanted.contains(k))
 }
 
 impl RepoFinder {
@@ -100,11 +147,10 @@ impl RepoFinder {
                 ),
             })?;
             let dir = repo.workdir().unwrap_or(repo.git_dir()).to_path_buf();
-            let keys = remote_keys(&repo, &dir);
-            let repo = Repo::open(&dir, RepoOrigin::Explicit)?;
+            let opened = Repo::open(&dir, RepoOrigin::Explicit)?;
             locals.push(Local {
-                repo: Rc::new(repo),
-                keys,
+                repo: Rc::new(opened),
+                git: repo,
             });
         }
         let explicit_count = locals.len();
@@ -112,11 +158,10 @@ impl RepoFinder {
             && let Ok(repo) = gix::discover(cwd)
         {
             let dir = repo.workdir().unwrap_or(repo.git_dir()).to_path_buf();
-            let keys = remote_keys(&repo, &dir);
-            if let Ok(repo) = Repo::open(&dir, RepoOrigin::WorkingDirectory) {
+            if let Ok(opened) = Repo::open(&dir, RepoOrigin::WorkingDirectory) {
                 locals.push(Local {
-                    repo: Rc::new(repo),
-                    keys,
+                    repo: Rc::new(opened),
+                    git: repo,
                 });
             }
         }
@@ -141,7 +186,7 @@ impl RepoFinder {
         let mut matching: Vec<Rc<Repo>> = self
             .locals
             .iter()
-            .filter(|l| l.keys.contains(&key))
+            .filter(|l| clone_is(&l.git, url))
             .map(|l| l.repo.clone())
             .collect();
         if matching.is_empty() && self.explicit_count == 1 {

@@ -136,7 +136,8 @@ fn go_number(s: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     let body = lower.strip_prefix(['+', '-']).unwrap_or(&lower);
     let digits = |d: &str, radix: u32| !d.is_empty() && d.chars().all(|c| c.is_digit(radix));
-    let with_prefix = |prefix: &str, radix: u32| body.strip_prefix(prefix).is_some_and(|d| digits(d, radix));
+    let with_prefix =
+        |prefix: &str, radix: u32| body.strip_prefix(prefix).is_some_and(|d| digits(d, radix));
     if digits(body, 10)
         || with_prefix("0x", 16)
         || with_prefix("0o", 8)
@@ -177,7 +178,9 @@ fn sexagesimal(s: &str) -> bool {
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
     body.contains(':')
         && body.as_bytes().first().is_some_and(u8::is_ascii_digit)
-        && body.bytes().all(|b| b.is_ascii_digit() || b":._".contains(&b))
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b":._".contains(&b))
 }
 
 fn is_special_char(c: char) -> bool {
