@@ -301,6 +301,15 @@ fn operational_paths(config: &Config, group: &str, kind: &str) -> Vec<&'static F
     out
 }
 
+/// Whether a change at `path` of an object of `group`/`kind` is operational as configured
+/// (a reconcile request, suspend, refresh, `kubectl rollout restart`): the guard lets anyone make
+/// it, so it is not drift from Git either.
+pub fn is_operational(config: &Config, group: &str, kind: &str, path: &[crate::diff::Seg]) -> bool {
+    operational_paths(config, group, kind)
+        .iter()
+        .any(|p| p.covers(path))
+}
+
 /// The denial message: what manages the object, at which revision, and the command to use instead.
 pub fn deny_message(
     kind: &str,

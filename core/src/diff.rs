@@ -111,9 +111,8 @@ impl FieldPath {
     }
 
     /// The pattern covers `path` and everything below it. (The definitions the walk's incremental
-    /// matching keeps; the tests' reference walk uses them.)
-    #[cfg(test)]
-    fn covers(&self, path: &[Seg]) -> bool {
+    /// matching keeps; the tests' reference walk and single-path questions use them.)
+    pub fn covers(&self, path: &[Seg]) -> bool {
         self.0.len() <= path.len() && self.0.iter().zip(path).all(|(p, s)| p.matches(s))
     }
 

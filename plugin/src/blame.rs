@@ -8,7 +8,8 @@ pub mod fields;
 
 use std::collections::HashMap;
 
-use gitops_guard_core::Config;
+use gitops_guard_core::diff::Seg;
+use gitops_guard_core::{Config, decide};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -100,6 +101,9 @@ pub struct Context<'a> {
 struct Explainer<'a> {
     cx: &'a Context<'a>,
     managers: Vec<Manager>,
+    /// The live object's API group and kind.
+    group: &'a str,
+    kind: &'a str,
 }
 
 /// A key as YAML writes it.
@@ -173,12 +177,24 @@ fn field_text(path: &[Step<'_>]) -> String {
 }
 
 impl<'a> Explainer<'a> {
+    /// A field the guard lets anyone change (operational), as configured for this kind.
+    fn operational(&self, path: &[Step<'_>]) -> bool {
+        let segs: Vec<Seg> = path
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => Seg::Key((*k).to_string()),
+                Step::Item(i, _) => Seg::Index(*i),
+            })
+            .collect();
+        decide::is_operational(self.cx.config, self.group, self.kind, &segs)
+    }
+
     /// Who wrote a field that Git does not explain: the newest non-agent owner wins (drift), else
     /// the agent, else Kubernetes.
     fn manager_of(&self, path: &[Step<'_>], differs_from_line: Option<usize>) -> Origin {
         let mut best: Option<&Manager> = None;
         let rank = |m: &Manager| match fields::role(self.cx.config, &m.name) {
-            Role::Other => 2,
+            Role::Other | Role::Operational => 2,
             Role::Agent => 1,
             Role::System => 0,
         };
@@ -196,7 +212,10 @@ impl<'a> Explainer<'a> {
             Some(m) => Origin::Manager {
                 name: m.name.clone(),
                 time: m.time,
-                role: fields::role(self.cx.config, &m.name),
+                role: match fields::role(self.cx.config, &m.name) {
+                    Role::Other if self.operational(path) => Role::Operational,
+                    role => role,
+                },
                 differs_from_line,
             },
             None => Origin::None,
@@ -446,9 +465,15 @@ impl<'a> Explainer<'a> {
 
 /// The live object's YAML, line by line, each with its origin.
 pub fn explain(live: &Value, cx: &Context<'_>) -> Vec<Line> {
+    let api_version = live
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let ex = Explainer {
         cx,
         managers: fields::managers(live),
+        group: api_version.rsplit_once('/').map_or("", |(g, _)| g),
+        kind: live.get("kind").and_then(Value::as_str).unwrap_or_default(),
     };
     let mut out = Vec::new();
     if let Some(map) = live.as_object() {
@@ -842,6 +867,39 @@ spec:
                 .iter()
                 .any(|l| l.text.contains("uid") || l.text.contains("status"))
         );
+    }
+
+    #[test]
+    fn a_rollout_restart_is_not_drift_unless_the_guard_forbids_it() {
+        let docs = parse_documents(GIT).unwrap();
+        let t = Transform::default();
+        let live = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}, "managedFields": [
+                {"manager": "kubectl-rollout", "operation": "Update", "time": "2026-03-10T11:00:00Z",
+                 "fieldsV1": {"f:spec": {"f:template": {"f:metadata": {"f:annotations": {
+                    "f:kubectl.kubernetes.io/restartedAt": {}}}}}}}
+            ]},
+            "spec": {"replicas": 2, "template": {
+                "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-03-10T11:00:00Z"}},
+                "spec": {"containers": [{"name": "web", "image": "web:2"}]}}}
+        });
+        let drift_with = |cfg: &Config| {
+            let cx = Context {
+                config: cfg,
+                git: docs[0].root.as_ref(),
+                transform: &t,
+                show_defaults: false,
+            };
+            drift(&explain(&live, &cx))
+        };
+        assert_eq!(drift_with(&Config::default()), vec![]);
+        // With rollout restarts turned off in the guard's config, the same line is drift.
+        let mut strict = Config::default();
+        strict.operational.rollout_restart = false;
+        let d = drift_with(&strict);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].manager, "kubectl-rollout");
     }
 
     #[test]

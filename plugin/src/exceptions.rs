@@ -380,9 +380,12 @@ pub fn run_break_glass(global: &Global, args: &BreakGlassArgs) -> Result<bool, E
     ))?;
     let mut stdout = std::io::stdout().lock();
     if args.close {
-        session
-            .rt
-            .block_on(break_glass::close(&session.cluster, &target, &mut stdout))?;
+        session.rt.block_on(break_glass::close(
+            &session.cluster,
+            &target,
+            jiff::Timestamp::now(),
+            &mut stdout,
+        ))?;
     } else {
         let reason = args.reason.clone().unwrap_or_default();
         session.rt.block_on(break_glass::open(

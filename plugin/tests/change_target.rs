@@ -325,11 +325,7 @@ fn images_and_replicas_entries_of_the_overlay_change_there() {
         (1, 1),
     );
     // A tag written plain stays plain: Go's YAML readers read 1.8.2 as a string.
-    assert!(
-        def.files.changes()[0]
-            .new
-            .contains("    newTag: 1.8.2\n")
-    );
+    assert!(def.files.changes()[0].new.contains("    newTag: 1.8.2\n"));
     let def = route_and_check(
         &f,
         "apps/prod",

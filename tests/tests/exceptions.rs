@@ -462,8 +462,9 @@ fn the_plugin_opens_lists_and_closes_windows() {
         "{table}"
     );
 
-    // Closing it.
-    gitops(
+    // Closing it early: its end moves to now and its record stays, so the hot-fix that is still
+    // live is still listed as something to bring back into Git.
+    let out = gitops(
         &sam,
         &[
             "break-glass",
@@ -472,19 +473,54 @@ fn the_plugin_opens_lists_and_closes_windows() {
             "plugin-bg",
             "--close",
         ],
-    )
-    .ok();
-    assert_eq!(
-        jsonpath(
-            "plugin-bg",
-            "{.metadata.annotations.gitops-guard\\.dev/break-glass-until}"
-        ),
-        ""
     );
-    let out = gitops(&ana, &["exceptions", "-n", "plugin-bg", "-o", "json"]);
-    assert_eq!(
-        out.ok().json()["items"].as_array().unwrap().len(),
-        1,
+    out.ok();
+    assert!(
+        out.stdout
+            .starts_with("break-glass window on deployment/web in plugin-bg closed (ended "),
         "{out}"
     );
+    let ended: jiff::Timestamp = jsonpath(
+        "plugin-bg",
+        "{.metadata.annotations.gitops-guard\\.dev/break-glass-until}",
+    )
+    .parse()
+    .unwrap();
+    assert!(ended <= jiff::Timestamp::now(), "{ended}");
+    let out = gitops(&ana, &["exceptions", "-n", "plugin-bg", "-o", "json"]);
+    let items = out.ok().json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2, "{out}");
+    assert!(
+        items[1]["state"].as_str().unwrap().starts_with("expired "),
+        "{out}"
+    );
+    assert_eq!(items[1]["detail"], "by sam: payments outage [INC-9]");
+    assert_eq!(items[1]["changed"][0]["manager"], "kubectl-set", "{out}");
+    // Closed means closed: a member's change is denied again.
+    let out = sre(
+        "kim",
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "web=ghcr.io/acme/web:hotfix2",
+            "-n",
+            "plugin-bg",
+        ],
+    );
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("is managed by"), "{out}");
+    // Closing again says so and changes nothing.
+    let out = gitops(
+        &sam,
+        &[
+            "break-glass",
+            "deployment/web",
+            "-n",
+            "plugin-bg",
+            "--close",
+        ],
+    );
+    out.ok();
+    assert!(out.stdout.contains("already ended at"), "{out}");
 }

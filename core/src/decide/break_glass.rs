@@ -120,7 +120,17 @@ pub(super) fn break_glass_change(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> D
         ));
     }
     let username = &c.req.user.username;
+    let had_window = Window::from_annotations(&c.old_ann).is_some();
     match Window::from_annotations(&c.new_ann) {
+        // Closed early, its record kept (`kubectl gitops break-glass --close`): the end moved to
+        // now or before, so that `exceptions` still lists what was changed under it.
+        Some(w) if had_window && w.until().is_ok_and(|u| u <= c.now) => {
+            let text = format!(
+                "break-glass window on {what} closed by {username} (ended {})",
+                w.until
+            );
+            recorded(text, owner.cloned())
+        }
         Some(w) => {
             if let Err(why) = w.check_opening(username, c.now, config) {
                 return refuse(why);

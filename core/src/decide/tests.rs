@@ -1626,6 +1626,56 @@ fn break_glass_windows() {
             Reason::BreakGlass,
         ),
         (
+            "a member closes the window early, keeping its record (its end moved to now)",
+            req(
+                "UPDATE",
+                "kim",
+                Some(open.clone()),
+                Some(window(
+                    managed(),
+                    "2026-11-21T12:00:00Z",
+                    "db outage",
+                    "sam",
+                )),
+            )
+            .groups(sre),
+            Verdict::Warn,
+            Reason::BreakGlass,
+        ),
+        (
+            "a non-member closes the window early",
+            req(
+                "UPDATE",
+                ANA,
+                Some(open.clone()),
+                Some(window(
+                    managed(),
+                    "2026-11-21T12:00:00Z",
+                    "db outage",
+                    "sam",
+                )),
+            ),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
+            "a member writes a window that ended, where there was none (a false record)",
+            req(
+                "UPDATE",
+                "kim",
+                Some(managed()),
+                Some(window(
+                    managed(),
+                    "2026-11-21T11:00:00Z",
+                    "db outage",
+                    "kim",
+                )),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
             "a namespace-wide window lets a member through",
             {
                 let o = deployment("incident", flux_labels("flux-system"), json!({}), 1, "x");

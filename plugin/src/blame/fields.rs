@@ -22,6 +22,9 @@ pub enum Role {
     System,
     /// Anyone else: a person or a script. Values only they explain are drift.
     Other,
+    /// A person or a script making an operational change the guard lets anyone make
+    /// (`kubectl rollout restart`, a reconcile request): not configuration, so not drift.
+    Operational,
 }
 
 /// Field managers of Kubernetes components.

@@ -221,17 +221,82 @@ fn params() -> PatchParams {
     }
 }
 
-/// Closes a window (removes its annotations).
-pub async fn close(cluster: &Cluster, target: &Target, out: &mut dyn Write) -> Result<(), Error> {
-    let patch = json!({"metadata": {"annotations": {
-        BREAK_GLASS_UNTIL: null, BREAK_GLASS_REASON: null, BREAK_GLASS_TICKET: null, BREAK_GLASS_BY: null,
-    }}});
-    target
-        .api(cluster)
-        .patch(&target.name, &params(), &Patch::Merge(&patch))
+/// How far ahead of the API server this machine's clock may be when a window is closed: the
+/// window's end is set this much before now (or at the newest change to the object, if later).
+const CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+
+/// Closes a window early: its end moves to now, and its reason, opener and ticket stay, so that
+/// `kubectl gitops exceptions` still lists it, and the hand changes made under it, as ended.
+pub async fn close(
+    cluster: &Cluster,
+    target: &Target,
+    now: jiff::Timestamp,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let api = target.api(cluster);
+    let live = api
+        .get_opt(&target.name)
+        .await
+        .map_err(|e| refused(target, "read", e))?
+        .ok_or_else(|| Error::NotFound {
+            resource: target.describe(),
+        })?;
+    let live = serde_json::to_value(&live).map_err(|e| Error::Output {
+        message: e.to_string(),
+    })?;
+    let annotation = |key: &str| {
+        live.pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let Some(until) = annotation(BREAK_GLASS_UNTIL) else {
+        return Err(Error::Usage(format!(
+            "{} has no break-glass window to close (kubectl gitops exceptions -n {} lists them)",
+            target.describe(),
+            target.namespace.as_deref().unwrap_or("default")
+        )));
+    };
+    // The newest change the API server recorded is a time it has passed (second precision).
+    let newest_change = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("time")?.as_str()?.parse::<jiff::Timestamp>().ok())
+        .max();
+    let mut end = now.checked_sub(CLOCK_SKEW).unwrap_or(now);
+    if let Some(t) = newest_change {
+        end = end.max(t);
+    }
+    let end = end
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Second)
+                .mode(jiff::RoundMode::Trunc),
+        )
+        .unwrap_or(end);
+    if until.parse::<jiff::Timestamp>().is_ok_and(|u| u <= end) {
+        writeln!(
+            out,
+            "break-glass window on {} already ended at {until}",
+            target.describe()
+        )
+        .map_err(|e| Error::Output {
+            message: e.to_string(),
+        })?;
+        return Ok(());
+    }
+    let patch = json!({"metadata": {"annotations": {BREAK_GLASS_UNTIL: end.to_string()}}});
+    api.patch(&target.name, &params(), &Patch::Merge(&patch))
         .await
         .map_err(|e| refused(target, "close the break-glass window on", e))?;
-    writeln!(out, "break-glass window on {} closed", target.describe()).map_err(|e| Error::Output {
+    writeln!(
+        out,
+        "break-glass window on {} closed (ended {end}); kubectl gitops exceptions still lists it, with what was changed under it, until that is back in Git",
+        target.describe()
+    )
+    .map_err(|e| Error::Output {
         message: e.to_string(),
     })
 }
