@@ -26,6 +26,7 @@ pub mod diff;
 pub mod edit;
 pub mod helm;
 pub mod locate;
+pub mod overrides;
 pub mod pr;
 pub mod recover;
 pub mod target;
@@ -1331,6 +1332,15 @@ impl Context {
     ) -> Result<Prepared, AttemptError> {
         self.check_identity(old, new)?;
         let changes = splice::changes_between(old, new);
+        if let Some(o) = &self.located.overrides {
+            o.check(
+                old,
+                new,
+                &changes,
+                &self.located.resource_in(),
+                &def.doc.file,
+            )?;
+        }
         if plain {
             let (text, span) = def.base_doc()?;
             let updated = splice::update_document(&text, &span, new)?;

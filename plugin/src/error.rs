@@ -245,6 +245,17 @@ pub enum Error {
     /// The API server refused the changed object in a server-side dry run.
     #[error("the change to {resource} is not valid (server-side dry-run as you): {message}")]
     DryRunRejected { resource: String, message: String },
+    /// The owner sets the field after the build (Flux `spec.patches`, `spec.images`, `postBuild`).
+    #[error(
+        "cannot change {path} of {resource} in {file}: its value comes from {by}, which Flux applies after building the manifests, so a change there would be overridden (or would replace the variable for every cluster sharing the file). To change it, {fix}"
+    )]
+    OverriddenByOwner {
+        path: String,
+        resource: String,
+        file: String,
+        by: String,
+        fix: String,
+    },
     /// A field is set for every object of a kustomization layer (or by a JSON patch operation
     /// that cannot be rewritten).
     #[error("cannot change {path} here: it is set by {why} in {file}; change it there by hand")]

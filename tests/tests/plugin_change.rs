@@ -1525,3 +1525,100 @@ fn outside_a_clone_the_cache_clone_is_used() {
         "Ana Lopez"
     );
 }
+
+/// What Flux does to every object after building the path (the Kustomization's own
+/// `spec.patches`, `spec.images` and `postBuild` variables) is not changed in the manifests,
+/// where it would be overridden (or would replace a variable every cluster shares): the change
+/// is refused, naming where the value comes from. Fields Flux leaves alone change as before.
+#[test]
+fn what_flux_sets_after_the_build_is_refused_in_the_manifests() {
+    let with_variable = DEPLOYMENT.replacen(
+        "  labels:\n    app: web\n",
+        "  labels:\n    app: web\n  annotations:\n    team: ${TEAM:=payments}\n",
+        1,
+    );
+    let fx = Fx::start(
+        "change-overrides",
+        &[("apps/web/deployment.yaml", &with_variable)],
+        "apps/web",
+        URL,
+        ForgeKind::GitHub,
+    );
+    let ns = &fx.ns;
+    let c = &env().cluster;
+    let owner = format!(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {{name: {ns}, namespace: flux-system, labels: {FROM_ROOT}}}
+spec:
+  interval: 10m
+  path: ./apps/web
+  prune: true
+  targetNamespace: {ns}
+  sourceRef: {{kind: GitRepository, name: {ns}}}
+  patches:
+    - target: {{kind: Deployment, name: web}}
+      patch: |
+        - op: replace
+          path: /spec/replicas
+          value: 4
+  images:
+    - name: ghcr.io/acme/web
+      newTag: 2.0.0
+  postBuild:
+    substitute: {{REGION: eu}}
+    substituteFrom:
+      - kind: ConfigMap
+        name: cluster-vars
+"
+    );
+    c.flux_apply(&owner).ok();
+
+    let out = fx.gitops_pr(&["scale", "deployment/web", "--replicas=6"], &[]);
+    out.fails();
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot change spec.replicas of deployment/web in {ns} in apps/web/deployment.yaml: its value comes from spec.patches[0] of the Flux Kustomization it comes from"
+        )) && out.stderr.contains(&format!(
+            "To change it, change the patch: kubectl gitops edit kustomization/{ns} -n flux-system"
+        )),
+        "{out}"
+    );
+    let out = fx.gitops_pr(
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "web=ghcr.io/acme/web:1.9.0",
+        ],
+        &[],
+    );
+    out.fails();
+    assert!(
+        out.stderr
+            .contains("spec.images[0] (name: ghcr.io/acme/web) of the Flux Kustomization"),
+        "{out}"
+    );
+    let out = fx.gitops_pr(
+        &["annotate", "deployment/web", "team=billing", "--overwrite"],
+        &[],
+    );
+    out.fails();
+    assert!(
+        out.stderr.contains(
+            "the postBuild variable ${TEAM} (written \"${TEAM:=payments}\" in Git; its value comes from its spec.postBuild.substitute, ConfigMap flux-system/cluster-vars)"
+        ),
+        "{out}"
+    );
+    // Nothing was written, pushed or proposed.
+    assert_eq!(fx.branches_in_bare(), ["main"]);
+    assert!(fx.forge.requests().is_empty());
+
+    // A field Flux leaves alone changes in the manifests as before.
+    let out = fx.gitops_pr(
+        &["label", "deployment/web", "tier=frontend", "--dry-run"],
+        &[],
+    );
+    out.ok();
+    assert!(out.stdout.contains("+    tier: frontend\n"), "{out}");
+}

@@ -14,8 +14,11 @@ use crate::git::Revision;
 use crate::locate::{self, OwnerCache};
 use crate::manifest::Build;
 
+use super::overrides::Overrides;
+
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
+const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
 
 /// The Git source an owner follows, as a change needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +71,8 @@ pub struct Located {
     /// The `config.kubernetes.io/origin` annotation, if the build recorded it.
     pub origin: Option<String>,
     pub definer: Definer,
+    /// What a Flux Kustomization owner does to every object after the build.
+    pub overrides: Option<Overrides>,
 }
 
 impl Located {
@@ -153,6 +158,7 @@ pub async fn locate(
             applied: location.revision.clone(),
             origin: None,
             definer: Definer::Helm(chart),
+            overrides: None,
         });
     }
     let Some(target) = planned.target else {
@@ -167,6 +173,19 @@ pub async fn locate(
         let source = branch_of(cluster, src, &target.revision).await?;
         builds.push((source, build.clone()));
     }
+    let overrides = match owner.kind {
+        OwnerKind::Kustomization => cluster
+            .get_kind(
+                KUSTOMIZE_GROUP,
+                "Kustomization",
+                &owner.namespace,
+                &owner.name,
+            )
+            .await?
+            .as_ref()
+            .and_then(Overrides::of_kustomization),
+        _ => None,
+    };
     Ok(Located {
         resource,
         namespace: ns,
@@ -177,6 +196,7 @@ pub async fn locate(
         applied: Some(target.revision.clone()),
         origin: target.origin.clone(),
         definer: Definer::Manifests(builds),
+        overrides,
     })
 }
 

@@ -337,7 +337,7 @@ struct Identity {
 
 /// Kustomize matches target fields as anchored regular expressions; this handles literal text
 /// and the common forms `.*`, `.+`, `.`, `\.`, `^…$` and top-level `a|b`.
-fn pattern_matches(pattern: &str, text: &str) -> bool {
+pub(super) fn pattern_matches(pattern: &str, text: &str) -> bool {
     pattern
         .split('|')
         .any(|alt| glob_regex(alt.trim_start_matches('^').trim_end_matches('$'), text))
@@ -388,7 +388,7 @@ fn glob_regex(p: &str, t: &str) -> bool {
 }
 
 /// Equality-based label selectors (`a=b,c!=d,e`); other forms do not match.
-fn selector_matches(selector: &str, labels: &Map<String, Value>) -> bool {
+pub(super) fn selector_matches(selector: &str, labels: &Map<String, Value>) -> bool {
     selector
         .split(',')
         .map(str::trim)
@@ -1437,6 +1437,11 @@ fn label_key(segs: &[PathSegment], field: &str) -> Option<String> {
         ["spec", "selector", "matchLabels", key] if field == "labels" => Some((*key).to_string()),
         _ => None,
     }
+}
+
+/// The value at a path of an object, if there is one.
+pub(super) fn value_at<'v>(v: &'v Value, segs: &[PathSegment]) -> Option<&'v Value> {
+    get(v, segs)
 }
 
 fn get<'v>(v: &'v Value, segs: &[PathSegment]) -> Option<&'v Value> {

@@ -1,0 +1,398 @@
+//! What a Flux Kustomization does to every object after building its path: `spec.patches`,
+//! `spec.images` and `postBuild` variable substitution. A change written into the manifests at a
+//! field one of these sets would change nothing (Flux overrides it again) or, for a substituted
+//! variable, would replace the variable for every cluster that shares the file. Such changes are
+//! refused, naming where the value really comes from.
+
+use serde_json::Value;
+
+use crate::Error;
+use crate::splice::{self, Change, PathSegment};
+
+use super::target;
+
+/// The owner's own transformations, read from the live Kustomization.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `kustomization/apps -n flux-system`, to edit the owner itself.
+    pub owner: String,
+    /// `spec.patches` items (`patch` text and `target`).
+    pub patches: Vec<Value>,
+    /// `spec.images` items.
+    pub images: Vec<Value>,
+    /// Where postBuild variables come from: `spec.postBuild.substitute` and each
+    /// `substituteFrom` (`ConfigMap flux-system/cluster-vars`); empty without postBuild.
+    pub variables_from: Vec<String>,
+}
+
+impl Overrides {
+    /// The overrides of a Flux Kustomization (`None` when it has none).
+    pub fn of_kustomization(ks: &Value) -> Option<Overrides> {
+        let list = |p: &str| {
+            ks.pointer(p)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut variables_from = Vec::new();
+        if ks
+            .pointer("/spec/postBuild/substitute")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+        {
+            variables_from.push("its spec.postBuild.substitute".to_string());
+        }
+        let namespace = ks
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        for from in list("/spec/postBuild/substituteFrom") {
+            let kind = from
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("ConfigMap");
+            let name = from.get("name").and_then(Value::as_str).unwrap_or("?");
+            variables_from.push(format!("{kind} {namespace}/{name}"));
+        }
+        let o = Overrides {
+            owner: format!(
+                "kustomization/{} -n {namespace}",
+                ks.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            ),
+            patches: list("/spec/patches"),
+            images: list("/spec/images"),
+            variables_from,
+        };
+        (!o.patches.is_empty() || !o.images.is_empty() || !o.variables_from.is_empty()).then_some(o)
+    }
+
+    /// Refuses `changes` (from `old`, the object as the manifests give it, to `new`) at fields
+    /// the owner sets after the build. `resource` names the object (`deployment/web in prod`),
+    /// `file` the manifest the change would be written to.
+    pub fn check(
+        &self,
+        old: &Value,
+        new: &Value,
+        changes: &[Change],
+        resource: &str,
+        file: &str,
+    ) -> Result<(), Error> {
+        let refuse = |path: &str, by: String, fix: String| Error::OverriddenByOwner {
+            path: path.to_string(),
+            resource: resource.to_string(),
+            file: file.to_string(),
+            by,
+            fix,
+        };
+        let edit_owner = format!("kubectl gitops edit {}", self.owner);
+        // postBuild: a value that is a variable in Git.
+        if !self.variables_from.is_empty() {
+            for c in changes {
+                let segs = c.path().segments();
+                if let Some(text) = string_at_or_above(old, segs)
+                    && let Some(var) = variable_in(text)
+                {
+                    return Err(refuse(
+                        &c.path().to_string(),
+                        format!(
+                            "the postBuild variable ${{{var}}} (written {text:?} in Git; its value comes from {})",
+                            self.variables_from.join(", ")
+                        ),
+                        "change the variable where it is set (every cluster sharing the file keeps its own value), or write the value in place of the variable by hand if that is what you mean".into(),
+                    ));
+                }
+            }
+        }
+        // spec.patches: apply each that targets the object to the changed object; a changed
+        // field that comes out different is the patch's.
+        for (i, p) in self.patches.iter().enumerate() {
+            if !targets(p.get("target"), new) {
+                continue;
+            }
+            let Some(text) = p.get("patch").and_then(Value::as_str) else {
+                continue;
+            };
+            let Ok(patch) = splice::parse_document(text) else {
+                continue;
+            };
+            let mut patched = new.clone();
+            let applied = match &patch {
+                Value::Array(_) => splice::json_patch(&mut patched, &patch).is_ok(),
+                _ => {
+                    splice::strategic_merge_patch(&mut patched, &patch);
+                    true
+                }
+            };
+            if !applied {
+                continue;
+            }
+            for c in changes {
+                let segs = c.path().segments();
+                if target::value_at(&patched, segs) != target::value_at(new, segs) {
+                    return Err(refuse(
+                        &c.path().to_string(),
+                        format!("spec.patches[{i}] of the Flux Kustomization it comes from"),
+                        format!("change the patch: {edit_owner}"),
+                    ));
+                }
+            }
+        }
+        // spec.images: an image whose name an entry rewrites.
+        for (i, entry) in self.images.iter().enumerate() {
+            let Some(name) = entry.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let rewrites = ["newName", "newTag", "digest"]
+                .iter()
+                .any(|k| entry.get(*k).is_some());
+            if !rewrites {
+                continue;
+            }
+            for c in changes {
+                let segs = c.path().segments();
+                let is_image = matches!(segs.last(), Some(PathSegment::Key(k)) if k == "image");
+                let named = |v: &Value| {
+                    target::value_at(v, segs)
+                        .and_then(Value::as_str)
+                        .is_some_and(|image| image_name(image) == name)
+                };
+                if is_image && (named(old) || named(new)) {
+                    return Err(refuse(
+                        &c.path().to_string(),
+                        format!(
+                            "spec.images[{i}] (name: {name}) of the Flux Kustomization it comes from"
+                        ),
+                        format!("change the image entry: {edit_owner}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The string at `segs`, or at the nearest string above it (a field inside a substituted block).
+fn string_at_or_above<'v>(v: &'v Value, segs: &[PathSegment]) -> Option<&'v str> {
+    (0..=segs.len())
+        .rev()
+        .find_map(|n| target::value_at(v, &segs[..n]).and_then(Value::as_str))
+}
+
+/// The first `${VAR}` (or `${VAR:=default}`) in a text, by its name.
+fn variable_in(text: &str) -> Option<&str> {
+    let start = text.find("${")? + 2;
+    let rest = &text[start..];
+    let end = rest.find('}')?;
+    let inner = &rest[..end];
+    let name = inner.split([':', '=', '-']).next().unwrap_or(inner);
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then_some(name)
+}
+
+/// `ghcr.io/acme/web:1.2@sha256:…` → `ghcr.io/acme/web`.
+fn image_name(image: &str) -> &str {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    match no_digest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => no_digest,
+    }
+}
+
+/// Whether a Flux patch `target` selects the object (no target: every object).
+fn targets(target: Option<&Value>, obj: &Value) -> bool {
+    let Some(t) = target.and_then(Value::as_object) else {
+        return true;
+    };
+    let field = |k: &str| t.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let at = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    let map = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    field("group").is_none_or(|g| target::pattern_matches(g, group))
+        && field("version").is_none_or(|v| target::pattern_matches(v, version))
+        && field("kind").is_none_or(|k| target::pattern_matches(k, at("/kind")))
+        && field("name").is_none_or(|n| target::pattern_matches(n, at("/metadata/name")))
+        && field("namespace").is_none_or(|n| target::pattern_matches(n, at("/metadata/namespace")))
+        && field("labelSelector")
+            .is_none_or(|s| target::selector_matches(s, &map("/metadata/labels")))
+        && field("annotationSelector")
+            .is_none_or(|s| target::selector_matches(s, &map("/metadata/annotations")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::splice::FieldPath;
+    use serde_json::json;
+
+    fn ks(spec: Value) -> Value {
+        json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+               "metadata": {"name": "apps", "namespace": "flux-system"}, "spec": spec})
+    }
+
+    fn web(replicas: Value, image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": "prod", "labels": {"app": "web"}},
+               "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+                   {"name": "web", "image": image}]}}}})
+    }
+
+    fn path(segs: &[&str]) -> FieldPath {
+        FieldPath(
+            segs.iter()
+                .map(|s| match s.parse::<usize>() {
+                    Ok(i) => PathSegment::Index(i),
+                    Err(_) => PathSegment::Key((*s).to_string()),
+                })
+                .collect(),
+        )
+    }
+
+    fn replicas_to(n: u64) -> Vec<Change> {
+        vec![Change::set(path(&["spec", "replicas"]), json!(n))]
+    }
+
+    fn image_to(image: &str) -> Vec<Change> {
+        vec![Change::set(
+            path(&["spec", "template", "spec", "containers", "0", "image"]),
+            json!(image),
+        )]
+    }
+
+    fn check(o: &Overrides, old: &Value, new: &Value, changes: &[Change]) -> Result<(), String> {
+        o.check(
+            old,
+            new,
+            changes,
+            "deployment/web in prod",
+            "apps/web/deployment.yaml",
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_field_the_owner_patches_is_refused_naming_the_patch() {
+        let cases = [
+            (
+                "no target: every object",
+                json!({"patch": "spec:\n  replicas: 3\n"}),
+                true,
+            ),
+            (
+                "a target by kind and name",
+                json!({"patch": "spec:\n  replicas: 3\n", "target": {"kind": "Deployment", "name": "web"}}),
+                true,
+            ),
+            (
+                "a target by label",
+                json!({"patch": "- op: replace\n  path: /spec/replicas\n  value: 3\n", "target": {"labelSelector": "app=web"}}),
+                true,
+            ),
+            (
+                "another object",
+                json!({"patch": "spec:\n  replicas: 3\n", "target": {"kind": "Deployment", "name": "api"}}),
+                false,
+            ),
+            (
+                "another field",
+                json!({"patch": "metadata:\n  annotations:\n    a: b\n"}),
+                false,
+            ),
+        ];
+        for (what, patch, refused) in cases {
+            let o = Overrides::of_kustomization(&ks(json!({"patches": [patch]}))).unwrap();
+            let got = check(
+                &o,
+                &web(json!(2), "web:1"),
+                &web(json!(5), "web:1"),
+                &replicas_to(5),
+            );
+            assert_eq!(got.is_err(), refused, "{what}: {got:?}");
+            if let Err(e) = got {
+                assert!(
+                    e.contains("spec.patches[0]")
+                        && e.contains("kubectl gitops edit kustomization/apps -n flux-system"),
+                    "{what}: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_image_the_owner_rewrites_is_refused() {
+        let o = Overrides::of_kustomization(&ks(json!({"images": [
+            {"name": "ghcr.io/acme/web", "newTag": "2.0.0"}
+        ]})))
+        .unwrap();
+        let e = check(
+            &o,
+            &web(json!(2), "ghcr.io/acme/web:1.0.0"),
+            &web(json!(2), "ghcr.io/acme/web:1.1.0"),
+            &image_to("ghcr.io/acme/web:1.1.0"),
+        )
+        .unwrap_err();
+        assert!(e.contains("spec.images[0] (name: ghcr.io/acme/web)"), "{e}");
+        // Another image is the manifests' own.
+        check(
+            &o,
+            &web(json!(2), "ghcr.io/acme/api:1.0.0"),
+            &web(json!(2), "ghcr.io/acme/api:1.1.0"),
+            &image_to("ghcr.io/acme/api:1.1.0"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_variable_substituted_after_the_build_is_refused_naming_where_it_comes_from() {
+        let o = Overrides::of_kustomization(&ks(json!({"postBuild": {
+            "substitute": {"REPLICAS": "3"},
+            "substituteFrom": [{"kind": "ConfigMap", "name": "cluster-vars"}]
+        }})))
+        .unwrap();
+        let e = check(
+            &o,
+            &web(json!("${REPLICAS:=2}"), "web:1"),
+            &web(json!(5), "web:1"),
+            &replicas_to(5),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("${REPLICAS}")
+                && e.contains("its spec.postBuild.substitute, ConfigMap flux-system/cluster-vars"),
+            "{e}"
+        );
+        // A plain value in the same object is the manifests' own.
+        check(
+            &o,
+            &web(json!(2), "web:1"),
+            &web(json!(5), "web:1"),
+            &replicas_to(5),
+        )
+        .unwrap();
+        // No postBuild, patches or images: nothing to check.
+        assert_eq!(
+            Overrides::of_kustomization(&ks(json!({"path": "./apps"}))),
+            None
+        );
+    }
+
+    #[test]
+    fn image_names_lose_tag_and_digest_but_not_a_registry_port() {
+        assert_eq!(image_name("ghcr.io/acme/web:1.2"), "ghcr.io/acme/web");
+        assert_eq!(image_name("reg:5000/web"), "reg:5000/web");
+        assert_eq!(image_name("reg:5000/web:1@sha256:abc"), "reg:5000/web");
+        assert_eq!(variable_in("x-${CLUSTER_NAME}-y"), Some("CLUSTER_NAME"));
+        assert_eq!(variable_in("${A:-b}"), Some("A"));
+        assert_eq!(variable_in("$HOME"), None);
+    }
+}
