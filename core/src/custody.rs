@@ -90,6 +90,9 @@ const fn argo(
 
 const SOURCE: &str = "source.toolkit.fluxcd.io";
 const IMAGE: &str = "image.toolkit.fluxcd.io";
+/// The API group of source-watcher's ArtifactGenerator (its ExternalArtifacts are in
+/// `source.toolkit.fluxcd.io`).
+pub const SOURCE_EXTENSIONS: &str = "source.extensions.fluxcd.io";
 
 /// Every owner and source kind the guard keeps in custody (the versions are those the webhook
 /// watches; requests in any version are judged alike).
@@ -143,7 +146,7 @@ pub const KINDS: &[Kind] = &[
         "source-watcher",
     ),
     flux(
-        "source.extensions.fluxcd.io",
+        SOURCE_EXTENSIONS,
         "v1beta1",
         "ArtifactGenerator",
         "artifactgenerators",

@@ -1,13 +1,17 @@
 //! From a live object to the Git commit that owns it: owner (core's ownership detection) → source
-//! (GitRepository / OCIRepository / Argo CD repo URL, branch, path) → applied commit →
-//! repository (local clone or cache) → file and document → the last commit that touched the file.
+//! (GitRepository / OCIRepository / an ArtifactGenerator's ExternalArtifact back to its
+//! GitRepository / Argo CD repo URL, branch, path) → applied commit → repository (local clone or
+//! cache) → file and document → the last commit that touched the file.
 //!
 //! The cluster part ([`plan`]) is async; the Git part ([`locate_all`]) is blocking and must run
 //! outside the async runtime (gix's HTTP transport blocks). [`resolve`] does both for one object.
 
+mod artifact;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use gitops_guard_core::custody::SOURCE_EXTENSIONS;
 use gitops_guard_core::owner::{self, OwnerKind, OwnerRef};
 use gitops_guard_core::{Config, Object};
 use gix::ObjectId;
@@ -242,6 +246,17 @@ pub struct Target {
     /// The object to find in Git (the HelmRelease, for objects it installs).
     pub wanted: Wanted,
     pub origin: Option<String>,
+    /// For a Kustomization that applies an ArtifactGenerator's ExternalArtifact: how the
+    /// artifact's files map to Git, to check the file found is the one the artifact holds.
+    pub artifact: Option<Artifact>,
+}
+
+/// How an ExternalArtifact's files map to the Git repository they were copied from.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// `ArtifactGenerator flux-system/apps, artifact web`, for messages.
+    pub generator: String,
+    copies: artifact::Copies,
 }
 
 /// The result of the cluster part for one object.
@@ -358,14 +373,51 @@ fn wanted_of(obj: &ObjectRef) -> Wanted {
     }
 }
 
-/// The Flux source of a Kustomization: URL, reference and applied revision.
+/// What a Kustomization's source comes to in Git.
+struct GitSource {
+    /// The source that names the repository (a GitRepository, or an OCIRepository's metadata).
+    kind: String,
+    namespace: String,
+    name: String,
+    url: String,
+    reference: Option<String>,
+    /// The applied revision, if known.
+    revision: Option<String>,
+    /// Why no applied commit is known, when it is not (else the generic words are used).
+    no_commit: Option<String>,
+    /// The Kustomization's path in the repository.
+    path: String,
+    artifact: Option<Artifact>,
+}
+
+/// The OCI annotation (and Flux artifact metadata key) for the revision an artifact was made from.
+const OCI_REVISION: &str = "org.opencontainers.image.revision";
+
+/// URL and reference of a GitRepository.
+fn git_repository(
+    repo: &Value,
+    namespace: &str,
+    name: &str,
+    incomplete: &dyn Fn(String) -> Error,
+) -> Result<(String, Option<String>), Error> {
+    let url = str_at(repo, "/spec/url")
+        .ok_or_else(|| incomplete(format!("GitRepository {namespace}/{name} has no spec.url")))?;
+    let reference = ["branch", "tag", "semver", "name", "commit"]
+        .iter()
+        .find_map(|k| str_at(repo, &format!("/spec/ref/{k}")))
+        .map(str::to_string);
+    Ok((url.to_string(), reference))
+}
+
+/// The Flux source of a Kustomization: URL, reference and applied revision; for an
+/// ArtifactGenerator's ExternalArtifact, also how its files map back to Git.
 async fn flux_kustomization(
     cluster: &Cluster,
     cache: &mut OwnerCache,
     ks: &Value,
     owner: &OwnerRef,
     chain: &mut Vec<Link>,
-) -> Result<(Source, Revision, Build), Error> {
+) -> Result<((Source, Revision, Build), Option<Artifact>), Error> {
     let label = owner_label(owner);
     let incomplete = |problem: String| Error::OwnerIncomplete {
         owner: label.clone(),
@@ -374,18 +426,24 @@ async fn flux_kustomization(
     let path = git::normalize_path(str_at(ks, "/spec/path").unwrap_or("./"))
         .ok_or_else(|| incomplete("spec.path climbs out of the repository".into()))?;
     let applied = str_at(ks, "/status/lastAppliedRevision");
+    let src_kind = str_at(ks, "/spec/sourceRef/kind").unwrap_or("GitRepository");
+    // An artifact's revision is a digest of its files; the Git revision it was made from is the
+    // origin revision.
+    let origin = str_at(ks, "/status/lastAppliedOriginRevision")
+        .filter(|_| src_kind == "ExternalArtifact")
+        .map(|o| format!(" from {}", owner::short_revision(o)))
+        .unwrap_or_default();
     chain.push(Link {
         kind: "Kustomization".into(),
         namespace: owner.namespace.clone(),
         name: owner.name.clone(),
         detail: format!(
-            "path ./{path}, applied {}",
+            "path ./{path}, applied {}{origin}",
             applied
                 .map(owner::short_revision)
                 .unwrap_or_else(|| "nothing yet".into())
         ),
     });
-    let src_kind = str_at(ks, "/spec/sourceRef/kind").unwrap_or("GitRepository");
     let src_name = str_at(ks, "/spec/sourceRef/name")
         .ok_or_else(|| incomplete("spec.sourceRef.name is not set".into()))?;
     let src_ns = str_at(ks, "/spec/sourceRef/namespace").unwrap_or(owner.namespace.as_str());
@@ -397,16 +455,20 @@ async fn flux_kustomization(
                 "its source {src_kind} {src_ns}/{src_name} does not exist"
             ))
         })?;
-    let (url, reference, revision_text) = match src_kind {
+    let found = match src_kind {
         "GitRepository" => {
-            let url = str_at(&src, "/spec/url").ok_or_else(|| {
-                incomplete(format!("{src_kind} {src_ns}/{src_name} has no spec.url"))
-            })?;
-            let reference = ["branch", "tag", "semver", "name", "commit"]
-                .iter()
-                .find_map(|k| str_at(&src, &format!("/spec/ref/{k}")))
-                .map(str::to_string);
-            (url.to_string(), reference, applied.map(str::to_string))
+            let (url, reference) = git_repository(&src, src_ns, src_name, &incomplete)?;
+            GitSource {
+                kind: src_kind.to_string(),
+                namespace: src_ns.to_string(),
+                name: src_name.to_string(),
+                url,
+                reference,
+                revision: applied.map(str::to_string),
+                no_commit: None,
+                path: path.clone(),
+                artifact: None,
+            }
         }
         "OCIRepository" => {
             let meta = |k: &str| {
@@ -421,7 +483,20 @@ async fn flux_kustomization(
                     str_at(&src, "/spec/url").unwrap_or("?")
                 ))
             })?;
-            (url, None, meta("org.opencontainers.image.revision"))
+            GitSource {
+                kind: src_kind.to_string(),
+                namespace: src_ns.to_string(),
+                name: src_name.to_string(),
+                url,
+                reference: None,
+                revision: meta(OCI_REVISION),
+                no_commit: None,
+                path: path.clone(),
+                artifact: None,
+            }
+        }
+        "ExternalArtifact" => {
+            external_artifact(cluster, cache, ks, &src, &path, chain, &incomplete).await?
         }
         other => {
             return Err(incomplete(format!(
@@ -429,32 +504,35 @@ async fn flux_kustomization(
             )));
         }
     };
-    let revision = revision::parse(revision_text.as_deref().unwrap_or_default());
+    let revision = revision::parse(found.revision.as_deref().unwrap_or_default());
     chain.push(Link {
-        kind: src_kind.to_string(),
-        namespace: src_ns.to_string(),
-        name: src_name.to_string(),
-        detail: match &reference {
-            Some(r) => format!("{url} ({r})"),
-            None => url.clone(),
+        kind: found.kind.clone(),
+        namespace: found.namespace.clone(),
+        name: found.name.clone(),
+        detail: match &found.reference {
+            Some(r) => format!("{} ({r})", found.url),
+            None => found.url.clone(),
         },
     });
     if revision.commit.is_none() {
-        return Err(incomplete(match revision_text {
-            None => "it has not applied a revision yet (no status.lastAppliedRevision)".into(),
-            Some(t) => format!("its applied revision {t:?} names no commit"),
+        return Err(incomplete(match (found.no_commit, found.revision) {
+            (Some(why), _) => why,
+            (None, None) => {
+                "it has not applied a revision yet (no status.lastAppliedRevision)".into()
+            }
+            (None, Some(t)) => format!("its applied revision {t:?} names no commit"),
         }));
     }
     let source = Source {
-        kind: src_kind.to_string(),
-        namespace: src_ns.to_string(),
-        name: src_name.to_string(),
-        url,
-        reference,
-        path: path.clone(),
+        kind: found.kind,
+        namespace: found.namespace,
+        name: found.name,
+        url: found.url,
+        reference: found.reference,
+        path: found.path.clone(),
     };
     let build = Build {
-        path,
+        path: found.path,
         renderer: Renderer::Flux,
         name_prefix: str_at(ks, "/spec/namePrefix")
             .unwrap_or_default()
@@ -465,7 +543,218 @@ async fn flux_kustomization(
         namespace: str_at(ks, "/spec/targetNamespace").map(str::to_string),
         default_namespace: None,
     };
-    Ok((source, revision, build))
+    Ok(((source, revision, build), found.artifact))
+}
+
+/// A Kustomization's ExternalArtifact, followed through the ArtifactGenerator that makes it to
+/// the GitRepository its copy rules take the Kustomization's path from.
+async fn external_artifact(
+    cluster: &Cluster,
+    cache: &mut OwnerCache,
+    ks: &Value,
+    ea: &Value,
+    path: &str,
+    chain: &mut Vec<Link>,
+    incomplete: &dyn Fn(String) -> Error,
+) -> Result<GitSource, Error> {
+    let ea_ref = ObjectRef::of(ea);
+    let (ea_ns, ea_name) = (ea_ref.namespace.as_str(), ea_ref.name.as_str());
+    let producer = (
+        str_at(ea, "/spec/sourceRef/kind"),
+        str_at(ea, "/spec/sourceRef/name"),
+    );
+    let gen_ns = str_at(ea, "/spec/sourceRef/namespace").unwrap_or(ea_ns);
+    let current = str_at(ea, "/status/artifact/revision");
+    chain.push(Link {
+        kind: "ExternalArtifact".into(),
+        namespace: ea_ns.to_string(),
+        name: ea_name.to_string(),
+        detail: format!(
+            "{}, revision {}",
+            match producer {
+                (Some(k), Some(n)) => format!("made by {k} {gen_ns}/{n}"),
+                _ => "made by an unnamed producer".into(),
+            },
+            current
+                .map(owner::short_revision)
+                .unwrap_or_else(|| "none yet".into())
+        ),
+    });
+    let gen_name = match producer {
+        (Some("ArtifactGenerator"), Some(n)) => n,
+        (Some(k), Some(n)) => {
+            return Err(incomplete(format!(
+                "its source ExternalArtifact {ea_ns}/{ea_name} is made by the {k} {gen_ns}/{n}; only an ArtifactGenerator's copy rules are followed back to Git"
+            )));
+        }
+        _ => {
+            return Err(incomplete(format!(
+                "its source ExternalArtifact {ea_ns}/{ea_name} does not name what makes it (no spec.sourceRef), so its Git repository is unknown"
+            )));
+        }
+    };
+    let generator = format!("ArtifactGenerator {gen_ns}/{gen_name}, artifact {ea_name}");
+    let ag = cache
+        .get(
+            cluster,
+            SOURCE_EXTENSIONS,
+            "ArtifactGenerator",
+            gen_ns,
+            gen_name,
+        )
+        .await?
+        .ok_or_else(|| {
+            incomplete(format!(
+                "the ArtifactGenerator {gen_ns}/{gen_name} that makes its ExternalArtifact {ea_ns}/{ea_name} does not exist"
+            ))
+        })?;
+    let spec = ag
+        .pointer("/spec/artifacts")
+        .and_then(Value::as_array)
+        .and_then(|list| list.iter().find(|a| str_at(a, "/name") == Some(ea_name)))
+        .ok_or_else(|| {
+            incomplete(format!(
+                "the ArtifactGenerator {gen_ns}/{gen_name} has no artifact {ea_name} in spec.artifacts"
+            ))
+        })?;
+    let sources = artifact::sources(&ag, gen_ns);
+    let mapped = artifact::rules(spec)
+        .and_then(|rules| artifact::map(&rules, &sources, path, &artifact::guess_dir));
+    let mut link = Link {
+        kind: "ArtifactGenerator".into(),
+        namespace: gen_ns.to_string(),
+        name: gen_name.to_string(),
+        detail: format!("artifact {ea_name}"),
+    };
+    let copies = match mapped {
+        Ok(c) => c,
+        Err(why) => {
+            chain.push(link);
+            return Err(incomplete(format!("{generator}: {why}")));
+        }
+    };
+    link.detail = format!(
+        "artifact {ea_name}: ./{} is ./{} of @{}, by {}",
+        copies.path,
+        copies.git_path,
+        copies.alias,
+        copies.rules_used()
+    );
+    chain.push(link);
+    let Some(git) = sources.iter().find(|s| s.alias == copies.alias) else {
+        return Err(incomplete(format!(
+            "{generator}: @{} is none of its sources",
+            copies.alias
+        )));
+    };
+    let repo = cache
+        .get(
+            cluster,
+            FLUX_SOURCE_GROUP,
+            "GitRepository",
+            &git.namespace,
+            &git.name,
+        )
+        .await?
+        .ok_or_else(|| {
+            incomplete(format!(
+                "the GitRepository {}/{} of {generator} (@{}) does not exist",
+                git.namespace, git.name, git.alias
+            ))
+        })?;
+    let (url, reference) = git_repository(&repo, &git.namespace, &git.name, incomplete)?;
+    let (revision, no_commit) =
+        match applied_commit(ks, ea, spec, &sources, &copies.alias, &generator) {
+            Ok(r) => (Some(r), None),
+            Err(why) => (None, Some(why)),
+        };
+    Ok(GitSource {
+        kind: "GitRepository".into(),
+        namespace: git.namespace.clone(),
+        name: git.name.clone(),
+        url,
+        reference,
+        revision,
+        no_commit,
+        path: copies.git_path.clone(),
+        artifact: Some(Artifact { generator, copies }),
+    })
+}
+
+/// The Git revision a Kustomization applied through an ExternalArtifact, whose own revision is a
+/// digest of the copied files (`latest@sha256:…`): the artifact's revision when it mirrors the
+/// Git source (`revision: "@alias"`), else the origin revision the Kustomization recorded
+/// (`originRevision: "@alias"` puts it in the artifact's metadata), else that metadata itself
+/// while the artifact is still the one applied. `Err` says what is missing.
+fn applied_commit(
+    ks: &Value,
+    ea: &Value,
+    spec: &Value,
+    sources: &[artifact::SourceRef],
+    alias: &str,
+    generator: &str,
+) -> Result<String, String> {
+    let applied = str_at(ks, "/status/lastAppliedRevision");
+    let names_commit = |r: &str| revision::parse(r).commit.is_some();
+    let alias_in = |k: &str| str_at(spec, k).map(|a| a.trim_start_matches('@'));
+    if alias_in("/revision") == Some(alias)
+        && let Some(a) = applied.filter(|a| names_commit(a))
+    {
+        return Ok(a.to_string());
+    }
+    // Without `originRevision` the origin can only be the one source's.
+    let origin_alias = alias_in("/originRevision");
+    let origin_is_ours = match origin_alias {
+        Some(a) => a == alias,
+        None => sources.len() == 1,
+    };
+    if let Some(o) = str_at(ks, "/status/lastAppliedOriginRevision") {
+        if !origin_is_ours {
+            return Err(match origin_alias {
+                Some(a) => format!(
+                    "its applied origin revision {o} is that of @{a} in {generator}, not of @{alias} where its files come from"
+                ),
+                None => format!(
+                    "its applied origin revision {o} may be that of any source of {generator}, which sets no originRevision"
+                ),
+            });
+        }
+        if names_commit(o) {
+            return Ok(o.to_string());
+        }
+    }
+    let current = str_at(ea, "/status/artifact/revision");
+    if origin_is_ours
+        && current.is_some()
+        && current == applied
+        && let Some(m) = ea
+            .pointer("/status/artifact/metadata")
+            .and_then(|m| m.get(OCI_REVISION))
+            .and_then(Value::as_str)
+            .filter(|m| names_commit(m))
+    {
+        return Ok(m.to_string());
+    }
+    Err(match applied {
+        None => {
+            "it has not applied its ExternalArtifact yet (no status.lastAppliedRevision)".into()
+        }
+        Some(a) => {
+            let why = match current {
+                Some(c) if c != a => format!(
+                    "the ExternalArtifact has moved on to {} since",
+                    owner::short_revision(c)
+                ),
+                _ => format!(
+                    "the ExternalArtifact's status.artifact.metadata has no {OCI_REVISION} either (set originRevision: \"@{alias}\" on {generator})"
+                ),
+            };
+            format!(
+                "it applied the artifact {}, a digest of the copied files, and no Git commit is recorded with it: no status.lastAppliedOriginRevision, and {why}",
+                owner::short_revision(a)
+            )
+        }
+    })
 }
 
 /// The Git sources of an Argo CD application, with their deployed revisions.
@@ -673,6 +962,7 @@ async fn plan_owner(
             .map(str::to_string);
         owner = parent;
     }
+    let mut artifact = None;
     let builds = match owner.kind {
         OwnerKind::Kustomization => {
             let ks = cache
@@ -688,7 +978,10 @@ async fn plan_owner(
                     owner: owner_label(&owner),
                     problem: "it does not exist".into(),
                 })?;
-            vec![flux_kustomization(cluster, cache, &ks, &owner, &mut location.chain).await?]
+            let (build, copied) =
+                flux_kustomization(cluster, cache, &ks, &owner, &mut location.chain).await?;
+            artifact = copied;
+            vec![build]
         }
         OwnerKind::Application => {
             let app = cache
@@ -723,6 +1016,7 @@ async fn plan_owner(
         builds,
         wanted,
         origin,
+        artifact,
     })
 }
 
@@ -787,6 +1081,19 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
             location.applied_commit = Some(commit.to_string());
             match index.find(&target.wanted, target.origin.as_deref()) {
                 Found::One(entry) => {
+                    if let Some(a) = &target.artifact
+                        && let Err(why) = repo
+                            .snapshot(commit)
+                            .map_err(|e| e.to_string())
+                            .and_then(|snap| a.copies.verify(&snap, &entry.file))
+                    {
+                        // The file is not what the artifact holds: say why, name no file.
+                        result = Err(Error::OwnerIncomplete {
+                            owner: target.applier.clone(),
+                            problem: format!("{}: {why}", a.generator),
+                        });
+                        break;
+                    }
                     location.file = Some(entry.file.clone());
                     location.document = entry.doc;
                     location.lines = Some((entry.first_line, entry.last_line));
