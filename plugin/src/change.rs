@@ -29,6 +29,7 @@ pub mod locate;
 pub mod overrides;
 pub mod pr;
 pub mod recover;
+pub mod shared;
 pub mod target;
 pub mod verb;
 
@@ -91,6 +92,10 @@ pub struct ChangeFlags {
     /// Ask these people (or GitHub teams org/team) to review; repeat or separate with commas.
     #[arg(long = "reviewer", value_name = "LOGIN", value_delimiter = ',')]
     pub reviewers: Vec<String>,
+    /// Change a field where it is set even when other overlays share that file (a base, a
+    /// component): by default it is written in the object's own overlay, for it alone.
+    #[arg(long)]
+    pub in_base: bool,
 }
 
 /// `TYPE/NAME` or `TYPE NAME`.
@@ -1041,7 +1046,8 @@ impl Context {
             eprintln!("Adding to the existing branch {}", place.branch);
         }
         self.warn_changed_since_applied(&git_repo, &def, &place.agent_branch);
-        let plain = def.is_plain()?;
+        // A document other builds share is changed through the overlay (routing knows how).
+        let plain = def.is_plain()? && !def.shares_document();
         let (base_text, span) = def.base_doc()?;
         let nl = if base_text.contains("\r\n") {
             "\r\n"
@@ -1346,7 +1352,11 @@ impl Context {
             let updated = splice::update_document(&text, &span, new)?;
             def.files.set(&def.doc.file.clone(), updated);
         } else {
+            def.in_base = self.flags.in_base;
             def.route(old, new)?;
+            for note in &def.notes {
+                eprintln!("{note}");
+            }
         }
         let files = def.files.changes();
         if validate && !files.is_empty() {

@@ -245,6 +245,15 @@ pub enum Error {
     /// The API server refused the changed object in a server-side dry run.
     #[error("the change to {resource} is not valid (server-side dry-run as you): {message}")]
     DryRunRejected { resource: String, message: String },
+    /// A field set in a file other builds share, with nowhere of the object's own to change it.
+    #[error(
+        "cannot change {path} for this object only: it is set in {file}, {why}. Pass --in-base to change it there for all of them"
+    )]
+    SharedField {
+        path: String,
+        file: String,
+        why: String,
+    },
     /// The owner sets the field after the build (Flux `spec.patches`, `spec.images`, `postBuild`).
     #[error(
         "cannot change {path} of {resource} in {file}: its value comes from {by}, which Flux applies after building the manifests, so a change there would be overridden (or would replace the variable for every cluster sharing the file). To change it, {fix}"

@@ -294,21 +294,83 @@ fn a_field_set_by_an_overlay_patch_file_changes_there() {
 }
 
 #[test]
-fn a_field_only_the_base_sets_changes_in_the_base() {
+fn a_field_only_the_shared_base_sets_is_written_in_the_own_overlay_unless_in_base() {
     let f = fixture();
+    let port = |v: &mut Value| container(v, 0)["ports"][0]["containerPort"] = json!(9090);
+    // By default: a JSON patch in prod's own kustomization; staging, which shares the base,
+    // builds what it built before.
+    let staging_before = kustomize(
+        &f,
+        &define(&f, "apps/staging", "staging-web", "default"),
+        "apps/staging",
+    );
     let def = route_and_check(
         &f,
         "apps/prod",
         "web",
         "prod",
-        |v| container(v, 0)["ports"][0]["containerPort"] = json!(9090),
-        "apps/base/deployment.yaml",
+        port,
+        "apps/prod/kustomization.yaml",
+        (0, 7),
+    );
+    let new = &def.files.changes()[0].new;
+    assert!(
+        new.contains(
+            "  - target:\n      kind: Deployment\n      name: web\n    patch: |\n      - op: replace\n        path: /spec/template/spec/containers/0/ports/0/containerPort\n        value: 9090\n"
+        ),
+        "{new}"
+    );
+    assert_eq!(
+        def.notes,
+        [
+            "note: spec.template.spec.containers[0].ports[0].containerPort is set in apps/base/deployment.yaml (also built by apps/staging); the change is written in apps/prod/kustomization.yaml, for this overlay only (--in-base changes the shared place for all of them)"
+        ]
+    );
+    assert_eq!(kustomize(&f, &def, "apps/staging"), staging_before);
+
+    // --in-base: in the base, said.
+    let mut def = define(&f, "apps/prod", "web", "prod");
+    def.in_base = true;
+    let old = def.effective().expect("effective");
+    let mut new = old.clone();
+    port(&mut new);
+    def.route(&old, &new).expect("route");
+    let changes = def.files.changes();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].path, "apps/base/deployment.yaml");
+    assert_eq!(counts(&changes[0].old, &changes[0].new), (1, 1));
+    assert!(changes[0].new.starts_with("# The web frontend."));
+    assert_eq!(
+        def.notes,
+        [
+            "note: apps/base/deployment.yaml is also built by apps/staging: the change to spec.template.spec.containers[0].ports[0].containerPort reaches them too (--in-base)"
+        ]
+    );
+    assert_eq!(kustomize(&f, &def, "apps/prod"), new);
+}
+
+#[test]
+fn an_image_the_own_overlay_pins_changes_in_its_entry_even_at_the_base_tag() {
+    let f = fixture();
+    // prod's images entry pins the base's own tag: the image is the base's, but the entry is
+    // the overlay's place for it.
+    let prod = PROD_KUSTOMIZATION.replace("newTag: 1.8.1", "newTag: 1.8.0");
+    support::write(&f.dir, "apps/prod/kustomization.yaml", &prod);
+    let commit = support::commit_all(&f.dir, "pin the base tag", "Ana", 1);
+    let f = Fixture { commit, ..f };
+    let def = route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "prod",
+        |v| container(v, 0)["image"] = json!("ghcr.io/acme/web:1.9.0"),
+        "apps/prod/kustomization.yaml",
         (1, 1),
     );
     assert!(
-        def.files.changes()[0]
-            .new
-            .starts_with("# The web frontend.")
+        def.files.changes()[0].new.contains("    newTag: 1.9.0\n"),
+        "{}",
+        def.files.changes()[0].new
     );
 }
 

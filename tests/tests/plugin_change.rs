@@ -1622,3 +1622,102 @@ spec:
     out.ok();
     assert!(out.stdout.contains("+    tier: frontend\n"), "{out}");
 }
+
+/// A field only a base sets, when another overlay builds that base too: the change is written in
+/// the object's own overlay (the other environment does not change), and `--in-base` writes it
+/// in the base, saying what else it reaches.
+#[test]
+fn a_shared_base_is_not_changed_for_other_environments_unless_asked() {
+    const STAGING: &str = "\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../base
+";
+    let fx = Fx::start(
+        "change-shared",
+        &[
+            ("apps/base/kustomization.yaml", BASE_KUSTOMIZATION),
+            ("apps/base/deployment.yaml", BASE_DEPLOYMENT),
+            ("apps/prod/kustomization.yaml", PROD_KUSTOMIZATION),
+            ("apps/prod/memory.yaml", PROD_MEMORY),
+            ("apps/staging/kustomization.yaml", STAGING),
+        ],
+        "apps/prod",
+        URL,
+        ForgeKind::GitHub,
+    );
+    let branch = "gitops/ana/prod-replicas";
+    let out = fx.gitops_pr(
+        &[
+            "scale",
+            "deployment/web",
+            "--replicas=6",
+            "--local",
+            "--branch",
+            branch,
+        ],
+        &[],
+    );
+    out.ok();
+    assert!(
+        out.stderr.contains(
+            "note: spec.replicas is set in apps/base/deployment.yaml (also built by apps/staging); the change is written in apps/prod/kustomization.yaml, for this overlay only (--in-base changes the shared place for all of them)"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        git(&fx.clone, &["diff", "--name-only", "main", branch]),
+        "apps/prod/kustomization.yaml"
+    );
+    let (removed, added) = diff_lines(&fx.clone, "main", branch);
+    assert!(removed.is_empty(), "{removed:?}");
+    assert_eq!(
+        added,
+        [
+            "  - target:",
+            "      kind: Deployment",
+            "      name: web",
+            "    patch: |",
+            "      - op: replace",
+            "        path: /spec/replicas",
+            "        value: 6",
+        ]
+    );
+    // What Flux would build for each environment, from that branch.
+    git(&fx.clone, &["checkout", "-q", branch]);
+    let build = |overlay: &str| {
+        let mut cmd = Command::new(kubectl_program());
+        cmd.args(["kustomize", &fx.clone.join(overlay).display().to_string()]);
+        let out = run(cmd, None, format!("kubectl kustomize {overlay}"));
+        out.ok();
+        out.stdout.clone()
+    };
+    assert!(build("apps/prod").contains("replicas: 6"));
+    assert!(build("apps/staging").contains("replicas: 2"));
+    git(&fx.clone, &["checkout", "-q", "main"]);
+
+    // --in-base: the base, and what else it reaches.
+    let out = fx.gitops_pr(
+        &[
+            "scale",
+            "deployment/web",
+            "--replicas=6",
+            "--in-base",
+            "--dry-run",
+        ],
+        &[],
+    );
+    out.ok();
+    assert!(
+        out.stdout
+            .starts_with("diff --git a/apps/base/deployment.yaml b/apps/base/deployment.yaml\n"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains(
+            "note: apps/base/deployment.yaml is also built by apps/staging: the change to spec.replicas reaches them too (--in-base)"
+        ),
+        "{out}"
+    );
+}

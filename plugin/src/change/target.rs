@@ -20,6 +20,7 @@ use crate::manifest::{Build, Entry, Renderer};
 use crate::splice::{self, Change, DocSpan, FieldPath, PathSegment};
 
 use super::diff::FileChange;
+use super::shared;
 
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
@@ -159,6 +160,15 @@ enum Step {
     },
 }
 
+/// The object's own overlay: the kustomization at its build root, read by no other build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnOverlay {
+    file: String,
+    /// Its steps are `steps[from..end]`.
+    from: usize,
+    end: usize,
+}
+
 /// Everything that defines an object in Git.
 #[derive(Debug, Clone)]
 pub struct Definition {
@@ -169,6 +179,13 @@ pub struct Definition {
     pub files: Files,
     /// Workload kinds get common labels in selectors and templates.
     kind: String,
+    /// Files of the definition that other builds in the repository read too → those builds.
+    shared: BTreeMap<String, Vec<String>>,
+    own: Option<OwnOverlay>,
+    /// Write a change to a shared file there (`--in-base`) rather than in the own overlay.
+    pub in_base: bool,
+    /// What a person should know about where the change went (printed to stderr).
+    pub notes: Vec<String>,
 }
 
 /// What went wrong while reading the sources (a file that is not what kustomize needs).
@@ -549,9 +566,44 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
         annotations: string_map(base.pointer("/metadata/annotations")),
     };
     let mut steps = Vec::new();
-    for layer in &layers {
+    let mut own = None;
+    for (i, layer) in layers.iter().enumerate() {
+        let from = steps.len();
         layer_steps(&mut reader, layer, &mut identity, &mut steps)?;
+        if i + 1 == layers.len() && shared::kustomization_dir(layer) == build.path {
+            own = Some(OwnOverlay {
+                file: layer.clone(),
+                from,
+                end: steps.len(),
+            });
+        }
     }
+    // What else in the repository reads the files that define the object.
+    let graph = shared::Graph::of(snap)?;
+    let mut read: Vec<&str> = vec![doc.file.as_str()];
+    read.extend(layers.iter().map(String::as_str));
+    for step in &steps {
+        if let Step::Patch(Patch {
+            text: PatchText::File { path, .. },
+            ..
+        }) = step
+        {
+            read.push(path);
+        }
+    }
+    let mut shared_files = BTreeMap::new();
+    for file in read {
+        let node = if layers.iter().any(|l| l == file) {
+            shared::kustomization_dir(file)
+        } else {
+            file.to_string()
+        };
+        let others = graph.others(&node, &build.path);
+        if !others.is_empty() {
+            shared_files.insert(file.to_string(), others);
+        }
+    }
+    let own = own.filter(|o: &OwnOverlay| !shared_files.contains_key(&o.file));
     // The owner's own name prefix, suffix and namespace (Flux `spec.namePrefix`,
     // `spec.targetNamespace`; Argo CD `kustomize.namePrefix`, `kustomize.namespace`).
     if !build.name_prefix.is_empty() || !build.name_suffix.is_empty() {
@@ -573,6 +625,10 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
         steps,
         files: reader.files,
         kind: entry.kind.clone(),
+        shared: shared_files,
+        own,
+        in_base: false,
+        notes: Vec::new(),
     })
 }
 
@@ -950,6 +1006,11 @@ enum Route {
 }
 
 impl Definition {
+    /// Whether other builds in the repository read the object's document too (a shared base).
+    pub fn shares_document(&self) -> bool {
+        self.shared.contains_key(&self.doc.file)
+    }
+
     /// Whether the object is exactly its document: no patch or transformer changes its content
     /// (a namespace or name prefix only renames it).
     pub fn is_plain(&self) -> Result<bool, Error> {
@@ -1143,6 +1204,7 @@ impl Definition {
     /// success [`Definition::files`] holds the new texts. Fails without changing anything when
     /// a field is set for every object of a layer, or when the sources would not give `new`.
     pub fn route(&mut self, old: &Value, new: &Value) -> Result<(), Error> {
+        self.notes.clear();
         let changes = splice::changes_between(old, new);
         if changes.is_empty() {
             return Ok(());
@@ -1154,10 +1216,39 @@ impl Definition {
                 routes.push(r);
             }
         }
+        // Changes that would land in a file other builds read too: in the own overlay instead
+        // (unless --in-base), said either way.
+        let mut moved: Vec<(Change, String)> = Vec::new();
+        let mut kept = Vec::new();
+        for (route, change) in routes {
+            let file = self.route_file(&route);
+            match self.shared.get(&file) {
+                Some(others) if self.in_base => {
+                    let note = format!(
+                        "note: {file} is also built by {}: the change to {} reaches them too (--in-base)",
+                        others.join(", "),
+                        change.path()
+                    );
+                    if !self.notes.contains(&note) {
+                        self.notes.push(note);
+                    }
+                    kept.push((route, change));
+                }
+                Some(others) => moved.push((
+                    change,
+                    format!("{file} (also built by {})", others.join(", ")),
+                )),
+                None => kept.push((route, change)),
+            }
+        }
         let saved = self.files.clone();
-        let result = self.apply_routes(routes);
+        let saved_steps = self.steps.clone();
+        let result = self
+            .apply_routes(kept)
+            .and_then(|()| self.write_in_own_overlay(&states, old, moved));
         if let Err(e) = result {
             self.files = saved;
+            self.steps = saved_steps;
             return Err(e);
         }
         let now = self.effective();
@@ -1169,6 +1260,7 @@ impl Definition {
                     .map(|c| c.path().to_string())
                     .collect();
                 self.files = saved;
+                self.steps = saved_steps;
                 Err(Error::KustomizeRoute {
                     file: self.doc.file.clone(),
                     paths: left.join(", "),
@@ -1177,9 +1269,168 @@ impl Definition {
             }
             Err(e) => {
                 self.files = saved;
+                self.steps = saved_steps;
                 Err(e)
             }
         }
+    }
+
+    /// The file a route writes.
+    fn route_file(&self, route: &Route) -> String {
+        match route {
+            Route::Base(_) => self.doc.file.clone(),
+            Route::Kustomization(file) => file.clone(),
+            Route::Patch(i, _) => match self.steps.get(*i) {
+                Some(Step::Patch(Patch {
+                    text: PatchText::File { path, .. },
+                    ..
+                })) => path.clone(),
+                Some(Step::Patch(Patch {
+                    text: PatchText::Inline { file, .. },
+                    ..
+                })) => file.clone(),
+                _ => self.doc.file.clone(),
+            },
+        }
+    }
+
+    /// Writes changes that belong to shared files into the own overlay: an `images` entry of it
+    /// for an image it already names, else one JSON 6902 patch for the object.
+    fn write_in_own_overlay(
+        &mut self,
+        states: &[Value],
+        old: &Value,
+        moved: Vec<(Change, String)>,
+    ) -> Result<(), Error> {
+        let Some((first, from)) = moved.first() else {
+            return Ok(());
+        };
+        let Some(own) = self.own.clone() else {
+            return Err(Error::SharedField {
+                path: first.path().to_string(),
+                file: from.clone(),
+                why: "and the object has no overlay of its own to change it in (no kustomization file at its build path that other builds do not read)".into(),
+            });
+        };
+        let entering = &states[own.from];
+        let mut ops: Vec<Value> = Vec::new();
+        let mut kustomization: Vec<Change> = Vec::new();
+        let mut wheres: Vec<String> = Vec::new();
+        for (change, from) in &moved {
+            let path = map_path(old, entering, change.path().segments())
+                .unwrap_or_else(|| change.path().clone());
+            if !wheres.contains(from) {
+                wheres.push(from.clone());
+            }
+            // An image the own overlay's `images` entry already names: change the entry.
+            if let Some(c) = self.own_image_entry(&own, entering, &path, change)? {
+                kustomization.extend(c);
+                continue;
+            }
+            ops.push(json6902_op(entering, &path, change));
+        }
+        if !ops.is_empty() {
+            let k = self.kustomization_value(&own.file)?;
+            let index = k
+                .get("patches")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let name = entering
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or(&self.doc.name)
+                .to_string();
+            let text = ops
+                .iter()
+                .map(|op| {
+                    let mut line = format!(
+                        "- op: {}\n  path: {}",
+                        op["op"].as_str().unwrap_or("add"),
+                        op["path"].as_str().unwrap_or_default()
+                    );
+                    if let Some(v) = op.get("value") {
+                        line.push_str(&format!("\n  value: {v}"));
+                    }
+                    line.push('\n');
+                    line
+                })
+                .collect::<String>();
+            // The target first, then the patch, as people write them.
+            let item = serde_json::json!({"target": {"kind": self.doc.kind, "name": name}});
+            kustomization.push(if k.get("patches").is_none() {
+                Change::set(FieldPath::keys(["patches"]), Value::Array(vec![item]))
+            } else {
+                Change::set(FieldPath::keys(["patches"]).index(index), item)
+            });
+            let at = FieldPath::keys(["patches"]).index(index).key("patch");
+            kustomization.push(Change::set(at.clone(), Value::String(text)));
+            self.steps.insert(
+                own.end,
+                Step::Patch(Patch {
+                    json6902: true,
+                    text: PatchText::Inline {
+                        file: own.file.clone(),
+                        at: at.clone(),
+                    },
+                    origin: format!("{} ({at})", own.file),
+                }),
+            );
+        }
+        let text = self
+            .files
+            .get(&own.file)
+            .ok_or_else(|| bad(&own.file, "the kustomization file is gone"))?
+            .to_string();
+        let (span, _) = first_doc(&text, &own.file)?;
+        let new = splice::apply_changes_to_file(&text, &span, &kustomization)?;
+        self.files.set(&own.file, new);
+        self.notes.push(format!(
+            "note: {} is set in {}; the change is written in {}, for this overlay only (--in-base changes the shared place for all of them)",
+            moved
+                .iter()
+                .map(|(c, _)| c.path().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            wheres.join(", "),
+            own.file
+        ));
+        Ok(())
+    }
+
+    /// The changes to the own overlay's `images` entry that names this container's image.
+    fn own_image_entry(
+        &self,
+        own: &OwnOverlay,
+        entering: &Value,
+        path: &FieldPath,
+        change: &Change,
+    ) -> Result<Option<Vec<Change>>, Error> {
+        let is_image = path.segments().last().is_some_and(|s| s.same_key("image"));
+        let (
+            true,
+            Change::Set {
+                value: Value::String(new_image),
+                ..
+            },
+        ) = (is_image, change)
+        else {
+            return Ok(None);
+        };
+        let Some(current) = entering.pointer(&path.to_pointer()).and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let (current_name, _, _) = split_image(current);
+        let k = self.kustomization_value(&own.file)?;
+        let entries = k
+            .get("images")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(entries
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.get("name").and_then(Value::as_str) == Some(current_name.as_str()))
+            .map(|(index, entry)| image_entry_changes(entry, index, new_image)))
     }
 
     /// Where one change goes.
@@ -1702,6 +1953,47 @@ fn json6902_route(
 }
 
 /// The changes to a kustomize `images` entry that make it give `new_image`.
+/// A JSON 6902 operation making `change` on `object` (the object as the overlay receives it):
+/// `replace` where the field is, `add` of the missing part where it is not, `remove`.
+fn json6902_op(object: &Value, path: &FieldPath, change: &Change) -> Value {
+    let pointer = |segs: &[PathSegment]| -> String {
+        segs.iter()
+            .map(|s| match s {
+                PathSegment::Key(k) => format!("/{}", k.replace('~', "~0").replace('/', "~1")),
+                PathSegment::Index(i) => format!("/{i}"),
+            })
+            .collect()
+    };
+    let segs = path.segments();
+    match change {
+        Change::Delete { .. } => serde_json::json!({"op": "remove", "path": pointer(segs)}),
+        Change::Insert { value, .. } => {
+            serde_json::json!({"op": "add", "path": pointer(segs), "value": value})
+        }
+        Change::Set { value, .. } => {
+            if get(object, segs).is_some() {
+                return serde_json::json!({"op": "replace", "path": pointer(segs), "value": value});
+            }
+            // The deepest part that exists; add the rest below it as one value.
+            let mut depth = segs.len();
+            while depth > 0 && get(object, &segs[..depth - 1]).is_none() {
+                depth -= 1;
+            }
+            let mut nested = value.clone();
+            for seg in segs[depth.max(1)..].iter().rev() {
+                let key = match seg {
+                    PathSegment::Key(k) => k.clone(),
+                    PathSegment::Index(i) => i.to_string(),
+                };
+                let mut m = Map::new();
+                m.insert(key, nested);
+                nested = Value::Object(m);
+            }
+            serde_json::json!({"op": "add", "path": pointer(&segs[..depth.max(1)]), "value": nested})
+        }
+    }
+}
+
 fn image_entry_changes(entry: &Value, index: usize, new_image: &str) -> Vec<Change> {
     let base = FieldPath::keys(["images"]).index(index);
     let (name, tag, digest) = split_image(new_image);
@@ -1744,6 +2036,49 @@ fn image_entry_changes(entry: &Value, index: usize, new_image: &str) -> Vec<Chan
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_patch_operations_replace_add_the_missing_part_or_remove() {
+        let obj = serde_json::json!({"metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "a"}]}}}});
+        let path = |segs: &[&str]| {
+            FieldPath(
+                segs.iter()
+                    .map(|s| match s.parse::<usize>() {
+                        Ok(i) => PathSegment::Index(i),
+                        Err(_) => PathSegment::Key((*s).to_string()),
+                    })
+                    .collect(),
+            )
+        };
+        let set = |segs: &[&str], v: Value| {
+            let p = path(segs);
+            json6902_op(&obj, &p, &Change::set(p.clone(), v))
+        };
+        assert_eq!(
+            set(
+                &["spec", "template", "spec", "containers", "0", "image"],
+                "b".into()
+            ),
+            serde_json::json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "b"})
+        );
+        assert_eq!(
+            set(
+                &["metadata", "labels", "app.kubernetes.io/part-of"],
+                "shop".into()
+            ),
+            serde_json::json!({"op": "add", "path": "/metadata/labels/app.kubernetes.io~1part-of", "value": "shop"})
+        );
+        assert_eq!(
+            set(&["metadata", "annotations", "team"], "a".into()),
+            serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {"team": "a"}})
+        );
+        let p = path(&["metadata", "labels", "app"]);
+        assert_eq!(
+            json6902_op(&obj, &p, &Change::delete(p.clone())),
+            serde_json::json!({"op": "remove", "path": "/metadata/labels/app"})
+        );
+    }
     use serde_json::json;
 
     #[test]
