@@ -668,6 +668,7 @@ pub fn render(blame: &Blame, now: jiff::Timestamp) -> String {
 pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
     let (type_name, name) = type_and_name(&args.resource, args.name.as_deref())?;
     let mut session = Session::open(global)?;
+    session.know_types([type_name.as_str()])?;
     let (_, live) = session.get(&type_name, &name)?;
     let location = locate::resolve(
         &session.rt,

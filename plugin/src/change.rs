@@ -359,6 +359,7 @@ pub fn run(global: &Global, cmd: ChangeCommand) -> Result<bool, Error> {
         let cluster = &mut session.cluster;
         let resource = session.rt.block_on(async {
             cluster.discover().await?;
+            cluster.refresh_if_unknown(&type_text).await?;
             cluster.resolve_type(&type_text).cloned()
         })?;
         if !resource.scalable {

@@ -11,6 +11,10 @@ use serde_json::Value;
 
 use crate::Error;
 
+pub mod discovery_cache;
+
+use discovery_cache::DiscoveryCache;
+
 /// One resource type the server serves (in the most preferred version of its group that serves
 /// it).
 #[derive(Debug, Clone)]
@@ -37,6 +41,10 @@ pub struct Cluster {
     /// The namespace `-n` defaults to (the context's namespace, else `default`).
     pub default_namespace: String,
     resources: Vec<Resource>,
+    /// Where discovery is kept between runs.
+    cache: Option<DiscoveryCache>,
+    /// The group resources came from the cache (a TYPE it lacks is looked up again).
+    from_cache: bool,
 }
 
 /// Resources never worth listing for `status` (copies of other objects, or not objects at all).
@@ -95,6 +103,7 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
         })?,
     };
     let default_namespace = config.default_namespace.clone();
+    let cache = DiscoveryCache::for_server(&config.cluster_url.to_string());
     let client = kube::Client::try_from(config).map_err(|e| Error::Kubeconfig {
         message: e.to_string(),
     })?;
@@ -102,6 +111,8 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
         client,
         default_namespace,
         resources: Vec::new(),
+        cache,
+        from_cache: false,
     })
 }
 
@@ -139,11 +150,26 @@ fn add_list(out: &mut Vec<Resource>, group: &str, version: &str, list: APIResour
 }
 
 impl Cluster {
-    /// Reads what the server serves: the core group and every version of every group.
+    /// Reads what the server serves: the core group and every version of every group (the
+    /// groups' resources from the discovery cache while it is fresh and the server lists the same
+    /// group versions).
     pub async fn discover(&mut self) -> Result<(), Error> {
         if !self.resources.is_empty() {
             return Ok(());
         }
+        self.discover_from_server(false).await
+    }
+
+    /// Discovers again, past the cache, when `name` is a TYPE the cached discovery does not know
+    /// (a CRD installed since): kubectl does the same before it says a type does not exist.
+    pub async fn refresh_if_unknown(&mut self, name: &str) -> Result<(), Error> {
+        if self.from_cache && self.resolve_type(name).is_err() {
+            self.discover_from_server(true).await?;
+        }
+        Ok(())
+    }
+
+    async fn discover_from_server(&mut self, past_cache: bool) -> Result<(), Error> {
         let mut out = Vec::new();
         let core = self
             .client
@@ -156,6 +182,48 @@ impl Cluster {
             .list_api_groups()
             .await
             .map_err(|e| kube_error("API discovery (/apis)", e))?;
+        let mut group_versions: Vec<String> = groups
+            .groups
+            .iter()
+            .flat_map(|g| g.versions.iter().map(|v| v.group_version.clone()))
+            .collect();
+        // Every CRD as it is now (name and resourceVersion, metadata only): a kind added to a
+        // group version the server already served changes this, so the cache is not used. Who
+        // cannot list CRDs discovers without the cache.
+        let crds = ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        };
+        let crds = Api::<DynamicObject>::all_with(self.client.clone(), &crds)
+            .list_metadata(&ListParams::default())
+            .await
+            .ok();
+        match crds {
+            Some(list) => group_versions.extend(list.items.iter().map(|c| {
+                format!(
+                    "crd:{}@{}",
+                    c.metadata.name.as_deref().unwrap_or_default(),
+                    c.metadata.resource_version.as_deref().unwrap_or_default()
+                )
+            })),
+            None => group_versions.clear(),
+        }
+        let now = jiff::Timestamp::now();
+        if !past_cache
+            && !group_versions.is_empty()
+            && let Some(cached) = self
+                .cache
+                .as_ref()
+                .and_then(|c| c.load(&group_versions, now))
+        {
+            out.extend(cached.into_iter().filter(|r| !r.api.group.is_empty()));
+            self.resources = out;
+            self.from_cache = true;
+            return Ok(());
+        }
         // Every served version of every group, as `kubectl api-resources` lists them: a kind served
         // only in a version the group does not prefer (Flux's Alerts and Providers are
         // notification.toolkit.fluxcd.io/v1beta3 while the group prefers v1) is still a kind.
@@ -199,7 +267,13 @@ impl Cluster {
             });
             out.extend(fresh);
         }
+        if let Some(cache) = &self.cache
+            && !group_versions.is_empty()
+        {
+            cache.save(&group_versions, &out, now);
+        }
         self.resources = out;
+        self.from_cache = false;
         Ok(())
     }
 

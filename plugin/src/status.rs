@@ -302,6 +302,14 @@ struct List<'a> {
 /// Runs `status`; `Ok(false)` when some object's chain could not be followed.
 pub fn run(global: &Global, args: &StatusArgs) -> Result<bool, Error> {
     let mut session = Session::open(global)?;
+    if let Selection::Some { types, named } = selection(&args.resources)? {
+        session.know_types(
+            types
+                .iter()
+                .map(String::as_str)
+                .chain(named.iter().map(|(t, _)| t.as_str())),
+        )?;
+    }
     let (objects, missing) = objects(&session, args)?;
     let mut cache = OwnerCache::default();
     let planned: Vec<Planned> = session.rt.block_on(async {

@@ -111,6 +111,7 @@ pub fn render(l: &Location, now: jiff::Timestamp) -> String {
 pub fn run(global: &Global, args: &TraceArgs) -> Result<bool, Error> {
     let (type_name, name) = type_and_name(&args.resource, args.name.as_deref())?;
     let mut session = Session::open(global)?;
+    session.know_types([type_name.as_str()])?;
     let (_, live) = session.get(&type_name, &name)?;
     let mut location = locate::resolve(
         &session.rt,

@@ -35,6 +35,7 @@ fn gitops(cluster: &Cluster, cwd: &Path, cache: &Path, args: &[&str]) -> Out {
         .arg(cluster.kubeconfig(User::Admin))
         .current_dir(cwd)
         .env("XDG_CACHE_HOME", cache)
+        .env("KUBECACHEDIR", cache.join("kube"))
         .env_remove("KUBECONFIG");
     run_command(cmd, None, Duration::from_secs(120))
 }
@@ -1180,4 +1181,89 @@ fn kinds_served_only_in_a_version_the_group_does_not_prefer_are_listed() {
         assert!(!out.stderr.contains("resource type"), "{what}: {out}");
         assert_eq!(cells(&out.stdout)[1][0], want, "{what}: {out}");
     }
+}
+
+/// Discovery is kept between runs (as kubectl keeps its own), and a kind added since — even in a
+/// group version the server already served — is seen at once: the cache holds only while the
+/// server lists the same group versions and the same CRDs.
+#[test]
+fn discovery_is_kept_between_runs_and_a_new_kind_is_seen_at_once() {
+    let cluster = Cluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let crd = |plural: &str, kind: &str| {
+        format!(
+            "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {plural}.example.com}}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}
+",
+            singular = kind.to_lowercase()
+        )
+    };
+    let install = |plural: &str, kind: &str| {
+        cluster
+            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], &crd(plural, kind))
+            .ok();
+        cluster
+            .kubectl(
+                User::Admin,
+                &[
+                    "wait",
+                    "--for=condition=established",
+                    &format!("crd/{plural}.example.com"),
+                ],
+            )
+            .ok();
+    };
+    install("gadgets", "Gadget");
+    cluster
+        .kubectl(User::Admin, &["create", "namespace", "cached"])
+        .ok();
+    let fetched = || -> serde_json::Value {
+        let dir = cache.join("kube/kubectl-gitops/discovery");
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+        v["fetched"].clone()
+    };
+    let out = gitops(&cluster, tmp.path(), &cache, &["status", "-n", "cached"]);
+    assert_eq!(out.code, 0, "{out}");
+    let first = fetched();
+    let out = gitops(&cluster, tmp.path(), &cache, &["status", "-n", "cached"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(fetched(), first, "the second run uses the kept discovery");
+
+    // A new kind in example.com/v1, which the server already served, with a managed object.
+    install("widgets", "Widget");
+    let widget = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w1", "namespace": "cached", "labels": {
+            "kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}}});
+    apply_as_agent(&cluster, FLUX_KS, "kustomize-controller", &[widget]);
+    let out = gitops(&cluster, tmp.path(), &cache, &["status", "-n", "cached"]);
+    let listed: Vec<String> = cells(&out.stdout)[1..]
+        .iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(listed, ["widget/w1"], "{out}");
+    assert_ne!(fetched(), first, "discovered again");
+    let out = gitops(
+        &cluster,
+        tmp.path(),
+        &cache,
+        &["status", "widgets", "-n", "cached"],
+    );
+    assert!(!out.stderr.contains("resource type"), "{out}");
 }

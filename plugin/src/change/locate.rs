@@ -125,6 +125,7 @@ pub async fn locate(
     config: &Config,
 ) -> Result<Located, Error> {
     cluster.discover().await?;
+    cluster.refresh_if_unknown(type_text).await?;
     let resource = cluster.resolve_type(type_text)?.clone();
     let ns = resource.namespaced.then(|| namespace.to_string());
     let live = cluster

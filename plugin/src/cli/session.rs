@@ -67,6 +67,18 @@ impl Session {
         })
     }
 
+    /// Makes sure discovery knows these TYPE arguments if the server serves them (a cached
+    /// discovery is refreshed for a TYPE it lacks).
+    pub fn know_types<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), Error> {
+        for name in names {
+            self.rt.block_on(self.cluster.refresh_if_unknown(name))?;
+        }
+        Ok(())
+    }
+
     /// One object named `TYPE` + `NAME` in the session's namespace.
     pub fn get(&self, type_name: &str, name: &str) -> Result<(Resource, Value), Error> {
         let r = self.cluster.resolve_type(type_name)?.clone();

@@ -54,6 +54,7 @@ pub async fn target(cluster: &mut Cluster, arg: &str, namespace: &str) -> Result
         ))
     })?;
     cluster.discover().await?;
+    cluster.refresh_if_unknown(kind).await?;
     let resource = cluster.resolve_type(kind)?.clone();
     let namespace = resource.namespaced.then(|| namespace.to_string());
     Ok(Target {
