@@ -77,7 +77,7 @@ const fn argo(
     controller: &'static str,
 ) -> Kind {
     Kind {
-        group: "argoproj.io",
+        group: ARGO,
         version: "v1alpha1",
         kind,
         plural,
@@ -88,7 +88,15 @@ const fn argo(
     }
 }
 
-const SOURCE: &str = "source.toolkit.fluxcd.io";
+/// Flux source-controller's API group (GitRepository, OCIRepository, Bucket, HelmRepository,
+/// HelmChart, ExternalArtifact).
+pub const SOURCE: &str = "source.toolkit.fluxcd.io";
+/// Flux kustomize-controller's API group (Kustomization).
+pub const KUSTOMIZE: &str = "kustomize.toolkit.fluxcd.io";
+/// Flux helm-controller's API group (HelmRelease).
+pub const HELM: &str = "helm.toolkit.fluxcd.io";
+/// Argo CD's API group (Application, ApplicationSet, AppProject).
+pub const ARGO: &str = "argoproj.io";
 const IMAGE: &str = "image.toolkit.fluxcd.io";
 /// The API group of source-watcher's ArtifactGenerator (its ExternalArtifacts are in
 /// `source.toolkit.fluxcd.io`).
@@ -154,7 +162,7 @@ pub const KINDS: &[Kind] = &[
         "source-watcher",
     ),
     flux(
-        "kustomize.toolkit.fluxcd.io",
+        KUSTOMIZE,
         "v1",
         "Kustomization",
         "kustomizations",
@@ -162,7 +170,7 @@ pub const KINDS: &[Kind] = &[
         "kustomize-controller",
     ),
     flux(
-        "helm.toolkit.fluxcd.io",
+        HELM,
         "v2",
         "HelmRelease",
         "helmreleases",

@@ -10,6 +10,8 @@
 //! by element; any other change is reported at its own path; a path an allowed pattern covers
 //! (`[*]` matching any index) is never reported.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use gitops_guard_core::Object;
 use gitops_guard_core::diff::{FieldPath, PatSeg, Report, disallowed_changes};
 use gitops_guard_core::object::Fields;

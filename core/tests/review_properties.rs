@@ -29,6 +29,8 @@
 //! - as with serde_json reading into the envelope's structs, `kind`, `resource` and `userInfo` may
 //!   also be given as arrays of their fields in order (serde's sequence form of a struct).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::collections::BTreeMap;
 
 use gitops_guard_core::diff::{FieldPath, PatSeg};

@@ -9,6 +9,8 @@
 //! `BENCH_COMMITS`, `BENCH_FILES` and `BENCH_GIT_SAMPLE` (how many objects the `git log` baseline
 //! runs for; its total is extrapolated to all objects, and its answers are checked against the walk).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 #[path = "support/synthetic.rs"]
 mod synthetic;
 

@@ -25,7 +25,7 @@ mod gitlab;
 mod remote;
 mod token;
 
-pub use remote::{Forge, ForgeKind, RemoteRepo, parse_remote_url};
+pub use remote::{Forge, ForgeKind, RemoteRepo, detect, parse_remote_url};
 pub use token::{Credentials, Environment, Token, TokenSource, resolve_token};
 
 use crate::Error;

@@ -3,6 +3,8 @@
 //! made with gix on a branch of their own without touching the work tree, pushes with `git` that
 //! never force, and the saved patch that finishes a change by hand.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 #[path = "support/git.rs"]
 mod support;
 

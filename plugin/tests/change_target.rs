@@ -4,6 +4,8 @@
 //! builds exactly the edited object. Real repositories built with git in temp dirs; the builds
 //! are checked against the real `kubectl kustomize`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 #[path = "support/git.rs"]
 mod support;
 

@@ -1,6 +1,8 @@
 //! Pull-request clients against local fake forges that enforce each forge's API contract
 //! (see `forge/fake_forge.rs`), plus remote URL parsing and token lookup with real `git`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 #[path = "forge/fake_forge.rs"]
 mod fake_forge;
 

@@ -2,6 +2,8 @@
 //! repositories: hand-made histories (renames, merges, reverts) and random histories with branches
 //! and merges.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 #[path = "support/git.rs"]
 mod support;
 

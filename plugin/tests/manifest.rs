@@ -1,6 +1,8 @@
 //! Finding the file that defines an object, on real Git repositories in Flux and Argo CD layouts,
 //! checked against what real kustomize (`kubectl kustomize`) builds.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 #[path = "support/git.rs"]
 mod support;
 

@@ -1,6 +1,8 @@
 //! Finding the repository behind a source URL: `--repo` and working-directory clones matched by
 //! remote, the gix clone cache, fetching a missing commit, and the errors when that fails.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 #[path = "support/git.rs"]
 mod support;
 

@@ -5,6 +5,8 @@
 //! `expected.yaml`. The output must equal `expected.yaml` byte for byte and the line diff
 //! between input and output must have exactly the stated number of removed and added lines.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,8 @@
 //!
 //! `cargo bench -p gitops-guard-webhook --bench handler`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::hint::black_box;
 use std::path::Path;
 

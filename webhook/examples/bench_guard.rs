@@ -8,6 +8,8 @@
 //! `listening on ADDR` once bound, and serves until SIGTERM/SIGINT. The runtime is the binary's
 //! (multi-threaded, one worker per core the process may run on).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

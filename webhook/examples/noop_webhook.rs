@@ -7,6 +7,8 @@
 //!
 //! Prints `listening on ADDR` once bound; serves until SIGTERM/SIGINT.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

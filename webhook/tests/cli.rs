@@ -1,6 +1,8 @@
 //! The binary's command line: `--version`, and refusing to start on bad files with an error that
 //! names them (before it tries to reach any API server).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::process::Command;
 
 fn webhook() -> Command {

@@ -1,6 +1,8 @@
 //! The log line of a decision. Its own test binary: tracing caches per-callsite interest, so a
 //! capturing subscriber must not share the process with tests that log without one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

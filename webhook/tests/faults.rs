@@ -4,6 +4,8 @@
 //! servers behind one address are restarted one after the other. No request fails, and the
 //! metrics and readiness say what happened.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,6 +1,8 @@
 //! The routers, driven in-process with `oneshot` on AdmissionReview fixtures shaped like what
 //! kube-apiserver sends (full metadata, managedFields, last-applied annotations).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::path::Path;
 use std::sync::Arc;
 

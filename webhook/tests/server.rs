@@ -1,5 +1,7 @@
 //! The running server: TLS on a real socket, certificate hot reload, config hot reload, drain.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! a bounded answer (or a bounded close), and a normal review on another connection is decided
 //! meanwhile and after. (The same bodies through the router alone: `hostile.rs`.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is how it fails
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -208,9 +208,8 @@ pub struct Forge {
 }
 
 impl Forge {
-    /// Works out the forge of a git remote. `kind` (`--forge`) is needed unless the host is
-    /// github.com, gitlab.com, gitea.com or codeberg.org, or its name starts with `github.`,
-    /// `gitlab.`, `gitea.` or `forgejo.`; `api_url` (`--forge-url`) overrides the usual API
+    /// Works out the forge of a git remote. `kind` (`--forge`) is needed unless [`detect`] knows
+    /// the host; `api_url` (`--forge-url`) overrides the usual API
     /// location (`https://HOST/api/v3|v4|v1`) and may also tell the kind by its path.
     pub fn from_remote(
         remote_url: &str,
@@ -285,16 +284,22 @@ impl Forge {
     }
 }
 
-fn detect(host: &str) -> Option<ForgeKind> {
-    match host {
+/// Which forge serves a host, by its name: github.com, gitlab.com, gitea.com, codeberg.org, and
+/// hosts whose first label starts with `github` (GitHub Enterprise: `github.acme.io`,
+/// `github-ent.acme.io`, or `code.github.acme.io`), `gitlab`, `gitea` or `forgejo`. The one
+/// answer for links (`status`, `trace`) and for pull requests (`edit`): elsewhere, `--forge`.
+pub fn detect(host: &str) -> Option<ForgeKind> {
+    let host = host.to_ascii_lowercase();
+    let first = host.split('.').next().unwrap_or_default();
+    match host.as_str() {
         "github.com" | "www.github.com" => Some(ForgeKind::GitHub),
         "gitlab.com" => Some(ForgeKind::GitLab),
         "gitea.com" => Some(ForgeKind::Gitea),
         "codeberg.org" => Some(ForgeKind::Forgejo),
-        h if h.starts_with("github.") => Some(ForgeKind::GitHub),
-        h if h.starts_with("gitlab.") => Some(ForgeKind::GitLab),
-        h if h.starts_with("gitea.") => Some(ForgeKind::Gitea),
-        h if h.starts_with("forgejo.") => Some(ForgeKind::Forgejo),
+        h if first.starts_with("github") || h.contains(".github.") => Some(ForgeKind::GitHub),
+        _ if first.starts_with("gitlab") => Some(ForgeKind::GitLab),
+        _ if first.starts_with("gitea") => Some(ForgeKind::Gitea),
+        _ if first.starts_with("forgejo") => Some(ForgeKind::Forgejo),
         _ => None,
     }
 }

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::forge::ForgeKind;
+
 /// A URL reduced to what identifies a repository: lowercase host and path without scheme, user,
 /// port, `.git` suffix and trailing slashes (`github.com/org/fleet`); local repositories become
 /// `file:` plus their canonical path.
@@ -109,41 +111,13 @@ impl RepoKey {
     }
 }
 
-/// Which forge serves a host, for links to a file at a commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forge {
-    GitHub,
-    GitLab,
-    Gitea,
-}
-
-impl Forge {
-    /// Guesses from the host name: github.com and GitHub Enterprise hosts named `github…`, gitlab.com
-    /// and hosts named `gitlab…`, codeberg.org and hosts named `gitea…`/`forgejo…`.
-    pub fn of_host(host: &str) -> Option<Forge> {
-        let host = host.to_ascii_lowercase();
-        let first = host.split('.').next().unwrap_or_default();
-        if host == "github.com" || first.starts_with("github") || host.contains(".github.") {
-            Some(Forge::GitHub)
-        } else if host == "gitlab.com" || first.starts_with("gitlab") {
-            Some(Forge::GitLab)
-        } else if host == "codeberg.org"
-            || first.starts_with("gitea")
-            || first.starts_with("forgejo")
-        {
-            Some(Forge::Gitea)
-        } else {
-            None
-        }
-    }
-}
-
 /// A web link to `path` at `commit` for repositories on a known forge; `None` otherwise.
 pub fn file_link(url: &str, commit: &str, path: &str) -> Option<String> {
     let Parsed::Remote { host, path: repo } = parse(url)? else {
         return None;
     };
-    let forge = Forge::of_host(host)?;
+    // The forge as `edit` detects it for a pull request (one answer for both).
+    let forge = crate::forge::detect(host)?;
     let repo = strip_git_suffix(repo.trim_start_matches('/'));
     if repo.is_empty() {
         return None;
@@ -151,9 +125,9 @@ pub fn file_link(url: &str, commit: &str, path: &str) -> Option<String> {
     let base = format!("https://{}/{}", host.to_ascii_lowercase(), repo);
     let path = path.trim_start_matches('/');
     Some(match forge {
-        Forge::GitHub => format!("{base}/blob/{commit}/{path}"),
-        Forge::GitLab => format!("{base}/-/blob/{commit}/{path}"),
-        Forge::Gitea => format!("{base}/src/commit/{commit}/{path}"),
+        ForgeKind::GitHub => format!("{base}/blob/{commit}/{path}"),
+        ForgeKind::GitLab => format!("{base}/-/blob/{commit}/{path}"),
+        ForgeKind::Gitea | ForgeKind::Forgejo => format!("{base}/src/commit/{commit}/{path}"),
     })
 }
 
@@ -227,5 +201,28 @@ mod tests {
             None
         );
         assert_eq!(file_link("file:///srv/fleet", sha, "a.yaml"), None);
+    }
+
+    /// A host `status` links to is a host `edit` opens pull requests on, and the other way round:
+    /// one detector for both (they once disagreed on GitHub Enterprise hosts).
+    #[test]
+    fn links_and_pull_requests_agree_on_the_forge() {
+        for host in [
+            "github.com",
+            "github.acme.io",
+            "github-enterprise.acme.io",
+            "code.github.acme.io",
+            "gitlab.com",
+            "gitlab.acme.io",
+            "codeberg.org",
+            "gitea.acme.io",
+            "forgejo.acme.io",
+            "git.acme.io",
+        ] {
+            let url = format!("https://{host}/org/fleet.git");
+            let linked = file_link(&url, "abc", "a.yaml").is_some();
+            let forge = crate::forge::Forge::from_remote(&url, None, None);
+            assert_eq!(linked, forge.is_ok(), "{host}: {forge:?}");
+        }
     }
 }
