@@ -497,3 +497,66 @@ fn the_plain_document_of_a_base_changes_by_one_line() {
     assert!(new.contains("  replicas: 4 # the base default; overlays set their own\n"));
     assert!(Path::new(&f.dir).join("apps/base/deployment.yaml").exists());
 }
+
+/// Which source set each field on the way from the base document: what `blame` and `trace`
+/// name instead of the base file when an overlay sets the value.
+#[test]
+fn each_field_is_traced_to_the_patch_or_entry_that_set_it_last() {
+    let f = fixture();
+    let def = define(&f, "apps/prod", "web", "prod");
+    let setters = def.setters().unwrap();
+    let at = |segs: &[&str]| -> Option<(String, String)> {
+        let path: Vec<splice::PathSegment> = segs
+            .iter()
+            .map(|s| match s.parse::<usize>() {
+                Ok(i) => splice::PathSegment::Index(i),
+                Err(_) => splice::PathSegment::Key((*s).to_string()),
+            })
+            .collect();
+        target::setter_of(&setters, &path).map(|s| (s.file.clone(), s.what.clone()))
+    };
+    let pair = |f: &str, w: &str| Some((f.to_string(), w.to_string()));
+    assert_eq!(
+        at(&[
+            "spec",
+            "template",
+            "spec",
+            "containers",
+            "0",
+            "resources",
+            "limits",
+            "memory"
+        ]),
+        pair("apps/prod/memory.yaml", "patch")
+    );
+    assert_eq!(
+        at(&["spec", "template", "spec", "containers", "1", "image"]),
+        pair("apps/prod/kustomization.yaml", "patches[1].patch")
+    );
+    assert_eq!(
+        at(&["spec", "template", "spec", "containers", "0", "image"]),
+        pair("apps/prod/kustomization.yaml", "images[0]")
+    );
+    assert_eq!(
+        at(&["spec", "replicas"]),
+        pair("apps/prod/kustomization.yaml", "replicas[0]")
+    );
+    assert_eq!(
+        at(&["metadata", "labels", "env"]),
+        pair("apps/prod/kustomization.yaml", "commonLabels")
+    );
+    // Set by the base document alone.
+    assert_eq!(
+        at(&[
+            "spec",
+            "template",
+            "spec",
+            "containers",
+            "0",
+            "ports",
+            "0",
+            "containerPort"
+        ]),
+        None
+    );
+}

@@ -160,6 +160,26 @@ enum Step {
     },
 }
 
+/// A source that set a field of the object on the way from its document (see
+/// [`Definition::setters`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setter {
+    /// The field (or the map or list it set as a whole).
+    pub path: FieldPath,
+    /// The file: a patch file, or the kustomization file holding the patch or entry.
+    pub file: String,
+    /// What in the file: `patch` for a patch file, else `patches[1].patch`, `images[0]`, ….
+    pub what: String,
+}
+
+/// The setter a field's value comes from: the last whose path is the field or holds it.
+pub fn setter_of<'s>(setters: &'s [Setter], field: &[PathSegment]) -> Option<&'s Setter> {
+    setters.iter().rev().find(|s| {
+        let p = s.path.segments();
+        p.len() <= field.len() && p.iter().zip(field).all(|(a, b)| a == b)
+    })
+}
+
 /// The object's own overlay: the kustomization at its build root, read by no other build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct OwnOverlay {
@@ -1006,6 +1026,40 @@ enum Route {
 }
 
 impl Definition {
+    /// Which source changed which fields on the way from the document to the object: for each
+    /// step of the build that changes something (a patch, an `images` or `replicas` entry,
+    /// common labels or annotations), the paths it changed, in build order. A field's value
+    /// comes from the last setter whose path covers it, else from the document. The owner's own
+    /// renames (name prefix, target namespace) are left out.
+    pub fn setters(&self) -> Result<Vec<Setter>, Error> {
+        let states = self.states()?;
+        let mut out = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let (file, what) = match step {
+                Step::Patch(p) => match &p.text {
+                    PatchText::File { path, .. } => (path.clone(), "patch".to_string()),
+                    PatchText::Inline { file, at } => (file.clone(), at.to_string()),
+                },
+                Step::Replicas { file, index } => (file.clone(), format!("replicas[{index}]")),
+                Step::Images { file, index } => (file.clone(), format!("images[{index}]")),
+                Step::Labels { file, field, .. } => (file.clone(), field.clone()),
+                Step::Annotations { file, .. } => (file.clone(), "commonAnnotations".into()),
+                Step::Namespace { .. } | Step::Name { .. } => continue,
+            };
+            let (Some(before), Some(after)) = (states.get(i), states.get(i + 1)) else {
+                continue;
+            };
+            for change in splice::changes_between(before, after) {
+                out.push(Setter {
+                    path: change.path().clone(),
+                    file: file.clone(),
+                    what: what.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether other builds in the repository read the object's document too (a shared base).
     pub fn shares_document(&self) -> bool {
         self.shared.contains_key(&self.doc.file)
