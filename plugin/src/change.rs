@@ -230,29 +230,12 @@ See `kubectl gitops edit --help` for how the change becomes a pull request.")]
     Annotate(MetaArgs),
 }
 
-/// Splits `TYPE/NAME [rest…]` or `TYPE NAME [rest…]` (when the rest are `KEY=…` arguments, the
-/// second word is the name only if it has no `=` and does not end in `-`).
+/// Splits `TYPE/NAME [rest…]` or `TYPE NAME [rest…]` (see [`crate::object_args::object`]).
 fn split_object(
     args: &[String],
     rest_is_pairs: bool,
 ) -> Result<(String, String, Vec<String>), Error> {
-    let first = args.first().ok_or_else(|| {
-        Error::Usage("you must specify the type and name of an object, e.g. deployment/web".into())
-    })?;
-    if let Some((t, n)) = first.split_once('/') {
-        if t.is_empty() || n.is_empty() || n.contains('/') {
-            return Err(Error::Usage(format!("{first:?} is not TYPE/NAME")));
-        }
-        return Ok((t.to_string(), n.to_string(), args[1..].to_vec()));
-    }
-    match args.get(1) {
-        Some(n) if !rest_is_pairs || (!n.contains('=') && !n.ends_with('-')) => {
-            Ok((first.clone(), n.clone(), args[2..].to_vec()))
-        }
-        _ => Err(Error::Usage(format!(
-            "you must specify the name of the {first} too: {first}/NAME or {first} NAME"
-        ))),
-    }
+    crate::object_args::object(args, rest_is_pairs)
 }
 
 impl ChangeCommand {

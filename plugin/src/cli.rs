@@ -242,22 +242,7 @@ pub struct CompletionArgs {
     pub shell: Shell,
 }
 
-/// `TYPE/NAME` or `TYPE NAME` → (TYPE, NAME).
-pub fn type_and_name(resource: &str, name: Option<&str>) -> Result<(String, String), Error> {
-    match (resource.split_once('/'), name) {
-        (Some((t, n)), None) if !t.is_empty() && !n.is_empty() => {
-            Ok((t.to_string(), n.to_string()))
-        }
-        (None, Some(n)) if !n.is_empty() => Ok((resource.to_string(), n.to_string())),
-        _ => Err(Error::Usage(format!(
-            "expected TYPE/NAME or TYPE NAME (e.g. deployment/web), got {:?}",
-            match name {
-                Some(n) => format!("{resource} {n}"),
-                None => resource.to_string(),
-            }
-        ))),
-    }
-}
+pub use crate::object_args::type_and_name;
 
 /// Writes a completion script for `kubectl-gitops`.
 pub fn completion(shell: Shell, out: &mut dyn std::io::Write) {
@@ -344,20 +329,6 @@ mod tests {
         assert_eq!(s.output, Format::Wide);
         assert_eq!(s.selector.as_deref(), Some("app=web"));
         assert!(Cli::try_parse_from(["kubectl-gitops", "status", "-o", "xml"]).is_err());
-    }
-
-    #[test]
-    fn type_and_name_forms() {
-        assert_eq!(
-            type_and_name("deploy/web", None).unwrap(),
-            ("deploy".into(), "web".into())
-        );
-        assert_eq!(
-            type_and_name("deploy", Some("web")).unwrap(),
-            ("deploy".into(), "web".into())
-        );
-        assert!(type_and_name("deploy", None).is_err());
-        assert!(type_and_name("/web", None).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod forge;
 pub mod git;
 pub mod locate;
 pub mod manifest;
+pub mod object_args;
 pub mod output;
 pub mod splice;
 pub mod status;

@@ -16,46 +16,8 @@ use crate::cluster::Resource;
 use crate::git::revision;
 use crate::locate::{self, Drift, Location, OwnerCache, Planned};
 use crate::manifest::yaml::{Document, parse_documents};
+use crate::object_args::{Selection, selection};
 use crate::output::{self, Table};
-
-/// What `status` was asked to show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    /// Every listable type.
-    Everything,
-    /// TYPEs (all objects) and TYPE/NAMEs.
-    Some {
-        types: Vec<String>,
-        named: Vec<(String, String)>,
-    },
-}
-
-/// Reads `TYPE`, `TYPE/NAME`, `TYPE1,TYPE2` and `TYPE NAME NAME…` like kubectl get.
-pub fn selection(args: &[String]) -> Result<Selection, Error> {
-    if args.is_empty() {
-        return Ok(Selection::Everything);
-    }
-    let mut types = Vec::new();
-    let mut named = Vec::new();
-    if args.len() >= 2 && args.iter().all(|a| !a.contains('/')) {
-        for t in args[0].split(',').filter(|t| !t.is_empty()) {
-            for n in &args[1..] {
-                named.push((t.to_string(), n.clone()));
-            }
-        }
-        return Ok(Selection::Some { types, named });
-    }
-    for a in args {
-        match a.split_once('/') {
-            Some((t, n)) if !t.is_empty() && !n.is_empty() => {
-                named.push((t.to_string(), n.to_string()))
-            }
-            Some(_) => return Err(Error::Usage(format!("{a:?} is not TYPE/NAME"))),
-            None => types.extend(a.split(',').filter(|t| !t.is_empty()).map(str::to_string)),
-        }
-    }
-    Ok(Selection::Some { types, named })
-}
 
 fn controlled(v: &Value) -> bool {
     v.pointer("/metadata/ownerReferences")
@@ -389,30 +351,6 @@ pub fn short_commit(l: &Location) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn selections_like_kubectl_get() {
-        let s = |a: &[&str]| selection(&a.iter().map(|x| x.to_string()).collect::<Vec<_>>());
-        assert_eq!(s(&[]).unwrap(), Selection::Everything);
-        assert_eq!(
-            s(&["deploy/web", "svc,cm"]).unwrap(),
-            Selection::Some {
-                types: vec!["svc".into(), "cm".into()],
-                named: vec![("deploy".into(), "web".into())]
-            }
-        );
-        assert_eq!(
-            s(&["deploy", "web", "api"]).unwrap(),
-            Selection::Some {
-                types: vec![],
-                named: vec![
-                    ("deploy".into(), "web".into()),
-                    ("deploy".into(), "api".into())
-                ]
-            }
-        );
-        assert!(s(&["deploy/"]).is_err());
-    }
 
     fn located() -> Vec<Location> {
         use crate::git::CommitInfo;

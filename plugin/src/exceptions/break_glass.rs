@@ -48,11 +48,12 @@ pub async fn target(cluster: &mut Cluster, arg: &str, namespace: &str) -> Result
         Some(("ns", name)) => format!("namespace/{name}"),
         _ => arg.to_string(),
     };
-    let (kind, name) = arg.split_once('/').filter(|(k, n)| !k.is_empty() && !n.is_empty()).ok_or_else(|| {
+    let (kind, name) = crate::object_args::type_and_name(&arg, None).map_err(|_| {
         Error::Usage(format!(
             "break-glass takes TYPE/NAME (deployment/web) or ns/NAME for a whole namespace, not {arg:?}"
         ))
     })?;
+    let (kind, name) = (kind.as_str(), name.as_str());
     cluster.discover().await?;
     cluster.refresh_if_unknown(kind).await?;
     let resource = cluster.resolve_type(kind)?.clone();
