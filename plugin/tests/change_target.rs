@@ -560,3 +560,43 @@ fn each_field_is_traced_to_the_patch_or_entry_that_set_it_last() {
         None
     );
 }
+
+/// An overlay `images` entry that pins the base's own tag still owns the image: `set image`
+/// changes the entry (a change in the base would be pinned back, and was refused), and a new
+/// registry becomes the entry's `newName`, not a change to the base.
+#[test]
+fn an_images_entry_pinning_the_base_tag_takes_the_change() {
+    let f = fixture();
+    let prod = PROD_KUSTOMIZATION.replace("newTag: 1.8.1", "newTag: 1.8.0");
+    support::write(&f.dir, "apps/prod/kustomization.yaml", &prod);
+    // prod is the only overlay: the base is not shared.
+    support::git(&f.dir, &["rm", "-q", "-r", "apps/staging"]);
+    let commit = support::commit_all(&f.dir, "prod only, pinned", "Ana", 1);
+    let f = Fixture { commit, ..f };
+    let def = route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "prod",
+        |v| container(v, 0)["image"] = json!("ghcr.io/acme/web:1.9.0"),
+        "apps/prod/kustomization.yaml",
+        (1, 1),
+    );
+    assert!(def.notes.is_empty(), "{:?}", def.notes);
+    let def = route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "prod",
+        |v| container(v, 0)["image"] = json!("registry.acme.io/web:1.8.0"),
+        "apps/prod/kustomization.yaml",
+        (0, 1),
+    );
+    assert!(
+        def.files.changes()[0].new.contains(
+            "  - name: ghcr.io/acme/web\n    newTag: 1.8.0\n    newName: registry.acme.io/web\n"
+        ),
+        "{}",
+        def.files.changes()[0].new
+    );
+}

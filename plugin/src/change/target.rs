@@ -1565,12 +1565,21 @@ impl Definition {
                     let before_img = before.pointer(&path.to_pointer()).and_then(Value::as_str);
                     let after_img = after.pointer(&path.to_pointer()).and_then(Value::as_str);
                     let is_image = segs.last().is_some_and(|s| s.same_key("image"));
-                    if is_image && before_img.is_some() && before_img != after_img {
-                        let k = self.kustomization_value(file)?;
-                        let entry = k
-                            .pointer(&format!("/images/{index}"))
-                            .cloned()
-                            .unwrap_or_default();
+                    let k = self.kustomization_value(file)?;
+                    let entry = k
+                        .pointer(&format!("/images/{index}"))
+                        .cloned()
+                        .unwrap_or_default();
+                    // The entry sets the image even when it pins what the document already says
+                    // (a tag equal to the base's): a change elsewhere would be pinned back.
+                    let pins = before_img.is_some_and(|img| {
+                        entry.get("name").and_then(Value::as_str)
+                            == Some(split_image(img).0.as_str())
+                            && ["newName", "newTag", "digest"]
+                                .iter()
+                                .any(|k| entry.get(*k).is_some())
+                    });
+                    if is_image && before_img.is_some() && (before_img != after_img || pins) {
                         let Change::Set {
                             value: Value::String(new_image),
                             ..
