@@ -627,7 +627,12 @@ pub fn render(blame: &Blame, now: jiff::Timestamp) -> String {
         };
         out.push_str(&format!("# {file}{doc} at {}\n", rev.display()));
     }
-    if let Some(chart) = &l.chart {
+    if let (Some(chart), false) = (&l.chart, l.values.is_empty()) {
+        out.push_str(&format!(
+            "# rendered by this template of the Helm chart {chart} (values from {}): lines are explained by field managers, not mapped to the template\n",
+            l.values.join(", ")
+        ));
+    } else if let Some(chart) = &l.chart {
         out.push_str(&format!(
             "# installed by the Helm chart {chart}: lines are explained by field managers, not mapped to chart templates\n"
         ));

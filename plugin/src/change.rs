@@ -391,7 +391,7 @@ pub fn run(global: &Global, cmd: ChangeCommand) -> Result<bool, Error> {
     };
     match ctx.located.definer.clone() {
         Definer::Helm(chart) => ctx.helm(&chart),
-        Definer::Manifests(builds) => ctx.manifests(&builds),
+        Definer::Manifests(builds) => ctx.manifests_or_values(&builds),
     }
     .map(|()| true)
 }

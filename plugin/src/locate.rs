@@ -1,12 +1,17 @@
 //! From a live object to the Git commit that owns it: owner (core's ownership detection) → source
 //! (GitRepository / OCIRepository / an ArtifactGenerator's ExternalArtifact back to its
 //! GitRepository / Argo CD repo URL, branch, path) → applied commit → repository (local clone or
-//! cache) → file and document → the last commit that touched the file.
+//! cache) → file and document → the last commit that touched the file. For an Argo CD source
+//! whose path is a Helm chart ([`helm`]), the file is the chart's template that renders the
+//! object.
 //!
 //! The cluster part ([`plan`]) is async; the Git part ([`locate_all`]) is blocking and must run
 //! outside the async runtime (gix's HTTP transport blocks). [`resolve`] does both for one object.
 
 mod artifact;
+pub mod helm;
+
+pub use helm::ArgoHelm;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -134,9 +139,14 @@ pub struct Location {
     /// Object → owner(s) → source.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<Link>,
-    /// For objects a HelmRelease installs: `chart@version`.
+    /// For objects a HelmRelease installs or an Argo CD Helm source renders: `chart@version`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chart: Option<String>,
+    /// For objects an Argo CD Helm source renders: where the chart's values come from, lowest
+    /// precedence first (the chart's `values.yaml`, `helm.valueFiles`, `helm.values`,
+    /// `helm.parameters`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
     /// The revision the owner applied.
@@ -193,6 +203,7 @@ impl Location {
             owners: Vec::new(),
             chain: Vec::new(),
             chart: None,
+            values: Vec::new(),
             source: None,
             revision: None,
             repository: None,
@@ -249,6 +260,9 @@ pub struct Target {
     /// For a Kustomization that applies an ArtifactGenerator's ExternalArtifact: how the
     /// artifact's files map to Git, to check the file found is the one the artifact holds.
     pub artifact: Option<Artifact>,
+    /// For each build of an Argo CD Application: what the source gives Helm, when its path may
+    /// be a chart (Git says whether it is). Empty for Flux.
+    pub charts: Vec<Option<ArgoHelm>>,
 }
 
 /// How an ExternalArtifact's files map to the Git repository they were copied from.
@@ -757,17 +771,24 @@ fn applied_commit(
     })
 }
 
-/// The Git sources of an Argo CD application, with their deployed revisions.
+/// The Git sources of an Argo CD application, with their deployed revisions, and for each what
+/// it gives Helm should its path be a chart.
+type ArgoBuilds = (Vec<(Source, Revision, Build)>, Vec<Option<ArgoHelm>>);
+
 fn argo_application(
     app: &Value,
     owner: &OwnerRef,
     chain: &mut Vec<Link>,
-) -> Result<Vec<(Source, Revision, Build)>, Error> {
+) -> Result<ArgoBuilds, Error> {
     let label = owner_label(owner);
     let incomplete = |problem: String| Error::OwnerIncomplete {
         owner: label.clone(),
         problem,
     };
+    let multi = app
+        .pointer("/spec/sources")
+        .and_then(Value::as_array)
+        .is_some_and(|l| !l.is_empty());
     let sources: Vec<&Value> = match app.pointer("/spec/sources").and_then(Value::as_array) {
         Some(list) if !list.is_empty() => list.iter().collect(),
         _ => app.pointer("/spec/source").into_iter().collect(),
@@ -778,6 +799,7 @@ fn argo_application(
     let revisions = owner::argo_deployed_revisions(app);
     let dest_ns = str_at(app, "/spec/destination/namespace").map(str::to_string);
     let mut out = Vec::new();
+    let mut charts = Vec::new();
     let mut notes = Vec::new();
     for (i, s) in sources.iter().enumerate() {
         let url = str_at(s, "/repoURL").unwrap_or_default();
@@ -840,6 +862,12 @@ fn argo_application(
             continue;
         }
         out.push((source, revision, build));
+        let field = if multi {
+            format!("spec.sources[{i}]")
+        } else {
+            "spec.source".into()
+        };
+        charts.push(ArgoHelm::of_source(app, s, field));
     }
     if out.is_empty() {
         return Err(incomplete(if notes.is_empty() {
@@ -848,7 +876,7 @@ fn argo_application(
             notes.join("; ")
         }));
     }
-    Ok(out)
+    Ok((out, charts))
 }
 
 /// The cluster part: who owns `live` and where their manifests come from.
@@ -963,6 +991,7 @@ async fn plan_owner(
         owner = parent;
     }
     let mut artifact = None;
+    let mut charts = Vec::new();
     let builds = match owner.kind {
         OwnerKind::Kustomization => {
             let ks = cache
@@ -997,7 +1026,9 @@ async fn plan_owner(
                     owner: owner_label(&owner),
                     problem: "it does not exist".into(),
                 })?;
-            argo_application(&app, &owner, &mut location.chain)?
+            let (builds, helm) = argo_application(&app, &owner, &mut location.chain)?;
+            charts = helm;
+            builds
         }
         other => {
             return Err(Error::OwnerIncomplete {
@@ -1017,7 +1048,17 @@ async fn plan_owner(
         wanted,
         origin,
         artifact,
+        charts,
     })
+}
+
+/// A chart in Git whose template that renders the object cannot be told.
+struct UnknownTemplate {
+    error: Error,
+    /// The words for the table (`rendered by the Helm chart helm-guestbook`).
+    problem: String,
+    chart: String,
+    values: Vec<String>,
 }
 
 /// The Git part for many objects: open each repository once, index each (commit, build) once,
@@ -1030,6 +1071,9 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
     let mut out: Vec<Location> = Vec::with_capacity(planned.len());
     let mut pending: Vec<Option<Pending>> = Vec::with_capacity(planned.len());
     let mut indexes: HashMap<IndexKey, Result<Index, String>> = HashMap::new();
+    // Charts of Argo CD Helm sources, keyed like the indexes (the build is the source's Helm
+    // settings and path).
+    let mut charts: HashMap<IndexKey, Result<Option<helm::ChartValues>, String>> = HashMap::new();
     for Planned {
         mut location,
         target,
@@ -1043,7 +1087,8 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
         let mut result: Result<Option<Pending>, Error> = Ok(None);
         let mut misses: Vec<String> = Vec::new();
         let mut many: Option<Error> = None;
-        for (source, revision, build) in &target.builds {
+        let mut unknown_template: Option<UnknownTemplate> = None;
+        for (i, (source, revision, build)) in target.builds.iter().enumerate() {
             let commit_hex = revision.commit.as_deref();
             let found = match finder.open(&source.url, commit_hex, &target.applier) {
                 Ok(f) => f,
@@ -1054,6 +1099,72 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
             };
             let Some(commit) = found.commit else { continue };
             let repo = found.repo;
+            if let Some(h) = target.charts.get(i).and_then(Option::as_ref) {
+                let key = IndexKey {
+                    repo: repo.dir.clone(),
+                    commit,
+                    build: format!("{h:?} {}", build.path),
+                };
+                let read = charts.entry(key).or_insert_with(|| {
+                    repo.snapshot(commit)
+                        .and_then(|snap| helm::read(&snap, &build.path, h))
+                        .map_err(|e| e.to_string())
+                });
+                match read {
+                    Err(e) => {
+                        result = Err(Error::Git {
+                            repo: repo.dir.display().to_string(),
+                            message: e.clone(),
+                        });
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Ok(Some(cv)) => {
+                        let r = helm::locate(cv, h, &target.wanted);
+                        location.source = Some(source.clone());
+                        location.revision = Some(revision.clone());
+                        location.repository = Some(repo.dir.clone());
+                        location.repository_origin = Some(repo.origin);
+                        location.applied_commit = Some(commit.to_string());
+                        match r.template {
+                            Ok((file, doc)) => {
+                                location.chart = Some(r.chart);
+                                location.values = r.values;
+                                location.lines = doc.as_ref().map(|d| (d.first_line, d.last_line));
+                                location.document = doc.map(|d| d.index);
+                                location.link =
+                                    git::url::file_link(&source.url, &commit.to_string(), &file);
+                                location.file = Some(file);
+                                result = Ok(Some(Pending { repo, commit }));
+                                break;
+                            }
+                            Err(why) => {
+                                let chart = if build.path.is_empty() {
+                                    "the repository root".to_string()
+                                } else {
+                                    build.path.clone()
+                                };
+                                unknown_template = Some(UnknownTemplate {
+                                    error: Error::HelmRendered {
+                                        message: format!(
+                                            "{} is rendered by {} from the Helm chart {chart} ({}) at {}, but which of its templates renders it cannot be told: {why}",
+                                            describe_wanted(&target.wanted),
+                                            target.applier,
+                                            r.chart,
+                                            revision::short(&commit.to_string())
+                                        ),
+                                    },
+                                    problem: format!("rendered by the Helm chart {chart}"),
+                                    chart: r.chart,
+                                    values: r.values,
+                                });
+                                result = Ok(None);
+                                continue;
+                            }
+                        }
+                    }
+                }
+            }
             let key = IndexKey {
                 repo: repo.dir.clone(),
                 commit,
@@ -1145,6 +1256,16 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
             Ok(Some(p)) => {
                 out.push(location);
                 pending.push(Some(p));
+            }
+            Ok(None) if unknown_template.is_some() => {
+                if let Some(u) = unknown_template {
+                    location.fail(&u.error);
+                    location.problem = Some(u.problem);
+                    location.chart = Some(u.chart);
+                    location.values = u.values;
+                }
+                out.push(location);
+                pending.push(None);
             }
             Ok(None) => {
                 let e = match many {

@@ -67,8 +67,15 @@ pub fn render(l: &Location, now: jiff::Timestamp) -> String {
             }
             _ => {}
         }
-        if let Some(chart) = &l.chart {
-            what.push_str(&format!(", the HelmRelease that installs chart {chart}"));
+        match (&l.chart, l.values.is_empty()) {
+            (Some(chart), true) => {
+                what.push_str(&format!(", the HelmRelease that installs chart {chart}"))
+            }
+            (Some(chart), false) => what.push_str(&format!(
+                ", the template of chart {chart} that renders it; values from {}",
+                l.values.join(", ")
+            )),
+            (None, _) => {}
         }
         step(&mut lines, what);
     }

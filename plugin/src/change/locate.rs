@@ -1,7 +1,8 @@
 //! The cluster side of a change, on top of [`crate::cluster`] and [`crate::locate`]: the live
 //! object and its owner as `status` finds them, plus what a change needs beyond that — whether the
-//! source follows a branch (and which), the chart of a HelmRelease-rendered object, and the
-//! server-side dry-run that validates the changed object as the user.
+//! source follows a branch (and which), the chart of a HelmRelease-rendered object, what an Argo
+//! CD source gives Helm should its path be a chart, and the server-side dry-run that validates
+//! the changed object as the user.
 
 use gitops_guard_core::Config;
 use gitops_guard_core::owner::{OwnerKind, OwnerRef};
@@ -71,6 +72,9 @@ pub struct Located {
     /// The `config.kubernetes.io/origin` annotation, if the build recorded it.
     pub origin: Option<String>,
     pub definer: Definer,
+    /// For each build of [`Definer::Manifests`] of an Argo CD Application: what the source gives
+    /// Helm, should its path be a chart (Git says whether it is).
+    pub charts: Vec<Option<locate::ArgoHelm>>,
     /// What a Flux Kustomization owner does to every object after the build.
     pub overrides: Option<Overrides>,
 }
@@ -159,6 +163,7 @@ pub async fn locate(
             applied: location.revision.clone(),
             origin: None,
             definer: Definer::Helm(chart),
+            charts: Vec::new(),
             overrides: None,
         });
     }
@@ -197,6 +202,7 @@ pub async fn locate(
         applied: Some(target.revision.clone()),
         origin: target.origin.clone(),
         definer: Definer::Manifests(builds),
+        charts: target.charts.clone(),
         overrides,
     })
 }
