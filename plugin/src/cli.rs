@@ -126,6 +126,20 @@ back into Git."
 CHANGED BY HAND lists hand edits (kubectl-edit, kubectl-patch, …) made while a window was open
 that the agent has not taken back yet: the things to bring back into Git.")]
     Exceptions(ExceptionsArgs),
+    /// Every way around the guard in this cluster, and how to close it (reads only).
+    #[command(after_help = "Examples:
+  kubectl gitops doctor
+  kubectl gitops doctor -o json > doctor.json
+  kubectl gitops doctor --guard-config gitops-guard.yaml
+
+Checks that the guard's webhook configurations are there (failurePolicy, timeoutSeconds, the
+Service they call and its endpoints, namespace exclusions resting on a label a person can
+change); who can act as an agent or Kubernetes itself (impersonate, create Pods, read Secrets or
+create tokens in their namespaces); who can switch the guard off (its webhook configurations,
+Deployment, Service, Secret, ConfigMap or namespace, or a new mutating webhook).
+
+Exit status: 1 when any finding is `fail`, else 0.")]
+    Doctor(DoctorArgs),
     /// Changes through a pull request: edit, scale, set image, patch, label, annotate.
     #[command(flatten)]
     Change(crate::change::ChangeCommand),
@@ -228,6 +242,14 @@ pub struct ExceptionsArgs {
     pub expired_within: String,
 }
 
+/// `doctor` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: crate::doctor::Format,
+}
+
 /// Shells `completion` writes scripts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Shell {
@@ -264,6 +286,7 @@ pub fn run(cli: Cli) -> Result<bool, Error> {
         Command::Blame(args) => crate::blame::run(&global, &args),
         Command::BreakGlass(args) => crate::exceptions::run_break_glass(&global, &args),
         Command::Exceptions(args) => crate::exceptions::run(&global, &args),
+        Command::Doctor(args) => crate::doctor::run(&global, &args),
         Command::Change(cmd) => crate::change::run(&global, cmd),
         Command::Completion(args) => {
             completion(args.shell, &mut std::io::stdout());

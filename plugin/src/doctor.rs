@@ -1,0 +1,356 @@
+//! `kubectl gitops doctor`: the ways around the guard in this cluster, and how to close them.
+//!
+//! Reads only (get/list, SelfSubjectAccessReviews for what the caller may read) and prints
+//! findings, each `ok`, `warn` or `fail`, with its subject, why it matters and the fix:
+//! - `guard`: the guard's ValidatingWebhookConfigurations (webhook `guard.gitops-guard.dev`, or
+//!   labelled `app.kubernetes.io/part-of=gitops-guard`), their failurePolicy, timeoutSeconds,
+//!   namespace exclusions resting on a label a person can change, the Service they call and its
+//!   endpoints ([`guard`]);
+//! - `become-agent`: who can act as an identity the guard trusts (impersonate it, run a Pod as it,
+//!   read or mint its token) ([`access`]);
+//! - `switch-off`: who can change or delete the guard's webhook configurations, Deployment,
+//!   Service, Secret, ConfigMap or namespace, or create a mutating webhook ([`access`]);
+//! - `access`: checks that could not run for lack of rights.
+//!
+//! RBAC is evaluated from the roles and bindings themselves ([`rbac`]), aggregated ClusterRoles
+//! included.
+
+pub mod access;
+pub mod guard;
+pub mod rbac;
+
+use std::io::Write;
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::Error;
+use crate::cli::session::Session;
+use crate::cli::{DoctorArgs, Global};
+use crate::cluster::Cluster;
+use crate::output::{self, Table};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Ok => "ok",
+            Severity::Warn => "warn",
+            Severity::Fail => "fail",
+        })
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// `guard`, `become-agent`, `switch-off` or `access`.
+    pub check: &'static str,
+    /// What it is about: `User mallory`, `ValidatingWebhookConfiguration gitops-guard-custody`.
+    pub subject: String,
+    /// What was found.
+    pub finding: String,
+    /// Why it matters, in one line.
+    pub why: String,
+    /// A command or YAML snippet that closes it (empty for `ok`).
+    pub fix: String,
+}
+
+impl Finding {
+    pub fn new(
+        severity: Severity,
+        check: &'static str,
+        subject: impl Into<String>,
+        finding: impl Into<String>,
+        why: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            severity,
+            check,
+            subject: subject.into(),
+            finding: finding.into(),
+            why: why.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Whether `doctor` exits 0: no finding is `fail`.
+pub fn passes(findings: &[Finding]) -> bool {
+    findings.iter().all(|f| f.severity != Severity::Fail)
+}
+
+/// Output formats of `doctor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// Prints the findings: a table, or a JSON/YAML list.
+pub fn print(findings: &[Finding], format: Format, out: &mut dyn Write) -> Result<(), Error> {
+    match format {
+        Format::Json => output::json(out, &findings),
+        Format::Yaml => output::yaml(out, &findings),
+        Format::Table => {
+            let mut table = Table::new(&["STATUS", "CHECK", "SUBJECT", "FINDING", "WHY", "FIX"]);
+            for f in findings {
+                table.push(vec![
+                    f.severity.to_string(),
+                    f.check.to_string(),
+                    f.subject.clone(),
+                    f.finding.clone(),
+                    f.why.clone(),
+                    f.fix.clone(),
+                ]);
+            }
+            output::text(out, &table.render())
+        }
+    }
+}
+
+/// What the caller may do, from a SelfSubjectAccessReview (`None`: the review itself failed).
+async fn can_i(
+    cluster: &Cluster,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> Option<bool> {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                namespace: namespace.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
+    api.create(&PostParams::default(), &review)
+        .await
+        .ok()
+        .and_then(|r| r.status.map(|s| s.allowed))
+}
+
+/// Which of `needs` (verb, group, resource) the caller may not do in all namespaces, as a finding
+/// that says `check` did not run; `None` when all are allowed.
+async fn could_not_run(
+    cluster: &Cluster,
+    check: &'static str,
+    needs: &[(&str, &str, &str)],
+) -> Option<Finding> {
+    let mut missing = Vec::new();
+    for (verb, group, resource) in needs {
+        if can_i(cluster, verb, group, resource, None).await != Some(true) {
+            let g = if group.is_empty() {
+                String::new()
+            } else {
+                format!(".{group}")
+            };
+            missing.push(format!("{verb} {resource}{g}"));
+        }
+    }
+    (!missing.is_empty()).then(|| {
+        Finding::new(
+            Severity::Warn,
+            "access",
+            format!("check {check}"),
+            format!("not run: you may not {} (in all namespaces)", missing.join(", ")),
+            "what this check looks for is unknown, not absent",
+            format!(
+                "run doctor as someone who may (kubectl auth can-i {} -A), e.g. with a ClusterRole granting get/list on them",
+                missing.first().map(String::as_str).unwrap_or_default()
+            ),
+        )
+    })
+}
+
+async fn list_all(cluster: &Cluster, group: &str, kind: &str) -> Result<Vec<Value>, Error> {
+    let Some(r) = cluster.resource_for(group, kind).cloned() else {
+        return Err(Error::Kube {
+            action: format!("listing {kind}"),
+            message: format!("the cluster does not serve {kind} ({group})"),
+        });
+    };
+    cluster.list(&r, None, None).await
+}
+
+async fn get_one(
+    cluster: &Cluster,
+    group: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, Error> {
+    let Some(r) = cluster.resource_for(group, kind).cloned() else {
+        return Ok(None);
+    };
+    cluster.get(&r, Some(namespace), name).await
+}
+
+/// The server's minor version from /version (`20` of 1.20, `20+` read as 20).
+async fn server_minor(cluster: &Cluster) -> Option<u32> {
+    let info = cluster.client.apiserver_version().await.ok()?;
+    if info.major.trim_end_matches('+') != "1" {
+        return None;
+    }
+    let digits: String = info
+        .minor
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Runs every check against the cluster.
+pub async fn diagnose(
+    cluster: &Cluster,
+    config: &gitops_guard_core::Config,
+) -> Result<Vec<Finding>, Error> {
+    let mut findings = Vec::new();
+
+    // The guard is there.
+    let vwc_group = "admissionregistration.k8s.io";
+    let mut location = None;
+    let mut guard_configs = Vec::new();
+    if let Some(f) = could_not_run(
+        cluster,
+        "guard",
+        &[("list", vwc_group, "validatingwebhookconfigurations")],
+    )
+    .await
+    {
+        findings.push(f);
+    } else {
+        let all = list_all(cluster, vwc_group, "ValidatingWebhookConfiguration").await?;
+        let minor = server_minor(cluster).await;
+        let configs = guard::guard_configurations(&all);
+        location = guard::location(&configs);
+        let mut services = Vec::new();
+        for (ns, name) in guard::services(&configs) {
+            let service = get_one(cluster, "", "Service", &ns, &name).await;
+            let endpoints = get_one(cluster, "", "Endpoints", &ns, &name).await;
+            services.push(guard::ServiceState {
+                namespace: ns,
+                name,
+                service: service.map_err(|e| e.to_string()),
+                endpoints: endpoints.map_err(|e| e.to_string()),
+            });
+        }
+        findings.extend(guard::check(&configs, minor, &services));
+        guard_configs = configs
+            .iter()
+            .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+    }
+
+    // Who can become the agent, and who can switch the guard off.
+    let rbac_group = "rbac.authorization.k8s.io";
+    let needs = [
+        ("list", rbac_group, "clusterroles"),
+        ("list", rbac_group, "clusterrolebindings"),
+        ("list", rbac_group, "roles"),
+        ("list", rbac_group, "rolebindings"),
+    ];
+    if let Some(f) = could_not_run(cluster, "become-agent, switch-off", &needs).await {
+        findings.push(f);
+    } else {
+        let mut policy = rbac::Policy::default();
+        for kind in ["ClusterRole", "Role"] {
+            for obj in list_all(cluster, rbac_group, kind).await? {
+                policy.roles.push(rbac::Role::from_json(&obj));
+            }
+        }
+        for kind in ["ClusterRoleBinding", "RoleBinding"] {
+            for obj in list_all(cluster, rbac_group, kind).await? {
+                policy.bindings.push(rbac::Binding::from_json(&obj));
+            }
+        }
+        findings.extend(access::become_agent(&policy, config));
+        findings.extend(access::switch_off(
+            &policy,
+            config,
+            &guard_configs,
+            location.as_ref(),
+        ));
+    }
+    Ok(findings)
+}
+
+/// `kubectl gitops doctor`.
+pub fn run(global: &Global, args: &DoctorArgs) -> Result<bool, Error> {
+    let session = Session::open(global)?;
+    let findings = session
+        .rt
+        .block_on(diagnose(&session.cluster, &session.config))?;
+    print(&findings, args.output, &mut std::io::stdout().lock())?;
+    Ok(passes(&findings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(severity: Severity) -> Finding {
+        Finding::new(severity, "guard", "s", "f", "w", "x")
+    }
+
+    #[test]
+    fn fails_only_on_fail() {
+        assert!(passes(&[]));
+        assert!(passes(&[finding(Severity::Ok), finding(Severity::Warn)]));
+        assert!(!passes(&[finding(Severity::Ok), finding(Severity::Fail)]));
+    }
+
+    #[test]
+    fn prints_a_table_and_a_list() {
+        let findings = vec![Finding::new(
+            Severity::Fail,
+            "become-agent",
+            "User mallory",
+            "can impersonate",
+            "why",
+            "kubectl delete clusterrolebinding m",
+        )];
+        let mut t = Vec::new();
+        print(&findings, Format::Table, &mut t).unwrap();
+        assert_eq!(
+            String::from_utf8(t).unwrap(),
+            "STATUS   CHECK          SUBJECT        FINDING           WHY   FIX\n\
+             fail     become-agent   User mallory   can impersonate   why   kubectl delete clusterrolebinding m\n"
+        );
+        let mut j = Vec::new();
+        print(&findings, Format::Json, &mut j).unwrap();
+        let v: Value = serde_json::from_slice(&j).unwrap();
+        assert_eq!(v[0]["severity"], "fail");
+        assert_eq!(v[0]["subject"], "User mallory");
+        let mut y = Vec::new();
+        print(&findings, Format::Yaml, &mut y).unwrap();
+        assert!(
+            String::from_utf8(y)
+                .unwrap()
+                .starts_with("- severity: fail\n")
+        );
+    }
+}

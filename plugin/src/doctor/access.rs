@@ -1,0 +1,647 @@
+//! Checks `become-agent` and `switch-off`: who, by the cluster's RBAC, can act as an identity the
+//! guard trusts, and who can take the guard out of the way. Pure: the roles and bindings are read
+//! by the caller ([`super::rbac::Policy`]).
+//!
+//! Left out: Kubernetes' own subjects (users and groups named `system:…` other than the broad
+//! groups every account is in, and the configured `system` identities, kube-controller-manager's
+//! controllers among them), the agents themselves, and `system:masters` (which RBAC never
+//! checks: one `warn` for it instead of one line per capability).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gitops_guard_core::Config;
+use gitops_guard_core::identity::service_account;
+
+use super::guard::Location;
+use super::rbac::{Binding, Policy, Request, Subject};
+use super::{Finding, Severity};
+
+/// Groups named `system:…` that are not Kubernetes' own components but everyone (or every
+/// service account): a grant to them is a grant to all of those.
+fn broad_group(name: &str) -> bool {
+    matches!(
+        name,
+        "system:authenticated" | "system:unauthenticated" | "system:serviceaccounts"
+    ) || name.starts_with("system:serviceaccounts:")
+}
+
+/// The identities the guard trusts: service accounts (namespace, name), users, groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trusted {
+    pub service_accounts: BTreeSet<(String, String)>,
+    pub users: BTreeSet<String>,
+    pub groups: BTreeSet<String>,
+}
+
+impl Trusted {
+    /// Flux's and Argo CD's controllers, `agents` and `system` from the guard's config.
+    pub fn from_config(config: &Config) -> Trusted {
+        let mut t = Trusted::default();
+        for c in &config.flux.controllers {
+            t.service_accounts
+                .insert((config.flux.namespace.clone(), c.clone()));
+        }
+        for c in &config.argocd.controllers {
+            t.service_accounts
+                .insert((config.argocd.namespace.clone(), c.clone()));
+        }
+        for u in config.agents.users.iter().chain(&config.system.users) {
+            match service_account(u) {
+                Some((ns, name)) => {
+                    t.service_accounts.insert((ns.into(), name.into()));
+                }
+                None => {
+                    t.users.insert(u.clone());
+                }
+            }
+        }
+        t.groups.extend(
+            config
+                .agents
+                .groups
+                .iter()
+                .chain(&config.system.groups)
+                .cloned(),
+        );
+        t
+    }
+
+    /// The namespaces the trusted service accounts live in.
+    pub fn namespaces(&self) -> BTreeSet<String> {
+        self.service_accounts
+            .iter()
+            .map(|(ns, _)| ns.clone())
+            .collect()
+    }
+
+    /// Whether the subject is one of them, or Kubernetes' own (see the module docs).
+    pub fn exempt(&self, s: &Subject) -> bool {
+        match s.kind.as_str() {
+            "ServiceAccount" => s.namespace.as_ref().is_some_and(|ns| {
+                self.service_accounts
+                    .contains(&(ns.clone(), s.name.clone()))
+            }),
+            "User" => match service_account(&s.name) {
+                Some((ns, name)) => self
+                    .service_accounts
+                    .contains(&(ns.to_string(), name.to_string())),
+                None => self.users.contains(&s.name) || s.name.starts_with("system:"),
+            },
+            "Group" => {
+                s.name == "system:masters"
+                    || self.groups.contains(&s.name)
+                    || (s.name.starts_with("system:") && !broad_group(&s.name))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One thing a subject must not be able to do, as the requests that do it.
+struct Capability {
+    check: &'static str,
+    severity: Severity,
+    /// `impersonate`, `create Pods in`: the finding reads "can {action} {targets}".
+    action: &'static str,
+    /// For the `ok` line: "the agents' service accounts".
+    targets_ok: String,
+    why: &'static str,
+    /// Each request and what it targets (a name, a namespace).
+    requests: Vec<(Request, String)>,
+}
+
+/// The targets as a short list, in the order of the capability's requests.
+fn list(targets: &[String]) -> String {
+    let v: Vec<&str> = targets.iter().map(String::as_str).collect();
+    match v.len() {
+        0..=3 => v.join(", "),
+        n => format!("{}, {} and {} more", v[0], v[1], n - 2),
+    }
+}
+
+/// The command that takes the subject out of the binding.
+pub fn fix(binding: &Binding, subject: &Subject) -> String {
+    let (kind, ns) = match &binding.namespace {
+        Some(ns) => ("rolebinding", format!(" -n {ns}")),
+        None => ("clusterrolebinding", String::new()),
+    };
+    if binding.subjects.iter().all(|s| s == subject) {
+        return format!("kubectl delete {kind} {}{ns}", binding.name);
+    }
+    let i = binding
+        .subjects
+        .iter()
+        .position(|s| s == subject)
+        .unwrap_or(0);
+    format!(
+        "kubectl patch {kind} {}{ns} --type=json -p '[{{\"op\":\"test\",\"path\":\"/subjects/{i}/name\",\"value\":\"{}\"}},{{\"op\":\"remove\",\"path\":\"/subjects/{i}\"}}]'",
+        binding.name, subject.name
+    )
+}
+
+fn evaluate(policy: &Policy, trusted: &Trusted, cap: &Capability) -> Vec<Finding> {
+    // (subject, binding) → targets
+    let mut grants: BTreeMap<(Subject, usize), Vec<String>> = BTreeMap::new();
+    for (req, target) in &cap.requests {
+        for g in policy.who_can(req) {
+            if !trusted.exempt(&g.subject) {
+                let targets = grants.entry((g.subject, g.binding)).or_default();
+                if !targets.contains(target) {
+                    targets.push(target.clone());
+                }
+            }
+        }
+    }
+    if grants.is_empty() {
+        return vec![Finding::new(
+            Severity::Ok,
+            cap.check,
+            "RBAC",
+            format!(
+                "nobody but Kubernetes and the agents can {} {}",
+                cap.action, cap.targets_ok
+            ),
+            cap.why,
+            "",
+        )];
+    }
+    grants
+        .into_iter()
+        .filter_map(|((subject, b), targets)| {
+            let binding = policy.bindings.get(b)?;
+            Some(Finding::new(
+                cap.severity,
+                cap.check,
+                subject.to_string(),
+                format!(
+                    "can {} {} ({} → {})",
+                    cap.action,
+                    list(&targets),
+                    binding.display(),
+                    binding.role_display()
+                ),
+                cap.why,
+                fix(binding, &subject),
+            ))
+        })
+        .collect()
+}
+
+fn masters() -> Finding {
+    Finding::new(
+        Severity::Warn,
+        "become-agent",
+        "Group system:masters",
+        "members pass every RBAC check: they can do everything listed here",
+        "a client certificate with O=system:masters cannot be taken back by any binding, only by a new cluster CA",
+        "issue no certificates with O=system:masters; bind people by name (kubectl create clusterrolebinding NAME --clusterrole=cluster-admin --user=USER)",
+    )
+}
+
+/// Check `become-agent`: who can act as an identity the guard trusts.
+pub fn become_agent(policy: &Policy, config: &Config) -> Vec<Finding> {
+    let trusted = Trusted::from_config(config);
+    let check = "become-agent";
+    let sa_target = |ns: &str, name: &str| format!("{ns}/{name}");
+    let mut caps = vec![
+        Capability {
+            check,
+            severity: Severity::Fail,
+            action: "impersonate service accounts",
+            targets_ok: "of the agents and Kubernetes".into(),
+            why: "with --as=<the agent> their changes reach the guard as the agent's own",
+            requests: trusted
+                .service_accounts
+                .iter()
+                .map(|(ns, name)| {
+                    (
+                        Request::new("impersonate", "", "serviceaccounts")
+                            .in_namespace(ns)
+                            .named(name),
+                        sa_target(ns, name),
+                    )
+                })
+                .collect(),
+        },
+        Capability {
+            check,
+            severity: Severity::Fail,
+            action: "impersonate users",
+            targets_ok: "the guard trusts".into(),
+            why: "with --as=<a trusted user> their changes reach the guard as an agent's or Kubernetes' own",
+            requests: trusted
+                .users
+                .iter()
+                .map(|u| (Request::new("impersonate", "", "users").named(u), u.clone()))
+                .collect(),
+        },
+        Capability {
+            check,
+            severity: Severity::Fail,
+            action: "impersonate groups",
+            targets_ok: "the guard trusts".into(),
+            why: "with --as-group=<a trusted group> their changes reach the guard as an agent's or Kubernetes' own",
+            requests: trusted
+                .groups
+                .iter()
+                .map(|g| {
+                    (
+                        Request::new("impersonate", "", "groups").named(g),
+                        g.clone(),
+                    )
+                })
+                .collect(),
+        },
+    ];
+    let namespaces = trusted.namespaces();
+    let in_each = |verbs: &[&str], resource: &str| -> Vec<(Request, String)> {
+        namespaces
+            .iter()
+            .flat_map(|ns| {
+                verbs.iter().map(move |v| {
+                    (
+                        Request::new(v, "", resource).in_namespace(ns),
+                        ns.to_string(),
+                    )
+                })
+            })
+            .collect()
+    };
+    let ns_list = namespaces.iter().cloned().collect::<Vec<_>>().join(", ");
+    caps.push(Capability {
+        check,
+        severity: Severity::Fail,
+        action: "create Pods in",
+        targets_ok: ns_list.clone(),
+        why: "a Pod that names an agent's service account runs with its token: what it does passes as the agent",
+        requests: in_each(&["create"], "pods"),
+    });
+    caps.push(Capability {
+        check,
+        severity: Severity::Fail,
+        action: "read Secrets in",
+        targets_ok: ns_list.clone(),
+        why: "before 1.24 every service account has a token Secret: reading it is logging in as the agent",
+        requests: in_each(&["get", "list", "watch"], "secrets"),
+    });
+    caps.push(Capability {
+        check,
+        severity: Severity::Fail,
+        action: "create tokens for",
+        targets_ok: "of the agents and Kubernetes".into(),
+        why: "a token minted for an agent's service account is the agent's credential",
+        requests: trusted
+            .service_accounts
+            .iter()
+            .map(|(ns, name)| {
+                (
+                    Request::new("create", "", "serviceaccounts/token")
+                        .in_namespace(ns)
+                        .named(name),
+                    sa_target(ns, name),
+                )
+            })
+            .collect(),
+    });
+    caps.push(Capability {
+        check,
+        severity: Severity::Warn,
+        action: "create ServiceAccounts in",
+        targets_ok: ns_list,
+        why: "a service account named like an agent that is not installed is that agent, once it has a token",
+        requests: in_each(&["create"], "serviceaccounts"),
+    });
+    let mut out = vec![masters()];
+    for cap in caps.iter().filter(|c| !c.requests.is_empty()) {
+        out.extend(evaluate(policy, &trusted, cap));
+    }
+    out
+}
+
+/// Check `switch-off`: who can change or delete the guard's webhook configurations (named
+/// `configs`) and objects (at `location`, when the webhooks call a Service), or create a mutating
+/// webhook.
+pub fn switch_off(
+    policy: &Policy,
+    config: &Config,
+    configs: &[String],
+    location: Option<&Location>,
+) -> Vec<Finding> {
+    let trusted = Trusted::from_config(config);
+    let check = "switch-off";
+    let change = ["update", "patch", "delete"];
+    let admission = "admissionregistration.k8s.io";
+    let mut caps = Vec::new();
+    if !configs.is_empty() {
+        let mut requests: Vec<(Request, String)> = configs
+            .iter()
+            .flat_map(|c| {
+                change.iter().map(move |v| {
+                    (
+                        Request::new(v, admission, "validatingwebhookconfigurations").named(c),
+                        c.clone(),
+                    )
+                })
+            })
+            .collect();
+        requests.push((
+            Request::new(
+                "deletecollection",
+                admission,
+                "validatingwebhookconfigurations",
+            ),
+            "all (deletecollection)".into(),
+        ));
+        caps.push(Capability {
+            check,
+            severity: Severity::Fail,
+            action: "change or delete ValidatingWebhookConfigurations",
+            targets_ok: "of the guard".into(),
+            why: "without its webhook configurations the API server sends the guard nothing",
+            requests,
+        });
+    }
+    caps.push(Capability {
+        check,
+        severity: Severity::Fail,
+        action: "create",
+        targets_ok: "MutatingWebhookConfigurations".into(),
+        why: "a mutating webhook runs first and can strip the ownership labels the guard's entries select on",
+        requests: vec![(
+            Request::new("create", admission, "mutatingwebhookconfigurations"),
+            "MutatingWebhookConfigurations".into(),
+        )],
+    });
+    if let Some(loc) = location {
+        let ns = &loc.namespace;
+        let objects = [
+            ("apps", "deployments", loc.fullname.clone(), "Deployment"),
+            (
+                "apps",
+                "deployments/scale",
+                loc.fullname.clone(),
+                "Deployment",
+            ),
+            ("", "services", loc.fullname.clone(), "Service"),
+            ("", "secrets", format!("{}-tls", loc.fullname), "Secret"),
+            (
+                "",
+                "configmaps",
+                format!("{}-config", loc.fullname),
+                "ConfigMap",
+            ),
+        ];
+        let mut requests = Vec::new();
+        for (group, resource, name, kind) in objects {
+            let verbs: &[&str] = if resource.ends_with("/scale") {
+                &["update", "patch"]
+            } else {
+                &change
+            };
+            for v in verbs {
+                requests.push((
+                    Request::new(v, group, resource)
+                        .in_namespace(ns)
+                        .named(&name),
+                    format!("{kind} {ns}/{name}"),
+                ));
+            }
+        }
+        requests.push((
+            Request::new("delete", "", "namespaces").named(ns),
+            format!("Namespace {ns}"),
+        ));
+        caps.push(Capability {
+            check,
+            severity: Severity::Fail,
+            action: "change or delete",
+            targets_ok: format!("the guard's Deployment, Service, Secret, ConfigMap or namespace {ns}"),
+            why: "scaled to zero, pointed elsewhere, given another config or certificate, or deleted, the guard stops judging",
+            requests,
+        });
+    }
+    caps.iter()
+        .flat_map(|cap| evaluate(policy, &trusted, cap))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rbac::Role;
+    use super::*;
+    use serde_json::json;
+
+    fn policy(objects: &[serde_json::Value]) -> Policy {
+        let mut p = Policy::default();
+        for o in objects {
+            if o["kind"].as_str().is_some_and(|k| k.ends_with("Binding")) {
+                p.bindings.push(Binding::from_json(o));
+            } else {
+                p.roles.push(Role::from_json(o));
+            }
+        }
+        p
+    }
+
+    fn cluster_role(name: &str, rules: serde_json::Value) -> serde_json::Value {
+        json!({"kind": "ClusterRole", "metadata": {"name": name}, "rules": rules})
+    }
+
+    fn crb(name: &str, role: &str, subjects: serde_json::Value) -> serde_json::Value {
+        json!({"kind": "ClusterRoleBinding", "metadata": {"name": name},
+               "roleRef": {"kind": "ClusterRole", "name": role}, "subjects": subjects})
+    }
+
+    fn failing(findings: &[Finding]) -> Vec<(String, String)> {
+        findings
+            .iter()
+            .filter(|f| f.severity == Severity::Fail)
+            .map(|f| (f.subject.clone(), f.finding.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn exempts_kubernetes_and_the_agents_only() {
+        let t = Trusted::from_config(&Config::default());
+        let exempt = [
+            Subject::service_account("flux-system", "kustomize-controller"),
+            Subject::service_account("kube-system", "replicaset-controller"),
+            Subject::user("system:kube-controller-manager"),
+            Subject::user("system:serviceaccount:flux-system:helm-controller"),
+            Subject::group("system:nodes"),
+            Subject::group("system:masters"),
+        ];
+        for s in exempt {
+            assert!(t.exempt(&s), "{s}");
+        }
+        let reported = [
+            Subject::user("mallory"),
+            Subject::group("ci"),
+            Subject::group("system:authenticated"),
+            Subject::group("system:serviceaccounts"),
+            Subject::group("system:serviceaccounts:flux-system"),
+            Subject::service_account("flux-system", "tenant"),
+            Subject::service_account("kube-system", "kube-dns"),
+            Subject::user("system:serviceaccount:apps:builder"),
+        ];
+        for s in reported {
+            assert!(!t.exempt(&s), "{s}");
+        }
+    }
+
+    #[test]
+    fn become_agent_rows() {
+        let p = policy(&[
+            cluster_role(
+                "impersonator",
+                json!([{"verbs": ["impersonate"], "apiGroups": [""], "resources": ["serviceaccounts"]}]),
+            ),
+            crb(
+                "mallory-impersonates",
+                "impersonator",
+                json!([{"kind": "User", "name": "mallory"}]),
+            ),
+            json!({"kind": "Role", "metadata": {"name": "pods", "namespace": "flux-system"},
+                   "rules": [{"verbs": ["create"], "apiGroups": [""], "resources": ["pods"]}]}),
+            json!({"kind": "RoleBinding", "metadata": {"name": "ci-pods", "namespace": "flux-system"},
+                   "roleRef": {"kind": "Role", "name": "pods"},
+                   "subjects": [{"kind": "User", "name": "ana"}, {"kind": "Group", "name": "ci"}]}),
+            // Kubernetes' own and the agents' grants are not findings.
+            cluster_role(
+                "cluster-admin",
+                json!([{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]),
+            ),
+            crb(
+                "cluster-admin",
+                "cluster-admin",
+                json!([{"kind": "Group", "name": "system:masters"}]),
+            ),
+            crb(
+                "flux",
+                "cluster-admin",
+                json!([{"kind": "ServiceAccount", "name": "kustomize-controller", "namespace": "flux-system"}]),
+            ),
+            cluster_role(
+                "system:controller:replicaset-controller",
+                json!([{"verbs": ["create"], "apiGroups": [""], "resources": ["pods"]}]),
+            ),
+            crb(
+                "system:controller:replicaset-controller",
+                "system:controller:replicaset-controller",
+                json!([{"kind": "ServiceAccount", "name": "replicaset-controller", "namespace": "kube-system"}]),
+            ),
+            // Impersonating someone else only is fine.
+            cluster_role(
+                "impersonate-bob",
+                json!([{"verbs": ["impersonate"], "apiGroups": [""], "resources": ["serviceaccounts", "users"], "resourceNames": ["bob"]}]),
+            ),
+            crb(
+                "eve-bob",
+                "impersonate-bob",
+                json!([{"kind": "User", "name": "eve"}]),
+            ),
+        ]);
+        let findings = become_agent(&p, &Config::default());
+        assert_eq!(
+            failing(&findings),
+            vec![
+                (
+                    "User mallory".to_string(),
+                    "can impersonate service accounts argocd/argocd-application-controller, argocd/argocd-applicationset-controller and 42 more (ClusterRoleBinding mallory-impersonates → ClusterRole impersonator)".to_string()
+                ),
+                (
+                    "Group ci".to_string(),
+                    "can create Pods in flux-system (RoleBinding flux-system/ci-pods → Role pods)".to_string()
+                ),
+                (
+                    "User ana".to_string(),
+                    "can create Pods in flux-system (RoleBinding flux-system/ci-pods → Role pods)".to_string()
+                ),
+            ]
+        );
+        let ci = findings.iter().find(|f| f.subject == "Group ci").unwrap();
+        assert_eq!(
+            ci.fix,
+            "kubectl patch rolebinding ci-pods -n flux-system --type=json -p '[{\"op\":\"test\",\"path\":\"/subjects/1/name\",\"value\":\"ci\"},{\"op\":\"remove\",\"path\":\"/subjects/1\"}]'"
+        );
+        let mallory = findings
+            .iter()
+            .find(|f| f.subject == "User mallory")
+            .unwrap();
+        assert_eq!(
+            mallory.fix,
+            "kubectl delete clusterrolebinding mallory-impersonates"
+        );
+        // The rest is ok, and system:masters gets its one warning.
+        assert_eq!(findings[0].subject, "Group system:masters");
+        assert_eq!(findings[0].severity, Severity::Warn);
+        let oks: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Ok)
+            .map(|f| f.finding.as_str())
+            .collect();
+        assert!(oks.contains(&"nobody but Kubernetes and the agents can read Secrets in argocd, flux-system, kube-system"), "{oks:?}");
+        assert!(
+            oks.contains(
+                &"nobody but Kubernetes and the agents can impersonate groups the guard trusts"
+            ),
+            "{oks:?}"
+        );
+    }
+
+    #[test]
+    fn switch_off_rows() {
+        let p = policy(&[
+            cluster_role(
+                "vwc-deleter",
+                json!([{"verbs": ["delete"], "apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"]}]),
+            ),
+            crb(
+                "eve",
+                "vwc-deleter",
+                json!([{"kind": "User", "name": "eve"}]),
+            ),
+            cluster_role(
+                "scaler",
+                json!([{"verbs": ["patch"], "apiGroups": ["apps"], "resources": ["deployments/scale"]}]),
+            ),
+            crb("ops", "scaler", json!([{"kind": "Group", "name": "ops"}])),
+            cluster_role(
+                "other-vwc",
+                json!([{"verbs": ["*"], "apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"], "resourceNames": ["other"]}]),
+            ),
+            crb("bob", "other-vwc", json!([{"kind": "User", "name": "bob"}])),
+        ]);
+        let loc = Location {
+            namespace: "gitops-guard".into(),
+            fullname: "gitops-guard".into(),
+        };
+        let findings = switch_off(
+            &p,
+            &Config::default(),
+            &["gitops-guard-custody".into()],
+            Some(&loc),
+        );
+        assert_eq!(
+            failing(&findings),
+            vec![
+                (
+                    "User eve".to_string(),
+                    "can change or delete ValidatingWebhookConfigurations gitops-guard-custody (ClusterRoleBinding eve → ClusterRole vwc-deleter)".to_string()
+                ),
+                (
+                    "Group ops".to_string(),
+                    "can change or delete Deployment gitops-guard/gitops-guard (ClusterRoleBinding ops → ClusterRole scaler)".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            findings
+                .iter()
+                .filter(|f| f.severity == Severity::Ok)
+                .map(|f| f.finding.as_str())
+                .collect::<Vec<_>>(),
+            vec!["nobody but Kubernetes and the agents can create MutatingWebhookConfigurations"]
+        );
+    }
+}

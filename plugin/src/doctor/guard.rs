@@ -1,0 +1,515 @@
+//! Check `guard`: the guard's ValidatingWebhookConfigurations are there, fail closed where the
+//! chart means them to, answer quickly, call a Service that exists and has endpoints, and exclude
+//! no namespace by a label a person can change. Pure: the objects are read by the caller.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{Finding, Severity};
+
+/// The webhook name of every guard entry (chart and test harness).
+pub const WEBHOOK_NAME: &str = "guard.gitops-guard.dev";
+/// The label the chart puts on everything it installs.
+const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "gitops-guard");
+/// The chart's entries whose failurePolicy is `Ignore` by default (values.yaml): an outage must
+/// not block Kubernetes itself there.
+const IGNORE_BY_DESIGN: &[&str] = &[
+    "argocd-annotations",
+    "argocd-namespaces",
+    "neighbours",
+    "neighbours-unlabelled",
+    "scale",
+];
+/// The namespace label the API server sets itself from 1.21 on.
+const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// The chart's opt-in label for enforce-all namespaces: removing it only leaves unlabelled objects
+/// to the other entries, by design.
+const ENFORCE_LABEL: &str = "gitops-guard.dev/enforce";
+/// timeoutSeconds above this holds every routed write that long when the guard is slow.
+const MAX_TIMEOUT: i64 = 5;
+const CHECK: &str = "guard";
+
+fn name(obj: &Value) -> &str {
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn webhooks(config: &Value) -> &[Value] {
+    config
+        .get("webhooks")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// The guard's configurations among all ValidatingWebhookConfigurations: those with a webhook
+/// named [`WEBHOOK_NAME`] or labelled as part of gitops-guard.
+pub fn guard_configurations(all: &[Value]) -> Vec<Value> {
+    all.iter()
+        .filter(|c| {
+            webhooks(c)
+                .iter()
+                .any(|w| w.get("name").and_then(Value::as_str) == Some(WEBHOOK_NAME))
+                || c.pointer("/metadata/labels")
+                    .and_then(|l| l.get(PART_OF.0))
+                    .and_then(Value::as_str)
+                    == Some(PART_OF.1)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Where the guard runs: the namespace and name of the Service its webhooks call (the chart
+/// names the Deployment and Service `<fullname>`, the ConfigMap `<fullname>-config`, the Secret
+/// `<fullname>-tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub namespace: String,
+    pub fullname: String,
+}
+
+fn service_of(webhook: &Value) -> Option<(String, String)> {
+    let s = webhook.pointer("/clientConfig/service")?;
+    Some((
+        s.get("namespace")?.as_str()?.to_string(),
+        s.get("name")?.as_str()?.to_string(),
+    ))
+}
+
+/// Every Service the guard's webhooks call, once each.
+pub fn services(configs: &[Value]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = configs
+        .iter()
+        .flat_map(|c| webhooks(c).iter().filter_map(service_of))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The guard's location, from the first Service its webhooks call.
+pub fn location(configs: &[Value]) -> Option<Location> {
+    services(configs)
+        .into_iter()
+        .next()
+        .map(|(namespace, fullname)| Location {
+            namespace,
+            fullname,
+        })
+}
+
+/// A Service the webhooks call, as read (`Err`: it could not be read).
+#[derive(Debug, Clone)]
+pub struct ServiceState {
+    pub namespace: String,
+    pub name: String,
+    pub service: Result<Option<Value>, String>,
+    pub endpoints: Result<Option<Value>, String>,
+}
+
+fn ready_addresses(endpoints: &Value) -> usize {
+    endpoints
+        .get("subsets")
+        .and_then(Value::as_array)
+        .map(|subsets| {
+            subsets
+                .iter()
+                .filter_map(|s| s.get("addresses").and_then(Value::as_array))
+                .map(Vec::len)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn service_finding(s: &ServiceState) -> Finding {
+    let subject = format!("Service {}/{}", s.namespace, s.name);
+    let install = format!(
+        "helm upgrade --install gitops-guard charts/gitops-guard -n {}",
+        s.namespace
+    );
+    match (&s.service, &s.endpoints) {
+        (Err(e), _) | (Ok(Some(_)), Err(e)) => Finding::new(
+            Severity::Warn,
+            CHECK,
+            subject,
+            format!("not checked: {e}"),
+            "whether the guard answers is unknown",
+            format!(
+                "kubectl get service,endpoints {} -n {}",
+                s.name, s.namespace
+            ),
+        ),
+        (Ok(None), _) => Finding::new(
+            Severity::Fail,
+            CHECK,
+            subject,
+            "the Service the webhooks call does not exist",
+            "no write routed to the guard is checked: Fail entries refuse them, Ignore entries let them through",
+            install,
+        ),
+        (Ok(Some(_)), Ok(endpoints)) => {
+            let ready = endpoints.as_ref().map_or(0, ready_addresses);
+            if ready == 0 {
+                Finding::new(
+                    Severity::Fail,
+                    CHECK,
+                    subject,
+                    "no ready endpoints: no guard Pod is answering",
+                    "Fail entries refuse every routed write and Ignore entries let them through unchecked",
+                    format!(
+                        "kubectl get pods -n {} -l app.kubernetes.io/part-of=gitops-guard; kubectl describe deployment {} -n {}",
+                        s.namespace, s.name, s.namespace
+                    ),
+                )
+            } else {
+                Finding::new(
+                    Severity::Ok,
+                    CHECK,
+                    subject,
+                    format!("exists, {ready} ready endpoint(s)"),
+                    "the webhooks reach the guard through it",
+                    "",
+                )
+            }
+        }
+    }
+}
+
+/// The label keys of a namespaceSelector, with the JSON pointer of each requirement (from the
+/// webhook) and whether it is a matchLabels entry.
+fn selector_requirements(selector: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+        for key in labels.keys() {
+            let escaped = key.replace('~', "~0").replace('/', "~1");
+            out.push((
+                key.clone(),
+                format!("/namespaceSelector/matchLabels/{escaped}"),
+            ));
+        }
+    }
+    if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
+        for (j, e) in exprs.iter().enumerate() {
+            if let Some(key) = e.get("key").and_then(Value::as_str) {
+                out.push((
+                    key.to_string(),
+                    format!("/namespaceSelector/matchExpressions/{j}"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The findings of one webhook of one configuration.
+fn webhook_findings(
+    config: &str,
+    index: usize,
+    webhook: &Value,
+    minor: Option<u32>,
+) -> Vec<Finding> {
+    let subject = format!("ValidatingWebhookConfiguration {config}");
+    let mut out = Vec::new();
+    let policy = webhook
+        .get("failurePolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Fail");
+    let by_design = IGNORE_BY_DESIGN
+        .iter()
+        .any(|suffix| config.ends_with(&format!("-{suffix}")));
+    if policy == "Ignore" && !by_design {
+        out.push(Finding::new(
+            Severity::Warn,
+            CHECK,
+            &subject,
+            "failurePolicy Ignore",
+            "while the guard is down or slow, every write this entry routes passes unchecked",
+            format!(
+                "kubectl patch validatingwebhookconfiguration {config} --type=json -p '[{{\"op\":\"replace\",\"path\":\"/webhooks/{index}/failurePolicy\",\"value\":\"Fail\"}}]'  # or helm: webhook.failurePolicy=Fail"
+            ),
+        ));
+    }
+    let timeout = webhook
+        .get("timeoutSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(10);
+    if timeout > MAX_TIMEOUT {
+        out.push(Finding::new(
+            Severity::Warn,
+            CHECK,
+            &subject,
+            format!("timeoutSeconds {timeout}"),
+            format!("a slow guard holds every routed write for up to {timeout}s before the failurePolicy decides"),
+            format!(
+                "kubectl patch validatingwebhookconfiguration {config} --type=json -p '[{{\"op\":\"replace\",\"path\":\"/webhooks/{index}/timeoutSeconds\",\"value\":3}}]'  # or helm: webhook.timeoutSeconds=3"
+            ),
+        ));
+    }
+    let selector = webhook
+        .get("namespaceSelector")
+        .cloned()
+        .unwrap_or(Value::Null);
+    for (key, pointer) in selector_requirements(&selector) {
+        let remove = format!(
+            "kubectl patch validatingwebhookconfiguration {config} --type=json -p '[{{\"op\":\"remove\",\"path\":\"/webhooks/{index}{pointer}\"}}]'"
+        );
+        if key == NAME_LABEL {
+            if minor.is_none_or(|m| m < 21) {
+                let version = minor.map_or("this server's version is unknown".to_string(), |m| {
+                    format!("this server is 1.{m}")
+                });
+                out.push(Finding::new(
+                    Severity::Fail,
+                    CHECK,
+                    &subject,
+                    format!("namespaceSelector excludes namespaces by {NAME_LABEL} ({version})"),
+                    format!(
+                        "before 1.21 {NAME_LABEL} is an ordinary label: whoever may label a namespace (kubectl label ns prod {NAME_LABEL}=kube-system --overwrite) takes it out of the guard's view"
+                    ),
+                    format!("{remove}  # and list those namespaces in the guard config's excludedNamespaces (the chart does both on < 1.21)"),
+                ));
+            }
+        } else if key != ENFORCE_LABEL {
+            out.push(Finding::new(
+                Severity::Warn,
+                CHECK,
+                &subject,
+                format!("namespaceSelector rests on the namespace label {key}"),
+                format!(
+                    "whoever may update namespaces can set or remove {key} and move a namespace out of the guard's view"
+                ),
+                format!("{remove}  # exclude namespaces by name in the guard config's excludedNamespaces instead"),
+            ));
+        }
+    }
+    out
+}
+
+/// Check `guard`. `minor`: the server's minor version (`20` for 1.20), if known.
+pub fn check(configs: &[Value], minor: Option<u32>, services: &[ServiceState]) -> Vec<Finding> {
+    if configs.is_empty() {
+        return vec![Finding::new(
+            Severity::Fail,
+            CHECK,
+            "ValidatingWebhookConfiguration",
+            format!(
+                "none of the guard's (webhook {WEBHOOK_NAME}, or labelled {}={})",
+                PART_OF.0, PART_OF.1
+            ),
+            "the API server sends the guard nothing: every change passes",
+            "helm upgrade --install gitops-guard charts/gitops-guard -n gitops-guard --create-namespace",
+        )];
+    }
+    let mut out = Vec::new();
+    let mut sorted: Vec<&Value> = configs.iter().collect();
+    sorted.sort_by_key(|c| name(c));
+    for config in sorted {
+        let cname = name(config);
+        let mut problems = Vec::new();
+        let mut summary: BTreeMap<&str, String> = BTreeMap::new();
+        for (i, w) in webhooks(config).iter().enumerate() {
+            problems.extend(webhook_findings(cname, i, w, minor));
+            summary.insert(
+                "failurePolicy",
+                w.get("failurePolicy")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Fail")
+                    .to_string(),
+            );
+            summary.insert(
+                "timeoutSeconds",
+                w.get("timeoutSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(10)
+                    .to_string(),
+            );
+        }
+        if problems.is_empty() {
+            out.push(Finding::new(
+                Severity::Ok,
+                CHECK,
+                format!("ValidatingWebhookConfiguration {cname}"),
+                format!(
+                    "failurePolicy {}, timeoutSeconds {}, no namespace excluded by a label a person can change",
+                    summary.get("failurePolicy").map_or("?", String::as_str),
+                    summary.get("timeoutSeconds").map_or("?", String::as_str),
+                ),
+                "the API server routes writes to the guard as the chart sets it up",
+                "",
+            ));
+        }
+        out.extend(problems);
+        for w in webhooks(config) {
+            if let Some(url) = w.pointer("/clientConfig/url").and_then(Value::as_str) {
+                out.push(Finding::new(
+                    Severity::Ok,
+                    CHECK,
+                    format!("ValidatingWebhookConfiguration {cname}"),
+                    format!("calls {url} (not checked)"),
+                    "a URL outside the cluster's Services is not checked for an answer",
+                    "",
+                ));
+            }
+        }
+    }
+    out.extend(services.iter().map(service_finding));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vwc(name: &str, webhook: Value) -> Value {
+        json!({"metadata": {"name": name}, "webhooks": [webhook]})
+    }
+
+    fn webhook(extra: Value) -> Value {
+        let mut w = json!({"name": WEBHOOK_NAME, "failurePolicy": "Fail", "timeoutSeconds": 3,
+            "clientConfig": {"service": {"namespace": "gitops-guard", "name": "gitops-guard"}}});
+        if let (Some(w), Some(extra)) = (w.as_object_mut(), extra.as_object()) {
+            w.extend(extra.clone());
+        }
+        w
+    }
+
+    fn severities(findings: &[Finding]) -> Vec<(Severity, String)> {
+        findings
+            .iter()
+            .map(|f| (f.severity, f.finding.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn finds_the_guard_by_webhook_name_or_label() {
+        let all = vec![
+            vwc("gitops-guard-custody", webhook(json!({}))),
+            vwc("other", json!({"name": "other.example.com"})),
+            json!({"metadata": {"name": "relabelled", "labels": {"app.kubernetes.io/part-of": "gitops-guard"}},
+                   "webhooks": [{"name": "renamed"}]}),
+        ];
+        let configs = guard_configurations(&all);
+        let found: Vec<&str> = configs.iter().map(name).collect();
+        assert_eq!(found, vec!["gitops-guard-custody", "relabelled"]);
+        assert_eq!(
+            location(&guard_configurations(&all)),
+            Some(Location {
+                namespace: "gitops-guard".into(),
+                fullname: "gitops-guard".into()
+            })
+        );
+    }
+
+    #[test]
+    fn severity_of_each_setting() {
+        let ok = check(&[vwc("gg-custody", webhook(json!({})))], Some(20), &[]);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].severity, Severity::Ok);
+        assert_eq!(ok[0].subject, "ValidatingWebhookConfiguration gg-custody");
+
+        let ignore = webhook(json!({"failurePolicy": "Ignore"}));
+        assert_eq!(
+            severities(&check(&[vwc("gg-custody", ignore.clone())], Some(20), &[])),
+            vec![(Severity::Warn, "failurePolicy Ignore".to_string())]
+        );
+        // The chart's Ignore entries are Ignore by design.
+        assert_eq!(
+            check(&[vwc("gg-neighbours", ignore)], Some(20), &[])[0].severity,
+            Severity::Ok
+        );
+        let slow = webhook(json!({"timeoutSeconds": 30}));
+        assert_eq!(
+            severities(&check(&[vwc("gg-custody", slow)], Some(20), &[])),
+            vec![(Severity::Warn, "timeoutSeconds 30".to_string())]
+        );
+        let unset = json!({"name": WEBHOOK_NAME});
+        assert_eq!(
+            severities(&check(&[vwc("gg-custody", unset)], Some(20), &[])),
+            vec![(Severity::Warn, "timeoutSeconds 10".to_string())]
+        );
+        assert_eq!(check(&[], Some(20), &[])[0].severity, Severity::Fail);
+    }
+
+    #[test]
+    fn namespace_name_label_is_trusted_from_1_21() {
+        let by_name = webhook(json!({"namespaceSelector": {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}}));
+        let old = check(&[vwc("gg-custody", by_name.clone())], Some(20), &[]);
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].severity, Severity::Fail);
+        assert_eq!(
+            old[0].finding,
+            "namespaceSelector excludes namespaces by kubernetes.io/metadata.name (this server is 1.20)"
+        );
+        assert!(old[0].fix.starts_with(
+            "kubectl patch validatingwebhookconfiguration gg-custody --type=json -p '[{\"op\":\"remove\",\"path\":\"/webhooks/0/namespaceSelector/matchExpressions/0\"}]'"
+        ));
+        assert_eq!(
+            check(&[vwc("gg-custody", by_name.clone())], None, &[])[0].severity,
+            Severity::Fail
+        );
+        assert_eq!(
+            check(&[vwc("gg-custody", by_name)], Some(21), &[])[0].severity,
+            Severity::Ok
+        );
+
+        let team = webhook(json!({"namespaceSelector": {"matchLabels": {"team/x": "a"},
+            "matchExpressions": [{"key": "gitops-guard.dev/enforce", "operator": "In", "values": ["all"]}]}}));
+        let found = check(&[vwc("gg-enforce-all", team)], Some(30), &[]);
+        assert_eq!(
+            severities(&found),
+            vec![(
+                Severity::Warn,
+                "namespaceSelector rests on the namespace label team/x".to_string()
+            )]
+        );
+        assert!(
+            found[0]
+                .fix
+                .contains("/webhooks/0/namespaceSelector/matchLabels/team~1x")
+        );
+    }
+
+    #[test]
+    fn service_and_endpoints() {
+        let state = |service: Option<Value>, endpoints: Option<Value>| ServiceState {
+            namespace: "gg".into(),
+            name: "guard".into(),
+            service: Ok(service),
+            endpoints: Ok(endpoints),
+        };
+        let svc = json!({"metadata": {"name": "guard"}});
+        let eps = json!({"subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]}]});
+        let not_ready = json!({"subsets": [{"notReadyAddresses": [{"ip": "10.0.0.1"}]}]});
+        let cases = [
+            (
+                state(Some(svc.clone()), Some(eps)),
+                Severity::Ok,
+                "exists, 2 ready endpoint(s)",
+            ),
+            (
+                state(Some(svc.clone()), Some(not_ready)),
+                Severity::Fail,
+                "no ready endpoints: no guard Pod is answering",
+            ),
+            (
+                state(Some(svc), None),
+                Severity::Fail,
+                "no ready endpoints: no guard Pod is answering",
+            ),
+            (
+                state(None, None),
+                Severity::Fail,
+                "the Service the webhooks call does not exist",
+            ),
+        ];
+        for (s, severity, finding) in cases {
+            let f = service_finding(&s);
+            assert_eq!((f.severity, f.finding.as_str()), (severity, finding));
+            assert_eq!(f.subject, "Service gg/guard");
+        }
+    }
+}

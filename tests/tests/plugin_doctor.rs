@@ -1,0 +1,408 @@
+//! `kubectl gitops doctor` end to end on the local control plane (1.20): the guard's webhook
+//! configuration as the chart names it, calling a Service with endpoints; RBAC that lets `mallory`
+//! impersonate service accounts, group `ci` create Pods in flux-system and `eve` delete webhook
+//! configurations, each reported as `fail` with its binding and fix (exit 1); a namespaceSelector on
+//! `kubernetes.io/metadata.name`, flagged on this server; and the same cluster without those
+//! bindings, which reports only `ok` and `warn` (exit 0).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use gitops_guard_tests::{Cluster, Out, User, run_command, target_profile_dir};
+use serde_json::{Value, json};
+
+fn plugin_binary() -> PathBuf {
+    let bin = target_profile_dir().join("kubectl-gitops");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first (`cargo build --workspace --bins`, as scripts/test-all does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs kubectl-gitops as the admin (group system:masters) in a scratch directory.
+fn gitops(cluster: &Cluster, dir: &Path, args: &[&str]) -> Out {
+    gitops_as(&cluster.kubeconfig(User::Admin), dir, args)
+}
+
+/// Runs kubectl-gitops with this kubeconfig in a scratch directory.
+fn gitops_as(kubeconfig: &Path, dir: &Path, args: &[&str]) -> Out {
+    let mut cmd = Command::new(plugin_binary());
+    cmd.args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("KUBECACHEDIR", dir.join("cache/kube"))
+        .env_remove("KUBECONFIG");
+    run_command(cmd, None, Duration::from_secs(120))
+}
+
+fn apply(cluster: &Cluster, yaml: &str) {
+    cluster
+        .kubectl_stdin(User::Admin, &["apply", "-f", "-"], yaml)
+        .ok();
+}
+
+/// The guard as the chart installs it on 1.20, in namespace gitops-guard, release gitops-guard:
+/// ValidatingWebhookConfiguration gitops-guard-custody (webhook guard.gitops-guard.dev) calling
+/// Service gitops-guard/gitops-guard, which has one ready endpoint. Its rules route a group nobody
+/// serves, so nothing is ever sent to the (absent) guard. `namespace_selector`: the webhook's
+/// namespaceSelector as YAML (`{}` for none).
+fn install_guard(cluster: &Cluster, namespace_selector: &str) {
+    apply(
+        cluster,
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {name: gitops-guard}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: flux-system}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: gitops-guard, namespace: gitops-guard}
+spec:
+  ports: [{name: https, port: 443, targetPort: 8443}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: gitops-guard, namespace: gitops-guard}
+subsets:
+- addresses: [{ip: 10.0.0.10}]
+  ports: [{name: https, port: 8443}]
+"#,
+    );
+    apply(
+        cluster,
+        &format!(
+            r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: gitops-guard-custody
+  labels: {{app.kubernetes.io/part-of: gitops-guard, app.kubernetes.io/instance: gitops-guard}}
+webhooks:
+- name: guard.gitops-guard.dev
+  clientConfig:
+    service: {{namespace: gitops-guard, name: gitops-guard, path: /validate, port: 443}}
+  rules:
+  - apiGroups: ["doctor.test.invalid"]
+    apiVersions: ["*"]
+    resources: ["widgets"]
+    operations: [CREATE, UPDATE, DELETE]
+    scope: Namespaced
+  failurePolicy: Fail
+  matchPolicy: Equivalent
+  sideEffects: NoneOnDryRun
+  timeoutSeconds: 3
+  admissionReviewVersions: [v1]
+  namespaceSelector: {namespace_selector}
+"#
+        ),
+    );
+}
+
+/// Removes the local cluster's own cluster-admin bindings (ana, developers, ci-bot, every
+/// service account): a cluster where only the admin (system:masters) holds such rights.
+fn remove_local_cluster_bindings(cluster: &Cluster) {
+    cluster
+        .kubectl(
+            User::Admin,
+            &[
+                "delete",
+                "clusterrolebinding",
+                "local-cluster:developers",
+                "local-cluster:ci-bot",
+                "local-cluster:service-accounts",
+            ],
+        )
+        .ok();
+}
+
+const BAD_RBAC: &str = r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: doctor-impersonate}
+rules:
+- {apiGroups: [""], resources: [serviceaccounts], verbs: [impersonate]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: mallory-impersonates}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: doctor-impersonate}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-creator, namespace: flux-system}
+rules:
+- {apiGroups: [""], resources: [pods], verbs: [create]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: ci-pods, namespace: flux-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-creator}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: ci}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: webhook-deleter}
+rules:
+- {apiGroups: [admissionregistration.k8s.io], resources: [validatingwebhookconfigurations], verbs: [delete]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: eve-deletes-webhooks}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: webhook-deleter}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: eve}
+"#;
+
+fn findings(out: &Out) -> Vec<Value> {
+    serde_json::from_str::<Value>(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor -o json is not JSON ({e}):\n{out}"))
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("doctor -o json is not a list:\n{out}"))
+}
+
+/// The finding about `subject` in `check`, with its why left out (asserted non-empty).
+fn row(findings: &[Value], check: &str, subject: &str) -> Value {
+    let matching: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["check"] == check && f["subject"] == subject)
+        .collect();
+    assert_eq!(
+        matching.len(),
+        1,
+        "one {check} row for {subject}: {findings:#?}"
+    );
+    let mut f = matching[0].clone();
+    assert!(f["why"].as_str().is_some_and(|w| !w.is_empty()), "{f}");
+    f.as_object_mut().map(|o| o.remove("why"));
+    f
+}
+
+#[test]
+fn doctor_names_who_can_become_the_agent_or_switch_the_guard_off() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    install_guard(
+        &cluster,
+        r#"{matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}]}"#,
+    );
+    apply(&cluster, BAD_RBAC);
+
+    let out = gitops(&cluster, dir.path(), &["doctor", "-o", "json"]);
+    assert_eq!(out.code, 1, "a fail finding exits 1:\n{out}");
+    let all = findings(&out);
+    assert_eq!(
+        row(&all, "become-agent", "User mallory"),
+        json!({
+            "severity": "fail",
+            "check": "become-agent",
+            "subject": "User mallory",
+            "finding": "can impersonate service accounts argocd/argocd-application-controller, argocd/argocd-applicationset-controller and 42 more (ClusterRoleBinding mallory-impersonates → ClusterRole doctor-impersonate)",
+            "fix": "kubectl delete clusterrolebinding mallory-impersonates",
+        })
+    );
+    assert_eq!(
+        row(&all, "become-agent", "Group ci"),
+        json!({
+            "severity": "fail",
+            "check": "become-agent",
+            "subject": "Group ci",
+            "finding": "can create Pods in flux-system (RoleBinding flux-system/ci-pods → Role pod-creator)",
+            "fix": "kubectl delete rolebinding ci-pods -n flux-system",
+        })
+    );
+    assert_eq!(
+        row(&all, "switch-off", "User eve"),
+        json!({
+            "severity": "fail",
+            "check": "switch-off",
+            "subject": "User eve",
+            "finding": "can change or delete ValidatingWebhookConfigurations gitops-guard-custody (ClusterRoleBinding eve-deletes-webhooks → ClusterRole webhook-deleter)",
+            "fix": "kubectl delete clusterrolebinding eve-deletes-webhooks",
+        })
+    );
+    // The exclusion by kubernetes.io/metadata.name, an ordinary label on 1.20.
+    assert_eq!(
+        row(
+            &all,
+            "guard",
+            "ValidatingWebhookConfiguration gitops-guard-custody"
+        ),
+        json!({
+            "severity": "fail",
+            "check": "guard",
+            "subject": "ValidatingWebhookConfiguration gitops-guard-custody",
+            "finding": "namespaceSelector excludes namespaces by kubernetes.io/metadata.name (this server is 1.20)",
+            "fix": "kubectl patch validatingwebhookconfiguration gitops-guard-custody --type=json -p '[{\"op\":\"remove\",\"path\":\"/webhooks/0/namespaceSelector/matchExpressions/0\"}]'  # and list those namespaces in the guard config's excludedNamespaces (the chart does both on < 1.21)",
+        })
+    );
+    // The local cluster's own cluster-admin bindings are found too (every service account is
+    // bound to cluster-admin there).
+    let fails: Vec<&str> = all
+        .iter()
+        .filter(|f| f["severity"] == "fail")
+        .filter_map(|f| f["subject"].as_str())
+        .collect();
+    for subject in [
+        "User ana",
+        "Group developers",
+        "User ci-bot",
+        "Group system:serviceaccounts",
+    ] {
+        assert!(fails.contains(&subject), "{subject} in {fails:?}");
+    }
+    // Never Kubernetes' own controllers, the agents or system:masters as a fail.
+    assert!(
+        !fails
+            .iter()
+            .any(|s| s.contains("kube-system/") || s.contains("system:masters")),
+        "{fails:?}"
+    );
+
+    // The table says the same, one finding a line.
+    let table = gitops(&cluster, dir.path(), &["doctor"]);
+    assert_eq!(table.code, 1, "{table}");
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("STATUS   CHECK ")
+            && lines[0].contains("SUBJECT")
+            && lines[0].ends_with("FIX"),
+        "{}",
+        table.stdout
+    );
+    for (subject, fix) in [
+        (
+            "User mallory",
+            "kubectl delete clusterrolebinding mallory-impersonates",
+        ),
+        (
+            "Group ci",
+            "kubectl delete rolebinding ci-pods -n flux-system",
+        ),
+        (
+            "User eve",
+            "kubectl delete clusterrolebinding eve-deletes-webhooks",
+        ),
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with("fail ")
+                && l.contains(&format!("   {subject}   "))
+                && l.ends_with(fix)),
+            "a fail line for {subject}:\n{}",
+            table.stdout
+        );
+    }
+}
+
+#[test]
+fn doctor_on_a_cluster_without_those_bindings_reports_no_fail() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    install_guard(&cluster, "{}");
+    remove_local_cluster_bindings(&cluster);
+
+    let out = gitops(&cluster, dir.path(), &["doctor", "-o", "json"]);
+    assert_eq!(out.code, 0, "no fail finding exits 0:\n{out}");
+    let all = findings(&out);
+    assert!(all.iter().all(|f| f["severity"] != "fail"), "{all:#?}");
+    for name in ["mallory", "Group ci", "eve"] {
+        assert!(
+            !all.iter()
+                .any(|f| f["subject"].as_str().is_some_and(|s| s.contains(name))),
+            "{name}: {all:#?}"
+        );
+    }
+    // The ok rows are there.
+    let oks: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|f| f["severity"] == "ok")
+        .filter_map(|f| Some((f["subject"].as_str()?, f["finding"].as_str()?)))
+        .collect();
+    for expected in [
+        (
+            "ValidatingWebhookConfiguration gitops-guard-custody",
+            "failurePolicy Fail, timeoutSeconds 3, no namespace excluded by a label a person can change",
+        ),
+        (
+            "Service gitops-guard/gitops-guard",
+            "exists, 1 ready endpoint(s)",
+        ),
+        (
+            "RBAC",
+            "nobody but Kubernetes and the agents can impersonate service accounts of the agents and Kubernetes",
+        ),
+        (
+            "RBAC",
+            "nobody but Kubernetes and the agents can create Pods in argocd, flux-system, kube-system",
+        ),
+        (
+            "RBAC",
+            "nobody but Kubernetes and the agents can change or delete ValidatingWebhookConfigurations of the guard",
+        ),
+        (
+            "RBAC",
+            "nobody but Kubernetes and the agents can create MutatingWebhookConfigurations",
+        ),
+    ] {
+        assert!(oks.contains(&expected), "{expected:?} in {oks:#?}");
+    }
+    // system:masters: one warning, not a line per capability.
+    assert_eq!(
+        all.iter()
+            .filter(|f| f["subject"] == "Group system:masters")
+            .count(),
+        1
+    );
+
+    // Someone who may read the webhook configurations, Services and Endpoints but not RBAC: the
+    // guard check runs, the RBAC checks say they did not run.
+    apply(
+        &cluster,
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: doctor-auditor}
+rules:
+- {apiGroups: [admissionregistration.k8s.io], resources: [validatingwebhookconfigurations], verbs: [get, list]}
+- {apiGroups: [""], resources: [services, endpoints], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: doctor-auditor}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: doctor-auditor}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: auditor}
+"#,
+    );
+    let auditor = cluster.cert_kubeconfig("auditor", "auditor", &[]);
+    let out = gitops_as(&auditor, dir.path(), &["doctor", "-o", "json"]);
+    assert_eq!(out.code, 0, "checks that did not run are no fail:\n{out}");
+    let all = findings(&out);
+    assert_eq!(
+        row(&all, "access", "check become-agent, switch-off"),
+        json!({
+            "severity": "warn",
+            "check": "access",
+            "subject": "check become-agent, switch-off",
+            "finding": "not run: you may not list clusterroles.rbac.authorization.k8s.io, list clusterrolebindings.rbac.authorization.k8s.io, list roles.rbac.authorization.k8s.io, list rolebindings.rbac.authorization.k8s.io (in all namespaces)",
+            "fix": "run doctor as someone who may (kubectl auth can-i list clusterroles.rbac.authorization.k8s.io -A), e.g. with a ClusterRole granting get/list on them",
+        })
+    );
+    assert!(
+        all.iter()
+            .all(|f| f["check"] == "guard" || f["check"] == "access"),
+        "{all:#?}"
+    );
+    assert_eq!(
+        row(&all, "guard", "Service gitops-guard/gitops-guard")["severity"],
+        "ok"
+    );
+}
