@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::Error;
+use crate::change::target::{self, Setter};
 use crate::cli::session::Session;
 use crate::cli::{BlameArgs, DetailFormat, Global, type_and_name};
 use crate::git::CommitInfo;
@@ -21,6 +22,7 @@ use crate::locate::{self, Drift, Location};
 use crate::manifest::Transform;
 use crate::manifest::yaml::{Node, NodeValue, Style, parse_documents};
 use crate::output;
+use crate::splice::PathSegment;
 use fields::{Manager, Role, Step};
 
 /// Metadata the server maintains: never printed.
@@ -58,6 +60,9 @@ pub enum Origin {
         #[serde(skip_serializing_if = "Option::is_none")]
         differs_from_line: Option<usize>,
     },
+    /// An overlay of the build: a patch, or an `images`/`replicas` entry or common labels of a
+    /// kustomization, in `file`; `what` says which.
+    Overlay { file: String, what: String },
     /// Nobody: a server default (or a field of a header line).
     None,
 }
@@ -88,11 +93,19 @@ impl Line {
     }
 }
 
+/// What the build's overlays do to the document: who set each field, and the object they give.
+pub struct Overlays {
+    pub setters: Vec<Setter>,
+    pub effective: Value,
+}
+
 /// What [`explain`] needs besides the live object.
 pub struct Context<'a> {
     pub config: &'a Config,
     /// The document in Git, when the object is defined by one.
     pub git: Option<&'a Node>,
+    /// The overlays between the document and the object, when the build has any.
+    pub overlays: Option<&'a Overlays>,
     pub transform: &'a Transform,
     /// Also print fields nobody set (server defaults).
     pub show_defaults: bool,
@@ -269,6 +282,24 @@ impl<'a> Explainer<'a> {
             return Origin::Build {
                 what: "type".into(),
             };
+        }
+        // A value an overlay gives (a patch, an images entry): that overlay, not the agent.
+        if let Some(o) = self.cx.overlays {
+            let segs: Vec<PathSegment> = path
+                .iter()
+                .map(|s| match s {
+                    Step::Key(k) => PathSegment::Key((*k).to_string()),
+                    Step::Item(i, _) => PathSegment::Index(*i),
+                })
+                .collect();
+            if let Some(setter) = target::setter_of(&o.setters, &segs)
+                && target::value_at(&o.effective, &segs).is_some_and(|v| scalar_equal(v, live))
+            {
+                return Origin::Overlay {
+                    file: setter.file.clone(),
+                    what: setter.what.clone(),
+                };
+            }
         }
         let differs = git
             .filter(|g| matches!(g.value, NodeValue::Scalar { .. }))
@@ -513,7 +544,7 @@ pub fn drift(lines: &[Line]) -> Vec<Drift> {
 pub struct BlamedLine {
     pub text: String,
     pub field: String,
-    /// `git`, `build`, `manager` or `none`.
+    /// `git`, `overlay`, `build`, `manager` or `none`.
     pub by: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_line: Option<usize>,
@@ -539,8 +570,13 @@ pub struct Blame {
     pub lines: Vec<BlamedLine>,
 }
 
-/// Joins explained lines with the commits that wrote the Git lines.
-pub fn blamed(lines: &[Line], line_commits: &[Option<CommitInfo>]) -> Vec<BlamedLine> {
+/// Joins explained lines with the commits that wrote the Git lines (and, for lines an overlay
+/// sets, the last commit of that overlay's file).
+pub fn blamed(
+    lines: &[Line],
+    line_commits: &[Option<CommitInfo>],
+    overlay_commits: &HashMap<String, CommitInfo>,
+) -> Vec<BlamedLine> {
     lines
         .iter()
         .map(|l| {
@@ -565,6 +601,15 @@ pub fn blamed(lines: &[Line], line_commits: &[Option<CommitInfo>]) -> Vec<Blamed
                 Origin::Build { what } => {
                     b.by = "build";
                     b.what = Some(what.clone());
+                }
+                Origin::Overlay { file, what } => {
+                    b.by = "overlay";
+                    b.what = Some(if what == "patch" {
+                        file.clone()
+                    } else {
+                        format!("{file} ({what})")
+                    });
+                    b.commit = overlay_commits.get(file).cloned();
                 }
                 Origin::Manager {
                     name,
@@ -594,6 +639,20 @@ fn annotation(b: &BlamedLine, now: jiff::Timestamp) -> String {
             None => format!("line {}", b.file_line.unwrap_or_default()),
         },
         "build" => format!("({})", b.what.clone().unwrap_or_default()),
+        "overlay" => {
+            let what = b.what.clone().unwrap_or_default();
+            match &b.commit {
+                Some(c) => {
+                    let author: String = c.author.chars().take(16).collect();
+                    format!(
+                        "{} {author:<16} {:>4} {what}",
+                        c.short(),
+                        output::age(c.date, now)
+                    )
+                }
+                None => what,
+            }
+        }
         "manager" => {
             let when = b
                 .time
@@ -685,6 +744,8 @@ pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
     // The manifest and who wrote each of its lines.
     let mut doc: Option<Node> = None;
     let mut line_commits: Vec<Option<CommitInfo>> = Vec::new();
+    let mut overlays: Option<Overlays> = None;
+    let mut overlay_commits: HashMap<String, CommitInfo> = HashMap::new();
     if let (Some(dir), Some(commit), Some(file)) = (
         &location.repository,
         &location.applied_commit,
@@ -700,6 +761,26 @@ pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
                 .and_then(|d| d.into_iter().nth(index))
                 .and_then(|d| d.root);
         }
+        // The overlays between the document and the object (patches, images and replicas
+        // entries), and the last commit of each of their files.
+        if let (Some((build, entry)), None) = (&location.built_from, &location.chart) {
+            let snap = repo.snapshot(id)?;
+            if let Ok(def) = target::define(&snap, build, entry)
+                && let (Ok(setters), Ok(effective)) = (def.setters(), def.effective())
+                && !setters.is_empty()
+            {
+                let mut files: Vec<String> = setters.iter().map(|s| s.file.clone()).collect();
+                files.sort();
+                files.dedup();
+                let (found, _) = repo.last_commits(id, &files)?;
+                for (f, c) in files.iter().zip(found) {
+                    if let Some(info) = c.and_then(|c| repo.commit_info(c).ok()) {
+                        overlay_commits.insert(f.clone(), info);
+                    }
+                }
+                overlays = Some(Overlays { setters, effective });
+            }
+        }
         let per_line = repo.blame(id, file)?;
         let mut infos: HashMap<gix::ObjectId, Option<CommitInfo>> = HashMap::new();
         for c in per_line {
@@ -713,6 +794,7 @@ pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
     let cx = Context {
         config: &session.config,
         git: doc.as_ref(),
+        overlays: overlays.as_ref(),
         transform: &location.transform,
         show_defaults: args.show_defaults,
     };
@@ -720,7 +802,7 @@ pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
     let mut location = location;
     location.drift = drift(&lines);
     let blame = Blame {
-        lines: blamed(&lines, &line_commits),
+        lines: blamed(&lines, &line_commits, &overlay_commits),
         location,
     };
     let mut stdout = std::io::stdout().lock();
@@ -799,6 +881,7 @@ spec:
         let cx = Context {
             config: &cfg,
             git: docs[0].root.as_ref(),
+            overlays: None,
             transform: &t,
             show_defaults: false,
         };
@@ -894,6 +977,7 @@ spec:
             let cx = Context {
                 config: cfg,
                 git: docs[0].root.as_ref(),
+                overlays: None,
                 transform: &t,
                 show_defaults: false,
             };
@@ -917,6 +1001,7 @@ spec:
         let cx = Context {
             config: &cfg,
             git: docs[0].root.as_ref(),
+            overlays: None,
             transform: &t,
             show_defaults: false,
         };

@@ -192,6 +192,10 @@ pub struct Location {
     /// The name prefix/suffix and namespace the build adds (not printed).
     #[serde(skip)]
     pub transform: manifest::Transform,
+    /// The build and the document it was found in (not printed): what `blame` replays the
+    /// overlays of.
+    #[serde(skip)]
+    pub built_from: Option<(Build, manifest::Entry)>,
 }
 
 impl Location {
@@ -220,6 +224,7 @@ impl Location {
             applied: None,
             live,
             transform: manifest::Transform::default(),
+            built_from: None,
         }
     }
 
@@ -1209,6 +1214,7 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                     location.document = entry.doc;
                     location.lines = Some((entry.first_line, entry.last_line));
                     location.transform = entry.transform.clone();
+                    location.built_from = Some((build.clone(), entry.clone()));
                     location.link =
                         git::url::file_link(&source.url, &commit.to_string(), &entry.file);
                     result = Ok(Some(Pending { repo, commit }));

@@ -113,6 +113,7 @@ pub fn fill_drift(session: &Session, locations: &mut [Location]) {
         let cx = Context {
             config: &session.config,
             git: doc.as_ref(),
+            overlays: None,
             transform: &loc.transform,
             show_defaults: false,
         };

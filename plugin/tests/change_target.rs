@@ -600,3 +600,32 @@ fn an_images_entry_pinning_the_base_tag_takes_the_change() {
         def.files.changes()[0].new
     );
 }
+
+/// A kustomization file needs no apiVersion or kind (kustomize reads it anyway): its patches,
+/// entries and resources count the same.
+#[test]
+fn a_kustomization_without_apiversion_and_kind_is_read() {
+    let f = fixture();
+    let bare = PROD_KUSTOMIZATION
+        .replace("apiVersion: kustomize.config.k8s.io/v1beta1\n", "")
+        .replace("kind: Kustomization\n", "");
+    support::write(&f.dir, "apps/prod/kustomization.yaml", &bare);
+    let commit = support::commit_all(&f.dir, "no apiVersion", "Ana", 1);
+    let f = Fixture { commit, ..f };
+    assert_eq!(
+        define(&f, "apps/prod", "web", "prod").layers,
+        [
+            "apps/base/kustomization.yaml",
+            "apps/prod/kustomization.yaml"
+        ]
+    );
+    route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "prod",
+        |v| container(v, 0)["resources"]["limits"]["memory"] = json!("768Mi"),
+        "apps/prod/memory.yaml",
+        (1, 1),
+    );
+}

@@ -1267,3 +1267,133 @@ spec:
     );
     assert!(!out.stderr.contains("resource type"), "{out}");
 }
+
+/// A value an overlay sets (a patch file, an `images` entry) is blamed on that overlay's file and
+/// the commit that last changed it, not on the agent that applied it nor on the base document.
+#[test]
+fn blame_names_the_overlay_file_and_commit_that_set_a_value() {
+    let cluster = Cluster::start();
+    cluster.install_crds();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("overlays");
+    std::fs::create_dir_all(&dir).unwrap();
+    git(&dir, &["init", "-q", "-b", "main"], &[]);
+    write(&dir, "apps/base/deployment.yaml", DEPLOYMENT);
+    write(
+        &dir,
+        "apps/base/kustomization.yaml",
+        "resources:\n- deployment.yaml\n",
+    );
+    let memory = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        resources:\n          limits:\n            memory: 384Mi\n";
+    write(&dir, "apps/prod/memory.yaml", memory);
+    let prod = "namespace: ovl\nresources:\n- ../base\npatches:\n- path: memory.yaml\nimages:\n- name: nginx\n  newTag: \"1.26\"\n";
+    write(&dir, "apps/prod/kustomization.yaml", prod);
+    let c1 = commit(&dir, "Li Wei", 9 * 86400, "web: base and prod overlay");
+    write(
+        &dir,
+        "apps/prod/memory.yaml",
+        &memory.replace("384Mi", "512Mi"),
+    );
+    let c2 = commit(&dir, "Bo Chen", 5 * 86400, "prod: more memory");
+    write(
+        &dir,
+        "apps/prod/kustomization.yaml",
+        &prod.replace("1.26", "1.27"),
+    );
+    let c3 = commit(&dir, "Cy Diaz", 86400, "prod: nginx 1.27");
+
+    for ns in ["ovl", "flux-system"] {
+        cluster
+            .kubectl(User::Admin, &["create", "namespace", ns])
+            .ok();
+    }
+    let owners = format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: ovl, namespace: flux-system}}
+spec: {{url: \"file://{}\", ref: {{branch: main}}, interval: 1m}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {{name: ovl, namespace: flux-system}}
+spec: {{path: ./apps/prod, sourceRef: {{kind: GitRepository, name: ovl}}, interval: 10m, prune: true}}
+",
+        dir.display()
+    );
+    cluster
+        .kubectl_stdin(User::Admin, &["apply", "-f", "-"], &owners)
+        .ok();
+    cluster
+        .patch_status(
+            User::Admin,
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+            "flux-system",
+            "ovl",
+            &format!(r#"{{"lastAppliedRevision": "main@sha1:{c3}"}}"#),
+        )
+        .ok();
+    let mut objects = to_json(&cluster, &kubectl_kustomize(&dir.join("apps/prod")));
+    for o in &mut objects {
+        label(o, "kustomize.toolkit.fluxcd.io/name", "ovl");
+        label(o, "kustomize.toolkit.fluxcd.io/namespace", "flux-system");
+    }
+    apply_as_agent(&cluster, FLUX_KS, "kustomize-controller", &objects);
+
+    let out = gitops(
+        &cluster,
+        &dir,
+        &cache,
+        &["blame", "deployment/web", "-n", "ovl", "-o", "json"],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let blame: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let line = |text: &str| {
+        blame["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["text"].as_str().unwrap().trim() == text)
+            .unwrap_or_else(|| panic!("no line {text:?} in {}", out.stdout))
+            .clone()
+    };
+    let memory = line("memory: 512Mi");
+    assert_eq!(memory["by"], "overlay", "{memory}");
+    assert_eq!(memory["what"], "apps/prod/memory.yaml");
+    assert_eq!(memory["commit"]["id"], c2.as_str());
+    let image = line("- image: nginx:1.27");
+    assert_eq!(image["by"], "overlay", "{image}");
+    assert_eq!(image["what"], "apps/prod/kustomization.yaml (images[0])");
+    assert_eq!(image["commit"]["id"], c3.as_str());
+    // What the base document sets is still the base's, line by line.
+    let replicas = line("replicas: 2");
+    assert_eq!(replicas["by"], "git");
+    assert_eq!(replicas["commit"]["id"], c1.as_str());
+    assert!(
+        blame["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["drift"] == false),
+        "{}",
+        out.stdout
+    );
+    // The text form names the overlay and its commit.
+    let out = gitops(
+        &cluster,
+        &dir,
+        &cache,
+        &["blame", "deployment/web", "-n", "ovl"],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let memory_line = out
+        .stdout
+        .lines()
+        .find(|l| l.ends_with("memory: 512Mi"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        memory_line.starts_with(&format!("{} Bo Chen", short(&c2)))
+            && memory_line.contains("apps/prod/memory.yaml"),
+        "{memory_line}"
+    );
+}

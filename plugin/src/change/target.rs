@@ -227,9 +227,16 @@ fn read_text(snap: &Snapshot<'_>, path: &str) -> Result<Option<String>, Error> {
 
 fn first_doc(text: &str, file: &str) -> Result<(DocSpan, Value), Error> {
     let docs = splice::find_documents(text);
+    // A kustomization file needs no apiVersion or kind: any content makes a document.
+    let has_content = |d: &DocSpan| {
+        text[d.range.clone()].lines().any(|l| {
+            let l = l.trim();
+            !l.is_empty() && !l.starts_with('#') && l != "---" && l != "..."
+        })
+    };
     let doc = docs
         .into_iter()
-        .find(|d| !d.is_empty())
+        .find(|d| !d.is_empty() || has_content(d))
         .ok_or_else(|| bad(file, "the file is empty"))?;
     let value = splice::parse_document(&text[doc.range.clone()])?;
     Ok((doc, value))
@@ -1754,7 +1761,7 @@ fn label_key(segs: &[PathSegment], field: &str) -> Option<String> {
 }
 
 /// The value at a path of an object, if there is one.
-pub(super) fn value_at<'v>(v: &'v Value, segs: &[PathSegment]) -> Option<&'v Value> {
+pub fn value_at<'v>(v: &'v Value, segs: &[PathSegment]) -> Option<&'v Value> {
     get(v, segs)
 }
 
