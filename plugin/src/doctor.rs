@@ -5,7 +5,7 @@
 //! - `guard`: the guard's ValidatingWebhookConfigurations (webhook `guard.gitops-guard.dev`, or
 //!   labelled `app.kubernetes.io/part-of=gitops-guard`), their failurePolicy, timeoutSeconds,
 //!   namespace exclusions resting on a label a person can change, the Service they call and its
-//!   endpoints ([`guard`]);
+//!   endpoints, and that the `/scale` of every kind with one is routed ([`guard`]);
 //! - `become-agent`: who can act as an identity the guard trusts (impersonate it, run a Pod as it,
 //!   read or mint its token) ([`access`]);
 //! - `switch-off`: who can change or delete the guard's webhook configurations, Deployment,
@@ -258,6 +258,21 @@ pub async fn diagnose(
             });
         }
         findings.extend(guard::check(&configs, minor, &services));
+        let scalable: Vec<guard::Scalable> = cluster
+            .listable(false)
+            .into_iter()
+            .filter(|r| r.scalable)
+            .map(|r| guard::Scalable {
+                group: r.api.group.clone(),
+                version: r.api.version.clone(),
+                plural: r.api.plural.clone(),
+                namespaced: r.namespaced,
+            })
+            .collect();
+        let namespace = location
+            .as_ref()
+            .map_or("gitops-guard", |l| l.namespace.as_str());
+        findings.extend(guard::scale_coverage(&configs, &scalable, namespace));
         guard_configs = configs
             .iter()
             .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))

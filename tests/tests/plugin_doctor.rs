@@ -355,6 +355,17 @@ fn doctor_on_a_cluster_without_those_bindings_reports_no_fail() {
     ] {
         assert!(oks.contains(&expected), "{expected:?} in {oks:#?}");
     }
+    // The webhook routes no /scale: kubectl scale goes past the guard (a warning).
+    assert_eq!(
+        row(&all, "guard", "deployments.apps/scale"),
+        json!({
+            "severity": "warn",
+            "check": "guard",
+            "subject": "deployments.apps/scale",
+            "finding": "no webhook of the guard routes its /scale",
+            "fix": "helm upgrade gitops-guard charts/gitops-guard -n gitops-guard --reuse-values  # the chart routes the /scale of every CRD installed before it runs (webhook.scale.discover)",
+        })
+    );
     // system:masters: one warning, not a line per capability.
     assert_eq!(
         all.iter()

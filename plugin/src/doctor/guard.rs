@@ -358,6 +358,115 @@ pub fn check(configs: &[Value], minor: Option<u32>, services: &[ServiceState]) -
     out
 }
 
+/// A kind with a `/scale` subresource, as discovery lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scalable {
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+    pub namespaced: bool,
+}
+
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a webhook's rules send the API server's UPDATE of `<plural>/scale` to it, as the API
+/// server matches rules: resources `*/scale`, `*/*`, `<plural>/scale` or `<plural>/*` (a bare
+/// `*` is no subresource), apiVersions only with `matchPolicy: Exact`.
+pub fn routes_scale(webhook: &Value, target: &Scalable) -> bool {
+    let exact = webhook.get("matchPolicy").and_then(Value::as_str) == Some("Exact");
+    webhook
+        .get("rules")
+        .and_then(Value::as_array)
+        .is_some_and(|rules| {
+            rules.iter().any(|rule| {
+                let has = |key: &str, wanted: &[&str]| {
+                    strings(rule, key)
+                        .iter()
+                        .any(|v| wanted.contains(&v.as_str()))
+                };
+                let scope = rule.get("scope").and_then(Value::as_str).unwrap_or("*");
+                has("operations", &["UPDATE", "*"])
+                    && has("apiGroups", &["*", &target.group])
+                    && (!exact || has("apiVersions", &["*", &target.version]))
+                    && has(
+                        "resources",
+                        &[
+                            "*/scale",
+                            "*/*",
+                            &format!("{}/scale", target.plural),
+                            &format!("{}/*", target.plural),
+                        ],
+                    )
+                    && match scope {
+                        "Namespaced" => target.namespaced,
+                        "Cluster" => !target.namespaced,
+                        _ => true,
+                    }
+            })
+        })
+}
+
+/// Check `guard`, coverage of `/scale`: every kind with a scale subresource is routed by one of
+/// the guard's webhooks (`kubectl scale` carries no labels, so only an entry without an
+/// objectSelector on ownership labels sees it: the chart's `scale` entry).
+pub fn scale_coverage(configs: &[Value], scalable: &[Scalable], namespace: &str) -> Vec<Finding> {
+    if configs.is_empty() {
+        return Vec::new();
+    }
+    let missing: Vec<&Scalable> = scalable
+        .iter()
+        .filter(|t| {
+            !configs
+                .iter()
+                .flat_map(webhooks)
+                .any(|w| routes_scale(w, t))
+        })
+        .collect();
+    if missing.is_empty() {
+        return vec![Finding::new(
+            Severity::Ok,
+            CHECK,
+            "scale",
+            format!(
+                "the /scale of every kind that has one ({}) is routed to the guard",
+                scalable.len()
+            ),
+            "kubectl scale of a managed object reaches the guard",
+            "",
+        )];
+    }
+    missing
+        .into_iter()
+        .map(|t| {
+            let resource = if t.group.is_empty() {
+                t.plural.clone()
+            } else {
+                format!("{}.{}", t.plural, t.group)
+            };
+            Finding::new(
+                Severity::Warn,
+                CHECK,
+                format!("{resource}/scale"),
+                "no webhook of the guard routes its /scale",
+                format!("kubectl scale {resource} changes replicas of a managed object without the guard seeing it"),
+                format!(
+                    "helm upgrade gitops-guard charts/gitops-guard -n {namespace} --reuse-values  # the chart routes the /scale of every CRD installed before it runs (webhook.scale.discover)"
+                ),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +580,103 @@ mod tests {
                 .fix
                 .contains("/webhooks/0/namespaceSelector/matchLabels/team~1x")
         );
+    }
+
+    #[test]
+    fn scale_is_routed_as_the_api_server_matches_rules() {
+        let rollouts = Scalable {
+            group: "argoproj.io".into(),
+            version: "v1alpha1".into(),
+            plural: "rollouts".into(),
+            namespaced: true,
+        };
+        let rule = |groups: Value, resources: Value, extra: Value| {
+            let mut r = json!({"apiGroups": groups, "apiVersions": ["*"], "resources": resources,
+                "operations": ["UPDATE"], "scope": "Namespaced"});
+            if let (Some(r), Some(extra)) = (r.as_object_mut(), extra.as_object()) {
+                r.extend(extra.clone());
+            }
+            webhook(json!({"rules": [r]}))
+        };
+        let cases = [
+            (
+                rule(json!(["argoproj.io"]), json!(["rollouts/scale"]), json!({})),
+                true,
+            ),
+            (rule(json!(["*"]), json!(["*/scale"]), json!({})), true),
+            (rule(json!(["*"]), json!(["*/*"]), json!({})), true),
+            (
+                rule(json!(["argoproj.io"]), json!(["rollouts/*"]), json!({})),
+                true,
+            ),
+            (rule(json!(["*"]), json!(["*"]), json!({})), false),
+            (
+                rule(json!(["argoproj.io"]), json!(["rollouts"]), json!({})),
+                false,
+            ),
+            (rule(json!(["apps"]), json!(["*/scale"]), json!({})), false),
+            (
+                rule(
+                    json!(["*"]),
+                    json!(["*/scale"]),
+                    json!({"operations": ["CREATE"]}),
+                ),
+                false,
+            ),
+            (
+                rule(
+                    json!(["*"]),
+                    json!(["*/scale"]),
+                    json!({"scope": "Cluster"}),
+                ),
+                false,
+            ),
+            (
+                rule(
+                    json!(["*"]),
+                    json!(["*/scale"]),
+                    json!({"apiVersions": ["v1"]}),
+                ),
+                true,
+            ),
+        ];
+        for (w, want) in cases {
+            assert_eq!(routes_scale(&w, &rollouts), want, "{w}");
+        }
+        let mut exact = rule(
+            json!(["*"]),
+            json!(["*/scale"]),
+            json!({"apiVersions": ["v1"]}),
+        );
+        exact["matchPolicy"] = json!("Exact");
+        assert!(!routes_scale(&exact, &rollouts));
+
+        let deployments = Scalable {
+            group: "apps".into(),
+            version: "v1".into(),
+            plural: "deployments".into(),
+            namespaced: true,
+        };
+        let configs = [vwc(
+            "gg-scale",
+            rule(json!(["apps"]), json!(["deployments/scale"]), json!({})),
+        )];
+        let found = scale_coverage(&configs, &[deployments.clone(), rollouts.clone()], "gg");
+        assert_eq!(
+            found
+                .iter()
+                .map(|f| (f.severity, f.subject.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(Severity::Warn, "rollouts.argoproj.io/scale")]
+        );
+        assert!(
+            found[0]
+                .fix
+                .starts_with("helm upgrade gitops-guard charts/gitops-guard -n gg --reuse-values")
+        );
+        let all = scale_coverage(&configs, &[deployments], "gg");
+        assert_eq!(all[0].severity, Severity::Ok);
+        assert!(scale_coverage(&[], &[rollouts], "gg").is_empty());
     }
 
     #[test]
