@@ -97,6 +97,17 @@ impl Trusted {
     }
 }
 
+/// The kinds Kubernetes' controllers make Pods from (group, resource).
+const WORKLOADS: &[(&str, &str)] = &[
+    ("apps", "deployments"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("apps", "replicasets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+    ("", "replicationcontrollers"),
+];
+
 /// One thing a subject must not be able to do, as the requests that do it.
 struct Capability {
     check: &'static str,
@@ -254,19 +265,20 @@ pub fn become_agent(policy: &Policy, config: &Config) -> Vec<Finding> {
         },
     ];
     let namespaces = trusted.namespaces();
-    let in_each = |verbs: &[&str], resource: &str| -> Vec<(Request, String)> {
+    let in_each_of = |verbs: &[&str], group: &str, resource: &str| -> Vec<(Request, String)> {
         namespaces
             .iter()
             .flat_map(|ns| {
                 verbs.iter().map(move |v| {
                     (
-                        Request::new(v, "", resource).in_namespace(ns),
+                        Request::new(v, group, resource).in_namespace(ns),
                         ns.to_string(),
                     )
                 })
             })
             .collect()
     };
+    let in_each = |verbs: &[&str], resource: &str| in_each_of(verbs, "", resource);
     let ns_list = namespaces.iter().cloned().collect::<Vec<_>>().join(", ");
     caps.push(Capability {
         check,
@@ -275,6 +287,29 @@ pub fn become_agent(policy: &Policy, config: &Config) -> Vec<Finding> {
         targets_ok: ns_list.clone(),
         why: "a Pod that names an agent's service account runs with its token: what it does passes as the agent",
         requests: in_each(&["create"], "pods"),
+    });
+    caps.push(Capability {
+        check,
+        severity: Severity::Fail,
+        action: "create or change workloads in",
+        targets_ok: ns_list.clone(),
+        why: "Kubernetes' controllers make Pods from a workload's template: one naming an agent's service account runs with its token",
+        requests: WORKLOADS
+            .iter()
+            .flat_map(|(group, resource)| in_each_of(&["create", "update", "patch"], group, resource))
+            .collect(),
+    });
+    caps.push(Capability {
+        check,
+        severity: Severity::Fail,
+        action: "exec into or debug Pods in",
+        targets_ok: ns_list.clone(),
+        why: "inside an agent's Pod (kubectl exec, kubectl debug) its service account token is one cat away",
+        requests: [
+            in_each(&["create", "get"], "pods/exec"),
+            in_each(&["update", "patch"], "pods/ephemeralcontainers"),
+        ]
+        .concat(),
     });
     caps.push(Capability {
         check,
@@ -530,6 +565,12 @@ mod tests {
                 "system:controller:replicaset-controller",
                 json!([{"kind": "ServiceAccount", "name": "replicaset-controller", "namespace": "kube-system"}]),
             ),
+            json!({"kind": "Role", "metadata": {"name": "deployer", "namespace": "argocd"},
+                   "rules": [{"verbs": ["patch"], "apiGroups": ["apps"], "resources": ["deployments"]},
+                             {"verbs": ["get"], "apiGroups": [""], "resources": ["pods/exec"]}]}),
+            json!({"kind": "RoleBinding", "metadata": {"name": "deployer", "namespace": "argocd"},
+                   "roleRef": {"kind": "Role", "name": "deployer"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "pipeline", "namespace": "ci"}]}),
             // Impersonating someone else only is fine.
             cluster_role(
                 "impersonate-bob",
@@ -556,6 +597,14 @@ mod tests {
                 (
                     "User ana".to_string(),
                     "can create Pods in flux-system (RoleBinding flux-system/ci-pods → Role pods)".to_string()
+                ),
+                (
+                    "ServiceAccount ci/pipeline".to_string(),
+                    "can create or change workloads in argocd (RoleBinding argocd/deployer → Role deployer)".to_string()
+                ),
+                (
+                    "ServiceAccount ci/pipeline".to_string(),
+                    "can exec into or debug Pods in argocd (RoleBinding argocd/deployer → Role deployer)".to_string()
                 ),
             ]
         );
