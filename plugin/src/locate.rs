@@ -196,6 +196,53 @@ pub struct Location {
     /// overlays of.
     #[serde(skip)]
     pub built_from: Option<(Build, manifest::Entry)>,
+    /// Overlay files that set fields of the object on the way from its document (patches,
+    /// `images`/`replicas` entries, common labels), each with the last commit that changed it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patched_by: Vec<PatchedBy>,
+}
+
+/// An overlay file that sets fields of an object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchedBy {
+    pub file: String,
+    /// What in it: `patch`, `patches[1].patch`, `images[0]`, `commonLabels`, ….
+    pub what: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<CommitInfo>,
+}
+
+impl Location {
+    /// The newest commit among the document's and its overlays': the last change to what
+    /// defines the object.
+    pub fn newest_commit(&self) -> Option<&CommitInfo> {
+        self.commit
+            .iter()
+            .chain(self.patched_by.iter().filter_map(|p| p.commit.as_ref()))
+            .max_by_key(|c| c.date)
+    }
+}
+
+/// The overlays that set fields of the object `entry` is, in `build` at `snap`.
+fn overlays_of(snap: &git::Snapshot<'_>, build: &Build, entry: &manifest::Entry) -> Vec<PatchedBy> {
+    let Ok(setters) = crate::change::target::define(snap, build, entry).and_then(|d| d.setters())
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<PatchedBy> = Vec::new();
+    for s in setters {
+        match out.iter_mut().find(|p| p.file == s.file) {
+            Some(p) if !p.what.contains(&s.what) => p.what.push(s.what),
+            Some(_) => {}
+            None => out.push(PatchedBy {
+                file: s.file,
+                what: vec![s.what],
+                commit: None,
+            }),
+        }
+    }
+    out
 }
 
 impl Location {
@@ -225,6 +272,7 @@ impl Location {
             live,
             transform: manifest::Transform::default(),
             built_from: None,
+            patched_by: Vec::new(),
         }
     }
 
@@ -1215,6 +1263,11 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                     location.lines = Some((entry.first_line, entry.last_line));
                     location.transform = entry.transform.clone();
                     location.built_from = Some((build.clone(), entry.clone()));
+                    if entry.doc.is_some()
+                        && let Ok(snap) = repo.snapshot(commit)
+                    {
+                        location.patched_by = overlays_of(&snap, build, entry);
+                    }
                     location.link =
                         git::url::file_link(&source.url, &commit.to_string(), &entry.file);
                     result = Ok(Some(Pending { repo, commit }));
@@ -1323,7 +1376,34 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
             .iter()
             .map(|&i| out[i].file.clone().unwrap_or_default())
             .collect();
-        match repo.last_commits(commit, &paths) {
+        // The overlays' files, in the same walk.
+        let mut overlay_files: Vec<String> = members
+            .iter()
+            .flat_map(|&i| out[i].patched_by.iter().map(|p| p.file.clone()))
+            .filter(|f| !paths.contains(f))
+            .collect();
+        overlay_files.sort();
+        overlay_files.dedup();
+        let all: Vec<String> = paths.iter().chain(&overlay_files).cloned().collect();
+        let walked = repo.last_commits(commit, &all).map(|(found, stats)| {
+            let by_file: HashMap<String, Option<ObjectId>> =
+                all.iter().cloned().zip(found.iter().copied()).collect();
+            for &i in &members {
+                for p in &mut out[i].patched_by {
+                    p.commit = by_file.get(&p.file).copied().flatten().and_then(|c| {
+                        infos
+                            .get(&(dir.clone(), c))
+                            .cloned()
+                            .or_else(|| repo.commit_info(c).ok())
+                    });
+                }
+            }
+            (
+                found.into_iter().take(paths.len()).collect::<Vec<_>>(),
+                stats,
+            )
+        });
+        match walked {
             Ok((found, _)) => {
                 for (&i, c) in members.iter().zip(found) {
                     let Some(c) = c else {

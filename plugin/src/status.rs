@@ -225,13 +225,18 @@ pub fn table(
         row.push(l.revision.as_ref().map(|r| r.display()).unwrap_or_default());
         row.push(match (&l.file, &l.problem) {
             (_, Some(p)) => format!("({p})"),
-            (Some(f), None) => f.clone(),
+            // Overlays set fields too: named, and the commit is the newest of them all.
+            (Some(f), None) => match l.patched_by.as_slice() {
+                [] => f.clone(),
+                [one] => format!("{f} + {}", one.file),
+                more => format!("{f} + {} overlay files", more.len()),
+            },
             (None, None) => String::new(),
         });
         if wide {
             row.push(l.document.map(|d| (d + 1).to_string()).unwrap_or_default());
         }
-        match &l.commit {
+        match l.newest_commit() {
             Some(c) => {
                 row.push(c.short().to_string());
                 row.push(c.author.clone());

@@ -96,6 +96,25 @@ pub fn render(l: &Location, now: jiff::Timestamp) -> String {
             lines.push(format!("{}{link}", "   ".repeat(depth)));
         }
     }
+    // The overlays that set fields on the way from the document, and their last changes.
+    for p in &l.patched_by {
+        let last = match &p.commit {
+            Some(c) => format!(
+                ", last changed in {} by {}, {} ago: {}",
+                c.short(),
+                c.author,
+                output::age(c.date, now),
+                c.subject
+            ),
+            None => String::new(),
+        };
+        lines.push(format!(
+            "{}+ patched by {} ({}){last}",
+            "   ".repeat(depth),
+            p.file,
+            p.what.join(", ")
+        ));
+    }
     if let Some(e) = &l.error {
         lines.push(format!("{}✗ {e}", "   ".repeat(depth)));
     } else if !l.drift.is_empty() {

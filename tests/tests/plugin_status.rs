@@ -1301,7 +1301,7 @@ fn blame_names_the_overlay_file_and_commit_that_set_a_value() {
         "apps/prod/kustomization.yaml",
         &prod.replace("1.26", "1.27"),
     );
-    let c3 = commit(&dir, "Cy Diaz", 86400, "prod: nginx 1.27");
+    let c3 = commit(&dir, "Cy Diaz", 2 * 86400, "prod: nginx 1.27");
 
     for ns in ["ovl", "flux-system"] {
         cluster
@@ -1378,6 +1378,66 @@ spec: {{path: ./apps/prod, sourceRef: {{kind: GitRepository, name: ovl}}, interv
         "{}",
         out.stdout
     );
+    // status names the overlays beside the document, and the newest commit among them all;
+    // trace says which overlay set what, with each one's last change.
+    let out = gitops(&cluster, &dir, &cache, &["status", "-n", "ovl"]);
+    assert_eq!(out.code, 0, "{out}");
+    let rows = cells(&out.stdout);
+    let web = rows
+        .iter()
+        .find(|r| r[0] == "deployment/web")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        web[3], "apps/base/deployment.yaml + 2 overlay files",
+        "{out}"
+    );
+    assert_eq!(web[4], short(&c3), "{out}");
+    let out = gitops(
+        &cluster,
+        &dir,
+        &cache,
+        &["trace", "deployment/web", "-n", "ovl"],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let patched: Vec<&str> = out
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("+ patched by"))
+        .collect();
+    assert_eq!(
+        patched,
+        [
+            format!(
+                "+ patched by apps/prod/memory.yaml (patch), last changed in {} by Bo Chen, 5d ago: prod: more memory",
+                short(&c2)
+            ),
+            format!(
+                "+ patched by apps/prod/kustomization.yaml (images[0]), last changed in {} by Cy Diaz, 2d ago: prod: nginx 1.27",
+                short(&c3)
+            ),
+        ],
+        "{out}"
+    );
+    let json = gitops(
+        &cluster,
+        &dir,
+        &cache,
+        &["status", "-n", "ovl", "-o", "json"],
+    );
+    let items: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let web = items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["object"]["kind"] == "Deployment")
+        .unwrap();
+    assert_eq!(
+        web["patchedBy"][0]["file"], "apps/prod/memory.yaml",
+        "{json}"
+    );
+    assert_eq!(web["patchedBy"][0]["commit"]["id"], c2.as_str(), "{json}");
+
     // The text form names the overlay and its commit.
     let out = gitops(
         &cluster,
