@@ -223,9 +223,88 @@ async fn server_minor(cluster: &Cluster) -> Option<u32> {
 }
 
 /// Runs every check against the cluster.
+/// The guard's config from its ConfigMap (`data["config.yaml"]`, as the chart writes it).
+pub fn config_from_configmap(cm: &Value) -> Result<gitops_guard_core::Config, String> {
+    let text = cm
+        .pointer("/data/config.yaml")
+        .and_then(Value::as_str)
+        .ok_or("it has no config.yaml")?;
+    gitops_guard_core::Config::from_yaml(text).map_err(|e| e.to_string())
+}
+
+/// The config the checks trust: `given` (from `--guard-config`), else the guard's ConfigMap
+/// `<fullname>-config` when it can be read, else the defaults (with a finding saying which).
+async fn effective_config(
+    cluster: &Cluster,
+    given: Option<&gitops_guard_core::Config>,
+    location: Option<&guard::Location>,
+    findings: &mut Vec<Finding>,
+) -> gitops_guard_core::Config {
+    if let Some(c) = given {
+        return c.clone();
+    }
+    let Some(loc) = location else {
+        return gitops_guard_core::Config::default();
+    };
+    let name = format!("{}-config", loc.fullname);
+    let subject = format!("ConfigMap {}/{name}", loc.namespace);
+    let fallback = "the built-in defaults are assumed for the agents and Kubernetes' identities";
+    let fix = "kubectl gitops doctor --guard-config FILE  # the guard's config file";
+    match get_one(cluster, "", "ConfigMap", &loc.namespace, &name).await {
+        Ok(Some(cm)) => match config_from_configmap(&cm) {
+            Ok(config) => {
+                findings.push(Finding::new(
+                    Severity::Ok,
+                    "guard",
+                    subject,
+                    "the guard's config: its agents and system identities are the trusted ones below",
+                    "the checks below trust whom the guard trusts",
+                    "",
+                ));
+                config
+            }
+            Err(e) => {
+                findings.push(Finding::new(
+                    Severity::Warn,
+                    "guard",
+                    subject,
+                    format!("not read: {e}"),
+                    fallback,
+                    fix,
+                ));
+                gitops_guard_core::Config::default()
+            }
+        },
+        Ok(None) => {
+            findings.push(Finding::new(
+                Severity::Warn,
+                "guard",
+                subject,
+                "not found",
+                fallback,
+                fix,
+            ));
+            gitops_guard_core::Config::default()
+        }
+        Err(e) => {
+            findings.push(Finding::new(
+                Severity::Warn,
+                "guard",
+                subject,
+                format!("not read: {e}"),
+                fallback,
+                fix,
+            ));
+            gitops_guard_core::Config::default()
+        }
+    }
+}
+
+/// Runs every check against the cluster. `given`: the config from `--guard-config`, if any
+/// (else the guard's own ConfigMap is read).
 pub async fn diagnose(
     cluster: &Cluster,
-    config: &gitops_guard_core::Config,
+    given: Option<&gitops_guard_core::Config>,
 ) -> Result<Vec<Finding>, Error> {
     let mut findings = Vec::new();
 
@@ -280,6 +359,8 @@ pub async fn diagnose(
             .collect();
     }
 
+    let config = &effective_config(cluster, given, location.as_ref(), &mut findings).await;
+
     // Who can become the agent, and who can switch the guard off.
     let rbac_group = "rbac.authorization.k8s.io";
     let needs = [
@@ -316,9 +397,10 @@ pub async fn diagnose(
 /// `kubectl gitops doctor`.
 pub fn run(global: &Global, args: &DoctorArgs) -> Result<bool, Error> {
     let session = Session::open(global)?;
-    let findings = session
-        .rt
-        .block_on(diagnose(&session.cluster, &session.config))?;
+    let findings = session.rt.block_on(diagnose(
+        &session.cluster,
+        global.guard_config.is_some().then_some(&session.config),
+    ))?;
     print(&findings, args.output, &mut std::io::stdout().lock())?;
     Ok(passes(&findings))
 }
@@ -329,6 +411,18 @@ mod tests {
 
     fn finding(severity: Severity) -> Finding {
         Finding::new(severity, "guard", "s", "f", "w", "x")
+    }
+
+    #[test]
+    fn reads_the_config_the_chart_writes() {
+        let cm = serde_json::json!({"data": {"config.yaml": "agents:\n  users: [ci-deployer]\n"}});
+        assert_eq!(
+            config_from_configmap(&cm).unwrap().agents.users,
+            vec!["ci-deployer".to_string()]
+        );
+        assert!(config_from_configmap(&serde_json::json!({"data": {}})).is_err());
+        let bad = serde_json::json!({"data": {"config.yaml": "nonsense: 1\n"}});
+        assert!(config_from_configmap(&bad).is_err());
     }
 
     #[test]

@@ -196,6 +196,26 @@ fn doctor_names_who_can_become_the_agent_or_switch_the_guard_off() {
         r#"{matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}]}"#,
     );
     apply(&cluster, BAD_RBAC);
+    // The guard's config (its ConfigMap, as the chart writes it) makes ci-deployer an agent: its
+    // cluster-admin binding is the agent's, not a way around the guard.
+    apply(
+        &cluster,
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: gitops-guard-config, namespace: gitops-guard}
+data:
+  config.yaml: |
+    agents:
+      users: [ci-deployer]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: ci-deployer}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: ci-deployer}
+"#,
+    );
 
     let out = gitops(&cluster, dir.path(), &["doctor", "-o", "json"]);
     assert_eq!(out.code, 1, "a fail finding exits 1:\n{out}");
@@ -260,12 +280,17 @@ fn doctor_names_who_can_become_the_agent_or_switch_the_guard_off() {
     ] {
         assert!(fails.contains(&subject), "{subject} in {fails:?}");
     }
-    // Never Kubernetes' own controllers, the agents or system:masters as a fail.
+    // Never Kubernetes' own controllers, the agents (ci-deployer, from the guard's ConfigMap) or
+    // system:masters as a fail.
     assert!(
-        !fails
-            .iter()
-            .any(|s| s.contains("kube-system/") || s.contains("system:masters")),
+        !fails.iter().any(|s| s.contains("kube-system/")
+            || s.contains("system:masters")
+            || s.contains("ci-deployer")),
         "{fails:?}"
+    );
+    assert_eq!(
+        row(&all, "guard", "ConfigMap gitops-guard/gitops-guard-config")["severity"],
+        "ok"
     );
 
     // The table says the same, one finding a line.
@@ -364,6 +389,17 @@ fn doctor_on_a_cluster_without_those_bindings_reports_no_fail() {
             "subject": "deployments.apps/scale",
             "finding": "no webhook of the guard routes its /scale",
             "fix": "helm upgrade gitops-guard charts/gitops-guard -n gitops-guard --reuse-values  # the chart routes the /scale of every CRD installed before it runs (webhook.scale.discover)",
+        })
+    );
+    // No ConfigMap: the defaults are trusted, and said so.
+    assert_eq!(
+        row(&all, "guard", "ConfigMap gitops-guard/gitops-guard-config"),
+        json!({
+            "severity": "warn",
+            "check": "guard",
+            "subject": "ConfigMap gitops-guard/gitops-guard-config",
+            "finding": "not found",
+            "fix": "kubectl gitops doctor --guard-config FILE  # the guard's config file",
         })
     );
     // system:masters: one warning, not a line per capability.
