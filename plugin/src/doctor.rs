@@ -5,7 +5,8 @@
 //! - `guard`: the guard's ValidatingWebhookConfigurations (webhook `guard.gitops-guard.dev`, or
 //!   labelled `app.kubernetes.io/part-of=gitops-guard`), their failurePolicy, timeoutSeconds,
 //!   namespace exclusions resting on a label a person can change, the Service they call and its
-//!   endpoints, and that the `/scale` of every kind with one is routed ([`guard`]);
+//!   endpoints, that the `/scale` of every kind with one is routed, the guard's replicas and
+//!   PodDisruptionBudget ([`guard`]);
 //! - `become-agent`: who can act as an identity the guard trusts (impersonate it, run a Pod as it,
 //!   read or mint its token) ([`access`]);
 //! - `switch-off`: who can change or delete the guard's webhook configurations, Deployment,
@@ -352,6 +353,31 @@ pub async fn diagnose(
             .as_ref()
             .map_or("gitops-guard", |l| l.namespace.as_str());
         findings.extend(guard::scale_coverage(&configs, &scalable, namespace));
+        if let Some(loc) = &location {
+            let pdbs = match cluster
+                .resource_for("policy", "PodDisruptionBudget")
+                .cloned()
+            {
+                Some(r) => cluster
+                    .list_lenient(&r, Some(&loc.namespace), None)
+                    .await
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            match get_one(cluster, "apps", "Deployment", &loc.namespace, &loc.fullname).await {
+                Ok(deployment) => {
+                    findings.extend(guard::availability(loc, deployment.as_ref(), &pdbs))
+                }
+                Err(e) => findings.push(Finding::new(
+                    Severity::Warn,
+                    "guard",
+                    format!("Deployment {}/{}", loc.namespace, loc.fullname),
+                    format!("not read: {e}"),
+                    "replicas and disruption budget are unknown",
+                    format!("kubectl auth can-i get deployments -n {}", loc.namespace),
+                )),
+            }
+        }
         guard_configs = configs
             .iter()
             .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))

@@ -208,6 +208,17 @@ data:
     agents:
       users: [ci-deployer]
 ---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: gitops-guard, namespace: gitops-guard}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app.kubernetes.io/part-of: gitops-guard}}
+  template:
+    metadata: {labels: {app.kubernetes.io/part-of: gitops-guard}}
+    spec:
+      containers: [{name: guard, image: gitops-guard:test}]
+---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {name: ci-deployer}
@@ -291,6 +302,19 @@ subjects:
     assert_eq!(
         row(&all, "guard", "ConfigMap gitops-guard/gitops-guard-config")["severity"],
         "ok"
+    );
+    // One replica and no PodDisruptionBudget.
+    let deployment: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|f| f["subject"] == "Deployment gitops-guard/gitops-guard")
+        .filter_map(|f| Some((f["severity"].as_str()?, f["finding"].as_str()?)))
+        .collect();
+    assert_eq!(
+        deployment,
+        vec![
+            ("warn", "1 replica(s)"),
+            ("warn", "no PodDisruptionBudget in its namespace")
+        ]
     );
 
     // The table says the same, one finding a line.
@@ -390,6 +414,10 @@ fn doctor_on_a_cluster_without_those_bindings_reports_no_fail() {
             "finding": "no webhook of the guard routes its /scale",
             "fix": "helm upgrade gitops-guard charts/gitops-guard -n gitops-guard --reuse-values  # the chart routes the /scale of every CRD installed before it runs (webhook.scale.discover)",
         })
+    );
+    assert_eq!(
+        row(&all, "guard", "Deployment gitops-guard/gitops-guard")["finding"],
+        "not found (the Service's Pods run under another name?)"
     );
     // No ConfigMap: the defaults are trusted, and said so.
     assert_eq!(

@@ -358,6 +358,84 @@ pub fn check(configs: &[Value], minor: Option<u32>, services: &[ServiceState]) -
     out
 }
 
+/// Check `guard`, availability: the guard's Deployment runs more than one ready replica, and a
+/// PodDisruptionBudget keeps a drain from taking them all.
+pub fn availability(loc: &Location, deployment: Option<&Value>, pdbs: &[Value]) -> Vec<Finding> {
+    let subject = format!("Deployment {}/{}", loc.namespace, loc.fullname);
+    let Some(d) = deployment else {
+        return vec![Finding::new(
+            Severity::Warn,
+            CHECK,
+            subject,
+            "not found (the Service's Pods run under another name?)",
+            "replicas and disruption budget are unknown",
+            format!(
+                "kubectl get deployments -n {} -l app.kubernetes.io/part-of=gitops-guard",
+                loc.namespace
+            ),
+        )];
+    };
+    let replicas = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let ready = d
+        .pointer("/status/readyReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    let scale = format!(
+        "kubectl scale deployment {} -n {} --replicas=2  # through Git, or helm: replicaCount=2",
+        loc.fullname, loc.namespace
+    );
+    if replicas < 2 {
+        out.push(Finding::new(
+            Severity::Warn,
+            CHECK,
+            &subject,
+            format!("{replicas} replica(s)"),
+            "a rollout or a node drain leaves the guard away: Fail entries refuse, Ignore entries pass unchecked",
+            scale,
+        ));
+    } else if ready < replicas {
+        out.push(Finding::new(
+            Severity::Warn,
+            CHECK,
+            &subject,
+            format!("{ready} of {replicas} replicas ready"),
+            "one more Pod lost and the guard is away",
+            format!(
+                "kubectl describe deployment {} -n {}",
+                loc.fullname, loc.namespace
+            ),
+        ));
+    }
+    if pdbs.is_empty() {
+        out.push(Finding::new(
+            Severity::Warn,
+            CHECK,
+            &subject,
+            "no PodDisruptionBudget in its namespace",
+            "a node drain may evict every guard Pod at once",
+            format!(
+                "kubectl create poddisruptionbudget {} -n {} --selector=app.kubernetes.io/part-of=gitops-guard --min-available=1  # or helm: the chart's PodDisruptionBudget",
+                loc.fullname, loc.namespace
+            ),
+        ));
+    }
+    if out.is_empty() {
+        out.push(Finding::new(
+            Severity::Ok,
+            CHECK,
+            subject,
+            format!("{ready} of {replicas} replicas ready, with a PodDisruptionBudget"),
+            "the guard stays while one Pod is rescheduled",
+            "",
+        ));
+    }
+    out
+}
+
 /// A kind with a `/scale` subresource, as discovery lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scalable {
@@ -677,6 +755,44 @@ mod tests {
         let all = scale_coverage(&configs, &[deployments], "gg");
         assert_eq!(all[0].severity, Severity::Ok);
         assert!(scale_coverage(&[], &[rollouts], "gg").is_empty());
+    }
+
+    #[test]
+    fn availability_of_the_deployment() {
+        let loc = Location {
+            namespace: "gg".into(),
+            fullname: "guard".into(),
+        };
+        let pdb = [json!({"metadata": {"name": "guard"}})];
+        let deployment = |replicas: i64, ready: i64| json!({"spec": {"replicas": replicas}, "status": {"readyReplicas": ready}});
+        let found = |d: Option<&Value>, pdbs: &[Value]| {
+            availability(&loc, d, pdbs)
+                .into_iter()
+                .map(|f| (f.severity, f.finding))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            found(Some(&deployment(2, 2)), &pdb),
+            vec![(
+                Severity::Ok,
+                "2 of 2 replicas ready, with a PodDisruptionBudget".to_string()
+            )]
+        );
+        assert_eq!(
+            found(Some(&deployment(1, 1)), &pdb),
+            vec![(Severity::Warn, "1 replica(s)".to_string())]
+        );
+        assert_eq!(
+            found(Some(&deployment(3, 2)), &[]),
+            vec![
+                (Severity::Warn, "2 of 3 replicas ready".to_string()),
+                (
+                    Severity::Warn,
+                    "no PodDisruptionBudget in its namespace".to_string()
+                )
+            ]
+        );
+        assert_eq!(found(None, &pdb)[0].0, Severity::Warn);
     }
 
     #[test]
