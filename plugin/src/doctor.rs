@@ -313,6 +313,7 @@ pub async fn diagnose(
     let vwc_group = "admissionregistration.k8s.io";
     let mut location = None;
     let mut guard_configs = Vec::new();
+    let mut relabel = None;
     if let Some(f) = could_not_run(
         cluster,
         "guard",
@@ -338,6 +339,7 @@ pub async fn diagnose(
             });
         }
         findings.extend(guard::check(&configs, minor, &services));
+        relabel = guard::label_exclusion(&configs, minor);
         let scalable: Vec<guard::Scalable> = cluster
             .listable(false)
             .into_iter()
@@ -415,6 +417,7 @@ pub async fn diagnose(
             config,
             &guard_configs,
             location.as_ref(),
+            relabel,
         ));
     }
     Ok(findings)

@@ -160,6 +160,19 @@ metadata: {name: eve-deletes-webhooks}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: webhook-deleter}
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: eve}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: namespace-labeller}
+rules:
+- {apiGroups: [""], resources: [namespaces], verbs: [patch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: tenants-label-namespaces}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: namespace-labeller}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: tenants}
 "#;
 
 fn findings(out: &Out) -> Vec<Value> {
@@ -274,6 +287,17 @@ subjects:
             "subject": "ValidatingWebhookConfiguration gitops-guard-custody",
             "finding": "namespaceSelector excludes namespaces by kubernetes.io/metadata.name (this server is 1.20)",
             "fix": "kubectl patch validatingwebhookconfiguration gitops-guard-custody --type=json -p '[{\"op\":\"remove\",\"path\":\"/webhooks/0/namespaceSelector/matchExpressions/0\"}]'  # and list those namespaces in the guard config's excludedNamespaces (the chart does both on < 1.21)",
+        })
+    );
+    // With that exclusion, whoever may relabel a namespace takes it out of the guard's view.
+    assert_eq!(
+        row(&all, "switch-off", "Group tenants"),
+        json!({
+            "severity": "fail",
+            "check": "switch-off",
+            "subject": "Group tenants",
+            "finding": "can relabel Namespaces (ClusterRoleBinding tenants-label-namespaces → ClusterRole namespace-labeller)",
+            "fix": "kubectl delete clusterrolebinding tenants-label-namespaces",
         })
     );
     // The local cluster's own cluster-admin bindings are found too (every service account is

@@ -355,12 +355,14 @@ pub fn become_agent(policy: &Policy, config: &Config) -> Vec<Finding> {
 
 /// Check `switch-off`: who can change or delete the guard's webhook configurations (named
 /// `configs`) and objects (at `location`, when the webhooks call a Service), or create a mutating
-/// webhook.
+/// webhook; and, when the webhooks leave namespaces out by a label a person can change
+/// (`relabel`: how bad that is), who may relabel namespaces.
 pub fn switch_off(
     policy: &Policy,
     config: &Config,
     configs: &[String],
     location: Option<&Location>,
+    relabel: Option<Severity>,
 ) -> Vec<Finding> {
     let trusted = Trusted::from_config(config);
     let check = "switch-off";
@@ -453,6 +455,19 @@ pub fn switch_off(
             targets_ok: format!("the guard's Deployment, Service, Secret, ConfigMap or namespace {ns}"),
             why: "scaled to zero, pointed elsewhere, given another config or certificate, or deleted, the guard stops judging",
             requests,
+        });
+    }
+    if let Some(severity) = relabel {
+        caps.push(Capability {
+            check,
+            severity,
+            action: "relabel",
+            targets_ok: "Namespaces".into(),
+            why: "the guard's webhooks leave namespaces out by a label: relabelling one takes it out of the guard's view",
+            requests: ["update", "patch"]
+                .iter()
+                .map(|v| (Request::new(v, "", "namespaces"), "Namespaces".to_string()))
+                .collect(),
         });
     }
     caps.iter()
@@ -639,6 +654,37 @@ mod tests {
     }
 
     #[test]
+    fn relabelling_namespaces_counts_only_with_a_label_exclusion() {
+        let p = policy(&[
+            cluster_role(
+                "ns-labeller",
+                json!([{"verbs": ["patch"], "apiGroups": [""], "resources": ["namespaces"]}]),
+            ),
+            crb(
+                "tenants",
+                "ns-labeller",
+                json!([{"kind": "Group", "name": "tenants"}]),
+            ),
+        ]);
+        let rows = |relabel| failing(&switch_off(&p, &Config::default(), &[], None, relabel));
+        assert_eq!(
+            rows(Some(Severity::Fail)),
+            vec![(
+                "Group tenants".to_string(),
+                "can relabel Namespaces (ClusterRoleBinding tenants → ClusterRole ns-labeller)"
+                    .to_string()
+            )]
+        );
+        assert!(rows(None).is_empty());
+        let warned = switch_off(&p, &Config::default(), &[], None, Some(Severity::Warn));
+        assert!(
+            warned
+                .iter()
+                .any(|f| f.severity == Severity::Warn && f.subject == "Group tenants")
+        );
+    }
+
+    #[test]
     fn switch_off_rows() {
         let p = policy(&[
             cluster_role(
@@ -670,6 +716,7 @@ mod tests {
             &Config::default(),
             &["gitops-guard-custody".into()],
             Some(&loc),
+            None,
         );
         assert_eq!(
             failing(&findings),

@@ -287,6 +287,23 @@ fn webhook_findings(
     out
 }
 
+/// How bad the worst namespace exclusion by a changeable label is, if any webhook has one (for
+/// the `switch-off` check of who may relabel namespaces).
+pub fn label_exclusion(configs: &[Value], minor: Option<u32>) -> Option<Severity> {
+    configs
+        .iter()
+        .flat_map(|c| {
+            webhooks(c)
+                .iter()
+                .enumerate()
+                .flat_map(|(i, w)| webhook_findings(name(c), i, w, minor))
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| f.finding.starts_with("namespaceSelector"))
+        .map(|f| f.severity)
+        .max()
+}
+
 /// Check `guard`. `minor`: the server's minor version (`20` for 1.20), if known.
 pub fn check(configs: &[Value], minor: Option<u32>, services: &[ServiceState]) -> Vec<Finding> {
     if configs.is_empty() {
@@ -793,6 +810,31 @@ mod tests {
             ]
         );
         assert_eq!(found(None, &pdb)[0].0, Severity::Warn);
+    }
+
+    #[test]
+    fn worst_label_exclusion() {
+        let by = |key: &str| {
+            vwc(
+                "gg",
+                webhook(json!({"namespaceSelector": {"matchExpressions": [
+                {"key": key, "operator": "NotIn", "values": ["kube-system"]}]}})),
+            )
+        };
+        let name = by("kubernetes.io/metadata.name");
+        assert_eq!(
+            label_exclusion(&[name.clone(), by("team")], Some(20)),
+            Some(Severity::Fail)
+        );
+        assert_eq!(
+            label_exclusion(&[name.clone(), by("team")], Some(21)),
+            Some(Severity::Warn)
+        );
+        assert_eq!(label_exclusion(&[name], Some(21)), None);
+        assert_eq!(
+            label_exclusion(&[vwc("gg", webhook(json!({})))], Some(20)),
+            None
+        );
     }
 
     #[test]
