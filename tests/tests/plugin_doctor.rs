@@ -425,6 +425,10 @@ fn doctor_on_a_cluster_without_those_bindings_reports_no_fail() {
             "RBAC",
             "nobody but Kubernetes and the agents can create MutatingWebhookConfigurations",
         ),
+        (
+            "RBAC",
+            "nobody but Kubernetes and the agents can approve client certificates",
+        ),
     ] {
         assert!(oks.contains(&expected), "{expected:?} in {oks:#?}");
     }

@@ -350,6 +350,76 @@ pub fn become_agent(policy: &Policy, config: &Config) -> Vec<Finding> {
     for cap in caps.iter().filter(|c| !c.requests.is_empty()) {
         out.extend(evaluate(policy, &trusted, cap));
     }
+    out.extend(approve_client_certificates(policy, &trusted));
+    out
+}
+
+/// Who may approve a CertificateSigningRequest for a client certificate: both `update` on
+/// `certificatesigningrequests/approval` and `approve` on the signer
+/// `kubernetes.io/kube-apiserver-client` (or `kubernetes.io/*`), as the API server checks them.
+/// Such a person can give themselves a certificate with any name and groups.
+fn approve_client_certificates(policy: &Policy, trusted: &Trusted) -> Vec<Finding> {
+    let group = "certificates.k8s.io";
+    let approval = Request::new("update", group, "certificatesigningrequests/approval");
+    let signers = [
+        Request::new("approve", group, "signers").named("kubernetes.io/kube-apiserver-client"),
+        Request::new("approve", group, "signers").named("kubernetes.io/*"),
+    ];
+    let why = "an approved client certificate can carry any name and groups: an agent's, or system:masters";
+    // subject → the bindings that give each half
+    let mut halves: BTreeMap<Subject, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    for g in policy.who_can(&approval) {
+        halves.entry(g.subject).or_default().0.push(g.binding);
+    }
+    for g in signers.iter().flat_map(|r| policy.who_can(r)) {
+        halves.entry(g.subject).or_default().1.push(g.binding);
+    }
+    let mut out = Vec::new();
+    for (subject, (mut a, mut b)) in halves {
+        if a.is_empty() || b.is_empty() || trusted.exempt(&subject) {
+            continue;
+        }
+        a.dedup();
+        b.sort();
+        b.dedup();
+        let via: Vec<usize> = a
+            .iter()
+            .chain(&b)
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let bindings: Vec<&Binding> = via.iter().filter_map(|i| policy.bindings.get(*i)).collect();
+        out.push(Finding::new(
+            Severity::Fail,
+            "become-agent",
+            subject.to_string(),
+            format!(
+                "can approve client certificates ({})",
+                bindings
+                    .iter()
+                    .map(|b| format!("{} → {}", b.display(), b.role_display()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            why,
+            bindings
+                .iter()
+                .map(|b| fix(b, &subject))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
+    }
+    if out.is_empty() {
+        out.push(Finding::new(
+            Severity::Ok,
+            "become-agent",
+            "RBAC",
+            "nobody but Kubernetes and the agents can approve client certificates",
+            why,
+            "",
+        ));
+    }
     out
 }
 
@@ -682,6 +752,58 @@ mod tests {
                 .iter()
                 .any(|f| f.severity == Severity::Warn && f.subject == "Group tenants")
         );
+    }
+
+    #[test]
+    fn approving_client_certificates_takes_both_rights() {
+        let p = policy(&[
+            cluster_role(
+                "approver",
+                json!([{"verbs": ["update"], "apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests/approval"]}]),
+            ),
+            cluster_role(
+                "client-signer",
+                json!([{"verbs": ["approve"], "apiGroups": ["certificates.k8s.io"], "resources": ["signers"], "resourceNames": ["kubernetes.io/*"]}]),
+            ),
+            cluster_role(
+                "kubelet-signer",
+                json!([{"verbs": ["approve"], "apiGroups": ["certificates.k8s.io"], "resources": ["signers"], "resourceNames": ["kubernetes.io/kubelet-serving"]}]),
+            ),
+            crb(
+                "approvers",
+                "approver",
+                json!([{"kind": "User", "name": "carol"}, {"kind": "User", "name": "dave"}]),
+            ),
+            crb(
+                "carol-signs",
+                "client-signer",
+                json!([{"kind": "User", "name": "carol"}]),
+            ),
+            crb(
+                "dave-signs",
+                "kubelet-signer",
+                json!([{"kind": "User", "name": "dave"}]),
+            ),
+            crb(
+                "frank-signs",
+                "client-signer",
+                json!([{"kind": "User", "name": "frank"}]),
+            ),
+        ]);
+        let findings = approve_client_certificates(&p, &Trusted::from_config(&Config::default()));
+        assert_eq!(
+            failing(&findings),
+            vec![(
+                "User carol".to_string(),
+                "can approve client certificates (ClusterRoleBinding approvers → ClusterRole approver; ClusterRoleBinding carol-signs → ClusterRole client-signer)".to_string()
+            )]
+        );
+        assert_eq!(
+            findings[0].fix,
+            "kubectl patch clusterrolebinding approvers --type=json -p '[{\"op\":\"test\",\"path\":\"/subjects/0/name\",\"value\":\"carol\"},{\"op\":\"remove\",\"path\":\"/subjects/0\"}]'; kubectl delete clusterrolebinding carol-signs"
+        );
+        let none = approve_client_certificates(&Policy::default(), &Trusted::default());
+        assert_eq!(none[0].severity, Severity::Ok);
     }
 
     #[test]
