@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::Error;
+use crate::change::overrides::{Overrides, OwnerSetter};
 use crate::change::target::{self, Setter};
 use crate::cli::session::Session;
 use crate::cli::{BlameArgs, DetailFormat, Global, type_and_name};
@@ -63,6 +64,9 @@ pub enum Origin {
     /// An overlay of the build: a patch, or an `images`/`replicas` entry or common labels of a
     /// kustomization, in `file`; `what` says which.
     Overlay { file: String, what: String },
+    /// The owner after the build: a Flux Kustomization's `spec.patches`, `spec.images` or a
+    /// `postBuild` variable (`what` says which).
+    Owner { what: String },
     /// Nobody: a server default (or a field of a header line).
     None,
 }
@@ -93,10 +97,13 @@ impl Line {
     }
 }
 
-/// What the build's overlays do to the document: who set each field, and the object they give.
+/// What the build's overlays do to the document: who set each field, and the object they give;
+/// then what the owner itself sets after the build (Flux `spec.patches`, `spec.images`,
+/// `postBuild` variables).
 pub struct Overlays {
     pub setters: Vec<Setter>,
     pub effective: Value,
+    pub owner: Vec<OwnerSetter>,
 }
 
 /// What [`explain`] needs besides the live object.
@@ -292,6 +299,27 @@ impl<'a> Explainer<'a> {
                     Step::Item(i, _) => PathSegment::Index(*i),
                 })
                 .collect();
+            // Changed after the build by what the owner sets (Flux's own patches, images,
+            // postBuild variables): the live value is not what the manifests give.
+            // (Only what the agent applied: a person's later change there is drift.)
+            let built = target::value_at(&o.effective, &segs);
+            let by_agent = matches!(
+                self.manager_of(path, None),
+                Origin::Manager {
+                    role: Role::Agent,
+                    ..
+                } | Origin::None
+            );
+            if by_agent
+                && built.is_none_or(|b| !scalar_equal(b, live))
+                && let Some(s) = o.owner.iter().rev().find(|s| {
+                    s.path.len() <= segs.len() && s.path.iter().zip(&segs).all(|(a, b)| a == b)
+                })
+            {
+                return Origin::Owner {
+                    what: s.what.clone(),
+                };
+            }
             if let Some(setter) = target::setter_of(&o.setters, &segs)
                 && target::value_at(&o.effective, &segs).is_some_and(|v| scalar_equal(v, live))
             {
@@ -544,7 +572,7 @@ pub fn drift(lines: &[Line]) -> Vec<Drift> {
 pub struct BlamedLine {
     pub text: String,
     pub field: String,
-    /// `git`, `overlay`, `build`, `manager` or `none`.
+    /// `git`, `overlay`, `owner`, `build`, `manager` or `none`.
     pub by: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_line: Option<usize>,
@@ -602,6 +630,10 @@ pub fn blamed(
                     b.by = "build";
                     b.what = Some(what.clone());
                 }
+                Origin::Owner { what } => {
+                    b.by = "owner";
+                    b.what = Some(what.clone());
+                }
                 Origin::Overlay { file, what } => {
                     b.by = "overlay";
                     b.what = Some(if what == "patch" {
@@ -638,7 +670,7 @@ fn annotation(b: &BlamedLine, now: jiff::Timestamp) -> String {
             }
             None => format!("line {}", b.file_line.unwrap_or_default()),
         },
-        "build" => format!("({})", b.what.clone().unwrap_or_default()),
+        "build" | "owner" => format!("({})", b.what.clone().unwrap_or_default()),
         "overlay" => {
             let what = b.what.clone().unwrap_or_default();
             match &b.commit {
@@ -728,6 +760,32 @@ pub fn render(blame: &Blame, now: jiff::Timestamp) -> String {
     out
 }
 
+/// What a Flux Kustomization owner sets after the build, on the object as the manifests give it.
+fn owner_setters(session: &Session, location: &Location, built: &Value) -> Vec<OwnerSetter> {
+    let Some(owner) = location
+        .owner
+        .as_ref()
+        .filter(|o| o.kind == gitops_guard_core::OwnerKind::Kustomization)
+    else {
+        return Vec::new();
+    };
+    let ks = session.rt.block_on(session.cluster.get_kind(
+        gitops_guard_core::custody::KUSTOMIZE,
+        "Kustomization",
+        &owner.namespace,
+        &owner.name,
+    ));
+    match ks
+        .ok()
+        .flatten()
+        .as_ref()
+        .and_then(Overrides::of_kustomization)
+    {
+        Some(o) => o.setters(built),
+        None => Vec::new(),
+    }
+}
+
 /// Runs `blame`.
 pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
     let (type_name, name) = type_and_name(&args.resource, args.name.as_deref())?;
@@ -767,8 +825,8 @@ pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
             let snap = repo.snapshot(id)?;
             if let Ok(def) = target::define(&snap, build, entry)
                 && let (Ok(setters), Ok(effective)) = (def.setters(), def.effective())
-                && !setters.is_empty()
             {
+                let owner = owner_setters(&session, &location, &effective);
                 let mut files: Vec<String> = setters.iter().map(|s| s.file.clone()).collect();
                 files.sort();
                 files.dedup();
@@ -778,7 +836,13 @@ pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
                         overlay_commits.insert(f.clone(), info);
                     }
                 }
-                overlays = Some(Overlays { setters, effective });
+                if !setters.is_empty() || !owner.is_empty() {
+                    overlays = Some(Overlays {
+                        setters,
+                        effective,
+                        owner,
+                    });
+                }
             }
         }
         let per_line = repo.blame(id, file)?;

@@ -119,7 +119,8 @@ fn hand_changes(obj: &Value, from: jiff::Timestamp, to: jiff::Timestamp) -> Vec<
             let time_text = e.get("time").and_then(Value::as_str)?;
             let time = time_text.parse::<jiff::Timestamp>().ok()?;
             let by_hand = !MACHINE_MANAGERS.contains(&manager)
-                && e.get("subresource").and_then(Value::as_str).is_none()
+                // A status write is the controller's; a scale write (1.22+) is a hand change.
+                && e.get("subresource").and_then(Value::as_str) != Some("status")
                 && !only_guard_annotations(e);
             (by_hand && time >= from && time <= to).then(|| HandChange {
                 resource: resource_name(obj),
@@ -434,7 +435,10 @@ mod tests {
                 {"manager": "kubectl-set", "operation": "Update", "time": "2026-11-21T11:50:00Z",
                  "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {}}}}}},
                 {"manager": "kubectl-edit", "operation": "Update", "time": "2026-11-20T11:50:00Z"},
-                {"manager": "kubectl-patch", "operation": "Update", "time": "2026-11-21T11:55:00Z", "subresource": "status"}
+                {"manager": "kubectl-patch", "operation": "Update", "time": "2026-11-21T11:55:00Z", "subresource": "status"},
+                // `kubectl scale` on 1.22+: a write to the scale subresource, a hand change.
+                {"manager": "kubectl", "operation": "Update", "time": "2026-11-21T11:56:00Z", "subresource": "scale",
+                 "fieldsV1": {"f:spec": {"f:replicas": {}}}}
             ]}}),
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging",
                 "annotations": {"gitops-guard.dev/break-glass-until": "2026-11-21T11:30:00Z",
@@ -500,12 +504,19 @@ mod tests {
         );
         assert_eq!(
             rows[2].changed,
-            vec![HandChange {
-                resource: "deployment/api".into(),
-                manager: "kubectl-set".into(),
-                time: "2026-11-21T11:50:00Z".into()
-            }],
-            "only hand edits within the window count; status writes and agents do not"
+            vec![
+                HandChange {
+                    resource: "deployment/api".into(),
+                    manager: "kubectl-set".into(),
+                    time: "2026-11-21T11:50:00Z".into()
+                },
+                HandChange {
+                    resource: "deployment/api".into(),
+                    manager: "kubectl".into(),
+                    time: "2026-11-21T11:56:00Z".into()
+                }
+            ],
+            "only hand edits within the window count (a scale write too); status writes and agents do not"
         );
         assert_eq!(rows[3].changed[0].resource, "deployment/worker");
         assert_eq!(rows[3].changed[0].manager, "kubectl-scale");

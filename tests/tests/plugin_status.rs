@@ -1457,3 +1457,143 @@ spec: {{path: ./apps/prod, sourceRef: {{kind: GitRepository, name: ovl}}, interv
         "{memory_line}"
     );
 }
+
+/// What the Flux Kustomization itself sets after the build (its `spec.patches`, `spec.images`,
+/// a `postBuild` variable) is blamed on it, not on the agent; a person's later change to such a
+/// field is still drift.
+#[test]
+fn blame_names_what_the_flux_kustomization_sets_after_the_build() {
+    let cluster = Cluster::start();
+    cluster.install_crds();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("flux-sets");
+    std::fs::create_dir_all(&dir).unwrap();
+    git(&dir, &["init", "-q", "-b", "main"], &[]);
+    let doc = DEPLOYMENT.replace(
+        "  labels:\n    app: web\nspec:",
+        "  labels:\n    app: web\n  annotations:\n    team: ${TEAM:=payments}\nspec:",
+    );
+    write(&dir, "apps/web/deployment.yaml", &doc);
+    let c1 = commit(&dir, "Li Wei", 3 * 86400, "web");
+    for ns in ["fs", "flux-system"] {
+        cluster
+            .kubectl(User::Admin, &["create", "namespace", ns])
+            .ok();
+    }
+    let owners = format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: fs, namespace: flux-system}}
+spec: {{url: \"file://{}\", ref: {{branch: main}}, interval: 1m}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {{name: fs, namespace: flux-system}}
+spec:
+  path: ./apps/web
+  targetNamespace: fs
+  sourceRef: {{kind: GitRepository, name: fs}}
+  interval: 10m
+  prune: true
+  patches:
+    - target: {{kind: Deployment, name: web}}
+      patch: |
+        - op: replace
+          path: /spec/replicas
+          value: 5
+  images:
+    - name: nginx
+      newTag: \"1.27\"
+  postBuild:
+    substitute: {{TEAM: billing}}
+",
+        dir.display()
+    );
+    cluster
+        .kubectl_stdin(User::Admin, &["apply", "-f", "-"], &owners)
+        .ok();
+    cluster
+        .patch_status(
+            User::Admin,
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+            "flux-system",
+            "fs",
+            &format!(r#"{{"lastAppliedRevision": "main@sha1:{c1}"}}"#),
+        )
+        .ok();
+    // What kustomize-controller applies: the build with the Kustomization's own changes.
+    let built = doc
+        .replace("${TEAM:=payments}", "billing")
+        .replace("replicas: 2", "replicas: 5")
+        .replace("nginx:1.25", "nginx:1.27");
+    let mut objects = to_json(&cluster, &built);
+    for o in &mut objects {
+        o["metadata"]["namespace"] = "fs".into();
+        label(o, "kustomize.toolkit.fluxcd.io/name", "fs");
+        label(o, "kustomize.toolkit.fluxcd.io/namespace", "flux-system");
+    }
+    apply_as_agent(&cluster, FLUX_KS, "kustomize-controller", &objects);
+
+    let blame = |cluster: &Cluster| -> serde_json::Value {
+        let out = gitops(
+            cluster,
+            &dir,
+            &cache,
+            &["blame", "deployment/web", "-n", "fs", "-o", "json"],
+        );
+        assert_eq!(out.code, 0, "{out}");
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let line = |b: &serde_json::Value, text: &str| {
+        b["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["text"].as_str().unwrap().trim() == text)
+            .unwrap_or_else(|| panic!("no line {text:?} in {b}"))
+            .clone()
+    };
+    let b = blame(&cluster);
+    for (text, what) in [
+        (
+            "replicas: 5",
+            "spec.patches[0] of kustomization/fs -n flux-system",
+        ),
+        (
+            "- image: nginx:1.27",
+            "spec.images[0] of kustomization/fs -n flux-system",
+        ),
+        (
+            "team: billing",
+            "the postBuild variable ${TEAM} of kustomization/fs -n flux-system (from its spec.postBuild.substitute)",
+        ),
+    ] {
+        let l = line(&b, text);
+        assert_eq!(l["by"], "owner", "{l}");
+        assert_eq!(l["what"], what, "{l}");
+        assert_eq!(l["drift"], false, "{l}");
+    }
+    assert_eq!(line(&b, "memory: 256Mi")["commit"]["id"], c1.as_str());
+
+    // A person changes it by hand: that is drift, whatever Flux's patch says. (A patch, not
+    // `kubectl scale`: before 1.22 the API server records no managedFields for /scale.)
+    cluster
+        .kubectl(
+            User::Admin,
+            &[
+                "patch",
+                "deployment/web",
+                "-n",
+                "fs",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"replicas":7}}"#,
+            ],
+        )
+        .ok();
+    let b = blame(&cluster);
+    let replicas = line(&b, "replicas: 7");
+    assert_eq!(replicas["by"], "manager", "{replicas}");
+    assert_eq!(replicas["drift"], true, "{replicas}");
+}

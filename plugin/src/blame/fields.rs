@@ -59,7 +59,8 @@ pub enum Step<'a> {
     Item(usize, &'a Value),
 }
 
-/// The managedFields of a live object (status subresource writes left out).
+/// The managedFields of a live object (status subresource writes left out: a `scale`
+/// subresource write, `kubectl scale` on 1.22+, changes `spec.replicas` and counts).
 pub fn managers(live: &Value) -> Vec<Manager> {
     let Some(list) = live
         .pointer("/metadata/managedFields")
@@ -68,11 +69,7 @@ pub fn managers(live: &Value) -> Vec<Manager> {
         return Vec::new();
     };
     list.iter()
-        .filter(|m| {
-            m.get("subresource")
-                .and_then(Value::as_str)
-                .is_none_or(|s| s.is_empty())
-        })
+        .filter(|m| m.get("subresource").and_then(Value::as_str) != Some("status"))
         .filter_map(|m| {
             Some(Manager {
                 name: m.get("manager")?.as_str()?.to_string(),
@@ -142,6 +139,19 @@ impl Manager {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn scale_writes_count_and_status_writes_do_not() {
+        let live = serde_json::json!({"metadata": {"managedFields": [
+            {"manager": "kubectl", "operation": "Update", "subresource": "scale",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+             "fieldsV1": {"f:status": {"f:replicas": {}}}},
+            {"manager": "kustomize-controller", "operation": "Apply", "fieldsV1": {}}
+        ]}});
+        let names: Vec<String> = managers(&live).into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["kubectl", "kustomize-controller"]);
+    }
 
     #[test]
     fn ownership_through_keys_sets_and_atomic_lists() {

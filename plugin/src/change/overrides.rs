@@ -173,6 +173,108 @@ impl Overrides {
     }
 }
 
+/// A field the owner sets after the build, and how (for `blame`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerSetter {
+    pub path: Vec<PathSegment>,
+    /// `spec.patches[0] of kustomization/apps -n flux-system`, `the postBuild variable ${TEAM}…`.
+    pub what: String,
+}
+
+impl Overrides {
+    /// The fields the owner sets on `built` (the object as the manifests give it): each
+    /// targeting `spec.patches` item in turn, each `spec.images` entry naming an image of it, and
+    /// every string holding a `${VAR}` that `postBuild` substitutes.
+    pub fn setters(&self, built: &Value) -> Vec<OwnerSetter> {
+        let mut out = Vec::new();
+        let mut state = built.clone();
+        for (i, p) in self.patches.iter().enumerate() {
+            if !targets(p.get("target"), &state) {
+                continue;
+            }
+            let Some(patch) = p
+                .get("patch")
+                .and_then(Value::as_str)
+                .and_then(|t| splice::parse_document(t).ok())
+            else {
+                continue;
+            };
+            let mut next = state.clone();
+            match &patch {
+                Value::Array(_) => {
+                    if splice::json_patch(&mut next, &patch).is_err() {
+                        continue;
+                    }
+                }
+                _ => splice::strategic_merge_patch(&mut next, &patch),
+            }
+            for c in splice::changes_between(&state, &next) {
+                out.push(OwnerSetter {
+                    path: c.path().segments().to_vec(),
+                    what: format!("spec.patches[{i}] of {}", self.owner),
+                });
+            }
+            state = next;
+        }
+        for (i, entry) in self.images.iter().enumerate() {
+            let Some(name) = entry.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            visit_strings(&state, &mut |path, text| {
+                if matches!(path.last(), Some(PathSegment::Key(k)) if k == "image")
+                    && image_name(text) == name
+                {
+                    out.push(OwnerSetter {
+                        path: path.to_vec(),
+                        what: format!("spec.images[{i}] of {}", self.owner),
+                    });
+                }
+            });
+        }
+        if !self.variables_from.is_empty() {
+            visit_strings(built, &mut |path, text| {
+                if let Some(var) = variable_in(text) {
+                    out.push(OwnerSetter {
+                        path: path.to_vec(),
+                        what: format!(
+                            "the postBuild variable ${{{var}}} of {} (from {})",
+                            self.owner,
+                            self.variables_from.join(", ")
+                        ),
+                    });
+                }
+            });
+        }
+        out
+    }
+}
+
+/// Calls `f` with the path and text of every string in `v` (an explicit stack: no recursion on
+/// input, however deep).
+fn visit_strings(v: &Value, f: &mut dyn FnMut(&[PathSegment], &str)) {
+    let mut stack: Vec<(Vec<PathSegment>, &Value)> = vec![(Vec::new(), v)];
+    while let Some((at, v)) = stack.pop() {
+        match v {
+            Value::String(s) => f(&at, s),
+            Value::Object(m) => {
+                for (k, v) in m.iter().rev() {
+                    let mut p = at.clone();
+                    p.push(PathSegment::Key(k.clone()));
+                    stack.push((p, v));
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate().rev() {
+                    let mut p = at.clone();
+                    p.push(PathSegment::Index(i));
+                    stack.push((p, v));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The string at `segs`, or at the nearest string above it (a field inside a substituted block).
 fn string_at_or_above<'v>(v: &'v Value, segs: &[PathSegment]) -> Option<&'v str> {
     (0..=segs.len())
@@ -383,6 +485,40 @@ mod tests {
         assert_eq!(
             Overrides::of_kustomization(&ks(json!({"path": "./apps"}))),
             None
+        );
+    }
+
+    #[test]
+    fn what_the_owner_sets_is_found_on_the_built_object() {
+        let o = Overrides::of_kustomization(&ks(json!({
+            "patches": [{"patch": "spec:\n  replicas: 4\n", "target": {"kind": "Deployment"}}],
+            "images": [{"name": "ghcr.io/acme/web", "newTag": "2.0.0"}],
+            "postBuild": {"substitute": {"TEAM": "billing"}}
+        })))
+        .unwrap();
+        let mut built = web(json!(2), "ghcr.io/acme/web:1.0.0");
+        built["metadata"]["annotations"] = json!({"team": "${TEAM:=payments}", "plain": "x"});
+        let set: Vec<(String, String)> = o
+            .setters(&built)
+            .into_iter()
+            .map(|s| (FieldPath(s.path).to_string(), s.what))
+            .collect();
+        assert_eq!(
+            set,
+            [
+                (
+                    "spec.replicas".to_string(),
+                    "spec.patches[0] of kustomization/apps -n flux-system".to_string()
+                ),
+                (
+                    "spec.template.spec.containers[0].image".to_string(),
+                    "spec.images[0] of kustomization/apps -n flux-system".to_string()
+                ),
+                (
+                    "metadata.annotations.team".to_string(),
+                    "the postBuild variable ${TEAM} of kustomization/apps -n flux-system (from its spec.postBuild.substitute)".to_string()
+                ),
+            ]
         );
     }
 
