@@ -36,6 +36,7 @@ pub use diff::changes_between;
 pub use documents::{DocSpan, find_documents};
 pub use patch::{json_patch, merge_patch, strategic_merge_patch};
 pub use path::{Change, FieldPath, PathSegment};
+pub use scalar::resolve_plain;
 
 use crate::Error;
 use path::{JsonPathError, apply_json, get};

@@ -244,45 +244,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, YamlError> {
     Ok(docs)
 }
 
-/// A plain scalar's value under the YAML 1.2 core schema.
+/// A plain scalar's value under the YAML 1.2 core schema: the one resolver the plugin has (the
+/// editor's), so reading a file and editing it never disagree on what a value is.
 pub fn plain_scalar(text: &str) -> Value {
-    match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
-        _ => {}
-    }
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = text.trim_start_matches('+').parse::<i64>() {
-            return Value::from(i);
-        }
-        if let Ok(u) = text.trim_start_matches('+').parse::<u64>() {
-            return Value::from(u);
-        }
-    }
-    if let Some(hex) = text.strip_prefix("0x")
-        && let Ok(i) = i64::from_str_radix(hex, 16)
-    {
-        return Value::from(i);
-    }
-    if let Some(oct) = text.strip_prefix("0o")
-        && let Ok(i) = i64::from_str_radix(oct, 8)
-    {
-        return Value::from(i);
-    }
-    let looks_float = digits.bytes().any(|b| b.is_ascii_digit())
-        && digits
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
-        && digits
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_digit() || b == b'.');
-    if looks_float && let Ok(f) = text.parse::<f64>() {
-        return serde_json::Number::from_f64(f).map_or(Value::String(text.into()), Value::Number);
-    }
-    Value::String(text.to_string())
+    crate::splice::resolve_plain(text)
 }
 
 fn to_json_value(value: &NodeValue) -> Value {

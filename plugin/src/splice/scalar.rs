@@ -14,7 +14,7 @@ pub(crate) enum Style {
 }
 
 /// The value of a plain (unquoted) scalar under the YAML 1.2 core schema.
-pub(crate) fn resolve_plain(s: &str) -> Value {
+pub fn resolve_plain(s: &str) -> Value {
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
