@@ -223,7 +223,32 @@ async fn server_minor(cluster: &Cluster) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// Runs every check against the cluster.
+/// Every Kustomization and HelmRelease (where the cluster serves them); one that cannot be listed
+/// is said as a check that did not run.
+async fn flux_owners(cluster: &Cluster, findings: &mut Vec<Finding>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (group, kind) in [
+        ("kustomize.toolkit.fluxcd.io", "Kustomization"),
+        ("helm.toolkit.fluxcd.io", "HelmRelease"),
+    ] {
+        let Some(r) = cluster.resource_for(group, kind).cloned() else {
+            continue;
+        };
+        match cluster.list(&r, None, None).await {
+            Ok(objects) => out.extend(objects),
+            Err(e) => findings.push(Finding::new(
+                Severity::Warn,
+                "access",
+                "check become-agent (tenants)",
+                format!("not run for {kind}s: {e}"),
+                "who can act as the service accounts they name is unknown",
+                format!("kubectl auth can-i list {} -A", r.api.plural),
+            )),
+        }
+    }
+    out
+}
+
 /// The guard's config from its ConfigMap (`data["config.yaml"]`, as the chart writes it).
 pub fn config_from_configmap(cm: &Value) -> Result<gitops_guard_core::Config, String> {
     let text = cm
@@ -308,6 +333,7 @@ pub async fn diagnose(
     given: Option<&gitops_guard_core::Config>,
 ) -> Result<Vec<Finding>, Error> {
     let mut findings = Vec::new();
+    let minor = server_minor(cluster).await;
 
     // The guard is there.
     let vwc_group = "admissionregistration.k8s.io";
@@ -324,7 +350,7 @@ pub async fn diagnose(
         findings.push(f);
     } else {
         let all = list_all(cluster, vwc_group, "ValidatingWebhookConfiguration").await?;
-        let minor = server_minor(cluster).await;
+
         let configs = guard::guard_configurations(&all);
         location = guard::location(&configs);
         let mut services = Vec::new();
@@ -412,6 +438,9 @@ pub async fn diagnose(
             }
         }
         findings.extend(access::become_agent(&policy, config));
+        let owners = flux_owners(cluster, &mut findings).await;
+        let tenants = access::tenant_accounts(&owners, &config.flux.default_service_account);
+        findings.extend(access::tenants(&policy, config, &tenants, minor));
         findings.extend(access::switch_off(
             &policy,
             config,

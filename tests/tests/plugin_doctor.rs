@@ -185,14 +185,20 @@ fn findings(out: &Out) -> Vec<Value> {
 
 /// The finding about `subject` in `check`, with its why left out (asserted non-empty).
 fn row(findings: &[Value], check: &str, subject: &str) -> Value {
+    row_starting(findings, check, subject, "")
+}
+
+/// The finding about `subject` in `check` that starts with `prefix`, without its why.
+fn row_starting(findings: &[Value], check: &str, subject: &str, prefix: &str) -> Value {
     let matching: Vec<&Value> = findings
         .iter()
         .filter(|f| f["check"] == check && f["subject"] == subject)
+        .filter(|f| f["finding"].as_str().is_some_and(|t| t.starts_with(prefix)))
         .collect();
     assert_eq!(
         matching.len(),
         1,
-        "one {check} row for {subject}: {findings:#?}"
+        "one {check} row for {subject} starting {prefix:?}: {findings:#?}"
     );
     let mut f = matching[0].clone();
     assert!(f["why"].as_str().is_some_and(|w| !w.is_empty()), "{f}");
@@ -209,6 +215,39 @@ fn doctor_names_who_can_become_the_agent_or_switch_the_guard_off() {
         r#"{matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}]}"#,
     );
     apply(&cluster, BAD_RBAC);
+    // A tenant: Flux acts as team-a's reconciler account for its Kustomization, and the team's
+    // developers may impersonate it.
+    cluster.install_crds();
+    apply(
+        &cluster,
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: apps, namespace: team-a}
+spec:
+  interval: 10m
+  prune: true
+  path: ./team-a
+  serviceAccountName: reconciler
+  sourceRef: {kind: GitRepository, name: team-a}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: impersonate-accounts, namespace: team-a}
+rules:
+- {apiGroups: [""], resources: [serviceaccounts], verbs: [impersonate]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: team-a-devs, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: impersonate-accounts}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: team-a-devs}
+"#,
+    );
     // The guard's config (its ConfigMap, as the chart writes it) makes ci-deployer an agent: its
     // cluster-admin binding is the agent's, not a way around the guard.
     apply(
@@ -245,7 +284,12 @@ subjects:
     assert_eq!(out.code, 1, "a fail finding exits 1:\n{out}");
     let all = findings(&out);
     assert_eq!(
-        row(&all, "become-agent", "User mallory"),
+        row_starting(
+            &all,
+            "become-agent",
+            "User mallory",
+            "can impersonate service accounts"
+        ),
         json!({
             "severity": "fail",
             "check": "become-agent",
@@ -287,6 +331,26 @@ subjects:
             "subject": "ValidatingWebhookConfiguration gitops-guard-custody",
             "finding": "namespaceSelector excludes namespaces by kubernetes.io/metadata.name (this server is 1.20)",
             "fix": "kubectl patch validatingwebhookconfiguration gitops-guard-custody --type=json -p '[{\"op\":\"remove\",\"path\":\"/webhooks/0/namespaceSelector/matchExpressions/0\"}]'  # and list those namespaces in the guard config's excludedNamespaces (the chart does both on < 1.21)",
+        })
+    );
+    // mallory may impersonate any service account, the tenant's too.
+    assert_eq!(
+        row_starting(
+            &all,
+            "become-agent",
+            "User mallory",
+            "can impersonate tenant service accounts"
+        )["finding"],
+        "can impersonate tenant service accounts team-a/reconciler (ClusterRoleBinding mallory-impersonates → ClusterRole doctor-impersonate)"
+    );
+    assert_eq!(
+        row(&all, "become-agent", "Group team-a-devs"),
+        json!({
+            "severity": "fail",
+            "check": "become-agent",
+            "subject": "Group team-a-devs",
+            "finding": "can impersonate tenant service accounts team-a/reconciler (RoleBinding team-a/team-a-devs → Role impersonate-accounts)",
+            "fix": "kubectl delete rolebinding team-a-devs -n team-a",
         })
     );
     // With that exclusion, whoever may relabel a namespace takes it out of the guard's view.

@@ -354,6 +354,108 @@ pub fn become_agent(policy: &Policy, config: &Config) -> Vec<Finding> {
     out
 }
 
+/// The tenant service accounts Flux acts as: each Kustomization's and HelmRelease's
+/// `spec.serviceAccountName` in its own namespace, else the controllers'
+/// `--default-service-account` (`default_sa`, empty: none). Owners that deploy to another cluster
+/// (`spec.kubeConfig`) act there, not here.
+pub fn tenant_accounts(
+    owners: &[serde_json::Value],
+    default_sa: &str,
+) -> BTreeSet<(String, String)> {
+    owners
+        .iter()
+        .filter(|o| o.pointer("/spec/kubeConfig").is_none())
+        .filter_map(|o| {
+            let ns = o.pointer("/metadata/namespace")?.as_str()?;
+            let sa = o
+                .pointer("/spec/serviceAccountName")
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+                .unwrap_or(default_sa);
+            (!sa.is_empty()).then(|| (ns.to_string(), sa.to_string()))
+        })
+        .collect()
+}
+
+/// Check `become-agent` for tenants: who can act as a service account Flux impersonates for an
+/// owner (`tenants`). By impersonation always; below 1.29 (`minor`) also with a credential of
+/// the account's own (a Pod, a workload, exec, its token Secret, a minted token), which the guard
+/// can only tell apart from impersonation from 1.29 on.
+pub fn tenants(
+    policy: &Policy,
+    config: &Config,
+    tenants: &BTreeSet<(String, String)>,
+    minor: Option<u32>,
+) -> Vec<Finding> {
+    if tenants.is_empty() {
+        return Vec::new();
+    }
+    let mut trusted = Trusted::from_config(config);
+    trusted.service_accounts.extend(tenants.iter().cloned());
+    let check = "become-agent";
+    let mut caps = vec![Capability {
+        check,
+        severity: Severity::Fail,
+        action: "impersonate tenant service accounts",
+        targets_ok: "(the accounts Flux acts as for their owners)".into(),
+        why: "Flux acts as a tenant's service account by impersonation: with --as=<it>, changes to that tenant's objects pass as Flux's",
+        requests: tenants
+            .iter()
+            .map(|(ns, name)| {
+                (
+                    Request::new("impersonate", "", "serviceaccounts")
+                        .in_namespace(ns)
+                        .named(name),
+                    format!("{ns}/{name}"),
+                )
+            })
+            .collect(),
+    }];
+    if minor.is_none_or(|m| m < 29) {
+        let namespaces: BTreeSet<&String> = tenants.iter().map(|(ns, _)| ns).collect();
+        let mut requests = Vec::new();
+        for ns in namespaces {
+            let mut add = |verb: &str, group: &str, resource: &str| {
+                requests.push((
+                    Request::new(verb, group, resource).in_namespace(ns),
+                    ns.clone(),
+                ))
+            };
+            add("create", "", "pods");
+            for (group, resource) in WORKLOADS {
+                for verb in ["create", "update", "patch"] {
+                    add(verb, group, resource);
+                }
+            }
+            for verb in ["create", "get"] {
+                add(verb, "", "pods/exec");
+            }
+            for verb in ["get", "list", "watch"] {
+                add(verb, "", "secrets");
+            }
+        }
+        for (ns, name) in tenants {
+            requests.push((
+                Request::new("create", "", "serviceaccounts/token")
+                    .in_namespace(ns)
+                    .named(name),
+                ns.clone(),
+            ));
+        }
+        caps.push(Capability {
+            check,
+            severity: Severity::Fail,
+            action: "get a tenant service account's credential in",
+            targets_ok: "tenant namespaces".into(),
+            why: "before 1.29 the guard cannot tell a tenant account's own token (a Pod's, a Secret's, a minted one) from Flux acting as it",
+            requests,
+        });
+    }
+    caps.iter()
+        .flat_map(|cap| evaluate(policy, &trusted, cap))
+        .collect()
+}
+
 /// Who may approve a CertificateSigningRequest for a client certificate: both `update` on
 /// `certificatesigningrequests/approval` and `approve` on the signer
 /// `kubernetes.io/kube-apiserver-client` (or `kubernetes.io/*`), as the API server checks them.
@@ -804,6 +906,68 @@ mod tests {
         );
         let none = approve_client_certificates(&Policy::default(), &Trusted::default());
         assert_eq!(none[0].severity, Severity::Ok);
+    }
+
+    #[test]
+    fn tenant_accounts_of_flux_owners() {
+        let owners = [
+            json!({"metadata": {"namespace": "team-a"}, "spec": {"serviceAccountName": "reconciler"}}),
+            json!({"metadata": {"namespace": "team-b"}, "spec": {}}),
+            json!({"metadata": {"namespace": "team-c"}, "spec": {"serviceAccountName": "x", "kubeConfig": {}}}),
+        ];
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(
+            tenant_accounts(&owners, ""),
+            pairs(&[("team-a", "reconciler")])
+        );
+        assert_eq!(
+            tenant_accounts(&owners, "default"),
+            pairs(&[("team-a", "reconciler"), ("team-b", "default")])
+        );
+    }
+
+    #[test]
+    fn who_can_act_as_a_tenant() {
+        let p = policy(&[
+            json!({"kind": "Role", "metadata": {"name": "edit", "namespace": "team-a"},
+                   "rules": [{"verbs": ["impersonate"], "apiGroups": [""], "resources": ["serviceaccounts"]},
+                             {"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}]}),
+            json!({"kind": "RoleBinding", "metadata": {"name": "devs", "namespace": "team-a"},
+                   "roleRef": {"kind": "Role", "name": "edit"},
+                   "subjects": [{"kind": "Group", "name": "team-a-devs"},
+                                {"kind": "ServiceAccount", "name": "reconciler", "namespace": "team-a"}]}),
+        ]);
+        let tenants: BTreeSet<(String, String)> =
+            [("team-a".to_string(), "reconciler".to_string())]
+                .into_iter()
+                .collect();
+        let rows = |minor| {
+            failing(&super::tenants(
+                &p,
+                &Config::default(),
+                &tenants,
+                Some(minor),
+            ))
+        };
+        assert_eq!(
+            rows(20),
+            vec![
+                (
+                    "Group team-a-devs".to_string(),
+                    "can impersonate tenant service accounts team-a/reconciler (RoleBinding team-a/devs → Role edit)".to_string()
+                ),
+                (
+                    "Group team-a-devs".to_string(),
+                    "can get a tenant service account's credential in team-a (RoleBinding team-a/devs → Role edit)".to_string()
+                ),
+            ]
+        );
+        assert_eq!(rows(29).len(), 1, "from 1.29 only impersonation counts");
+        assert!(super::tenants(&p, &Config::default(), &BTreeSet::new(), Some(20)).is_empty());
     }
 
     #[test]
