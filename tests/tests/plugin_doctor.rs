@@ -206,6 +206,33 @@ fn row_starting(findings: &[Value], check: &str, subject: &str, prefix: &str) ->
     f
 }
 
+/// `doctor -o json` is exactly `tests/fixtures/<name>` (the schema README.md documents, as a
+/// golden file); `GITOPS_GUARD_BLESS=1` writes it instead.
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    if std::env::var_os("GITOPS_GUARD_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, actual)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == actual,
+        "{} is not what doctor prints; if the change is meant, run\n  GITOPS_GUARD_BLESS=1 cargo test -p gitops-guard-tests --test plugin_doctor\n(first difference at line {})\n{actual}",
+        path.display(),
+        committed
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(
+                || committed.lines().count().min(actual.lines().count()) + 1,
+                |i| i + 1
+            )
+    );
+}
+
 #[test]
 fn doctor_names_who_can_become_the_agent_or_switch_the_guard_off() {
     let cluster = Cluster::start();
@@ -449,6 +476,7 @@ fn doctor_on_a_cluster_without_those_bindings_reports_no_fail() {
 
     let out = gitops(&cluster, dir.path(), &["doctor", "-o", "json"]);
     assert_eq!(out.code, 0, "no fail finding exits 0:\n{out}");
+    golden("doctor-clean.json", &out.stdout);
     let all = findings(&out);
     assert!(all.iter().all(|f| f["severity"] != "fail"), "{all:#?}");
     for name in ["mallory", "Group ci", "eve"] {

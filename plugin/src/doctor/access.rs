@@ -322,7 +322,7 @@ pub fn become_agent(policy: &Policy, config: &Config) -> Vec<Finding> {
     caps.push(Capability {
         check,
         severity: Severity::Fail,
-        action: "create tokens for",
+        action: "create tokens for service accounts",
         targets_ok: "of the agents and Kubernetes".into(),
         why: "a token minted for an agent's service account is the agent's credential",
         requests: trusted
