@@ -111,20 +111,17 @@ impl RepoKey {
     }
 }
 
-/// A web link to `path` at `commit` for repositories on a known forge; `None` otherwise.
+/// A web link to `path` at `commit` for repositories on a known forge; `None` otherwise. The
+/// remote is read and the forge detected exactly as `edit` reads them for a pull request.
 pub fn file_link(url: &str, commit: &str, path: &str) -> Option<String> {
-    let Parsed::Remote { host, path: repo } = parse(url)? else {
-        return None;
-    };
-    // The forge as `edit` detects it for a pull request (one answer for both).
-    let forge = crate::forge::detect(host)?;
-    let repo = strip_git_suffix(repo.trim_start_matches('/'));
-    if repo.is_empty() {
-        return None;
-    }
-    let base = format!("https://{}/{}", host.to_ascii_lowercase(), repo);
+    let forge = crate::forge::Forge::from_remote(url, None, None).ok()?;
+    let base = format!(
+        "{}/{}",
+        forge.web_url.trim_end_matches('/'),
+        forge.full_name()
+    );
     let path = path.trim_start_matches('/');
-    Some(match forge {
+    Some(match forge.kind {
         ForgeKind::GitHub => format!("{base}/blob/{commit}/{path}"),
         ForgeKind::GitLab => format!("{base}/-/blob/{commit}/{path}"),
         ForgeKind::Gitea | ForgeKind::Forgejo => format!("{base}/src/commit/{commit}/{path}"),
