@@ -727,7 +727,7 @@ impl Context {
 
     fn chart_templates(
         &self,
-        source: &locate::Source,
+        source: &locate::Followed,
         dir: &str,
     ) -> Result<Vec<helm::Template>, Error> {
         let (ws, origin) = self.workspace(source)?;
@@ -754,7 +754,7 @@ impl Context {
     /// for git to apply), else the cache clone.
     fn workspace(
         &self,
-        source: &locate::Source,
+        source: &locate::Followed,
     ) -> Result<(Workspace, crate::git::RepoOrigin), Error> {
         let top = |dir: &std::path::Path| -> Option<PathBuf> {
             let repo = gix::discover(dir).ok()?;
@@ -794,7 +794,7 @@ impl Context {
     }
 
     /// Brings the clone up to date and picks the branch and the commit to change.
-    fn place(&self, source: &locate::Source) -> Result<Place, Error> {
+    fn place(&self, source: &locate::Followed) -> Result<Place, Error> {
         let applier = &self.located.applier;
         if let Some(what) = &source.not_a_branch
             && self.flags.base.is_none()
@@ -922,7 +922,7 @@ impl Context {
         })
     }
 
-    fn manifests(&self, builds: &[(locate::Source, manifest::Build)]) -> Result<(), Error> {
+    fn manifests(&self, builds: &[(locate::Followed, manifest::Build)]) -> Result<(), Error> {
         let mut last_err = None;
         for (source, build) in builds {
             let place = self.place(source)?;
@@ -1010,7 +1010,7 @@ impl Context {
 
     fn change(
         &self,
-        source: &locate::Source,
+        source: &locate::Followed,
         build: &manifest::Build,
         place: Place,
         entry: manifest::Entry,
@@ -1138,7 +1138,7 @@ impl Context {
     /// Commit, push and pull request, saving the work when a step fails.
     fn deliver(
         &self,
-        source: &locate::Source,
+        source: &locate::Followed,
         place: &Place,
         pr_target: PrTarget,
         old: &Value,
@@ -1291,7 +1291,7 @@ impl Context {
 
     /// The forge and the token: both needed to open a pull request; with `--no-pr` or `--local`
     /// the forge only gives the URL to open one by hand (and may be unknown).
-    fn pr_target(&self, source: &locate::Source, ws: &Workspace) -> Result<PrTarget, Error> {
+    fn pr_target(&self, source: &locate::Followed, ws: &Workspace) -> Result<PrTarget, Error> {
         let forge = Forge::from_remote(
             &source.url,
             self.forge_kind,

@@ -21,9 +21,10 @@ const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
 const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
 
-/// The Git source an owner follows, as a change needs it.
+/// The Git source an owner follows, as a change needs it: its URL and the branch it follows
+/// (where `crate::locate::Source` says where manifests come from).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
+pub struct Followed {
     pub url: String,
     /// The branch the agent follows; `None` when it follows the remote's default branch (Argo CD
     /// `HEAD`).
@@ -42,7 +43,7 @@ pub struct HelmChart {
     /// Where the values are in the release (`spec.values`).
     pub values_field: Vec<String>,
     /// The chart's directory in a Git source, when it is in Git.
-    pub git: Option<(Source, String)>,
+    pub git: Option<(Followed, String)>,
     /// How the chart is named (`the chart ./charts/web from GitRepository flux-system/platform`).
     pub chart: String,
 }
@@ -51,7 +52,7 @@ pub struct HelmChart {
 #[derive(Debug, Clone)]
 pub enum Definer {
     /// Manifests in Git, built from a path (Argo CD multi-source applications have several).
-    Manifests(Vec<(Source, Build)>),
+    Manifests(Vec<(Followed, Build)>),
     /// A Helm chart.
     Helm(HelmChart),
 }
@@ -212,8 +213,8 @@ async fn branch_of(
     cluster: &Cluster,
     src: &locate::Source,
     applied: &Revision,
-) -> Result<Source, Error> {
-    let mut out = Source {
+) -> Result<Followed, Error> {
+    let mut out = Followed {
         url: src.url.clone(),
         branch: None,
         not_a_branch: None,

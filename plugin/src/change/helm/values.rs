@@ -12,7 +12,7 @@ use super::{
     ChartTemplate, Mapping, Names, Template, Which, field_line, map_field, split_repo_tag,
 };
 use crate::Error;
-use crate::change::locate::Source;
+use crate::change::locate::Followed;
 use crate::change::verb::Verb;
 use crate::change::{AttemptError, Context, PrTarget, Prepared, cleaned, edit, to_yaml, warn};
 use crate::change::{diff, diff::FileChange};
@@ -50,7 +50,7 @@ impl Context {
     /// chart, the values the source gives the chart.
     pub(in crate::change) fn manifests_or_values(
         &self,
-        builds: &[(Source, Build)],
+        builds: &[(Followed, Build)],
     ) -> Result<(), Error> {
         for (i, (source, build)) in builds.iter().enumerate() {
             let Some(h) = self.located.charts.get(i).and_then(Option::as_ref) else {
@@ -66,7 +66,7 @@ impl Context {
     /// Whether the source renders a chart, read in the clone without fetching: at the applied
     /// commit, else at the clone's view of the branch. When the clone cannot tell, the
     /// manifests are tried (they say so when they meet a chart).
-    fn renders_chart(&self, source: &Source, build: &Build, h: &ArgoHelm) -> bool {
+    fn renders_chart(&self, source: &Followed, build: &Build, h: &ArgoHelm) -> bool {
         let Ok((ws, origin)) = self.workspace(source) else {
             return false;
         };
@@ -89,7 +89,7 @@ impl Context {
             .unwrap_or(false)
     }
 
-    fn values_change(&self, source: &Source, build: &Build, h: &ArgoHelm) -> Result<(), Error> {
+    fn values_change(&self, source: &Followed, build: &Build, h: &ArgoHelm) -> Result<(), Error> {
         let place = self.place(source)?;
         let pr_target = if self.flags.dry_run {
             PrTarget::default()
