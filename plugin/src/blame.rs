@@ -8,6 +8,7 @@ pub mod fields;
 
 use std::collections::HashMap;
 
+use clap::Args;
 use gitops_guard_core::diff::Seg;
 use gitops_guard_core::{Config, decide};
 use serde::Serialize;
@@ -16,15 +17,31 @@ use serde_json::{Map, Value};
 use crate::Error;
 use crate::change::overrides::{Overrides, OwnerSetter};
 use crate::change::target::{self, Setter};
-use crate::cli::session::Session;
-use crate::cli::{BlameArgs, DetailFormat, Global, type_and_name};
 use crate::git::CommitInfo;
 use crate::locate::{self, Drift, Location};
 use crate::manifest::Transform;
 use crate::manifest::yaml::{Node, NodeValue, Style, parse_documents};
-use crate::output;
+use crate::object_args::type_and_name;
+use crate::output::{self, DetailFormat};
+use crate::session::{Global, Session};
 use crate::splice::PathSegment;
 use fields::{Manager, Role, Step};
+
+/// `blame` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct BlameArgs {
+    /// TYPE/NAME, or TYPE NAME.
+    #[arg(value_name = "TYPE/NAME")]
+    pub resource: String,
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: DetailFormat,
+    /// Also print fields nobody set (server defaults).
+    #[arg(long)]
+    pub show_defaults: bool,
+}
 
 /// Metadata the server maintains: never printed.
 const SERVER_METADATA: &[&str] = &[

@@ -40,11 +40,10 @@ use serde_json::Value;
 use gix::ObjectId;
 
 use crate::Error;
-use crate::cli::Global;
-use crate::cli::session::Session;
 use crate::forge::{self, Environment, Forge, ForgeKind, PullRequestOptions};
 use crate::git::{RepoFinder, cache::default_cache_dir};
 use crate::manifest::{self, Found, Wanted};
+use crate::session::{Global, Session};
 use crate::splice::{self, Change};
 
 use commit::{CommitRepo, NewCommit, Workspace};

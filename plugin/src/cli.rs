@@ -2,44 +2,18 @@
 //! `--context`, `-n`, `-A`, `-l`, `-o`). Verbs are one clap enum so new ones (edit, scale, set
 //! image, patch, label, annotate, break-glass, exceptions) slot in next to these.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::Error;
 
-pub mod session;
-
-/// Options every verb takes.
-#[derive(Debug, Clone, Args)]
-pub struct Global {
-    /// Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use.
-    #[arg(long, global = true, value_name = "NAME")]
-    pub context: Option<String>,
-    /// Namespace (default: the context's namespace).
-    #[arg(short = 'n', long, global = true, value_name = "NS")]
-    pub namespace: Option<String>,
-    /// A clone of a source repository to read instead of the cache (repeatable). Matched to
-    /// sources by its remotes; a single --repo is used for every source when no remote matches.
-    #[arg(long = "repo", global = true, value_name = "PATH")]
-    pub repos: Vec<PathBuf>,
-    /// The guard's config file (for agent and Argo CD settings); default: built-in defaults.
-    #[arg(long = "guard-config", global = true, value_name = "FILE")]
-    pub guard_config: Option<PathBuf>,
-}
-
-/// Output formats of `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Wide,
-    Json,
-    Yaml,
-}
+pub use crate::blame::BlameArgs;
+pub use crate::exceptions::{BreakGlassArgs, ExceptionsArgs};
+pub use crate::output::{DetailFormat, Format};
+pub use crate::session::{self, Global};
+pub use crate::status::StatusArgs;
+pub use crate::trace::TraceArgs;
 
 /// `kubectl gitops`: which Git commit owns each live resource.
 #[derive(Debug, Parser)]
@@ -149,97 +123,6 @@ Exit status: 1 when any finding is `fail`, else 0.")]
   kubectl gitops completion zsh > \"${fpath[1]}/_kubectl-gitops\"
   kubectl gitops completion fish > ~/.config/fish/completions/kubectl-gitops.fish")]
     Completion(CompletionArgs),
-}
-
-/// `status` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct StatusArgs {
-    /// TYPE, TYPE/NAME, TYPE1,TYPE2 or TYPE NAME... as with kubectl get (default: every type).
-    #[arg(value_name = "TYPE[/NAME]")]
-    pub resources: Vec<String>,
-    /// List objects in all namespaces (and cluster-scoped ones).
-    #[arg(short = 'A', long = "all-namespaces")]
-    pub all_namespaces: bool,
-    /// Label selector, e.g. app=web.
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value = "table")]
-    pub output: Format,
-    /// Also list objects no GitOps agent manages.
-    #[arg(long)]
-    pub all: bool,
-}
-
-/// Output formats of `trace` and `blame`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DetailFormat {
-    Text,
-    Json,
-    Yaml,
-}
-
-/// `trace` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct TraceArgs {
-    /// TYPE/NAME, or TYPE NAME.
-    #[arg(value_name = "TYPE/NAME")]
-    pub resource: String,
-    #[arg(value_name = "NAME")]
-    pub name: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value = "text")]
-    pub output: DetailFormat,
-}
-
-/// `blame` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct BlameArgs {
-    /// TYPE/NAME, or TYPE NAME.
-    #[arg(value_name = "TYPE/NAME")]
-    pub resource: String,
-    #[arg(value_name = "NAME")]
-    pub name: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value = "text")]
-    pub output: DetailFormat,
-    /// Also print fields nobody set (server defaults).
-    #[arg(long)]
-    pub show_defaults: bool,
-}
-
-/// `break-glass` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct BreakGlassArgs {
-    /// TYPE/NAME, or ns/NAME for every object in a namespace.
-    #[arg(value_name = "TYPE/NAME")]
-    pub resource: String,
-    /// How long the window stays open, e.g. 30m, 1h (at most the guard's breakGlass.maxDuration).
-    #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
-    pub duration: String,
-    /// Why Git cannot be used right now (required to open a window).
-    #[arg(long, required_unless_present = "close")]
-    pub reason: Option<String>,
-    /// An incident or ticket reference.
-    #[arg(long)]
-    pub ticket: Option<String>,
-    /// End the window now.
-    #[arg(long, conflicts_with_all = ["reason", "ticket"])]
-    pub close: bool,
-}
-
-/// `exceptions` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct ExceptionsArgs {
-    /// Look in all namespaces (and at cluster-scoped objects).
-    #[arg(short = 'A', long = "all-namespaces")]
-    pub all_namespaces: bool,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value = "table")]
-    pub output: crate::exceptions::Format,
-    /// Also list windows that ended less than this long ago.
-    #[arg(long, value_name = "DURATION", default_value = "24h")]
-    pub expired_within: String,
 }
 
 /// `doctor` arguments.

@@ -30,10 +30,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::Error;
-use crate::cli::session::Session;
-use crate::cli::{DoctorArgs, Global};
+use crate::cli::DoctorArgs;
 use crate::cluster::Cluster;
 use crate::output::{self, Table};
+use crate::session::{Global, Session};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

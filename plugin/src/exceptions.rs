@@ -10,15 +10,49 @@ pub mod break_glass;
 
 use std::io::Write;
 
+use clap::Args;
 use gitops_guard_core::exception::{self, Window};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::Error;
-use crate::cli::session::Session;
-use crate::cli::{BreakGlassArgs, ExceptionsArgs, Global};
 use crate::cluster::Cluster;
 use crate::output::{self, Table, age};
+use crate::session::{Global, Session};
+
+/// `break-glass` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct BreakGlassArgs {
+    /// TYPE/NAME, or ns/NAME for every object in a namespace.
+    #[arg(value_name = "TYPE/NAME")]
+    pub resource: String,
+    /// How long the window stays open, e.g. 30m, 1h (at most the guard's breakGlass.maxDuration).
+    #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
+    pub duration: String,
+    /// Why Git cannot be used right now (required to open a window).
+    #[arg(long, required_unless_present = "close")]
+    pub reason: Option<String>,
+    /// An incident or ticket reference.
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// End the window now.
+    #[arg(long, conflicts_with_all = ["reason", "ticket"])]
+    pub close: bool,
+}
+
+/// `exceptions` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ExceptionsArgs {
+    /// Look in all namespaces (and at cluster-scoped objects).
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: crate::exceptions::Format,
+    /// Also list windows that ended less than this long ago.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub expired_within: String,
+}
 
 /// Field managers of the agents and of Kubernetes itself: changes by them are not hand edits.
 const MACHINE_MANAGERS: &[&str] = &[

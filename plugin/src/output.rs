@@ -2,9 +2,27 @@
 
 use std::io::Write;
 
+use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::Error;
+
+/// Output formats of `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+/// Output formats of `trace` and `blame`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DetailFormat {
+    Text,
+    Json,
+    Yaml,
+}
 
 /// A table: a header row and rows of cells, printed with columns separated by at least three
 /// spaces (as kubectl prints). The last column is not padded.

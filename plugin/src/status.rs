@@ -4,20 +4,41 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
+use clap::Args;
 use gitops_guard_core::owner::OwnerRef;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::Error;
 use crate::blame::{self, Context};
-use crate::cli::session::Session;
-use crate::cli::{Format, Global, StatusArgs};
 use crate::cluster::Resource;
 use crate::git::revision;
 use crate::locate::{self, Drift, Location, OwnerCache, Planned};
 use crate::manifest::yaml::{Document, parse_documents};
 use crate::object_args::{Selection, selection};
+use crate::output::Format;
 use crate::output::{self, Table};
+use crate::session::{Global, Session};
+
+/// `status` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// TYPE, TYPE/NAME, TYPE1,TYPE2 or TYPE NAME... as with kubectl get (default: every type).
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// List objects in all namespaces (and cluster-scoped ones).
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Label selector, e.g. app=web.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Format,
+    /// Also list objects no GitOps agent manages.
+    #[arg(long)]
+    pub all: bool,
+}
 
 fn controlled(v: &Value) -> bool {
     v.pointer("/metadata/ownerReferences")

@@ -1,13 +1,28 @@
 //! `kubectl gitops trace`: the whole chain for one object, object → owner(s) → source → applied
 //! commit → file → the commit that last changed it, with a link to the file at that commit.
 
+use clap::Args;
+
 use crate::Error;
-use crate::cli::session::Session;
-use crate::cli::{DetailFormat, Global, TraceArgs, type_and_name};
 use crate::git::revision;
 use crate::locate::{self, Location};
-use crate::output;
+use crate::object_args::type_and_name;
+use crate::output::{self, DetailFormat};
+use crate::session::{Global, Session};
 use crate::status::{drift_cell, fill_drift};
+
+/// `trace` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// TYPE/NAME, or TYPE NAME.
+    #[arg(value_name = "TYPE/NAME")]
+    pub resource: String,
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: DetailFormat,
+}
 
 /// The chain as an indented tree.
 pub fn render(l: &Location, now: jiff::Timestamp) -> String {

@@ -1,16 +1,37 @@
 //! What every verb sets up: the guard config, an async runtime for the cluster, the cluster
 //! connection with discovery, the namespace, and the repository finder.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Args;
 use gitops_guard_core::Config;
 use serde_json::Value;
 
-use super::Global;
 use crate::Error;
 use crate::cluster::{self, Cluster, Resource};
 use crate::git::RepoFinder;
 use crate::git::cache::default_cache_dir;
+
+/// Options every verb takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace (default: the context's namespace).
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// A clone of a source repository to read instead of the cache (repeatable). Matched to
+    /// sources by its remotes; a single --repo is used for every source when no remote matches.
+    #[arg(long = "repo", global = true, value_name = "PATH")]
+    pub repos: Vec<PathBuf>,
+    /// The guard's config file (for agent and Argo CD settings); default: built-in defaults.
+    #[arg(long = "guard-config", global = true, value_name = "FILE")]
+    pub guard_config: Option<PathBuf>,
+}
 
 /// A verb's working state.
 pub struct Session {
