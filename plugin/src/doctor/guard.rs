@@ -231,6 +231,35 @@ fn webhook_findings(
             ),
         ));
     }
+    let conditions = webhook
+        .get("matchConditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| !c.is_empty());
+    if policy == "Fail" && !conditions {
+        let (finding, fix) = match minor {
+            Some(m) if m >= 28 => (
+                "failurePolicy Fail without matchConditions".to_string(),
+                "helm upgrade gitops-guard charts/gitops-guard --reuse-values  # the chart renders matchConditions from 1.28 on".to_string(),
+            ),
+            _ => (
+                format!(
+                    "failurePolicy Fail, and {} has no matchConditions (1.28+)",
+                    minor.map_or("this server".to_string(), |m| format!("Kubernetes 1.{m}"))
+                ),
+                format!(
+                    "keep two guard replicas and a PodDisruptionBudget; in an outage, kubectl delete validatingwebhookconfiguration {config} switches this entry off"
+                ),
+            ),
+        };
+        out.push(Finding::new(
+            Severity::Warn,
+            CHECK,
+            &subject,
+            finding,
+            "while the guard is down, every write this entry routes is refused, Kubernetes' own controllers' and the agents' too",
+            fix,
+        ));
+    }
     let timeout = webhook
         .get("timeoutSeconds")
         .and_then(Value::as_i64)
@@ -573,6 +602,7 @@ mod tests {
 
     fn webhook(extra: Value) -> Value {
         let mut w = json!({"name": WEBHOOK_NAME, "failurePolicy": "Fail", "timeoutSeconds": 3,
+            "matchConditions": [{"name": "skip-kubernetes", "expression": "true"}],
             "clientConfig": {"service": {"namespace": "gitops-guard", "name": "gitops-guard"}}});
         if let (Some(w), Some(extra)) = (w.as_object_mut(), extra.as_object()) {
             w.extend(extra.clone());
@@ -629,12 +659,51 @@ mod tests {
             severities(&check(&[vwc("gg-custody", slow)], Some(20), &[])),
             vec![(Severity::Warn, "timeoutSeconds 30".to_string())]
         );
+        // Unset: the API server's defaults, failurePolicy Fail and timeoutSeconds 10.
         let unset = json!({"name": WEBHOOK_NAME});
         assert_eq!(
             severities(&check(&[vwc("gg-custody", unset)], Some(20), &[])),
-            vec![(Severity::Warn, "timeoutSeconds 10".to_string())]
+            vec![
+                (
+                    Severity::Warn,
+                    "failurePolicy Fail, and Kubernetes 1.20 has no matchConditions (1.28+)"
+                        .to_string()
+                ),
+                (Severity::Warn, "timeoutSeconds 10".to_string())
+            ]
         );
         assert_eq!(check(&[], Some(20), &[])[0].severity, Severity::Fail);
+    }
+
+    #[test]
+    fn fail_without_match_conditions_blocks_kubernetes_too() {
+        let bare = webhook(json!({"matchConditions": []}));
+        let old = check(&[vwc("gg-custody", bare.clone())], Some(20), &[]);
+        assert_eq!(
+            severities(&old),
+            vec![(
+                Severity::Warn,
+                "failurePolicy Fail, and Kubernetes 1.20 has no matchConditions (1.28+)"
+                    .to_string()
+            )]
+        );
+        assert!(
+            old[0]
+                .fix
+                .contains("kubectl delete validatingwebhookconfiguration gg-custody")
+        );
+        assert_eq!(
+            severities(&check(&[vwc("gg-custody", bare)], Some(30), &[])),
+            vec![(
+                Severity::Warn,
+                "failurePolicy Fail without matchConditions".to_string()
+            )]
+        );
+        let ignore = webhook(json!({"matchConditions": [], "failurePolicy": "Ignore"}));
+        assert_eq!(
+            check(&[vwc("gg-neighbours", ignore)], Some(20), &[])[0].severity,
+            Severity::Ok
+        );
     }
 
     #[test]
