@@ -223,14 +223,16 @@ async fn server_minor(cluster: &Cluster) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// Every Kustomization and HelmRelease (where the cluster serves them); one that cannot be listed
-/// is said as a check that did not run.
-async fn flux_owners(cluster: &Cluster, findings: &mut Vec<Finding>) -> Vec<Value> {
+/// Every object of these kinds (group, kind) the cluster serves; a kind that cannot be listed is
+/// said as `check` not having run.
+async fn list_kinds(
+    cluster: &Cluster,
+    kinds: &[(&str, &str)],
+    check: &str,
+    findings: &mut Vec<Finding>,
+) -> Vec<Value> {
     let mut out = Vec::new();
-    for (group, kind) in [
-        ("kustomize.toolkit.fluxcd.io", "Kustomization"),
-        ("helm.toolkit.fluxcd.io", "HelmRelease"),
-    ] {
+    for (group, kind) in kinds {
         let Some(r) = cluster.resource_for(group, kind).cloned() else {
             continue;
         };
@@ -239,14 +241,27 @@ async fn flux_owners(cluster: &Cluster, findings: &mut Vec<Finding>) -> Vec<Valu
             Err(e) => findings.push(Finding::new(
                 Severity::Warn,
                 "access",
-                "check become-agent (tenants)",
+                format!("check {check}"),
                 format!("not run for {kind}s: {e}"),
-                "who can act as the service accounts they name is unknown",
+                "what it looks for is unknown, not absent",
                 format!("kubectl auth can-i list {} -A", r.api.plural),
             )),
         }
     }
     out
+}
+
+/// `Kind.group` → the resource the cluster serves for it.
+fn served(cluster: &Cluster, kind_dot_group: &str) -> Option<guard::Served> {
+    let (kind, group) = kind_dot_group
+        .split_once('.')
+        .unwrap_or((kind_dot_group, ""));
+    let r = cluster.resource_for(group, kind)?;
+    Some(guard::Served {
+        group: r.api.group.clone(),
+        plural: r.api.plural.clone(),
+        namespaced: r.namespaced,
+    })
 }
 
 /// The guard's config from its ConfigMap (`data["config.yaml"]`, as the chart writes it).
@@ -334,6 +349,25 @@ pub async fn diagnose(
 ) -> Result<Vec<Finding>, Error> {
     let mut findings = Vec::new();
     let minor = server_minor(cluster).await;
+    // The owners: Flux's (tenant accounts, managed kinds) and Argo CD's (managed kinds).
+    let mut owner_findings = Vec::new();
+    let flux_owners = list_kinds(
+        cluster,
+        &[
+            ("kustomize.toolkit.fluxcd.io", "Kustomization"),
+            ("helm.toolkit.fluxcd.io", "HelmRelease"),
+        ],
+        "guard (managed kinds), become-agent (tenants)",
+        &mut owner_findings,
+    )
+    .await;
+    let applications = list_kinds(
+        cluster,
+        &[("argoproj.io", "Application")],
+        "guard (managed kinds)",
+        &mut owner_findings,
+    )
+    .await;
 
     // The guard is there.
     let vwc_group = "admissionregistration.k8s.io";
@@ -381,6 +415,12 @@ pub async fn diagnose(
             .as_ref()
             .map_or("gitops-guard", |l| l.namespace.as_str());
         findings.extend(guard::scale_coverage(&configs, &scalable, namespace));
+        let owners: Vec<Value> = flux_owners.iter().chain(&applications).cloned().collect();
+        findings.extend(guard::kind_coverage(
+            &configs,
+            &guard::managed_kinds(&owners),
+            |k| served(cluster, k),
+        ));
         if let Some(loc) = &location {
             let pdbs = match cluster
                 .resource_for("policy", "PodDisruptionBudget")
@@ -413,6 +453,7 @@ pub async fn diagnose(
             .collect();
     }
 
+    findings.extend(owner_findings);
     let config = &effective_config(cluster, given, location.as_ref(), &mut findings).await;
 
     // Who can become the agent, and who can switch the guard off.
@@ -438,8 +479,7 @@ pub async fn diagnose(
             }
         }
         findings.extend(access::become_agent(&policy, config));
-        let owners = flux_owners(cluster, &mut findings).await;
-        let tenants = access::tenant_accounts(&owners, &config.flux.default_service_account);
+        let tenants = access::tenant_accounts(&flux_owners, &config.flux.default_service_account);
         findings.extend(access::tenants(&policy, config, &tenants, minor));
         findings.extend(access::switch_off(
             &policy,

@@ -307,6 +307,20 @@ subjects:
 "#,
     );
 
+    // What the tenant's Kustomization applied (its inventory).
+    cluster
+        .patch_status(
+            User::Admin,
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+            "team-a",
+            "apps",
+            r#"{"inventory": {"entries": [
+                {"id": "team-a_web_apps_Deployment", "v": "v1"},
+                {"id": "team-a_api_apps_Deployment", "v": "v1"},
+                {"id": "team-a_web-env__ConfigMap", "v": "v1"}]}}"#,
+        )
+        .ok();
+
     let out = gitops(&cluster, dir.path(), &["doctor", "-o", "json"]);
     assert_eq!(out.code, 1, "a fail finding exits 1:\n{out}");
     let all = findings(&out);
@@ -361,6 +375,18 @@ subjects:
             "fix": "kubectl patch validatingwebhookconfiguration gitops-guard-custody --type=json -p '[{\"op\":\"remove\",\"path\":\"/webhooks/0/namespaceSelector/matchExpressions/0\"}]'  # and list those namespaces in the guard config's excludedNamespaces (the chart does both on < 1.21)",
         })
     );
+    // Kinds the owners apply that no webhook routes: a fail each.
+    assert_eq!(
+        row(&all, "guard", "Deployment.apps"),
+        json!({
+            "severity": "fail",
+            "check": "guard",
+            "subject": "Deployment.apps",
+            "finding": "2 managed object(s) of this kind; no webhook of the guard routes deployments.apps",
+            "fix": "helm upgrade gitops-guard charts/gitops-guard --reuse-values --set webhook.labelledResources=all  # or list deployments.apps in webhook.rules",
+        })
+    );
+    assert_eq!(row(&all, "guard", "ConfigMap")["severity"], "fail");
     // mallory may impersonate any service account, the tenant's too.
     assert_eq!(
         row_starting(

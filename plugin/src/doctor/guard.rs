@@ -482,6 +482,110 @@ pub fn availability(loc: &Location, deployment: Option<&Value>, pdbs: &[Value]) 
     out
 }
 
+/// The kinds the GitOps owners apply (`Kind.group`, from a Kustomization's inventory or an
+/// Application's resources, as the guard reads them), with how many objects of each.
+pub fn managed_kinds(owners: &[Value]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for o in owners {
+        let Some(kind) = o
+            .get("kind")
+            .and_then(Value::as_str)
+            .and_then(gitops_guard_core::custody::kind_named)
+        else {
+            continue;
+        };
+        for k in gitops_guard_core::custody::custody_info(kind, o, Vec::new()).applies {
+            *out.entry(k).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// A served resource: group, plural, whether it is namespaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub group: String,
+    pub plural: String,
+    pub namespaced: bool,
+}
+
+/// Whether a webhook's rules route writes (UPDATE) of the resource itself, as the API server
+/// matches rules (selectors aside: the owners' objects carry the labels the entries select on).
+pub fn routes_writes(webhook: &Value, target: &Served) -> bool {
+    webhook
+        .get("rules")
+        .and_then(Value::as_array)
+        .is_some_and(|rules| {
+            rules.iter().any(|rule| {
+                let has = |key: &str, wanted: &[&str]| {
+                    strings(rule, key)
+                        .iter()
+                        .any(|v| wanted.contains(&v.as_str()))
+                };
+                let scope = rule.get("scope").and_then(Value::as_str).unwrap_or("*");
+                has("operations", &["UPDATE", "*"])
+                    && has("apiGroups", &["*", &target.group])
+                    && has("resources", &["*", "*/*", &target.plural])
+                    && match scope {
+                        "Namespaced" => target.namespaced,
+                        "Cluster" => !target.namespaced,
+                        _ => true,
+                    }
+            })
+        })
+}
+
+/// Check `guard`, coverage: every kind the owners apply is routed to the guard by some webhook.
+/// `resolve`: `Kind.group` → the served resource (`None`: not served, left out).
+pub fn kind_coverage(
+    configs: &[Value],
+    kinds: &BTreeMap<String, usize>,
+    resolve: impl Fn(&str) -> Option<Served>,
+) -> Vec<Finding> {
+    if configs.is_empty() || kinds.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut routed = 0;
+    for (kind, count) in kinds {
+        let Some(target) = resolve(kind) else {
+            continue;
+        };
+        if configs
+            .iter()
+            .flat_map(webhooks)
+            .any(|w| routes_writes(w, &target))
+        {
+            routed += 1;
+            continue;
+        }
+        let resource = if target.group.is_empty() {
+            target.plural.clone()
+        } else {
+            format!("{}.{}", target.plural, target.group)
+        };
+        out.push(Finding::new(
+            Severity::Fail,
+            CHECK,
+            kind.clone(),
+            format!("{count} managed object(s) of this kind; no webhook of the guard routes {resource}"),
+            "changes to them never reach the guard: anyone allowed to edit them edits what Git declares",
+            format!("helm upgrade gitops-guard charts/gitops-guard --reuse-values --set webhook.labelledResources=all  # or list {resource} in webhook.rules"),
+        ));
+    }
+    if out.is_empty() {
+        out.push(Finding::new(
+            Severity::Ok,
+            CHECK,
+            "managed kinds",
+            format!("every kind the owners apply ({routed}) is routed to the guard"),
+            "changes to managed objects reach the guard",
+            "",
+        ));
+    }
+    out
+}
+
 /// A kind with a `/scale` subresource, as discovery lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scalable {
@@ -904,6 +1008,71 @@ mod tests {
             label_exclusion(&[vwc("gg", webhook(json!({})))], Some(20)),
             None
         );
+    }
+
+    #[test]
+    fn kinds_the_owners_apply_are_routed() {
+        let owners = [
+            json!({"kind": "Kustomization", "metadata": {"namespace": "team-a", "name": "apps"},
+                   "status": {"inventory": {"entries": [
+                       {"id": "team-a_web_apps_Deployment", "v": "v1"},
+                       {"id": "team-a_api_apps_Deployment", "v": "v1"},
+                       {"id": "team-a_web-env__ConfigMap", "v": "v1"}]}}}),
+            json!({"kind": "Application", "metadata": {"namespace": "argocd", "name": "web"},
+                   "status": {"resources": [{"group": "networking.k8s.io", "kind": "Ingress", "namespace": "prod", "name": "web"}]}}),
+            json!({"kind": "ConfigMap", "metadata": {"name": "not-an-owner"}}),
+        ];
+        let kinds = managed_kinds(&owners);
+        let as_vec = |m: &BTreeMap<String, usize>| {
+            m.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            as_vec(&kinds),
+            vec![
+                ("ConfigMap".to_string(), 1),
+                ("Deployment.apps".to_string(), 2),
+                ("Ingress.networking.k8s.io".to_string(), 1)
+            ]
+        );
+        let resolve = |k: &str| {
+            let (group, plural) = match k {
+                "ConfigMap" => ("", "configmaps"),
+                "Deployment.apps" => ("apps", "deployments"),
+                "Ingress.networking.k8s.io" => ("networking.k8s.io", "ingresses"),
+                _ => return None,
+            };
+            Some(Served {
+                group: group.into(),
+                plural: plural.into(),
+                namespaced: true,
+            })
+        };
+        let rules = json!({"rules": [
+            {"apiGroups": ["", "apps"], "resources": ["configmaps", "deployments"], "operations": ["CREATE", "UPDATE", "DELETE"], "scope": "*"},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "operations": ["UPDATE"]}]});
+        let found = kind_coverage(&[vwc("gg-flux-kustomize", webhook(rules))], &kinds, resolve);
+        assert_eq!(
+            found
+                .iter()
+                .map(|f| (f.severity, f.subject.as_str(), f.finding.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(
+                Severity::Fail,
+                "Ingress.networking.k8s.io",
+                "1 managed object(s) of this kind; no webhook of the guard routes ingresses.networking.k8s.io"
+            )]
+        );
+        let everything =
+            json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "operations": ["*"]}]});
+        let all = kind_coverage(&[vwc("gg", webhook(everything))], &kinds, resolve);
+        assert_eq!(
+            (all[0].severity, all[0].finding.as_str()),
+            (
+                Severity::Ok,
+                "every kind the owners apply (3) is routed to the guard"
+            )
+        );
+        assert!(kind_coverage(&[], &kinds, resolve).is_empty());
     }
 
     #[test]
