@@ -25,6 +25,7 @@ mod command;
 mod gitops;
 mod http;
 mod pki;
+pub mod repo;
 mod webhook;
 
 pub use cluster::{Cluster, User, build_path, kubectl_program, target_profile_dir};

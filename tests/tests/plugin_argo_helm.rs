@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use gitops_guard_tests::repo::{cells, commit, git, row, short, write};
 use gitops_guard_tests::{Cluster, Out, User, build_path, run_command, target_profile_dir};
 
 const ARGO: &str = "system:serviceaccount:argocd:argocd-application-controller";
@@ -28,74 +29,6 @@ fn cluster() -> Cluster {
     c.kubectl(User::Admin, &["create", "namespace", "argocd"])
         .ok();
     c
-}
-
-fn git(dir: &Path, args: &[&str], env: &[(&str, String)]) -> String {
-    let mut cmd = Command::new("git");
-    cmd.args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = run_command(cmd, None, Duration::from_secs(60));
-    assert!(out.success(), "git {args:?}: {out}");
-    out.stdout.trim().to_string()
-}
-
-fn write(dir: &Path, path: &str, text: &str) {
-    let p = dir.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// Commits everything as `author`, `age_secs` ago; returns the full hash.
-fn commit(dir: &Path, author: &str, age_secs: i64, subject: &str) -> String {
-    git(dir, &["add", "-A"], &[]);
-    let date = format!("{} +0000", now() - age_secs);
-    let email = format!("{}@example.com", author.to_lowercase().replace(' ', "."));
-    let env = [
-        ("GIT_AUTHOR_NAME", author.to_string()),
-        ("GIT_AUTHOR_EMAIL", email),
-        ("GIT_AUTHOR_DATE", date.clone()),
-        ("GIT_COMMITTER_DATE", date),
-    ];
-    git(dir, &["commit", "-q", "-m", subject], &env);
-    git(dir, &["rev-parse", "HEAD"], &[])
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..7]
-}
-
-/// Table rows as cells (columns are separated by at least three spaces).
-fn cells(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .map(|l| {
-            l.split("   ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .collect()
-}
-
-fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
 }
 
 // ---- the repository ----

@@ -15,9 +15,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use gitops_guard_tests::{
-    Cluster, KUSTOMIZE_CONTROLLER, Out, User, kubectl_program, run_command, target_profile_dir,
-};
+use gitops_guard_tests::repo::{cells, commit, git, plugin_binary, row, short, write};
+use gitops_guard_tests::{Cluster, KUSTOMIZE_CONTROLLER, Out, User, kubectl_program, run_command};
 use serde_json::{Value, json};
 
 const SOURCE_WATCHER: &str = "system:serviceaccount:flux-system:source-watcher";
@@ -42,16 +41,6 @@ fn cluster() -> &'static Cluster {
     })
 }
 
-fn plugin_binary() -> PathBuf {
-    let bin = target_profile_dir().join("kubectl-gitops");
-    assert!(
-        bin.exists(),
-        "{} does not exist: build it first (`cargo build --workspace --bins`, as scripts/test-all does)",
-        bin.display()
-    );
-    bin
-}
-
 /// Runs kubectl-gitops with `--kubeconfig` (admin), in `cwd`, with its cache under `cache`.
 fn gitops(cwd: &Path, cache: &Path, args: &[&str]) -> Out {
     let mut cmd = Command::new(plugin_binary());
@@ -62,60 +51,6 @@ fn gitops(cwd: &Path, cache: &Path, args: &[&str]) -> Out {
         .env("XDG_CACHE_HOME", cache)
         .env_remove("KUBECONFIG");
     run_command(cmd, None, Duration::from_secs(120))
-}
-
-fn git(dir: &Path, args: &[&str], env: &[(&str, String)]) -> String {
-    let mut cmd = Command::new("git");
-    cmd.args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn write(dir: &Path, path: &str, text: &str) {
-    let p = dir.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// Commits everything as `author`, `age_secs` ago; returns the full hash.
-fn commit(dir: &Path, author: &str, age_secs: i64, subject: &str) -> String {
-    git(dir, &["add", "-A"], &[]);
-    let date = format!("{} +0000", now() - age_secs);
-    let email = format!("{}@example.com", author.to_lowercase().replace(' ', "."));
-    let env = [
-        ("GIT_AUTHOR_NAME", author.to_string()),
-        ("GIT_AUTHOR_EMAIL", email),
-        ("GIT_AUTHOR_DATE", date.clone()),
-        ("GIT_COMMITTER_DATE", date),
-    ];
-    git(dir, &["commit", "-q", "-m", subject], &env);
-    git(dir, &["rev-parse", "HEAD"], &[])
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..7]
 }
 
 /// A clone `<name>` with a bare remote `<name>.git` as its origin; returns (clone, remote URL).
@@ -256,24 +191,6 @@ fn admin_apply(yaml: &str) {
     cluster()
         .kubectl_stdin(User::Admin, &["apply", "-f", "-"], yaml)
         .ok();
-}
-
-/// Table rows as cells (columns are separated by at least three spaces; empty cells dropped).
-fn cells(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .map(|l| {
-            l.split("   ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .collect()
-}
-
-fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
 }
 
 // ---- the repository ----

@@ -8,24 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use gitops_guard_tests::{Cluster, Out, User, kubectl_program, run_command, target_profile_dir};
+use gitops_guard_tests::repo::{cells, commit, git, plugin_binary, row, short, write};
+use gitops_guard_tests::{Cluster, Out, User, kubectl_program, run_command};
 
 const FLUX_KS: &str = "system:serviceaccount:flux-system:kustomize-controller";
 const FLUX_HELM: &str = "system:serviceaccount:flux-system:helm-controller";
 const ARGO: &str = "system:serviceaccount:argocd:argocd-application-controller";
 
 // ---- helpers (test-local; the harness is shared) ----
-
-/// `target/<profile>/kubectl-gitops`, next to this test executable's `deps` directory.
-fn plugin_binary() -> PathBuf {
-    let bin = target_profile_dir().join("kubectl-gitops");
-    assert!(
-        bin.exists(),
-        "{} does not exist: build it first (`cargo build --workspace --bins`, as scripts/test-all does)",
-        bin.display()
-    );
-    bin
-}
 
 /// Runs kubectl-gitops with `--kubeconfig` (admin), in `cwd`, with its cache under `cache`.
 fn gitops(cluster: &Cluster, cwd: &Path, cache: &Path, args: &[&str]) -> Out {
@@ -38,60 +28,6 @@ fn gitops(cluster: &Cluster, cwd: &Path, cache: &Path, args: &[&str]) -> Out {
         .env("KUBECACHEDIR", cache.join("kube"))
         .env_remove("KUBECONFIG");
     run_command(cmd, None, Duration::from_secs(120))
-}
-
-fn git(dir: &Path, args: &[&str], env: &[(&str, String)]) -> String {
-    let mut cmd = Command::new("git");
-    cmd.args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn write(dir: &Path, path: &str, text: &str) {
-    let p = dir.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// Commits everything as `author`, `age_secs` ago; returns the full hash.
-fn commit(dir: &Path, author: &str, age_secs: i64, subject: &str) -> String {
-    git(dir, &["add", "-A"], &[]);
-    let date = format!("{} +0000", now() - age_secs);
-    let email = format!("{}@example.com", author.to_lowercase().replace(' ', "."));
-    let env = [
-        ("GIT_AUTHOR_NAME", author.to_string()),
-        ("GIT_AUTHOR_EMAIL", email),
-        ("GIT_AUTHOR_DATE", date.clone()),
-        ("GIT_COMMITTER_DATE", date),
-    ];
-    git(dir, &["commit", "-q", "-m", subject], &env);
-    git(dir, &["rev-parse", "HEAD"], &[])
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..7]
 }
 
 /// YAML manifests → JSON objects, through kubectl (client-side dry run).
@@ -147,24 +83,6 @@ fn edit_as_developer(cluster: &Cluster, resource: &str, ns: &str, sed: &str) {
             &["edit", resource, "-n", ns],
         )
         .ok();
-}
-
-/// Table rows as cells (columns are separated by at least three spaces).
-fn cells(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .map(|l| {
-            l.split("   ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .collect()
-}
-
-fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
 }
 
 // ---- the fleet repository ----
