@@ -384,7 +384,6 @@ pub async fn diagnose(
         findings.push(f);
     } else {
         let all = list_all(cluster, vwc_group, "ValidatingWebhookConfiguration").await?;
-
         let configs = guard::guard_configurations(&all);
         location = guard::location(&configs);
         let mut services = Vec::new();
