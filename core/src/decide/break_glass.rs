@@ -1,8 +1,11 @@
 //! Break-glass: windows opened, used and refused.
 
+use std::sync::LazyLock;
+
 use serde_json::Value;
 
 use super::{Ctx, Decision, Reason, Verdict, managed_fields_rewrite};
+use crate::diff::{FieldPath, Report, disallowed_changes_of};
 use crate::exception::{self, Window};
 use crate::owner::OwnerRef;
 use crate::review::Operation;
@@ -120,11 +123,55 @@ pub(super) fn break_glass_change(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> D
         ));
     }
     let username = &c.req.user.username;
-    let had_window = Window::from_annotations(&c.old_ann).is_some();
+    // The window is changed on its own: anything else in the same request would pass as
+    // break-glass bookkeeping, past the rules a change under a window still meets.
+    if c.req.operation == Operation::Update {
+        let (old_fields, new_fields) = c.field_sets();
+        let mut allowed = c.server_paths();
+        allowed.extend(WINDOW_PATHS.iter());
+        let other = disallowed_changes_of(old_fields, new_fields, &allowed, Report::All(8));
+        if !other.is_empty() {
+            return refuse(format!(
+                "a request that opens, extends or closes a window changes nothing else, and this one also changes {}: open the window first (kubectl gitops break-glass), then make the change under it",
+                other.join(", ")
+            ));
+        }
+        if let Some(d) = managed_fields_rewrite(c, owner) {
+            return d;
+        }
+    }
+    let old_window = Window::from_annotations(&c.old_ann);
     match Window::from_annotations(&c.new_ann) {
-        // Closed early, its record kept (`kubectl gitops break-glass --close`): the end moved to
-        // now or before, so that `exceptions` still lists what was changed under it.
-        Some(w) if had_window && w.until().is_ok_and(|u| u <= c.now) => {
+        // Closed early, its record kept (`kubectl gitops break-glass --close`): only the end
+        // moves, to now (a little clock skew allowed) and before the old end, never before the
+        // window was opened; reason, opener and ticket stay, so that `exceptions` still lists
+        // it and what was changed under it.
+        Some(w) if closing(old_window.as_ref(), &w, c.now) => {
+            let Some(old) = old_window else {
+                return refuse("there is no window to close".into());
+            };
+            if (&w.reason, &w.by, &w.ticket) != (&old.reason, &old.by, &old.ticket) {
+                return refuse(
+                    "closing a window keeps its reason, opener and ticket: only its end moves"
+                        .into(),
+                );
+            }
+            let opened = c
+                .old_record()
+                .ok()
+                .flatten()
+                .and_then(|record| serde_json::from_str::<Value>(record).ok())
+                .as_ref()
+                .and_then(exception::window_opened)
+                .and_then(|o| o.parse::<jiff::Timestamp>().ok());
+            if let (Some(opened), Ok(until)) = (opened, w.until())
+                && until < opened
+            {
+                return refuse(format!(
+                    "a window cannot end ({}) before it was opened ({opened})",
+                    w.until
+                ));
+            }
             let text = format!(
                 "break-glass window on {what} closed by {username} (ended {})",
                 w.until
@@ -152,6 +199,31 @@ pub(super) fn break_glass_change(c: &Ctx<'_, '_>, owner: Option<&OwnerRef>) -> D
         }
     }
 }
+
+/// How far ahead of the guard's clock a closing window's end may lie (the plugin dates it from
+/// the API server's clock and its own).
+const CLOSE_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
+
+/// Whether `new` closes `old` early: its end moves earlier than the old end, to about now.
+fn closing(old: Option<&Window>, new: &Window, now: jiff::Timestamp) -> bool {
+    let (Some(old), Ok(until)) = (old, new.until()) else {
+        return false;
+    };
+    let latest = now.checked_add(CLOSE_SKEW).unwrap_or(now);
+    old.until().is_ok_and(|old_until| until < old_until) && until <= latest
+}
+
+/// The annotations of a window, as field paths.
+static WINDOW_PATHS: LazyLock<Vec<FieldPath>> = LazyLock::new(|| {
+    exception::BREAK_GLASS_KEYS
+        .iter()
+        .map(|k| {
+            let mut p = FieldPath::keys(&["metadata", "annotations"]);
+            p.0.push(crate::diff::PatSeg::Key((*k).to_string()));
+            p
+        })
+        .collect()
+});
 
 /// A break-glass action: allowed, with the text as a warning, an audit annotation and an Event.
 fn recorded(text: String, owner: Option<OwnerRef>) -> Decision {

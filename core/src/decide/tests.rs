@@ -1494,7 +1494,17 @@ fn break_glass_windows() {
         ),
         (
             "a member opens a window",
-            req("UPDATE", "sam", Some(managed()), Some(open.clone())).groups(sre),
+            req(
+                "UPDATE",
+                "sam",
+                Some(managed()),
+                // The API server dates the entry that writes the window: now.
+                Some(dated(
+                    window(managed(), "2026-11-21T13:00:00Z", "db outage", "sam"),
+                    "2026-11-21T12:00:00Z",
+                )),
+            )
+            .groups(sre),
             Verdict::Warn,
             Reason::BreakGlass,
         ),
@@ -1641,6 +1651,113 @@ fn break_glass_windows() {
             .groups(sre),
             Verdict::Warn,
             Reason::BreakGlass,
+        ),
+        (
+            "a member opens a window and strips the owner's labels in the same request",
+            req(
+                "UPDATE",
+                "sam",
+                Some(managed()),
+                Some({
+                    let mut v = window(managed(), "2026-11-21T13:00:00Z", "db outage", "sam");
+                    v["metadata"]["labels"] = json!({});
+                    v
+                }),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
+            "a member closes a window and changes the image in the same request",
+            req(
+                "UPDATE",
+                "kim",
+                Some(open.clone()),
+                Some(with_image(
+                    window(managed(), "2026-11-21T12:00:00Z", "db outage", "sam"),
+                    "evil:1",
+                )),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
+            "a 'close' of a long-expired window that rewrites its opener and reason",
+            req(
+                "UPDATE",
+                "kim",
+                Some(window(
+                    managed(),
+                    "2020-01-01T00:00:00Z",
+                    "db outage",
+                    "sam",
+                )),
+                Some(window(
+                    managed(),
+                    "2019-01-01T00:00:00Z",
+                    "planned",
+                    "alice",
+                )),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
+            "a close that ends the window before it was opened (hiding what was done under it)",
+            req(
+                "UPDATE",
+                "kim",
+                Some(open.clone()),
+                Some(window(
+                    managed(),
+                    "2026-11-21T11:00:00Z",
+                    "db outage",
+                    "sam",
+                )),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
+        ),
+        (
+            "a close dated a few seconds ahead of the guard's clock (skew) still closes",
+            req(
+                "UPDATE",
+                "kim",
+                Some(open.clone()),
+                Some(window(
+                    managed(),
+                    "2026-11-21T12:00:10Z",
+                    "db outage",
+                    "sam",
+                )),
+            )
+            .groups(sre),
+            Verdict::Warn,
+            Reason::BreakGlass,
+        ),
+        (
+            "a 'close' that moves an expired window's end later is an opening, in the opener's name only",
+            req(
+                "UPDATE",
+                "kim",
+                Some(dated(
+                    window(managed(), "2026-11-21T11:59:00Z", "db outage", "sam"),
+                    "2026-11-21T11:00:00Z",
+                )),
+                Some(window(
+                    managed(),
+                    "2026-11-21T12:00:10Z",
+                    "db outage",
+                    "sam",
+                )),
+            )
+            .groups(sre),
+            Verdict::Deny,
+            Reason::BreakGlassRefused,
         ),
         (
             "a non-member closes the window early",
