@@ -629,3 +629,56 @@ fn a_kustomization_without_apiversion_and_kind_is_read() {
         (1, 1),
     );
 }
+
+/// A component two overlays use is shared like a base: its images entry is not changed for one
+/// overlay's object (the other overlay would change too); the change goes in the overlay.
+#[test]
+fn a_component_two_overlays_use_is_not_changed_for_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("platform");
+    support::init(&dir);
+    for (path, text) in [
+        ("apps/base/kustomization.yaml", BASE_KUSTOMIZATION),
+        ("apps/base/deployment.yaml", BASE_DEPLOYMENT),
+        (
+            "components/pin/kustomization.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nimages:\n  - name: ghcr.io/acme/web\n    newTag: 1.8.5\n",
+        ),
+        (
+            "apps/prod/kustomization.yaml",
+            "resources:\n  - ../base\ncomponents:\n  - ../../components/pin\n",
+        ),
+        (
+            "apps/staging/kustomization.yaml",
+            "resources:\n  - ../base\ncomponents:\n  - ../../components/pin\n",
+        ),
+    ] {
+        support::write(&dir, path, text);
+    }
+    let commit = support::commit_all(&dir, "component", "Ana", 0);
+    let f = Fixture {
+        _tmp: tmp,
+        dir,
+        commit,
+    };
+    let staging_before = kustomize(
+        &f,
+        &define(&f, "apps/staging", "web", "default"),
+        "apps/staging",
+    );
+    let def = route_and_check(
+        &f,
+        "apps/prod",
+        "web",
+        "default",
+        |v| container(v, 0)["image"] = json!("ghcr.io/acme/web:1.9.0"),
+        "apps/prod/kustomization.yaml",
+        (0, 8),
+    );
+    assert!(
+        def.notes[0].contains("components/pin/kustomization.yaml (also built by apps/staging)"),
+        "{:?}",
+        def.notes
+    );
+    assert_eq!(kustomize(&f, &def, "apps/staging"), staging_before);
+}

@@ -607,20 +607,37 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
     }
     // What else in the repository reads the files that define the object.
     let graph = shared::Graph::of(snap)?;
+    // Every file a step reads: the document, the layers, patch files, and the kustomization
+    // files of components (whose entries and inline patches are steps too).
     let mut read: Vec<&str> = vec![doc.file.as_str()];
     read.extend(layers.iter().map(String::as_str));
     for step in &steps {
-        if let Step::Patch(Patch {
-            text: PatchText::File { path, .. },
-            ..
-        }) = step
-        {
-            read.push(path);
+        let file = match step {
+            Step::Patch(Patch {
+                text: PatchText::File { path, .. },
+                ..
+            }) => path,
+            Step::Patch(Patch {
+                text: PatchText::Inline { file, .. },
+                ..
+            })
+            | Step::Replicas { file, .. }
+            | Step::Images { file, .. }
+            | Step::Labels { file, .. }
+            | Step::Annotations { file, .. }
+            | Step::Namespace { file, .. }
+            | Step::Name { file, .. } => file,
+        };
+        if !read.contains(&file.as_str()) {
+            read.push(file);
         }
     }
     let mut shared_files = BTreeMap::new();
     for file in read {
-        let node = if layers.iter().any(|l| l == file) {
+        let is_kustomization = KUSTOMIZATION_FILES
+            .iter()
+            .any(|k| file == *k || file.ends_with(&format!("/{k}")));
+        let node = if is_kustomization {
             shared::kustomization_dir(file)
         } else {
             file.to_string()
@@ -1271,17 +1288,19 @@ impl Definition {
             return Ok(());
         }
         let states = self.states()?;
-        let mut routes: Vec<(Route, Change)> = Vec::new();
+        // Each route with the change to the object it comes from.
+        let mut routes: Vec<(Route, Change, &Change)> = Vec::new();
         for c in &changes {
-            for r in self.route_one(&states, old, c)? {
-                routes.push(r);
+            for (route, change) in self.route_one(&states, old, c)? {
+                routes.push((route, change, c));
             }
         }
         // Changes that would land in a file other builds read too: in the own overlay instead
-        // (unless --in-base), said either way.
+        // (unless --in-base), said either way. What moves is the change to the object, not its
+        // rewrite for the shared file.
         let mut moved: Vec<(Change, String)> = Vec::new();
         let mut kept = Vec::new();
-        for (route, change) in routes {
+        for (route, change, object_change) in routes {
             let file = self.route_file(&route);
             match self.shared.get(&file) {
                 Some(others) if self.in_base => {
@@ -1293,15 +1312,25 @@ impl Definition {
                     if !self.notes.contains(&note) {
                         self.notes.push(note);
                     }
-                    kept.push((route, change));
+                    kept.push((route, change, object_change));
                 }
-                Some(others) => moved.push((
-                    change,
-                    format!("{file} (also built by {})", others.join(", ")),
-                )),
-                None => kept.push((route, change)),
+                Some(others) => {
+                    if !moved.iter().any(|(c, _)| c == object_change) {
+                        moved.push((
+                            object_change.clone(),
+                            format!("{file} (also built by {})", others.join(", ")),
+                        ));
+                    }
+                }
+                None => kept.push((route, change, object_change)),
             }
         }
+        // A change moved to the own overlay is written there alone.
+        let kept: Vec<(Route, Change)> = kept
+            .into_iter()
+            .filter(|(_, _, o)| !moved.iter().any(|(c, _)| c == *o))
+            .map(|(route, change, _)| (route, change))
+            .collect();
         let saved = self.files.clone();
         let saved_steps = self.steps.clone();
         let result = self
@@ -1404,10 +1433,19 @@ impl Definition {
             let text = ops
                 .iter()
                 .map(|op| {
+                    let pointer = op["path"].as_str().unwrap_or_default();
+                    // A pointer of plain characters stays plain; anything else is quoted.
+                    let pointer = if pointer
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/_.~-".contains(c))
+                    {
+                        pointer.to_string()
+                    } else {
+                        Value::String(pointer.to_string()).to_string()
+                    };
                     let mut line = format!(
-                        "- op: {}\n  path: {}",
-                        op["op"].as_str().unwrap_or("add"),
-                        op["path"].as_str().unwrap_or_default()
+                        "- op: {}\n  path: {pointer}",
+                        op["op"].as_str().unwrap_or("add")
                     );
                     if let Some(v) = op.get("value") {
                         line.push_str(&format!("\n  value: {v}"));
@@ -1416,8 +1454,18 @@ impl Definition {
                     line
                 })
                 .collect::<String>();
-            // The target first, then the patch, as people write them.
-            let item = serde_json::json!({"target": {"kind": self.doc.kind, "name": name}});
+            // The target first, then the patch, as people write them. kustomize reads the name
+            // as an anchored regular expression: a dot is escaped so it selects this name only;
+            // the namespace, when the object has one there, narrows it further.
+            let mut target =
+                serde_json::json!({"kind": self.doc.kind, "name": name.replace('.', "\\.")});
+            if let Some(ns) = entering
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+            {
+                target["namespace"] = Value::String(ns.to_string());
+            }
+            let item = serde_json::json!({ "target": target });
             kustomization.push(if k.get("patches").is_none() {
                 Change::set(FieldPath::keys(["patches"]), Value::Array(vec![item]))
             } else {
@@ -1425,8 +1473,25 @@ impl Definition {
             });
             let at = FieldPath::keys(["patches"]).index(index).key("patch");
             kustomization.push(Change::set(at.clone(), Value::String(text)));
+            // Where kustomize applies `patches`: before the overlay's own JSON 6902 patches,
+            // replicas and images entries, labels, annotations, namespace and name prefix.
+            let insert_at = (own.from..own.end)
+                .find(|&i| match &self.steps[i] {
+                    Step::Replicas { file, .. }
+                    | Step::Images { file, .. }
+                    | Step::Labels { file, .. }
+                    | Step::Annotations { file, .. }
+                    | Step::Namespace { file, .. }
+                    | Step::Name { file, .. } => *file == own.file,
+                    Step::Patch(Patch {
+                        text: PatchText::Inline { file, at },
+                        ..
+                    }) => *file == own.file && at.to_string().starts_with("patchesJson6902"),
+                    Step::Patch(_) => false,
+                })
+                .unwrap_or(own.end);
             self.steps.insert(
-                own.end,
+                insert_at,
                 Step::Patch(Patch {
                     json6902: true,
                     text: PatchText::Inline {
