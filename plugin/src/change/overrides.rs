@@ -87,8 +87,8 @@ impl Overrides {
             fix,
         };
         let edit_owner = format!("kubectl gitops edit {}", self.owner);
-        // postBuild: a value that is a variable in Git.
-        if !self.variables_from.is_empty() {
+        // postBuild: a value that is a variable in Git (unless the object opts out).
+        if !self.variables_from.is_empty() && !substitution_disabled(old) {
             for c in changes {
                 let segs = c.path().segments();
                 if let Some(text) = string_at_or_above(old, segs)
@@ -231,7 +231,7 @@ impl Overrides {
                 }
             });
         }
-        if !self.variables_from.is_empty() {
+        if !self.variables_from.is_empty() && !substitution_disabled(built) {
             visit_strings(built, &mut |path, text| {
                 if let Some(var) = variable_in(text) {
                     out.push(OwnerSetter {
@@ -282,15 +282,35 @@ fn string_at_or_above<'v>(v: &'v Value, segs: &[PathSegment]) -> Option<&'v str>
         .find_map(|n| target::value_at(v, &segs[..n]).and_then(Value::as_str))
 }
 
-/// The first `${VAR}` (or `${VAR:=default}`) in a text, by its name.
+/// The first `${VAR}` (or `${VAR:=default}`) in a text, by its name; `$${VAR}` is Flux's escape
+/// for a literal `${VAR}`, not a variable.
 fn variable_in(text: &str) -> Option<&str> {
-    let start = text.find("${")? + 2;
+    let mut from = 0;
+    let start = loop {
+        let at = from + text.get(from..)?.find("${")?;
+        if at > 0 && text.as_bytes().get(at - 1) == Some(&b'$') {
+            from = at + 2;
+            continue;
+        }
+        break at + 2;
+    };
     let rest = &text[start..];
     let end = rest.find('}')?;
     let inner = &rest[..end];
     let name = inner.split([':', '=', '-']).next().unwrap_or(inner);
     (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         .then_some(name)
+}
+
+/// Whether the object opts out of postBuild substitution (the label or annotation
+/// `kustomize.toolkit.fluxcd.io/substitute: disabled`).
+fn substitution_disabled(obj: &Value) -> bool {
+    ["labels", "annotations"].iter().any(|m| {
+        obj.pointer(&format!("/metadata/{m}"))
+            .and_then(|v| v.get("kustomize.toolkit.fluxcd.io/substitute"))
+            .and_then(Value::as_str)
+            == Some("disabled")
+    })
 }
 
 /// `ghcr.io/acme/web:1.2@sha256:…` → `ghcr.io/acme/web`.
@@ -473,6 +493,13 @@ mod tests {
                 && e.contains("its spec.postBuild.substitute, ConfigMap flux-system/cluster-vars"),
             "{e}"
         );
+        // An object that opts out of substitution keeps its text as written.
+        let mut opted_out = web(json!("${REPLICAS:=2}"), "web:1");
+        opted_out["metadata"]["annotations"] =
+            json!({"kustomize.toolkit.fluxcd.io/substitute": "disabled"});
+        let mut opted_out_new = opted_out.clone();
+        opted_out_new["spec"]["replicas"] = json!(5);
+        check(&o, &opted_out, &opted_out_new, &replicas_to(5)).unwrap();
         // A plain value in the same object is the manifests' own.
         check(
             &o,
@@ -530,5 +557,8 @@ mod tests {
         assert_eq!(variable_in("x-${CLUSTER_NAME}-y"), Some("CLUSTER_NAME"));
         assert_eq!(variable_in("${A:-b}"), Some("A"));
         assert_eq!(variable_in("$HOME"), None);
+        // Flux's escape for a literal ${…}.
+        assert_eq!(variable_in("$${LITERAL} and ${REAL}"), Some("REAL"));
+        assert_eq!(variable_in("$${LITERAL}"), None);
     }
 }
