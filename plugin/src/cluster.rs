@@ -247,13 +247,18 @@ impl Cluster {
             }
         }
         let mut lists = Vec::new();
+        // A discovery missing a group version is not kept (it would hide those kinds for as
+        // long as the cache lives, though the API is back).
+        let mut complete = true;
         while let Some(done) = tasks.join_next().await {
             let Ok((order, group, version, list)) = done else {
+                complete = false;
                 continue;
             };
             // An unavailable aggregated API (metrics-server down) must not break everything.
-            if let Ok(list) = list {
-                lists.push((order, group, version, list));
+            match list {
+                Ok(list) => lists.push((order, group, version, list)),
+                Err(_) => complete = false,
             }
         }
         lists.sort_by_key(|(order, ..)| *order);
@@ -269,6 +274,7 @@ impl Cluster {
         }
         if let Some(cache) = &self.cache
             && !group_versions.is_empty()
+            && complete
         {
             cache.save(&group_versions, &out, now);
         }

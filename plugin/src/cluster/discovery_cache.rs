@@ -126,13 +126,25 @@ impl DiscoveryCache {
         let Ok(text) = serde_json::to_vec(&cached) else {
             return;
         };
-        // Written aside and renamed, so a reader never sees half a file.
+        // Written aside and renamed, so a reader never sees half a file; the file aside is
+        // created new (O_EXCL: never through a link someone left there).
+        use std::io::Write as _;
+        let nanos = jiff::Timestamp::now().subsec_nanosecond();
         let tmp = self
             .path
-            .with_extension(format!("json.{}", std::process::id()));
-        if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, &self.path);
+            .with_extension(format!("json.{}.{nanos}", std::process::id()));
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
         }
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&text));
+        if written.is_ok() && std::fs::rename(&tmp, &self.path).is_ok() {
+            return;
+        }
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
