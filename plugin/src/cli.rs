@@ -9,6 +9,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use crate::Error;
 
 pub use crate::blame::BlameArgs;
+pub use crate::doctor::DoctorArgs;
 pub use crate::exceptions::{BreakGlassArgs, ExceptionsArgs};
 pub use crate::output::{DetailFormat, Format};
 pub use crate::session::{self, Global};
@@ -123,14 +124,6 @@ Exit status: 1 when any finding is `fail`, else 0.")]
   kubectl gitops completion zsh > \"${fpath[1]}/_kubectl-gitops\"
   kubectl gitops completion fish > ~/.config/fish/completions/kubectl-gitops.fish")]
     Completion(CompletionArgs),
-}
-
-/// `doctor` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct DoctorArgs {
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value = "table")]
-    pub output: crate::doctor::Format,
 }
 
 /// Shells `completion` writes scripts for.

@@ -22,6 +22,7 @@ pub mod rbac;
 
 use std::io::Write;
 
+use clap::Args;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -30,10 +31,17 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::Error;
-use crate::cli::DoctorArgs;
 use crate::cluster::Cluster;
 use crate::output::{self, Table};
 use crate::session::{Global, Session};
+
+/// `doctor` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Format,
+}
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
