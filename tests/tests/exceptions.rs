@@ -524,3 +524,81 @@ fn the_plugin_opens_lists_and_closes_windows() {
     out.ok();
     assert!(out.stdout.contains("already ended at"), "{out}");
 }
+
+/// A window annotation is not a way around the guard: a member's request that opens (or closes)
+/// a window and changes anything else in the same request — strips the owner's labels, changes
+/// the image — is refused whole; the window alone, then the change under it, passes.
+#[test]
+fn a_window_change_carries_nothing_else_through() {
+    setup("bg-alone", "");
+    let until = rfc3339_in(15);
+    let window = |extra: &str| {
+        format!(
+            r#"{{"metadata":{{"annotations":{{"gitops-guard.dev/break-glass-until":"{until}","gitops-guard.dev/break-glass-reason":"payments outage","gitops-guard.dev/break-glass-by":"sam"}}{extra}}}}}"#
+        )
+    };
+    // Opening a window and taking the object out of Flux's hands in one request.
+    let strip = window(r#","labels":{"kustomize.toolkit.fluxcd.io/name":null}"#);
+    let out = sre(
+        "sam",
+        &[
+            "patch",
+            "deployment/web",
+            "-n",
+            "bg-alone",
+            "--type=merge",
+            "-p",
+            &strip,
+        ],
+    );
+    assert!(
+        out.denied().contains(
+            "a request that opens, extends or closes a window changes nothing else, and this one also changes metadata.labels"
+        ),
+        "{out}"
+    );
+    // The neighbour: the window alone, then the hot-fix under it.
+    sre(
+        "sam",
+        &[
+            "patch",
+            "deployment/web",
+            "-n",
+            "bg-alone",
+            "--type=merge",
+            "-p",
+            &window(""),
+        ],
+    )
+    .ok();
+    sre(
+        "sam",
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "web=ghcr.io/acme/web:hotfix",
+            "-n",
+            "bg-alone",
+        ],
+    )
+    .ok();
+    // Closing it and changing the image again in one request.
+    let now = rfc3339_in(0);
+    let close_and_change = format!(
+        r#"{{"metadata":{{"annotations":{{"gitops-guard.dev/break-glass-until":"{now}"}}}},"spec":{{"template":{{"spec":{{"containers":[{{"name":"web","image":"evil:1"}}]}}}}}}}}"#
+    );
+    let out = sre(
+        "kim",
+        &[
+            "patch",
+            "deployment/web",
+            "-n",
+            "bg-alone",
+            "--type=strategic",
+            "-p",
+            &close_and_change,
+        ],
+    );
+    assert!(out.denied().contains("changes nothing else"), "{out}");
+}
