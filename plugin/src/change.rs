@@ -1025,6 +1025,7 @@ impl Context {
         let git_repo = crate::git::Repo::open(&place.ws.dir, place.origin)?;
         let snap = git_repo.snapshot(place.start)?;
         let mut def = target::define(&snap, build, &entry)?;
+        def.also_built_by(&snap, &self.other_builds(source))?;
         if place.start != place.base_tip {
             eprintln!("Adding to the existing branch {}", place.branch);
         }
@@ -1351,6 +1352,90 @@ impl Context {
             files,
             validated: validate,
         })
+    }
+
+    /// The other owners on the cluster that build from this repository, and their paths: for a
+    /// Flux-managed object, the other Kustomizations of its GitRepository; for an Argo CD one,
+    /// the other Applications with its repoURL. Best effort: what cannot be listed is left out.
+    fn other_builds(&self, source: &locate::Followed) -> Vec<(String, String)> {
+        use gitops_guard_core::OwnerKind;
+        use gitops_guard_core::custody::{ARGO, KUSTOMIZE};
+        let cluster = &self.session.cluster;
+        let own = &self.located.owner;
+        let list = |group: &str, kind: &str| -> Vec<Value> {
+            cluster
+                .resource_for(group, kind)
+                .and_then(|r| self.session.rt.block_on(cluster.list(r, None, None)).ok())
+                .unwrap_or_default()
+        };
+        let at = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let named = |v: &Value| Some((at(v, "/metadata/namespace")?, at(v, "/metadata/name")?));
+        let mut out = Vec::new();
+        match own.kind {
+            OwnerKind::Kustomization => {
+                let all = list(KUSTOMIZE, "Kustomization");
+                // A Kustomization's GitRepository: (namespace, name).
+                let source_of = |ks: &Value| -> Option<(String, String)> {
+                    if at(ks, "/spec/sourceRef/kind").is_some_and(|k| k != "GitRepository") {
+                        return None;
+                    }
+                    let (ns, _) = named(ks)?;
+                    Some((
+                        at(ks, "/spec/sourceRef/namespace").unwrap_or(ns),
+                        at(ks, "/spec/sourceRef/name")?,
+                    ))
+                };
+                let Some(mine) = all
+                    .iter()
+                    .find(|ks| named(ks) == Some((own.namespace.clone(), own.name.clone())))
+                    .and_then(source_of)
+                else {
+                    return out;
+                };
+                for ks in &all {
+                    let Some((ns, name)) = named(ks) else {
+                        continue;
+                    };
+                    if (ns.as_str(), name.as_str()) == (own.namespace.as_str(), own.name.as_str())
+                        || source_of(ks).as_ref() != Some(&mine)
+                    {
+                        continue;
+                    }
+                    let path = at(ks, "/spec/path").unwrap_or_else(|| "./".into());
+                    if let Some(path) = crate::git::normalize_path(&path) {
+                        out.push((format!("Flux Kustomization {ns}/{name}"), path));
+                    }
+                }
+            }
+            OwnerKind::Application => {
+                let Some(want) = crate::git::RepoKey::of_url(&source.url) else {
+                    return out;
+                };
+                for app in list(ARGO, "Application") {
+                    let Some((ns, name)) = named(&app) else {
+                        continue;
+                    };
+                    if (ns.as_str(), name.as_str()) == (own.namespace.as_str(), own.name.as_str()) {
+                        continue;
+                    }
+                    let sources: Vec<Value> =
+                        match app.pointer("/spec/sources").and_then(Value::as_array) {
+                            Some(list) => list.clone(),
+                            None => app.pointer("/spec/source").cloned().into_iter().collect(),
+                        };
+                    for src in sources {
+                        if let (Some(url), Some(path)) = (at(&src, "/repoURL"), at(&src, "/path"))
+                            && crate::git::RepoKey::of_url(&url).as_ref() == Some(&want)
+                            && let Some(path) = crate::git::normalize_path(&path)
+                        {
+                            out.push((format!("Argo CD Application {ns}/{name}"), path));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        out
     }
 
     fn warn_changed_since_applied(&self, repo: &crate::git::Repo, def: &Definition, branch: &str) {

@@ -1721,3 +1721,44 @@ resources:
         "{out}"
     );
 }
+
+/// A base another owner on the cluster builds directly (a second Flux Kustomization with the
+/// base's path, from the same repository) is shared with it, though no overlay in the repository
+/// says so: the change goes in the object's own overlay, and the other owner is named.
+#[test]
+fn a_base_another_owner_applies_is_not_changed_for_one() {
+    let fx = Fx::start(
+        "change-other-owner",
+        &[
+            ("apps/base/kustomization.yaml", BASE_KUSTOMIZATION),
+            ("apps/base/deployment.yaml", BASE_DEPLOYMENT),
+            ("apps/prod/kustomization.yaml", PROD_KUSTOMIZATION),
+            ("apps/prod/memory.yaml", PROD_MEMORY),
+        ],
+        "apps/prod",
+        URL,
+        ForgeKind::GitHub,
+    );
+    let ns = &fx.ns;
+    let other = format!(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: {ns}-base, namespace: flux-system, labels: {FROM_ROOT}}}\nspec: {{interval: 10m, path: ./apps/base, prune: true, targetNamespace: {ns}-dev, sourceRef: {{kind: GitRepository, name: {ns}}}}}\n"
+    );
+    env().cluster.flux_apply(&other).ok();
+    let out = fx.gitops_pr(
+        &["scale", "deployment/web", "--replicas=6", "--dry-run"],
+        &[],
+    );
+    out.ok();
+    assert!(
+        out.stdout.starts_with(
+            "diff --git a/apps/prod/kustomization.yaml b/apps/prod/kustomization.yaml\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "note: spec.replicas is set in apps/base/deployment.yaml (also built by Flux Kustomization flux-system/{ns}-base)"
+        )),
+        "{out}"
+    );
+}

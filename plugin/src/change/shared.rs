@@ -101,6 +101,32 @@ impl Graph {
         out
     }
 
+    /// `node` and everything that reads it, directly or not (bounded by the graph's size).
+    pub fn ancestors(&self, node: &str) -> BTreeSet<String> {
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut todo = vec![node.to_string()];
+        while let Some(n) = todo.pop() {
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            if let Some(up) = self.referrers.get(&n) {
+                todo.extend(up.iter().cloned());
+            }
+        }
+        seen
+    }
+
+    /// Whether the build of `path` (a kustomization directory, or a plain directory the agent
+    /// builds from all its manifests) reads `node`.
+    pub fn builds(&self, path: &str, node: &str) -> bool {
+        if self.kustomizations.contains(path) {
+            return self.ancestors(node).contains(path);
+        }
+        // A plain directory: its own files, and what the kustomizations below it read.
+        let inside = |n: &str| path.is_empty() || n == path || n.starts_with(&format!("{path}/"));
+        self.ancestors(node).iter().any(|n| inside(n))
+    }
+
     /// The builds besides `own` (the object's build root) that also read `file`.
     pub fn others(&self, file: &str, own: &str) -> Vec<String> {
         let mine = self.roots(own);

@@ -204,6 +204,8 @@ pub struct Definition {
     own: Option<OwnOverlay>,
     /// Write a change to a shared file there (`--in-base`) rather than in the own overlay.
     pub in_base: bool,
+    /// The files the definition reads (the document, layers, patch files, components).
+    read: Vec<String>,
     /// What a person should know about where the change went (printed to stderr).
     pub notes: Vec<String>,
 }
@@ -633,7 +635,7 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
         }
     }
     let mut shared_files = BTreeMap::new();
-    for file in read {
+    for &file in &read {
         let is_kustomization = KUSTOMIZATION_FILES
             .iter()
             .any(|k| file == *k || file.ends_with(&format!("/{k}")));
@@ -648,6 +650,7 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
         }
     }
     let own = own.filter(|o: &OwnOverlay| !shared_files.contains_key(&o.file));
+    let read: Vec<String> = read.iter().map(|f| (*f).to_string()).collect();
     // The owner's own name prefix, suffix and namespace (Flux `spec.namePrefix`,
     // `spec.targetNamespace`; Argo CD `kustomize.namePrefix`, `kustomize.namespace`).
     if !build.name_prefix.is_empty() || !build.name_suffix.is_empty() {
@@ -672,6 +675,7 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
         shared: shared_files,
         own,
         in_base: false,
+        read,
         notes: Vec::new(),
     })
 }
@@ -1082,6 +1086,47 @@ impl Definition {
             }
         }
         Ok(out)
+    }
+
+    /// Other owners on the cluster that build from the same repository (`(who, path)`, e.g.
+    /// `("Flux Kustomization flux-system/staging", "apps/staging")`): the files of this
+    /// definition their builds read are shared with them too — a base another cluster's
+    /// Kustomization applies directly, or the same overlay applied twice.
+    pub fn also_built_by(
+        &mut self,
+        snap: &Snapshot<'_>,
+        builds: &[(String, String)],
+    ) -> Result<(), Error> {
+        if builds.is_empty() {
+            return Ok(());
+        }
+        let graph = shared::Graph::of(snap)?;
+        for file in &self.read {
+            let is_kustomization = KUSTOMIZATION_FILES
+                .iter()
+                .any(|k| file == k || file.ends_with(&format!("/{k}")));
+            let node = if is_kustomization {
+                shared::kustomization_dir(file)
+            } else {
+                file.clone()
+            };
+            for (who, path) in builds {
+                if graph.builds(path, &node) {
+                    let others = self.shared.entry(file.clone()).or_default();
+                    if !others.contains(who) {
+                        others.push(who.clone());
+                    }
+                }
+            }
+        }
+        if self
+            .own
+            .as_ref()
+            .is_some_and(|o| self.shared.contains_key(&o.file))
+        {
+            self.own = None;
+        }
+        Ok(())
     }
 
     /// Whether other builds in the repository read the object's document too (a shared base).
