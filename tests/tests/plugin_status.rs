@@ -1186,6 +1186,44 @@ spec:
     assert!(!out.stderr.contains("resource type"), "{out}");
 }
 
+/// Namespaces `name` and flux-system, a GitRepository `name` for `dir` and a Kustomization
+/// `name` with `spec` (indented YAML lines: path and more) that applied `commit`.
+fn flux_owner(cluster: &Cluster, name: &str, dir: &Path, spec: &str, commit: &str) {
+    for ns in [name, "flux-system"] {
+        cluster
+            .kubectl(User::Admin, &["create", "namespace", ns])
+            .ok();
+    }
+    let owners = format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: {name}, namespace: flux-system}}
+spec: {{url: \"file://{}\", ref: {{branch: main}}, interval: 1m}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {{name: {name}, namespace: flux-system}}
+spec:
+  sourceRef: {{kind: GitRepository, name: {name}}}
+  interval: 10m
+  prune: true
+{spec}",
+        dir.display()
+    );
+    cluster
+        .kubectl_stdin(User::Admin, &["apply", "-f", "-"], &owners)
+        .ok();
+    cluster
+        .patch_status(
+            User::Admin,
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+            "flux-system",
+            name,
+            &format!(r#"{{"lastAppliedRevision": "main@sha1:{commit}"}}"#),
+        )
+        .ok();
+}
+
 /// A value an overlay sets (a patch file, an `images` entry) is blamed on that overlay's file and
 /// the commit that last changed it, not on the agent that applied it nor on the base document.
 #[test]
@@ -1221,36 +1259,7 @@ fn blame_names_the_overlay_file_and_commit_that_set_a_value() {
     );
     let c3 = commit(&dir, "Cy Diaz", 2 * 86400, "prod: nginx 1.27");
 
-    for ns in ["ovl", "flux-system"] {
-        cluster
-            .kubectl(User::Admin, &["create", "namespace", ns])
-            .ok();
-    }
-    let owners = format!(
-        "apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {{name: ovl, namespace: flux-system}}
-spec: {{url: \"file://{}\", ref: {{branch: main}}, interval: 1m}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {{name: ovl, namespace: flux-system}}
-spec: {{path: ./apps/prod, sourceRef: {{kind: GitRepository, name: ovl}}, interval: 10m, prune: true}}
-",
-        dir.display()
-    );
-    cluster
-        .kubectl_stdin(User::Admin, &["apply", "-f", "-"], &owners)
-        .ok();
-    cluster
-        .patch_status(
-            User::Admin,
-            "kustomizations.kustomize.toolkit.fluxcd.io",
-            "flux-system",
-            "ovl",
-            &format!(r#"{{"lastAppliedRevision": "main@sha1:{c3}"}}"#),
-        )
-        .ok();
+    flux_owner(&cluster, "ovl", &dir, "  path: ./apps/prod\n", &c3);
     let mut objects = to_json(&cluster, &kubectl_kustomize(&dir.join("apps/prod")));
     for o in &mut objects {
         label(o, "kustomize.toolkit.fluxcd.io/name", "ovl");
@@ -1394,28 +1403,14 @@ fn blame_names_what_the_flux_kustomization_sets_after_the_build() {
     );
     write(&dir, "apps/web/deployment.yaml", &doc);
     let c1 = commit(&dir, "Li Wei", 3 * 86400, "web");
-    for ns in ["fs", "flux-system"] {
-        cluster
-            .kubectl(User::Admin, &["create", "namespace", ns])
-            .ok();
-    }
-    let owners = format!(
-        "apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {{name: fs, namespace: flux-system}}
-spec: {{url: \"file://{}\", ref: {{branch: main}}, interval: 1m}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {{name: fs, namespace: flux-system}}
-spec:
-  path: ./apps/web
+    flux_owner(
+        &cluster,
+        "fs",
+        &dir,
+        "  path: ./apps/web
   targetNamespace: fs
-  sourceRef: {{kind: GitRepository, name: fs}}
-  interval: 10m
-  prune: true
   patches:
-    - target: {{kind: Deployment, name: web}}
+    - target: {kind: Deployment, name: web}
       patch: |
         - op: replace
           path: /spec/replicas
@@ -1424,22 +1419,10 @@ spec:
     - name: nginx
       newTag: \"1.27\"
   postBuild:
-    substitute: {{TEAM: billing}}
+    substitute: {TEAM: billing}
 ",
-        dir.display()
+        &c1,
     );
-    cluster
-        .kubectl_stdin(User::Admin, &["apply", "-f", "-"], &owners)
-        .ok();
-    cluster
-        .patch_status(
-            User::Admin,
-            "kustomizations.kustomize.toolkit.fluxcd.io",
-            "flux-system",
-            "fs",
-            &format!(r#"{{"lastAppliedRevision": "main@sha1:{c1}"}}"#),
-        )
-        .ok();
     // What kustomize-controller applies: the build with the Kustomization's own changes.
     let built = doc
         .replace("${TEAM:=payments}", "billing")
