@@ -16,6 +16,9 @@ use crate::config::Config;
 use crate::object::Object;
 use crate::owner::{OwnerRef, owners_of};
 
+mod selector_text;
+pub use selector_text::SelectorError;
+
 /// A kind that makes Pods, or a Service (which selects them).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Kind {
@@ -255,6 +258,11 @@ impl Selector {
                     "NotIn" => value.is_none_or(|v| !r.values.contains(v)),
                     "Exists" => value.is_some(),
                     "DoesNotExist" => value.is_none(),
+                    // Only from the text form (`replicas>1`): an integer comparison.
+                    "Gt" | "Lt" => value
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .zip(r.values.first().and_then(|b| b.parse::<i64>().ok()))
+                        .is_some_and(|(v, b)| if r.operator == "Gt" { v > b } else { v < b }),
                     _ => false,
                 }
             })

@@ -14,6 +14,7 @@ pub mod locate;
 pub mod manifest;
 pub mod object_args;
 pub mod output;
+pub mod patch_target;
 pub mod session;
 pub mod splice;
 pub mod status;

@@ -1623,6 +1623,104 @@ spec:
     assert!(out.stdout.contains("+    tier: frontend\n"), "{out}");
 }
 
+/// Flux hands `spec.patches` targets to kustomize, which reads `group`/`version`/`kind`/`name`/
+/// `namespace` as anchored regular expressions and the selectors as Kubernetes label selectors,
+/// set-based ones included; an object without a namespace is in `default`. A patch selected only
+/// that way still overrides the manifests, so the change is refused; a patch whose target does not
+/// select the object leaves its fields alone; a target kustomize refuses is reported, not skipped.
+#[test]
+fn flux_patch_targets_select_as_kustomize_does() {
+    let fx = Fx::start(
+        "change-targets",
+        &[("apps/web/deployment.yaml", DEPLOYMENT)],
+        "apps/web",
+        URL,
+        ForgeKind::GitHub,
+    );
+    let ns = &fx.ns;
+    let c = &env().cluster;
+    let owner = |patches: &str| {
+        format!(
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {{name: {ns}, namespace: flux-system, labels: {FROM_ROOT}}}
+spec:
+  interval: 10m
+  path: ./apps/web
+  prune: true
+  targetNamespace: {ns}
+  sourceRef: {{kind: GitRepository, name: {ns}}}
+  patches:
+{patches}"
+        )
+    };
+    let patches = "    - target: {kind: Deploy.*, labelSelector: 'app in (web,api),!canary'}
+      patch: |
+        - op: replace
+          path: /spec/replicas
+          value: 4
+    - target: {name: 'we[a-z]', namespace: default}
+      patch: |
+        - op: add
+          path: /metadata/annotations
+          value: {owner: shop}
+    - target: {kind: Deployment, labelSelector: 'app notin (web)'}
+      patch: |
+        - op: add
+          path: /metadata/labels/tier
+          value: backend
+";
+    c.flux_apply(&owner(patches)).ok();
+
+    let out = fx.gitops_pr(&["scale", "deployment/web", "--replicas=6"], &[]);
+    out.fails();
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot change spec.replicas of deployment/web in {ns} in apps/web/deployment.yaml: its value comes from spec.patches[0] of the Flux Kustomization it comes from"
+        )),
+        "{out}"
+    );
+    let out = fx.gitops_pr(
+        &["annotate", "deployment/web", "owner=ops", "--overwrite"],
+        &[],
+    );
+    out.fails();
+    assert!(
+        out.stderr
+            .contains("its value comes from spec.patches[1] of the Flux Kustomization"),
+        "{out}"
+    );
+    assert_eq!(fx.branches_in_bare(), ["main"]);
+    assert!(fx.forge.requests().is_empty());
+    // `app notin (web)` does not select web: its label is the manifests' to change.
+    let out = fx.gitops_pr(
+        &["label", "deployment/web", "tier=frontend", "--dry-run"],
+        &[],
+    );
+    out.ok();
+    assert!(out.stdout.contains("+    tier: frontend\n"), "{out}");
+
+    // A target kustomize cannot read: Flux builds nothing, and the change says why.
+    let broken = "    - target: {kind: Deployment, name: 'web-('}
+      patch: |
+        - op: replace
+          path: /spec/replicas
+          value: 4
+";
+    c.flux_apply(&owner(broken)).ok();
+    let out = fx.gitops_pr(
+        &["label", "deployment/web", "tier=frontend", "--dry-run"],
+        &[],
+    );
+    out.fails();
+    assert!(
+        out.stderr.contains(&format!(
+            "kustomization/{ns} -n flux-system: spec.patches[0] does not apply: its target's name is not valid"
+        )) && out.stderr.contains("so kustomize cannot build it"),
+        "{out}"
+    );
+}
+
 /// A field only a base sets, when another overlay builds that base too: the change is written in
 /// the object's own overlay (the other environment does not change), and `--in-base` writes it
 /// in the base, saying what else it reaches.

@@ -499,3 +499,67 @@ fn targets_find_the_managed_objects_they_steer() {
         assert_eq!(names(target), want, "{name}");
     }
 }
+
+#[test]
+fn selector_text_selects_as_labels_parse_does() {
+    let web = labels(&[("app", "web"), ("tier", "front"), ("replicas", "3")]);
+    let cases: &[(&str, bool)] = &[
+        ("", true),
+        ("app=web", true),
+        ("app==web", true),
+        ("app = web , tier", true),
+        ("app!=web", false),
+        ("app!=db", true),
+        ("missing!=x", true),
+        ("!missing", true),
+        ("!app", false),
+        ("app in (web, api)", true),
+        ("app in (api)", false),
+        ("app notin (api,db)", true),
+        ("app notin (web)", false),
+        ("missing notin (web)", true),
+        ("missing in (web)", false),
+        ("tier,app in (web)", true),
+        ("replicas>2", true),
+        ("replicas<3", false),
+        ("app>2", false),
+        ("app=", false),
+        ("example.com/app", false),
+    ];
+    for (text, want) in cases {
+        let selector = Selector::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(selector.matches(&web), *want, "{text:?}");
+    }
+    let empty_value = labels(&[("app", "")]);
+    assert!(Selector::parse("app=").unwrap().matches(&empty_value));
+    assert!(
+        Selector::parse("app in (web,)")
+            .unwrap()
+            .matches(&empty_value)
+    );
+}
+
+#[test]
+fn selector_text_that_kubernetes_refuses_is_an_error_that_says_why() {
+    let cases: &[(&str, &str)] = &[
+        ("app in ()", "empty"),
+        ("app in web", "parentheses"),
+        ("app in (web", "not closed"),
+        ("app web", "operator"),
+        ("app=web,", "comma must be followed"),
+        (",app", "start with a key"),
+        ("!", "followed by a key"),
+        ("replicas>x", "integer"),
+        ("app=we b", "separated by commas"),
+        ("-app=web", "not a valid key"),
+        ("app=we/b", "not a valid value"),
+        ("Example.com/app=web", "not a valid key"),
+    ];
+    for (text, why) in cases {
+        let err = Selector::parse(text).expect_err(text);
+        assert!(
+            err.to_string().contains(why) && err.to_string().contains(text),
+            "{text}: {err}"
+        );
+    }
+}

@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use crate::Error;
+use crate::patch_target;
 use crate::splice::{self, Change, PathSegment};
 
 use super::target;
@@ -108,7 +109,13 @@ impl Overrides {
         // spec.patches: apply each that targets the object to the changed object; a changed
         // field that comes out different is the patch's.
         for (i, p) in self.patches.iter().enumerate() {
-            if !targets(p.get("target"), new) {
+            let selected = targets(p.get("target"), new).map_err(|e| Error::OwnerIncomplete {
+                owner: self.owner.clone(),
+                problem: format!(
+                    "spec.patches[{i}] does not apply: {e}, and Flux applies nothing of it until that is fixed in Git ({edit_owner})"
+                ),
+            })?;
+            if !selected {
                 continue;
             }
             let Some(text) = p.get("patch").and_then(Value::as_str) else {
@@ -189,7 +196,8 @@ impl Overrides {
         let mut out = Vec::new();
         let mut state = built.clone();
         for (i, p) in self.patches.iter().enumerate() {
-            if !targets(p.get("target"), &state) {
+            // A target kustomize refuses fails the whole build: it sets nothing.
+            if !targets(p.get("target"), &state).unwrap_or(false) {
                 continue;
             }
             let Some(patch) = p
@@ -323,32 +331,8 @@ fn image_name(image: &str) -> &str {
 }
 
 /// Whether a Flux patch `target` selects the object (no target: every object).
-fn targets(target: Option<&Value>, obj: &Value) -> bool {
-    let Some(t) = target.and_then(Value::as_object) else {
-        return true;
-    };
-    let field = |k: &str| t.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let api_version = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let at = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    let map = |p: &str| {
-        obj.pointer(p)
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default()
-    };
-    field("group").is_none_or(|g| target::pattern_matches(g, group))
-        && field("version").is_none_or(|v| target::pattern_matches(v, version))
-        && field("kind").is_none_or(|k| target::pattern_matches(k, at("/kind")))
-        && field("name").is_none_or(|n| target::pattern_matches(n, at("/metadata/name")))
-        && field("namespace").is_none_or(|n| target::pattern_matches(n, at("/metadata/namespace")))
-        && field("labelSelector")
-            .is_none_or(|s| target::selector_matches(s, &map("/metadata/labels")))
-        && field("annotationSelector")
-            .is_none_or(|s| target::selector_matches(s, &map("/metadata/annotations")))
+fn targets(target: Option<&Value>, obj: &Value) -> Result<bool, patch_target::InvalidTarget> {
+    target.map_or(Ok(true), |t| patch_target::selects_object(t, obj))
 }
 
 #[cfg(test)]

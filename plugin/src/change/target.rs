@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use crate::Error;
 use crate::git::{EntryKind, Snapshot, join_path};
 use crate::manifest::{Build, Entry, Renderer};
+use crate::patch_target;
 use crate::splice::{self, Change, DocSpan, FieldPath, PathSegment};
 
 use super::diff::FileChange;
@@ -381,122 +382,23 @@ struct Identity {
     annotations: Map<String, Value>,
 }
 
-/// Kustomize matches target fields as anchored regular expressions; this handles literal text
-/// and the common forms `.*`, `.+`, `.`, `\.`, `^…$` and top-level `a|b`.
-pub(super) fn pattern_matches(pattern: &str, text: &str) -> bool {
-    pattern
-        .split('|')
-        .any(|alt| glob_regex(alt.trim_start_matches('^').trim_end_matches('$'), text))
-}
-
-fn glob_regex(p: &str, t: &str) -> bool {
-    #[derive(Clone, Copy)]
-    enum Tok {
-        Lit(char),
-        Any,
-        Star,
-        Plus,
-    }
-    let mut toks = Vec::new();
-    let mut chars = p.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    toks.push(Tok::Lit(n));
-                }
-            }
-            '.' => match chars.peek() {
-                Some('*') => {
-                    chars.next();
-                    toks.push(Tok::Star);
-                }
-                Some('+') => {
-                    chars.next();
-                    toks.push(Tok::Plus);
-                }
-                _ => toks.push(Tok::Any),
-            },
-            c => toks.push(Tok::Lit(c)),
-        }
-    }
-    fn go(toks: &[Tok], t: &[char]) -> bool {
-        match toks.split_first() {
-            None => t.is_empty(),
-            Some((Tok::Lit(c), rest)) => t.first() == Some(c) && go(rest, &t[1..]),
-            Some((Tok::Any, rest)) => !t.is_empty() && go(rest, &t[1..]),
-            Some((Tok::Star, rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            Some((Tok::Plus, rest)) => (1..=t.len()).any(|i| go(rest, &t[i..])),
-        }
-    }
-    let t: Vec<char> = t.chars().collect();
-    go(&toks, &t)
-}
-
-/// Equality-based label selectors (`a=b,c!=d,e`); other forms do not match.
-pub(super) fn selector_matches(selector: &str, labels: &Map<String, Value>) -> bool {
-    selector
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .all(|term| {
-            let get = |k: &str| labels.get(k.trim()).and_then(Value::as_str);
-            if let Some((k, v)) = term.split_once("!=") {
-                get(k) != Some(v.trim())
-            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                get(k) == Some(v.trim())
-            } else if let Some(k) = term.strip_prefix('!') {
-                get(k).is_none()
-            } else {
-                get(term).is_some()
-            }
-        })
-}
-
 impl Identity {
-    fn matches_target(&self, target: &Value) -> bool {
-        let field = |k: &str| {
-            target
-                .get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        };
-        if let Some(g) = field("group")
-            && !pattern_matches(g, &self.group)
-        {
-            return false;
-        }
-        if let Some(v) = field("version")
-            && !pattern_matches(v, &self.version)
-        {
-            return false;
-        }
-        if let Some(k) = field("kind")
-            && !pattern_matches(k, &self.kind)
-        {
-            return false;
-        }
-        if let Some(n) = field("name")
-            && !self.names.iter().any(|name| pattern_matches(n, name))
-        {
-            return false;
-        }
-        if let Some(ns) = field("namespace")
-            && !pattern_matches(ns, self.namespace.as_deref().unwrap_or("default"))
-        {
-            return false;
-        }
-        if let Some(s) = field("labelSelector")
-            && !selector_matches(s, &self.labels)
-        {
-            return false;
-        }
-        if let Some(s) = field("annotationSelector")
-            && !selector_matches(s, &self.annotations)
-        {
-            return false;
-        }
-        true
+    /// Whether a patch `target` selects the object; a target kustomize refuses is an error
+    /// naming the file.
+    fn matches_target(&self, target: &Value, file: &str) -> Result<bool, Error> {
+        patch_target::selects(
+            target,
+            &patch_target::Subject {
+                group: &self.group,
+                version: &self.version,
+                kind: &self.kind,
+                names: &self.names,
+                namespace: self.namespace.as_deref(),
+                labels: &self.labels,
+                annotations: &self.annotations,
+            },
+        )
+        .map_err(|e| bad(file, format!("a patch there does not apply: {e}")))
     }
 
     /// A strategic merge patch without a target applies to the object it names.
@@ -736,7 +638,7 @@ fn layer_steps(
         for (i, item) in items.iter().enumerate() {
             let target = item.get("target");
             if let Some(t) = target
-                && !identity.matches_target(t)
+                && !identity.matches_target(t, file)?
             {
                 continue;
             }
@@ -770,10 +672,11 @@ fn layer_steps(
     }
     if let Some(items) = k.get("patchesJson6902").and_then(Value::as_array) {
         for (i, item) in items.iter().enumerate() {
-            if !item
-                .get("target")
-                .is_some_and(|t| identity.matches_target(t))
-            {
+            let selected = match item.get("target") {
+                Some(t) => identity.matches_target(t, file)?,
+                None => false,
+            };
+            if !selected {
                 continue;
             }
             if let Some(p) = item.get("path").and_then(Value::as_str) {
@@ -2260,27 +2163,6 @@ mod tests {
         );
     }
     use serde_json::json;
-
-    #[test]
-    fn target_patterns() {
-        assert!(pattern_matches("web", "web"));
-        assert!(!pattern_matches("web", "web2"));
-        assert!(pattern_matches(".*", "anything"));
-        assert!(pattern_matches("^web-.*$", "web-api"));
-        assert!(pattern_matches("api|web", "web"));
-        assert!(pattern_matches("web\\.v1", "web.v1"));
-        assert!(!pattern_matches("web\\.v1", "webxv1"));
-    }
-
-    #[test]
-    fn selectors() {
-        let labels = json!({"app": "web", "tier": "front"});
-        let l = labels.as_object().unwrap();
-        assert!(selector_matches("app=web", l));
-        assert!(selector_matches("app==web,tier", l));
-        assert!(!selector_matches("app!=web", l));
-        assert!(selector_matches("!missing", l));
-    }
 
     #[test]
     fn images_split_and_transform() {
