@@ -499,6 +499,85 @@ struct Place {
     start: ObjectId,
 }
 
+/// What `edit` shows in the editor: the object's text and the lines of the header about it.
+struct EditorText<'n> {
+    initial: String,
+    about: Vec<String>,
+    nl: &'n str,
+}
+
+/// The change a verb makes, ready to propose.
+enum Outcome {
+    /// Nothing to change (the user was told why).
+    Nothing,
+    /// The files to write and, for `edit`, the text the user saved (kept when delivering fails).
+    Ready(Prepared, Option<String>),
+}
+
+impl Context {
+    /// Every verb, whatever it changes (manifests, a chart's values, nothing for a Flux Helm
+    /// release): `edit` runs the editor loop over `editor()`'s text, trying `prepare` on each
+    /// saved object; the other verbs change `old` themselves and `prepare` the result once. A
+    /// verb that changes nothing ends here.
+    fn outcome<'n, F>(
+        &self,
+        old: &Value,
+        editor: impl FnOnce() -> EditorText<'n>,
+        mut prepare: F,
+    ) -> Result<Outcome, AttemptError>
+    where
+        F: FnMut(&Value) -> Result<Prepared, AttemptError>,
+    {
+        if let Verb::Edit = &self.verb {
+            let text = editor();
+            return Ok(
+                match self
+                    .edit_session(&text.initial, &text.about, text.nl, old, prepare)
+                    .map_err(AttemptError::Fatal)?
+                {
+                    Some((p, body)) => Outcome::Ready(p, Some(body)),
+                    None => Outcome::Nothing,
+                },
+            );
+        }
+        let (new, notes) = self.verb.apply(old).map_err(AttemptError::Fatal)?;
+        for n in notes {
+            eprintln!("{n}");
+        }
+        if new == *old {
+            println!("{}", edit::CANCELLED_NO_CHANGES);
+            return Ok(Outcome::Nothing);
+        }
+        prepare(&new).map(|p| Outcome::Ready(p, None))
+    }
+
+    /// The end of every verb that writes files: nothing written says so, `--dry-run` prints
+    /// the diff, otherwise the change is committed, pushed and proposed.
+    fn propose(
+        &self,
+        source: &locate::Followed,
+        place: &Place,
+        pr_target: PrTarget,
+        old: &Value,
+        prepared: &Prepared,
+        edited: Option<&str>,
+    ) -> Result<(), Error> {
+        if prepared.files.is_empty() {
+            println!("{}", edit::CANCELLED_NO_CHANGES);
+            return Ok(());
+        }
+        if self.flags.dry_run {
+            print!("{}", diff::unified_all(&prepared.files));
+            return Ok(());
+        }
+        if prepared.validated {
+            println!("Validated against the cluster (server-side dry-run as you): ok");
+        }
+        self.drift_warnings(old, &prepared.changes);
+        self.deliver(source, place, pr_target, old, prepared, edited)
+    }
+}
+
 impl Context {
     /// The editor loop: opens the text, reads it back, calls `attempt` on the result; errors the
     /// user can fix reopen the editor with them in the header; an unchanged file cancels.
@@ -680,32 +759,36 @@ impl Context {
 
     fn helm(&self, chart: &locate::HelmChart) -> Result<(), Error> {
         let old = cleaned(&self.located.live);
-        let new = match &self.verb {
-            Verb::Edit => {
-                let about = vec![
-                    format!(
-                        "This is {} as it runs now; {} renders it from {}.",
-                        self.located.resource_in(),
-                        chart.owner,
-                        chart.chart
-                    ),
-                    "Saving shows which values key of the release makes the change; nothing is changed.".to_string(),
-                ];
-                let text = to_yaml(&old);
-                let result = self.edit_session(&text, &about, "\n", &old, |v: &Value| {
-                    Ok(Prepared {
-                        new: v.clone(),
-                        changes: Vec::new(),
-                        files: Vec::new(),
-                        validated: false,
-                    })
-                })?;
-                match result {
-                    Some((p, _)) => p.new,
-                    None => return Ok(()),
-                }
-            }
-            v => v.apply(&old)?.0,
+        let editor = || {
+            EditorText {
+            initial: to_yaml(&old),
+            about: vec![
+                format!(
+                    "This is {} as it runs now; {} renders it from {}.",
+                    self.located.resource_in(),
+                    chart.owner,
+                    chart.chart
+                ),
+                "Saving shows which values key of the release makes the change; nothing is changed.".to_string(),
+            ],
+            nl: "\n",
+        }
+        };
+        // Nothing is written: the changed object only names the values keys.
+        let show = |v: &Value| {
+            Ok(Prepared {
+                new: v.clone(),
+                changes: Vec::new(),
+                files: Vec::new(),
+                validated: false,
+            })
+        };
+        let new = match self
+            .outcome(&old, editor, show)
+            .map_err(AttemptError::into_error)?
+        {
+            Outcome::Ready(p, _) => p.new,
+            Outcome::Nothing => return Ok(()),
         };
         let changes = splice::changes_between(&old, &new);
         if changes.is_empty() {
@@ -1053,79 +1136,54 @@ impl Context {
 
         // The change.
         let validate = !self.flags.dry_run;
-        let (prepared, edited) = match &self.verb {
-            Verb::Edit => {
-                let mut about = if plain {
-                    vec![format!(
-                        "This is {} from {where_}.",
-                        self.located.resource()
-                    )]
-                } else {
-                    vec![
-                        format!("This is {} as Git defines it: {where_},", self.located.resource()),
-                        format!("changed by {}.", def.sources().join(", ")),
-                        "Each field you change is written where it is set: the patch or entry that sets it, else the file.".into(),
-                    ]
-                };
-                about.push(
-                    "Saving proposes the change as a pull request; the live object does not change."
-                        .into(),
-                );
-                let initial = if plain {
-                    base_text[span.range.clone()].to_string()
-                } else {
-                    to_yaml(&old).replace('\n', nl)
-                };
-                let result = self.edit_session(&initial, &about, nl, &old, |new: &Value| {
-                    // Every try starts from the files as they are in Git.
-                    let mut d = def.clone();
-                    self.prepare(&mut d, plain, &old, new, validate)
-                })?;
-                match result {
-                    Some((p, body)) => (p, Some(body)),
-                    None => return Ok(()),
-                }
-            }
-            v => {
-                let (new, notes) = v.apply(&old)?;
-                for n in notes {
-                    eprintln!("{n}");
-                }
-                if new == old {
-                    println!("{}", edit::CANCELLED_NO_CHANGES);
-                    return Ok(());
-                }
-                match self.prepare(&mut def, plain, &old, &new, validate) {
-                    Ok(p) => (p, None),
-                    Err(AttemptError::Fixable(e @ Error::DryRunRejected { .. })) => {
-                        // The change was made in the files: keep it.
-                        let saved =
-                            recover::save(&self.located.resource(), &def.files.changes(), None)
-                                .ok();
-                        return Err(recover::incomplete(
-                            "validating the change",
-                            &e,
-                            &Progress::default(),
-                            saved.as_ref(),
-                        ));
-                    }
-                    Err(e) => return Err(e.into_error()),
-                }
-            }
+        let editor = || {
+            let mut about = if plain {
+                vec![format!(
+                    "This is {} from {where_}.",
+                    self.located.resource()
+                )]
+            } else {
+                vec![
+                    format!("This is {} as Git defines it: {where_},", self.located.resource()),
+                    format!("changed by {}.", def.sources().join(", ")),
+                    "Each field you change is written where it is set: the patch or entry that sets it, else the file.".into(),
+                ]
+            };
+            about.push(
+                "Saving proposes the change as a pull request; the live object does not change."
+                    .into(),
+            );
+            let initial = if plain {
+                base_text[span.range.clone()].to_string()
+            } else {
+                to_yaml(&old).replace('\n', nl)
+            };
+            EditorText { initial, about, nl }
         };
-        if prepared.files.is_empty() {
-            println!("{}", edit::CANCELLED_NO_CHANGES);
-            return Ok(());
-        }
-        if self.flags.dry_run {
-            print!("{}", diff::unified_all(&prepared.files));
-            return Ok(());
-        }
-        if prepared.validated {
-            println!("Validated against the cluster (server-side dry-run as you): ok");
-        }
-        self.drift_warnings(&old, &prepared.changes);
-        self.deliver(
+        let start = def.clone();
+        let mut tried = def.clone();
+        let outcome = self.outcome(&old, editor, |new: &Value| {
+            // Every try starts from the files as they are in Git.
+            tried = start.clone();
+            self.prepare(&mut tried, plain, &old, new, validate)
+        });
+        let (prepared, edited) = match outcome {
+            Ok(Outcome::Ready(p, edited)) => (p, edited),
+            Ok(Outcome::Nothing) => return Ok(()),
+            Err(AttemptError::Fixable(e @ Error::DryRunRejected { .. })) => {
+                // The change was made in the files: keep it.
+                let saved =
+                    recover::save(&self.located.resource(), &tried.files.changes(), None).ok();
+                return Err(recover::incomplete(
+                    "validating the change",
+                    &e,
+                    &Progress::default(),
+                    saved.as_ref(),
+                ));
+            }
+            Err(e) => return Err(e.into_error()),
+        };
+        self.propose(
             source,
             &place,
             pr_target,

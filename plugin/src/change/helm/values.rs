@@ -12,10 +12,11 @@ use super::{
     ChartTemplate, Mapping, Names, Template, Which, field_line, map_field, split_repo_tag,
 };
 use crate::Error;
+use crate::change::diff::FileChange;
 use crate::change::locate::Followed;
-use crate::change::verb::Verb;
-use crate::change::{AttemptError, Context, PrTarget, Prepared, cleaned, edit, to_yaml, warn};
-use crate::change::{diff, diff::FileChange};
+use crate::change::{
+    AttemptError, Context, EditorText, Outcome, PrTarget, Prepared, cleaned, to_yaml, warn,
+};
 use crate::git::{Repo, Snapshot};
 use crate::locate::ArgoHelm;
 use crate::locate::helm::{ChartValues, Origin, Values};
@@ -121,58 +122,34 @@ impl Context {
         let old = cleaned(&self.located.live);
         let validate = !self.flags.dry_run;
         let mut notes: Vec<String> = Vec::new();
-        let (prepared, edited) = match &self.verb {
-            Verb::Edit => {
-                let about = vec![
-                    format!(
-                        "This is {} as it runs now; {} renders it from the Helm chart ./{dir} ({}) at {at}.",
-                        self.located.resource_in(),
-                        self.located.applier,
-                        r.label
-                    ),
-                    "Each field you change is written as the values key the chart's template reads for it, in the values the Application gives Helm;".into(),
-                    "saving proposes that as a pull request. The live object does not change.".into(),
-                ];
-                let result =
-                    self.edit_session(&to_yaml(&old), &about, "\n", &old, |new: &Value| {
-                        notes.clear();
-                        self.prepare_values(&snap, &r, h, &old, new, validate, &mut notes)
-                    })?;
-                match result {
-                    Some((p, body)) => (p, Some(body)),
-                    None => return Ok(()),
-                }
-            }
-            v => {
-                let (new, verb_notes) = v.apply(&old)?;
-                for n in verb_notes {
-                    eprintln!("{n}");
-                }
-                if new == old {
-                    println!("{}", edit::CANCELLED_NO_CHANGES);
-                    return Ok(());
-                }
-                match self.prepare_values(&snap, &r, h, &old, &new, validate, &mut notes) {
-                    Ok(p) => (p, None),
-                    Err(e) => return Err(e.into_error()),
-                }
-            }
+        let editor = || {
+            EditorText {
+            initial: to_yaml(&old),
+            about: vec![
+                format!(
+                    "This is {} as it runs now; {} renders it from the Helm chart ./{dir} ({}) at {at}.",
+                    self.located.resource_in(),
+                    self.located.applier,
+                    r.label
+                ),
+                "Each field you change is written as the values key the chart's template reads for it, in the values the Application gives Helm;".into(),
+                "saving proposes that as a pull request. The live object does not change.".into(),
+            ],
+            nl: "\n",
+        }
         };
+        let outcome = self.outcome(&old, editor, |new: &Value| {
+            notes.clear();
+            self.prepare_values(&snap, &r, h, &old, new, validate, &mut notes)
+        });
         for n in &notes {
             eprintln!("{n}");
         }
-        if prepared.files.is_empty() {
-            println!("{}", edit::CANCELLED_NO_CHANGES);
-            return Ok(());
-        }
-        if self.flags.dry_run {
-            print!("{}", diff::unified_all(&prepared.files));
-            return Ok(());
-        }
-        if prepared.validated {
-            println!("Validated against the cluster (server-side dry-run as you): ok");
-        }
-        self.deliver(
+        let (prepared, edited) = match outcome.map_err(AttemptError::into_error)? {
+            Outcome::Ready(p, edited) => (p, edited),
+            Outcome::Nothing => return Ok(()),
+        };
+        self.propose(
             source,
             &place,
             pr_target,
