@@ -17,7 +17,7 @@ use crate::object::Object;
 use crate::owner::{OwnerRef, owners_of};
 
 mod selector_text;
-pub use selector_text::SelectorError;
+pub use selector_text::{SelectorError, valid_label_key, valid_label_value};
 
 /// A kind that makes Pods, or a Service (which selects them).
 #[derive(Debug, PartialEq, Eq)]

@@ -92,9 +92,10 @@ fn lex(text: &str) -> Vec<Token> {
     tokens
 }
 
-/// `name` or `prefix/name`: a DNS subdomain prefix, a name of at most 63 alphanumerics, `-`, `_`, `.`
-/// that starts and ends with an alphanumeric.
-fn valid_key(key: &str) -> bool {
+/// A label (or annotation) key as Kubernetes accepts it: `name` or `prefix/name`, a DNS subdomain
+/// prefix and a name of at most 63 alphanumerics, `-`, `_`, `.` that starts and ends with an
+/// alphanumeric.
+pub fn valid_label_key(key: &str) -> bool {
     let (prefix, name) = match key.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -104,17 +105,19 @@ fn valid_key(key: &str) -> bool {
             && p.len() <= 253
             && p.split('.').all(|l| {
                 !l.is_empty()
+                    && l.len() <= 63
                     && l.chars()
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             })
     });
-    prefix_ok && !name.is_empty() && valid_value(name)
+    prefix_ok && !name.is_empty() && valid_label_value(name)
 }
 
-/// Empty, or at most 63 alphanumerics, `-`, `_`, `.`, starting and ending with an alphanumeric.
-fn valid_value(value: &str) -> bool {
+/// A label value as Kubernetes accepts it: empty, or at most 63 alphanumerics, `-`, `_`, `.`,
+/// starting and ending with an alphanumeric.
+pub fn valid_label_value(value: &str) -> bool {
     value.is_empty()
         || (value.len() <= 63
             && value
@@ -252,12 +255,12 @@ impl Selector {
                 }
                 _ => return Err(fail("a requirement must start with a key or `!key`".into())),
             };
-            if !valid_key(&requirement.key) {
+            if !valid_label_key(&requirement.key) {
                 return Err(fail(format!("{:?} is not a valid key", requirement.key)));
             }
             if requirement.operator != "Gt"
                 && requirement.operator != "Lt"
-                && let Some(v) = requirement.values.iter().find(|v| !valid_value(v))
+                && let Some(v) = requirement.values.iter().find(|v| !valid_label_value(v))
             {
                 return Err(fail(format!(
                     "{v:?} is not a valid value for {}",

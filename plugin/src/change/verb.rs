@@ -1,6 +1,7 @@
 //! The kubectl verbs as changes to an object: `scale`, `set image`, `patch`, `label` and
 //! `annotate` with kubectl's arguments, checks and messages (`edit` is the editor session).
 
+use gitops_guard_core::workload::{valid_label_key, valid_label_value};
 use serde_json::{Map, Value};
 
 use crate::Error;
@@ -140,40 +141,6 @@ fn set(obj: &mut Value, path: &[&str], value: Value) {
     }
 }
 
-/// A DNS-1123-style name part of a label key or a label value: at most 63 characters,
-/// alphanumerics with `-`, `_`, `.` inside.
-fn valid_name_part(s: &str, allow_empty: bool) -> bool {
-    if s.is_empty() {
-        return allow_empty;
-    }
-    let b = s.as_bytes();
-    s.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
-fn valid_key(key: &str) -> bool {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            })
-    });
-    prefix_ok && valid_name_part(name, false)
-}
-
 impl MetaUpdate {
     /// Parses kubectl's `KEY=VALUE` / `KEY-` arguments.
     pub fn parse(args: &[String], overwrite: bool, labels: bool) -> Result<MetaUpdate, Error> {
@@ -184,19 +151,19 @@ impl MetaUpdate {
         };
         for a in args {
             if let Some((k, v)) = a.split_once('=') {
-                if !valid_key(k) {
+                if !valid_label_key(k) {
                     return Err(Error::Usage(format!(
                         "invalid {what} key {k:?}: a key is an optional DNS subdomain prefix and '/', then at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
                     )));
                 }
-                if labels && !valid_name_part(v, true) {
+                if labels && !valid_label_value(v) {
                     return Err(Error::Usage(format!(
                         "invalid label value: \"{a}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63 characters)"
                     )));
                 }
                 u.set.push((k.to_string(), v.to_string()));
             } else if let Some(k) = a.strip_suffix('-') {
-                if !valid_key(k) {
+                if !valid_label_key(k) {
                     return Err(Error::Usage(format!("invalid {what} key {k:?}")));
                 }
                 u.remove.push(k.to_string());
