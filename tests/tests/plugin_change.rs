@@ -1526,6 +1526,23 @@ fn outside_a_clone_the_cache_clone_is_used() {
     );
 }
 
+/// The Flux Kustomization of the fixture's `apps/web`, with more of its spec after the usual
+/// fields.
+fn flux_owner_of_apps_web(ns: &str, more_spec: &str) -> String {
+    format!(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {{name: {ns}, namespace: flux-system, labels: {FROM_ROOT}}}
+spec:
+  interval: 10m
+  path: ./apps/web
+  prune: true
+  targetNamespace: {ns}
+  sourceRef: {{kind: GitRepository, name: {ns}}}
+{more_spec}"
+    )
+}
+
 /// What Flux does to every object after building the path (the Kustomization's own
 /// `spec.patches`, `spec.images` and `postBuild` variables) is not changed in the manifests,
 /// where it would be overridden (or would replace a variable every cluster shares): the change
@@ -1546,18 +1563,10 @@ fn what_flux_sets_after_the_build_is_refused_in_the_manifests() {
     );
     let ns = &fx.ns;
     let c = &env().cluster;
-    let owner = format!(
-        "apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {{name: {ns}, namespace: flux-system, labels: {FROM_ROOT}}}
-spec:
-  interval: 10m
-  path: ./apps/web
-  prune: true
-  targetNamespace: {ns}
-  sourceRef: {{kind: GitRepository, name: {ns}}}
-  patches:
-    - target: {{kind: Deployment, name: web}}
+    let owner = flux_owner_of_apps_web(
+        ns,
+        "  patches:
+    - target: {kind: Deployment, name: web}
       patch: |
         - op: replace
           path: /spec/replicas
@@ -1566,11 +1575,11 @@ spec:
     - name: ghcr.io/acme/web
       newTag: 2.0.0
   postBuild:
-    substitute: {{REGION: eu}}
+    substitute: {REGION: eu}
     substituteFrom:
       - kind: ConfigMap
         name: cluster-vars
-"
+",
     );
     c.flux_apply(&owner).ok();
 
@@ -1639,21 +1648,7 @@ fn flux_patch_targets_select_as_kustomize_does() {
     );
     let ns = &fx.ns;
     let c = &env().cluster;
-    let owner = |patches: &str| {
-        format!(
-            "apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {{name: {ns}, namespace: flux-system, labels: {FROM_ROOT}}}
-spec:
-  interval: 10m
-  path: ./apps/web
-  prune: true
-  targetNamespace: {ns}
-  sourceRef: {{kind: GitRepository, name: {ns}}}
-  patches:
-{patches}"
-        )
-    };
+    let owner = |patches: &str| flux_owner_of_apps_web(ns, &format!("  patches:\n{patches}"));
     let patches = "    - target: {kind: Deploy.*, labelSelector: 'app in (web,api),!canary'}
       patch: |
         - op: replace
