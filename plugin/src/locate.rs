@@ -13,6 +13,10 @@ pub mod helm;
 
 pub use helm::ArgoHelm;
 
+use gitops_guard_core::custody::{
+    ARGO as ARGO_GROUP, HELM as HELM_GROUP, KUSTOMIZE as KUSTOMIZE_GROUP,
+    SOURCE as FLUX_SOURCE_GROUP,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -27,11 +31,6 @@ use crate::Error;
 use crate::cluster::Cluster;
 use crate::git::{self, CommitInfo, RepoFinder, RepoOrigin, Revision, revision};
 use crate::manifest::{self, Build, Found, Index, Renderer, Wanted};
-
-const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
-const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
-const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
-const ARGO_GROUP: &str = "argoproj.io";
 
 /// `apiVersion`, kind, namespace and name of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -5,6 +5,9 @@
 //! the changed object as the user.
 
 use gitops_guard_core::Config;
+use gitops_guard_core::custody::{
+    HELM as HELM_GROUP, KUSTOMIZE as KUSTOMIZE_GROUP, SOURCE as FLUX_SOURCE_GROUP,
+};
 use gitops_guard_core::owner::{OwnerKind, OwnerRef};
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::Value;
@@ -16,10 +19,6 @@ use crate::locate::{self, OwnerCache};
 use crate::manifest::Build;
 
 use super::overrides::Overrides;
-
-const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
-const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
-const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
 
 /// The Git source an owner follows, as a change needs it: its URL and the branch it follows
 /// (where `crate::locate::Source` says where manifests come from).
