@@ -465,6 +465,28 @@ spec:
     };
     assert_eq!(line("image: nginx:1.27")["commit"]["id"], f.c2.as_str());
     assert_eq!(line("replicas: 2")["commit"]["id"], f.c1.as_str());
+
+    // ---- a change goes to the Git file the artifact copied, on the branch the source follows ----
+    let out = gitops(
+        &f.dir,
+        &cache,
+        &[
+            "scale",
+            "deployment/web",
+            "-n",
+            "web",
+            "--replicas=4",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout
+            .contains("--- a/deploy/app/deployment.yaml\n+++ b/deploy/app/deployment.yaml\n")
+            && out.stdout.contains("-  replicas: 2\n+  replicas: 4\n"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("deploy/other"), "{out}");
 }
 
 /// The neighbours that must not be silently wrong: two sources copied into the same directory of
