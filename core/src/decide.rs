@@ -130,6 +130,9 @@ pub enum Reason {
     /// Denied: an object not from Git that steers a managed one (an autoscaler, a Pod a managed
     /// Service selects, a disruption budget).
     Neighbour,
+    /// Denied: a StatefulSet's status fields that say which revision its Pods are made from,
+    /// written by someone other than Kubernetes or the agent.
+    RevisionStatus,
     /// Deleting, evicting, exec or debug of a Pod of a managed workload: operational, recorded.
     PodOperation,
     /// A controller the config trusts for a custom workload kind (`workloadControllers`), acting on
@@ -167,6 +170,7 @@ impl Reason {
             Reason::PlantedException => "planted-exception",
             Reason::Descendant => "descendant",
             Reason::Neighbour => "neighbour",
+            Reason::RevisionStatus => "revision-status",
             Reason::PodOperation => "pod-operation",
             Reason::WorkloadController => "workload-controller",
         }
@@ -371,6 +375,8 @@ fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Optio
         }
         // A Pod's status says where its Service sends traffic (`podIP`, readiness): its kubelet's.
         "status" if req.resource.group.is_empty() && req.resource.resource == "pods" => None,
+        // A StatefulSet's says which revision its Pods are made from.
+        "status" if req.resource.group == "apps" && req.resource.resource == "statefulsets" => None,
         "status" => Some(Reason::Status),
         _ => Some(Reason::Subresource),
     }
@@ -463,6 +469,10 @@ const RULES: &[(&str, Rule)] = &[
     ("namespace objects", namespace_object),
     ("owners and sources", custody_kind),
     ("an owner's own controller", own_controller),
+    (
+        "a StatefulSet's revision status",
+        what_runs::revision_status,
+    ),
     ("beneath a managed workload", what_runs::descendant),
     ("GitOps-managed objects", managed_object),
     ("steering a managed object", what_runs::neighbour),

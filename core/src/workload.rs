@@ -392,6 +392,48 @@ pub enum Target {
     Selected(Selector),
     /// A Service's endpoints (an Endpoints object of its name, an EndpointSlice labelled with it).
     Service(String),
+    /// An object of `kind` with these labels and no controller: the workloads whose selector
+    /// matches them adopt it (a Deployment or Rollout its ReplicaSets, a StatefulSet or DaemonSet
+    /// its ControllerRevisions, by the object's own labels, not its Pod template's).
+    Adopted {
+        kind: &'static str,
+        labels: BTreeMap<String, String>,
+    },
+}
+
+/// The kinds Kubernetes' workload controllers adopt by their own labels when they carry no
+/// controller reference, and the kinds (`Kind.group`) that adopt them. Pods are adopted too, and
+/// are [`Target::Pods`] already.
+const ADOPTED: &[(&str, &str, &[&str])] = &[
+    (
+        "apps",
+        "ReplicaSet",
+        &["Deployment.apps", "Rollout.argoproj.io"],
+    ),
+    (
+        "apps",
+        "ControllerRevision",
+        // A StatefulSet builds Pods from the revision its status names.
+        &["StatefulSet.apps", "DaemonSet.apps"],
+    ),
+];
+
+/// What an object of `group`/`kind` is adopted by: when it has no controller (`controlled`
+/// false) and is a kind that workloads adopt, the workloads that select its labels take it as
+/// their own.
+pub fn adopted(group: &str, kind: &str, object: &Object<'_>, controlled: bool) -> Option<Target> {
+    if controlled {
+        return None;
+    }
+    let (_, kind, _) = ADOPTED.iter().find(|(g, k, _)| *g == group && *k == kind)?;
+    Some(Target::Adopted {
+        kind,
+        labels: object
+            .labels
+            .iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+    })
 }
 
 /// The label an EndpointSlice names its Service with.
@@ -456,9 +498,15 @@ pub fn reaches(facts: &Facts, target: &Target) -> bool {
         Target::Workload { kind, name, .. } => {
             !service && facts.kind.kind == kind && facts.name == *name
         }
-        Target::Pods(labels) => !labels.is_empty() && facts.selector.matches(labels),
+        // An empty label set is selected too, by a selector of `NotIn`/`DoesNotExist` alone.
+        Target::Pods(labels) => facts.selector.matches(labels),
         Target::Selected(selector) => !service && selector.matches(&facts.pod_labels),
         Target::Service(name) => service && facts.name == *name,
+        Target::Adopted { kind, labels } => {
+            ADOPTED.iter().any(|(_, k, adopters)| {
+                k == kind && adopters.contains(&facts.kind.dot_group().as_str())
+            }) && facts.selector.matches(labels)
+        }
     }
 }
 
@@ -467,8 +515,10 @@ pub fn reaches(facts: &Facts, target: &Target) -> bool {
 pub const MAX_CHAIN: usize = 8;
 
 /// The topmost managed workload a controller chain in `namespace` leads to. `by_uid` finds what the guard
-/// knows of an object; `managed` says who manages it (empty: nobody). A reference whose kind is not
-/// that of the object with its uid leads nowhere.
+/// knows of an object; `managed` says who manages it (empty: nobody). A reference leads to the
+/// object with its uid whatever kind it names: Kubernetes' controllers claim what they own by uid
+/// alone (a ReplicaSet whose controller reference names kind `Foo` and the Deployment's uid is
+/// that Deployment's, as long as its labels match).
 pub fn ancestor<'f>(
     namespace: &str,
     start: &ControllerRef,
@@ -482,7 +532,7 @@ pub fn ancestor<'f>(
     let mut next = Some(start);
     for _ in 0..MAX_CHAIN {
         let Some(f) = next
-            .and_then(|r| by_uid(&r.uid).filter(|f| f.kind.kind == r.kind))
+            .and_then(|r| by_uid(&r.uid))
             .filter(|f| f.namespace == namespace)
         else {
             break;
@@ -510,14 +560,17 @@ pub fn steered_among<'f>(
 ) -> Vec<Steered> {
     let mut out: Vec<Steered> = Vec::new();
     for f in facts.filter(|f| reaches(f, target)) {
-        let owners = managed(f);
-        let found = if owners.is_empty() {
-            f.controller
-                .as_ref()
-                .and_then(|c| ancestor(&f.namespace, c, by_uid, managed))
-        } else {
-            Some(Steered::of(f, owners))
-        };
+        // The topmost managed one, as for a descendant: in an `enforce: all` namespace a
+        // ReplicaSet is managed too, but its Deployment is what Git declares, and its exceptions
+        // are Git's (the ReplicaSet's annotations are anyone's).
+        let found = f
+            .controller
+            .as_ref()
+            .and_then(|c| ancestor(&f.namespace, c, by_uid, managed))
+            .or_else(|| {
+                let owners = managed(f);
+                (!owners.is_empty()).then(|| Steered::of(f, owners))
+            });
         if let Some(s) = found
             && !out.iter().any(|o| o.kind == s.kind && o.name == s.name)
         {

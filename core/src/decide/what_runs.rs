@@ -203,8 +203,83 @@ pub(super) fn descendant(c: &Ctx<'_, '_>) -> Option<Decision> {
     Some(c.deny(Reason::Descendant, message, Some(owner)))
 }
 
+/// The fields of a StatefulSet's status that its controller builds Pods from: the Pods below
+/// `currentReplicas` (or the partition) are made from the revision `currentRevision` names, the
+/// others from `updateRevision`; `collisionCount` names new revisions.
+const REVISION_STATUS: [&str; 5] = [
+    "currentRevision",
+    "updateRevision",
+    "currentReplicas",
+    "updatedReplicas",
+    "collisionCount",
+];
+
+/// The status of a managed StatefulSet is not only a report: its controller makes Pods from the
+/// revision `status.currentRevision` names (an older one, or a ControllerRevision made by hand).
+/// Only Kubernetes' controller and the agent write those fields; the rest of the status stays
+/// free, as for every workload.
+pub(super) fn revision_status(c: &Ctx<'_, '_>) -> Option<Decision> {
+    if c.req.sub_resource != "status"
+        || c.req.resource.group != "apps"
+        || c.req.resource.resource != "statefulsets"
+        || c.req.operation != Operation::Update
+    {
+        return None;
+    }
+    let (kind, name, owners) = match managed_ancestor(c) {
+        Some(root) => (root.kind, root.name, root.owners),
+        None if !c.owners.is_empty() => (c.kind.to_string(), c.name.to_string(), c.owners.clone()),
+        None => return Some(Decision::allow(Reason::Status)),
+    };
+    let Some(owner) = owners
+        .iter()
+        .find(|o| !c.agent_for(o, c.cluster.owner(o).as_ref()))
+    else {
+        return Some(Decision::allow(Reason::Agent));
+    };
+    let status = |o: Option<&Object<'_>>| -> Result<Value, ()> {
+        match o.and_then(|o| o.fields.get("status")) {
+            None => Ok(Value::Null),
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|_| ()),
+        }
+    };
+    let changed: Vec<String> = match (status(c.old), status(c.new)) {
+        (Ok(old), Ok(new)) => REVISION_STATUS
+            .iter()
+            .filter(|k| old.get(**k) != new.get(**k))
+            .map(|k| format!("status.{k}"))
+            .collect(),
+        // What cannot be read cannot be shown to leave those fields alone.
+        _ => vec!["status".to_string()],
+    };
+    if changed.is_empty() {
+        return Some(Decision::allow(Reason::Status));
+    }
+    if exception::allows_manual(&c.old_ann) {
+        return Some(Decision::allow(Reason::AllowManual));
+    }
+    if let Some(d) = under_window(c, Some(owner)) {
+        return Some(d);
+    }
+    let message = format!(
+        "{what}: this status write changes {fields}, which the StatefulSet controller builds Pods from (the revision each Pod gets, and how many get it), so only Kubernetes' controller and the agent write them: by hand they would run a revision Git no longer declares, or one made by hand.\n{root}",
+        what = c.what(),
+        fields = changed.join(", "),
+        root = deny_message(
+            &kind,
+            &name,
+            c.namespace,
+            owner,
+            revision_of(c, owner).as_deref(),
+        ),
+    );
+    Some(c.deny(Reason::RevisionStatus, message, Some(owner)))
+}
+
 /// What an UPDATE of a descendant changes beyond what the API server keeps, operational changes
-/// and annotations other than the guard's; `None` when nothing else.
+/// and annotations other than the guard's; `None` when nothing else. The guard's own keys
+/// (`allow`, `allow-fields`) are exceptions decided in Git: set by hand on a ReplicaSet they
+/// would widen what people may do to it (an autoscaler for it) and to what lies beneath.
 fn changed_paths(c: &Ctx<'_, '_>) -> Option<String> {
     static ANNOTATIONS: std::sync::LazyLock<FieldPath> =
         std::sync::LazyLock::new(|| FieldPath::keys(&["metadata", "annotations"]));
@@ -212,7 +287,12 @@ fn changed_paths(c: &Ctx<'_, '_>) -> Option<String> {
     let mut allowed: Vec<&FieldPath> = SERVER_PATHS.iter().collect();
     allowed.extend(operational_paths(c.config, c.group, c.kind));
     allowed.push(&ANNOTATIONS);
-    let changed = disallowed_changes_of(fo, fnew, &allowed, Report::All(8));
+    let mut changed = disallowed_changes_of(fo, fnew, &allowed, Report::All(8));
+    changed.extend(
+        exception::changed_guard_annotations(&c.old_ann, &c.new_ann)
+            .into_iter()
+            .map(|k| format!("metadata.annotations['{k}']")),
+    );
     (!changed.is_empty()).then(|| changed.join(", "))
 }
 
@@ -260,9 +340,21 @@ pub(super) fn neighbour(c: &Ctx<'_, '_>) -> Option<Decision> {
             Err(_) => return None,
         },
     };
-    let target = workload::steers(c.group, c.kind, new, &spec)?;
+    let controller = controller_in(new);
+    let targets: Vec<Target> = workload::steers(c.group, c.kind, new, &spec)
+        .into_iter()
+        .chain(workload::adopted(
+            c.group,
+            c.kind,
+            new,
+            controller.is_some(),
+        ))
+        .collect();
+    if targets.is_empty() {
+        return None;
+    }
     // What a trusted controller makes beside what it controls (KEDA's HPA for a ScaledObject).
-    if let Some(own) = controller_in(new)
+    if let Some(own) = &controller
         && trusted_controller(
             c,
             std::iter::once(&crate::custody::kind_dot_group(&own.group, &own.kind)),
@@ -270,15 +362,17 @@ pub(super) fn neighbour(c: &Ctx<'_, '_>) -> Option<Decision> {
     {
         return Some(Decision::allow(Reason::WorkloadController));
     }
-    let steered: Vec<Steered> = c
-        .cluster
-        .steered(c.namespace, &target)
-        .into_iter()
-        .filter(|s| !excepted(s, &target))
-        .collect();
-    let (first, owner) = steered
-        .iter()
-        .find_map(|s| foreign_owner(c, s).map(|o| (s, o)))?;
+    let (target, first, owner) = targets.iter().find_map(|target| {
+        c.cluster
+            .steered(c.namespace, target)
+            .into_iter()
+            .filter(|s| !excepted(s, target))
+            .find_map(|s| {
+                let owner = foreign_owner(c, &s)?.clone();
+                Some((target, s, owner))
+            })
+    })?;
+    let (first, owner) = (&first, &owner);
     if c.window_change {
         return Some(break_glass_change(c, Some(owner)));
     }
@@ -293,7 +387,7 @@ pub(super) fn neighbour(c: &Ctx<'_, '_>) -> Option<Decision> {
             .unwrap_or_default()
     );
     let what = c.what();
-    let (how, exception_hint) = match &target {
+    let (how, exception_hint) = match target {
         Target::Workload {
             field: Some(field), ..
         } => (
@@ -315,6 +409,17 @@ pub(super) fn neighbour(c: &Ctx<'_, '_>) -> Option<Decision> {
         ),
         Target::Service(_) => (
             format!("sets the endpoints of {managed}: it would send its traffic elsewhere"),
+            String::new(),
+        ),
+        Target::Adopted { .. } => (
+            format!(
+                "carries labels that {managed} selects, and no controller: {first} would adopt it as its own{}",
+                if c.kind == "ControllerRevision" {
+                    " (a StatefulSet builds Pods from the revision its status names)"
+                } else {
+                    " and run its Pods"
+                }
+            ),
             String::new(),
         ),
     };

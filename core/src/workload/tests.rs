@@ -306,7 +306,7 @@ fn what_each_kind_steers() {
     );
 }
 
-/// A namespace's workloads: a managed Deployment `web`, its ReplicaSet, a Service.
+/// A namespace's workloads: a managed Deployment `web`, its ReplicaSet, a Service, a managed Job.
 struct Namespace {
     facts: Vec<Facts>,
 }
@@ -315,6 +315,7 @@ impl Namespace {
     fn new() -> Namespace {
         let config = Config::default();
         let flux = json!({"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"});
+        let flux_labels = flux.clone();
         let mut deployment = object("apps/v1", "Deployment", "web", flux.clone());
         deployment["metadata"]["uid"] = json!("d-1");
         deployment["metadata"]["annotations"] =
@@ -333,6 +334,10 @@ impl Namespace {
         own["metadata"]["uid"] = json!("d-2");
         own["spec"] = json!({"selector": {"matchLabels": {"app": "tool"}},
             "template": {"metadata": {"labels": {"app": "tool"}}}});
+        // Git's Job whose selector is of `NotIn` alone: it selects Pods without labels too.
+        let mut job = object("batch/v1", "Job", "batch", flux_labels.clone());
+        job["metadata"]["uid"] = json!("j-1");
+        job["spec"] = json!({"selector": {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web", "tool", "tool2"]}]}});
         // A cycle: two ReplicaSets naming each other.
         let mut a = object("apps/v1", "ReplicaSet", "a", json!({}));
         a["metadata"]["uid"] = json!("a");
@@ -351,6 +356,7 @@ impl Namespace {
                 facts(kind("Deployment"), &own, &config),
                 facts(kind("ReplicaSet"), &a, &config),
                 facts(kind("ReplicaSet"), &b, &config),
+                facts(kind("Job"), &job, &config),
             ],
         }
     }
@@ -389,10 +395,10 @@ fn chains_lead_to_the_managed_workload() {
             Some("deployment/web"),
         ),
         (
-            "a kind that is not the uid's leads nowhere",
+            "a kind that is not the uid's leads there too: controllers claim by uid alone",
             "prod",
             cref("StatefulSet", "rs-1"),
-            None,
+            Some("deployment/web"),
         ),
         (
             "another namespace leads nowhere",
@@ -475,7 +481,27 @@ fn targets_find_the_managed_objects_they_steer() {
             Target::Pods(labels(&[("app", "tool2")])),
             vec![],
         ),
-        ("a Pod without labels", Target::Pods(labels(&[])), vec![]),
+        (
+            "a Pod without labels: a selector of NotIn alone selects it",
+            Target::Pods(labels(&[])),
+            vec!["job/batch"],
+        ),
+        (
+            "a ReplicaSet without a controller, labelled as the Deployment selects",
+            Target::Adopted {
+                kind: "ReplicaSet",
+                labels: labels(&[("app", "web")]),
+            },
+            vec!["deployment/web"],
+        ),
+        (
+            "a ControllerRevision so labelled: no StatefulSet or DaemonSet adopts it here",
+            Target::Adopted {
+                kind: "ControllerRevision",
+                labels: labels(&[("app", "web")]),
+            },
+            vec![],
+        ),
         (
             "a PDB selecting the Deployment's Pods",
             Target::Selected(Selector::of_label_selector(

@@ -31,8 +31,9 @@ fn meta(name: &str, labels: Value, uid: &str, controller: Option<(&str, &str, &s
 }
 
 /// The cluster: in `prod`, Git's Deployment `web` (allow-fields on `spec.template` nothing), its
-/// ReplicaSet `web-7d9f`, Git's Service `web`; an unmanaged Deployment `tool` (`app: tool`), and
-/// Git's Deployment `api` that lets anyone set its replicas (`allow-fields: spec.replicas`).
+/// ReplicaSet `web-7d9f`, Git's Service `web`; an unmanaged Deployment `tool` (`app: tool`),
+/// Git's Deployment `api` that lets anyone set its replicas (`allow-fields: spec.replicas`), Git's
+/// Rollout `canary` and Git's StatefulSet `db` (`app: db`).
 struct Cluster {
     facts: Vec<Facts>,
     namespaces: HashMap<String, NamespaceInfo>,
@@ -63,7 +64,10 @@ fn cluster() -> Cluster {
     api["metadata"]["annotations"] = json!({"gitops-guard.dev/allow-fields": "spec.replicas"});
     let rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
         "metadata": meta("canary", flux(), "r-1", None), "spec": template("rollout")});
+    let db = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": meta("db", flux(), "ss-db", None), "spec": template("db")});
     let facts = vec![
+        workload::facts(kind("StatefulSet"), &db, &config),
         workload::facts(kind("Deployment"), &web, &config),
         workload::facts(kind("ReplicaSet"), &rs, &config),
         workload::facts(&workload::SERVICE, &service, &config),
@@ -683,4 +687,154 @@ fn controllers_of_custom_workloads_are_trusted_beneath_their_kind_only() {
             Neighbour,
         ),
     ]);
+}
+
+/// Routes found attacking the rules: what Kubernetes' controllers would adopt or build Pods from,
+/// which no rule saw.
+#[test]
+fn what_kubernetes_would_adopt_or_build_from_comes_from_git() {
+    use Reason::*;
+    use Verdict::*;
+    // A ReplicaSet whose own labels (not its Pod template's) the Deployment selects: with no
+    // controller, the deployment controller adopts it and runs its Pods as the Deployment's.
+    let rs = |labels: Value, owner: Option<Value>| {
+        let mut m = meta("evil", labels, "rs-evil", None);
+        if let Some(o) = owner {
+            m["ownerReferences"] = o;
+        }
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": m,
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "evil"}},
+                "template": {"metadata": {"labels": {"app": "evil"}}, "spec": {"containers": [{"name": "c", "image": "evil:1"}]}}}})
+    };
+    let revision = |labels: Value, owner: Option<(&str, &str, &str)>| {
+        json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": meta("db-6c4b", labels, "cr-1", owner), "revision": 9,
+            "data": {"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "evil:1"}]}}}}})
+    };
+    const CR: (&str, &str, &str) = ("apps", "ControllerRevision", "controllerrevisions");
+    let set_status = |status: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta("db", flux(), "ss-db", None),
+            "spec": {"selector": {"matchLabels": {"app": "db"}}}, "status": status})
+    };
+    let steady = json!({"replicas": 3, "readyReplicas": 3, "currentReplicas": 3, "updatedReplicas": 3,
+        "currentRevision": "db-5f7d", "updateRevision": "db-5f7d", "collisionCount": 0});
+    let with_status = |key: &str, value: Value| {
+        let mut s = steady.clone();
+        s[key] = value;
+        set_status(s)
+    };
+    let sts_status = |user: &'static str, key: &str, value: Value| {
+        req("UPDATE", user, ("apps", "StatefulSet", "statefulsets"))
+            .sub("status", "db")
+            .old(set_status(steady.clone()))
+            .object(with_status(key, value))
+    };
+    let mut own_sts = set_status(steady.clone());
+    own_sts["metadata"] = meta("mine", json!({}), "ss-mine", None);
+    let mut own_sts_moved = own_sts.clone();
+    own_sts_moved["status"]["currentRevision"] = json!("mine-1");
+    check(vec![
+        ("a hand-made ReplicaSet with the Deployment's labels", req("CREATE", ANA, RS).object(rs(json!({"app": "web"}), None)), Deny, Neighbour),
+        ("orphaned into them later", req("UPDATE", ANA, RS).old(rs(json!({}), None)).object(rs(json!({"app": "web"}), None)), Deny, Neighbour),
+        ("with labels of its own", req("CREATE", ANA, RS).object(rs(json!({"app": "evil"}), None)), Allow, Unmanaged),
+        (
+            "with a controller of its own: not adopted",
+            req("CREATE", ANA, RS).object(rs(json!({"app": "web"}), Some(json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "tool", "uid": "d-tool", "controller": true}])))),
+            Allow,
+            Unmanaged,
+        ),
+        (
+            "claiming the Deployment's uid under another kind (controllers claim by uid)",
+            req("CREATE", ANA, RS).object(rs(json!({"app": "web"}), Some(json!([{"apiVersion": "example.com/v1", "kind": "Foo", "name": "web", "uid": "d-web", "controller": true}])))),
+            Deny,
+            Descendant,
+        ),
+        ("a ControllerRevision the StatefulSet would adopt", req("CREATE", ANA, CR).object(revision(json!({"app": "db"}), None)), Deny, Neighbour),
+        ("one claiming it", req("CREATE", ANA, CR).object(revision(json!({}), Some(("StatefulSet", "db", "ss-db")))), Deny, Descendant),
+        ("deleting its revision", req("DELETE", ANA, CR).old(revision(json!({"app": "db"}), Some(("StatefulSet", "db", "ss-db")))), Deny, Descendant),
+        ("the StatefulSet controller makes it", req("CREATE", "system:serviceaccount:kube-system:statefulset-controller", CR).object(revision(json!({"app": "db"}), Some(("StatefulSet", "db", "ss-db")))), Allow, System),
+        ("a revision of nothing managed", req("CREATE", ANA, CR).object(revision(json!({"app": "other"}), None)), Allow, Unmanaged),
+        ("a person points the StatefulSet's status at another revision", sts_status(ANA, "currentRevision", json!("db-6c4b")), Deny, RevisionStatus),
+        ("or makes every Pod come from the current one", sts_status(ANA, "currentReplicas", json!(0)), Deny, RevisionStatus),
+        ("a person writes the rest of its status", sts_status(ANA, "readyReplicas", json!(1)), Allow, Status),
+        ("the StatefulSet controller writes it", sts_status("system:serviceaccount:kube-system:statefulset-controller", "currentRevision", json!("db-6c4b")), Allow, System),
+        ("the agent", sts_status(KC, "currentRevision", json!("db-6c4b")), Allow, Agent),
+        ("a dry run warns", sts_status(ANA, "currentRevision", json!("db-6c4b")).dry(), Warn, DryRun),
+        (
+            "a StatefulSet nobody manages",
+            req("UPDATE", ANA, ("apps", "StatefulSet", "statefulsets")).sub("status", "mine").old(own_sts).object(own_sts_moved),
+            Allow,
+            Status,
+        ),
+        (
+            "an exception from Git set by hand on a Pod beneath the Deployment",
+            req("UPDATE", ANA, POD).old(pod("web:1")).object(with(pod("web:1"), "/metadata/annotations", json!({"gitops-guard.dev/allow": "manual"}))),
+            Deny,
+            Descendant,
+        ),
+    ]);
+    let d = run(&sts_status(ANA, "currentRevision", json!("db-6c4b")));
+    let m = d.message.unwrap();
+    assert!(
+        m.starts_with("statefulset/db in prod: this status write changes status.currentRevision, which the StatefulSet controller builds Pods from"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kubectl gitops edit statefulset/db -n prod"),
+        "{m}"
+    );
+    let d = run(&req("CREATE", ANA, RS).object(rs(json!({"app": "web"}), None)));
+    let m = d.message.unwrap();
+    assert!(
+        m.starts_with("replicaset/x in prod carries labels that deployment/web in prod, which is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1) selects, and no controller: deployment/web would adopt it as its own and run its Pods."),
+        "{m}"
+    );
+}
+
+/// In an `enforce: all` namespace a ReplicaSet is managed too; what steers it is judged by its
+/// Deployment, whose exceptions come from Git (the ReplicaSet's annotations are anyone's).
+#[test]
+fn a_replicaset_is_steered_through_its_deployment() {
+    let mut cluster = cluster();
+    for f in cluster.facts.iter_mut().filter(|f| f.uid == "rs-web") {
+        f.owners = vec![OwnerRef {
+            kind: OwnerKind::Namespace,
+            namespace: "prod".into(),
+            name: "prod".into(),
+        }];
+        f.exceptions = [(
+            "gitops-guard.dev/allow-fields".to_string(),
+            "spec.replicas".to_string(),
+        )]
+        .into();
+    }
+    let hpa_on_rs = with(
+        with(
+            hpa("web-7d9f"),
+            "/spec/scaleTargetRef/kind",
+            json!("ReplicaSet"),
+        ),
+        "/metadata/name",
+        json!("h"),
+    );
+    let d = run_on(
+        &req("CREATE", ANA, HPA).object(hpa_on_rs),
+        &cluster,
+        &config(),
+        None,
+    );
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Deny, Reason::Neighbour),
+        "{:?}",
+        d.message
+    );
+    assert!(
+        d.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("spec.replicas of deployment/web in prod"),
+        "{:?}",
+        d.message
+    );
 }
