@@ -88,6 +88,9 @@ NEIGHBOURS_ANY = [
     ("", "pods/attach", ["CONNECT"]),
     ("", "pods/portforward", ["CONNECT"]),
     ("apps", "replicasets", CUD),
+    # A StatefulSet adopts them by their labels and makes Pods from the one its status names.
+    ("apps", "controllerrevisions", CUD),
+    ("apps", "statefulsets/status", ["UPDATE"]),
     ("discovery.k8s.io", "endpointslices", CUD),
 ]
 NEIGHBOURS_UNLABELLED = [
@@ -112,7 +115,6 @@ LEFT_OUT = [
     ("authentication.k8s.io", "tokenreviews"),
     ("metrics.k8s.io", "pods"),
     ("custom.metrics.k8s.io", "pods"),
-    ("apps", "controllerrevisions"),
 ]
 
 # name -> (values, kube_version); kube_version None = Helm's default (recent) capabilities.
@@ -293,8 +295,9 @@ def test_every_entry_is_safe(scenario: str) -> None:
         if name == "scale":
             assert all(res.endswith("/scale") for r in hook["rules"] for res in r["resources"])
         elif name == "neighbours":
-            # The Pod subresources of exec, attach, port-forward (CONNECT), evictions and debug.
-            assert subresources == POD_SUBRESOURCES, name
+            # The Pod subresources of exec, attach, port-forward (CONNECT), evictions and debug,
+            # and a StatefulSet's status.
+            assert subresources == POD_SUBRESOURCES | {"statefulsets/status"}, name
         elif name == "custody":
             # Status only, and only in the owner and source groups.
             assert subresources and all(res.endswith("/status") for res in subresources), name
@@ -515,8 +518,9 @@ def test_every_request_reaches_at_most_one_entry(scenario: str) -> None:
                     seen.update(got)
                     if group in CUSTODY_GROUPS:
                         assert set(got) <= {"custody"}, where
-                    if (group, resource) == ("", "pods/status"):
-                        # A Pod's podIP and readiness steer a Service: the neighbours entry's.
+                    if (group, resource) in (("", "pods/status"), ("apps", "statefulsets/status")):
+                        # A Pod's podIP and readiness steer a Service, a StatefulSet's revisions
+                        # its Pods: the neighbours entry's.
                         assert set(got) <= ({"neighbours"} if operation == "UPDATE" else set()), where
                     elif resource.endswith("/status") and group not in CUSTODY_GROUPS:
                         assert got == [], where
@@ -596,13 +600,14 @@ def test_custody_match_conditions_skip_kubernetes_and_agents_but_not_gitops_cont
 
 @pytest.mark.parametrize("kube", ["v1.20.2", "v1.30.0"])
 def test_status_of_ordinary_kinds_is_never_routed(kube: str) -> None:
-    """Only a Pod's status is: its podIP and readiness steer a Service (the neighbours entry)."""
+    """Only a Pod's status is: its podIP and readiness steer a Service (the neighbours entry);
+    and a StatefulSet's: its controller makes Pods from the revision it names."""
     hooks = webhooks(rendered({"config": {"argocd": {"labelTracking": True}}}, kube))
     for labels in ({}, {KUSTOMIZE: "apps"}):
         assert routes(hooks, "apps", {}, labels, "", "pods/status") == ["neighbours"]
+        assert routes(hooks, "apps", {}, labels, "apps", "statefulsets/status") == ["neighbours"]
     for group, resource in [
         ("apps", "deployments/status"),
-        ("apps", "statefulsets/status"),
         ("apps", "daemonsets/status"),
         ("", "services/status"),
         ("", "namespaces/status"),

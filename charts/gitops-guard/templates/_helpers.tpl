@@ -233,7 +233,8 @@ What the neighbours entries route (webhook.neighbours), as JSON {"any": rules, "
     (dict "apiGroups" (list "") "resources" (list "pods/ephemeralcontainers" "pods/status") "operations" (list "UPDATE"))
     (dict "apiGroups" (list "") "resources" (list "pods/eviction") "operations" (list "CREATE"))
     (dict "apiGroups" (list "") "resources" (list "pods/exec" "pods/attach" "pods/portforward") "operations" (list "CONNECT"))
-    (dict "apiGroups" (list "apps") "resources" (list "replicasets") "operations" $cud)
+    (dict "apiGroups" (list "apps") "resources" (list "replicasets" "controllerrevisions") "operations" $cud)
+    (dict "apiGroups" (list "apps") "resources" (list "statefulsets/status") "operations" (list "UPDATE"))
     (dict "apiGroups" (list "discovery.k8s.io") "resources" (list "endpointslices") "operations" $cud) -}}
 {{- $unlabelled := list
     (dict "apiGroups" (list "batch") "resources" (list "jobs") "operations" $cud)
@@ -321,10 +322,10 @@ every resource of every served group (and of every group webhook.rules names), e
   - the custody groups (the custody entry's) and admissionregistration.k8s.io (never routed);
   - left out: events (core and events.k8s.io), coordination.k8s.io (leases), authorization.k8s.io
     and authentication.k8s.io (reviews), *metrics.k8s.io (read-only metrics), and in the core group
-    bindings and componentstatuses (no objects to manage), in apps controllerrevisions (written
-    by the StatefulSet and DaemonSet controllers only);
+    bindings and componentstatuses (no objects to manage);
   - what Kubernetes writes with labels copied from a managed object (Pods, Endpoints,
-    ReplicaSets, EndpointSlices): the neighbours entry routes them whatever their labels; a Fail
+    ReplicaSets, ControllerRevisions, EndpointSlices): the neighbours entry routes them whatever
+    their labels; a Fail
     entry selecting on copied labels would block Kubernetes itself on clusters < 1.28.
 The core and apps groups are listed by resource, every other group is "*".
 */}}
