@@ -34,6 +34,7 @@ pub const CUSTODY_GROUPS: [&str; 6] = [
 /// A running `gitops-guard-webhook`, registered as ValidatingWebhookConfiguration `gitops-guard`
 /// (webhook `guard.gitops-guard.dev`, every group/version, resources `*` and `*/scale`, plus
 /// `*/status` of the GitOps owner and source groups ([`CUSTODY_GROUPS`]), CREATE/UPDATE/DELETE,
+/// the Pod subresources and a StatefulSet's status, as the chart's neighbours entry routes them,
 /// failurePolicy Fail, timeout 5 s). Like the Helm chart on Kubernetes 1.20, it excludes no
 /// namespace by label (`kubernetes.io/metadata.name` is an ordinary label before 1.21): the guard
 /// leaves kube-system alone by name (config `excludedNamespaces`). Dropping it deregisters it (and
@@ -298,6 +299,10 @@ webhooks:
     apiVersions: ["*"]
     resources: ["pods/eviction", "pods/ephemeralcontainers", "pods/status"]
     operations: [CREATE, UPDATE]
+  - apiGroups: [apps]
+    apiVersions: ["*"]
+    resources: ["statefulsets/status"]
+    operations: [UPDATE]
   sideEffects: NoneOnDryRun
   admissionReviewVersions: [v1]
   failurePolicy: Fail

@@ -16,7 +16,11 @@
 //!   trusted beneath Rollouts only (`workloadControllers`), as KEDA's operator is for the HPA of a
 //!   ScaledObject; a VerticalPodAutoscaler or ScaledObject made by hand for Git's Deployment is
 //!   denied;
-//! - the guard says which kinds GitOps manages in the cluster (`/managed-kinds`).
+//! - the guard says which kinds GitOps manages in the cluster (`/managed-kinds`);
+//! - what Kubernetes' controllers would adopt or build Pods from: a ReplicaSet labelled as the
+//!   Deployment selects, one claiming the Deployment's uid under another kind, a ControllerRevision
+//!   a StatefulSet would adopt, a StatefulSet's status pointing at another revision, an exception
+//!   from Git set by hand on a Pod beneath.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -822,4 +826,166 @@ spec: {{scaleTargetRef: {{name: web}}, triggers: [{{type: cron, metadata: {{time
     cluster
         .kubectl_as_stdin(KEDA_OPERATOR, &["create", "-f", "-"], &keda_hpa(""))
         .denied();
+}
+
+const STATEFULSET_CONTROLLER: &str = "system:serviceaccount:kube-system:statefulset-controller";
+
+#[test]
+fn what_kubernetes_would_adopt_or_build_pods_from_comes_from_git() {
+    let ns = "adopt";
+    let cluster = &env().cluster;
+    let pod = managed_workload(ns);
+
+    // A ReplicaSet whose own labels the Deployment selects (its Pods' labels are its own): with no
+    // controller, the deployment controller would adopt it and run its Pods as the Deployment's.
+    let rs = |name: &str, labels: &str, owner: &str| {
+        format!(
+            r#"{{"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{{"name":"{name}","namespace":"{ns}","labels":{labels}{owner}}},
+            "spec":{{"replicas":1,"selector":{{"matchLabels":{{"run":"{name}"}}}},
+            "template":{{"metadata":{{"labels":{{"run":"{name}"}}}},"spec":{{"containers":[{{"name":"c","image":"evil:1"}}]}}}}}}}}"#
+        )
+    };
+    let message = denied("a ReplicaSet the Deployment would adopt is denied", || {
+        dev_stdin(&["create", "-f", "-"], &rs("stray", r#"{"app":"web"}"#, ""))
+    });
+    assert!(
+        message.starts_with(&format!(
+            "replicaset/stray in {ns} carries labels that deployment/web in {ns}, which is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1) selects, and no controller: deployment/web would adopt it as its own and run its Pods."
+        )),
+        "{message}"
+    );
+    // Claiming the Deployment's uid under another kind: controllers claim by uid alone.
+    let deployment_uid = get(ns, "deployment/web", "{.metadata.uid}");
+    let claim = format!(
+        r#","ownerReferences":[{{"apiVersion":"example.com/v1","kind":"Foo","name":"web","uid":"{deployment_uid}","controller":true}}]"#
+    );
+    let message = dev_stdin(
+        &["create", "-f", "-"],
+        &rs("claim", r#"{"app":"web"}"#, &claim),
+    )
+    .denied()
+    .to_string();
+    assert!(
+        message.contains("runs what deployment/web declares"),
+        "{message}"
+    );
+    // The legitimate neighbour: a ReplicaSet of its own.
+    dev_stdin(&["create", "-f", "-"], &rs("mine", r#"{"app":"mine"}"#, "")).ok();
+
+    // Git's StatefulSet, and the revision its controller made for it.
+    cluster
+        .flux_apply(&format!(
+            r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: db, namespace: {ns}, labels: {{app: db, {FLUX_LABELS}}}}}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {{matchLabels: {{app: db}}}}
+  template:
+    metadata: {{labels: {{app: db}}}}
+    spec: {{containers: [{{name: db, image: "ghcr.io/acme/db:5"}}]}}
+"#
+        ))
+        .ok();
+    let sts_uid = get(ns, "statefulset/db", "{.metadata.uid}");
+    let revision = |name: &str, labels: &str, owner: &str| {
+        format!(
+            r#"{{"apiVersion":"apps/v1","kind":"ControllerRevision","metadata":{{"name":"{name}","namespace":"{ns}","labels":{labels}{owner}}},
+            "revision":1,"data":{{"spec":{{"template":{{"$patch":"replace","metadata":{{"labels":{{"app":"db"}}}},"spec":{{"containers":[{{"name":"db","image":"ghcr.io/acme/db:5"}}]}}}}}}}}}}"#
+        )
+    };
+    let owned = format!(
+        r#","ownerReferences":[{{"apiVersion":"apps/v1","kind":"StatefulSet","name":"db","uid":"{sts_uid}","controller":true,"blockOwnerDeletion":true}}]"#
+    );
+    cluster
+        .kubectl_as_stdin(
+            STATEFULSET_CONTROLLER,
+            &["create", "-f", "-"],
+            &revision(
+                "db-5f7d",
+                r#"{"app":"db","controller.kubernetes.io/hash":"5f7d"}"#,
+                &owned,
+            ),
+        )
+        .ok();
+    cluster
+        .patch_status_as(
+            STATEFULSET_CONTROLLER,
+            "statefulsets.apps",
+            ns,
+            "db",
+            r#"{"replicas":1,"currentReplicas":1,"updatedReplicas":1,"currentRevision":"db-5f7d","updateRevision":"db-5f7d","collisionCount":0}"#,
+        )
+        .ok();
+    // A revision made by hand that the StatefulSet would adopt, then its status pointed at it:
+    // the StatefulSet controller would make the next Pod from it.
+    let message = denied("a revision the StatefulSet would adopt is denied", || {
+        dev_stdin(
+            &["create", "-f", "-"],
+            &revision("db-6c4b", r#"{"app":"db"}"#, ""),
+        )
+    });
+    assert!(
+        message.contains("no controller: statefulset/db would adopt it as its own (a StatefulSet builds Pods from the revision its status names)"),
+        "{message}"
+    );
+    let out = env().cluster.patch_status(
+        User::Developer,
+        "statefulsets.apps",
+        ns,
+        "db",
+        r#"{"currentRevision":"db-6c4b"}"#,
+    );
+    assert!(
+        out.denied().starts_with(&format!(
+            "statefulset/db in {ns}: this status write changes status.currentRevision, which the StatefulSet controller builds Pods from"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        get(ns, "statefulset/db", "{.status.currentRevision}"),
+        "db-5f7d"
+    );
+    // Its own revision cannot be replaced either.
+    dev(&[
+        "delete",
+        "controllerrevision/db-5f7d",
+        "-n",
+        ns,
+        "--wait=false",
+    ])
+    .denied();
+    // The legitimate neighbours: a revision of nothing Git manages; the rest of the status.
+    dev_stdin(
+        &["create", "-f", "-"],
+        &revision("other-1", r#"{"app":"other"}"#, ""),
+    )
+    .ok();
+    env()
+        .cluster
+        .patch_status(
+            User::Developer,
+            "statefulsets.apps",
+            ns,
+            "db",
+            r#"{"readyReplicas":1}"#,
+        )
+        .ok();
+
+    // An exception from Git, set by hand on a Pod beneath the Deployment.
+    let message = dev(&[
+        "annotate",
+        &format!("pod/{pod}"),
+        "-n",
+        ns,
+        "gitops-guard.dev/allow=manual",
+    ])
+    .denied()
+    .to_string();
+    assert!(
+        message.contains("this change touches metadata.annotations['gitops-guard.dev/allow']"),
+        "{message}"
+    );
 }
