@@ -17,6 +17,9 @@
 //! included.
 
 pub mod access;
+pub mod answer;
+pub mod certificate;
+pub mod coverage;
 pub mod guard;
 pub mod rbac;
 
@@ -382,6 +385,7 @@ pub async fn diagnose(
     let mut location = None;
     let mut guard_configs = Vec::new();
     let mut relabel = None;
+    let mut configs_read = Vec::new();
     if let Some(f) = could_not_run(
         cluster,
         "guard",
@@ -458,10 +462,51 @@ pub async fn diagnose(
             .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
             .map(str::to_string)
             .collect();
+        configs_read = configs;
     }
 
     findings.extend(owner_findings);
     let config = &effective_config(cluster, given, location.as_ref(), &mut findings).await;
+    let now = jiff::Timestamp::now().as_second();
+    findings.extend(certificates(cluster, &configs_read, location.as_ref(), now).await);
+
+    // The guard answers, and sees what it should.
+    let owners: Vec<Value> = flux_owners.iter().chain(&applications).cloned().collect();
+    let managed = read_objects(cluster, &coverage::managed_objects(&owners)).await;
+    if !configs_read.is_empty() {
+        findings.push(dry_run(cluster, &managed).await);
+    }
+    let guard_ns = location
+        .as_ref()
+        .map_or("gitops-guard", |l| l.namespace.as_str());
+    if let Ok(Some(cm)) = get_one(
+        cluster,
+        "",
+        "ConfigMap",
+        &config.argocd.namespace,
+        "argocd-cm",
+    )
+    .await
+    {
+        findings.extend(coverage::label_tracking(&cm, config, guard_ns));
+    }
+    let mut flux_deployments = std::collections::BTreeMap::new();
+    for name in ["kustomize-controller", "helm-controller"] {
+        if let Ok(Some(d)) =
+            get_one(cluster, "apps", "Deployment", &config.flux.namespace, name).await
+        {
+            flux_deployments.insert(name.to_string(), d);
+        }
+    }
+    findings.extend(coverage::flux_default_account(
+        &flux_deployments,
+        &flux_owners,
+        config,
+        guard_ns,
+    ));
+    if !managed.is_empty() {
+        findings.extend(coverage::field_managers(&managed, config, now, guard_ns));
+    }
 
     // Who can become the agent, and who can switch the guard off.
     let rbac_group = "rbac.authorization.k8s.io";
@@ -486,7 +531,16 @@ pub async fn diagnose(
             }
         }
         findings.extend(access::become_agent(&policy, config));
-        let tenants = access::tenant_accounts(&flux_owners, &config.flux.default_service_account);
+        let mut tenants =
+            access::tenant_accounts(&flux_owners, &config.flux.default_service_account);
+        let projects = list_kinds(
+            cluster,
+            &[("argoproj.io", "AppProject")],
+            "become-agent (destination accounts)",
+            &mut findings,
+        )
+        .await;
+        tenants.extend(access::destination_accounts(&applications, &projects));
         findings.extend(access::tenants(&policy, config, &tenants, minor));
         findings.extend(access::switch_off(
             &policy,
@@ -497,6 +551,163 @@ pub async fn diagnose(
         ));
     }
     Ok(findings)
+}
+
+/// The managed objects as they are live (those that can be read; gone ones are left out).
+async fn read_objects(
+    cluster: &Cluster,
+    objects: &[coverage::ObjectRef],
+) -> Vec<(coverage::ObjectRef, Value)> {
+    let mut out = Vec::new();
+    for o in objects {
+        let Some(r) = cluster.resource_for(&o.group, &o.kind).cloned() else {
+            continue;
+        };
+        let ns = (r.namespaced && !o.namespace.is_empty()).then_some(o.namespace.as_str());
+        if let Ok(Some(live)) = cluster.get(&r, ns, &o.name).await {
+            out.push((o.clone(), live));
+        }
+    }
+    out
+}
+
+/// The certificates: the CA in the guard's webhook configurations and the serving certificate
+/// in its `<fullname>-tls` Secret (when the caller may read it).
+async fn certificates(
+    cluster: &Cluster,
+    configs: &[Value],
+    location: Option<&guard::Location>,
+    now: i64,
+) -> Vec<Finding> {
+    let (ns, fullname) = location.map_or(("gitops-guard", "gitops-guard"), |l| {
+        (l.namespace.as_str(), l.fullname.as_str())
+    });
+    let fix = certificate::renew_fix(ns, fullname);
+    let mut out = certificate::ca_bundles(configs, now, &fix);
+    let Some(loc) = location else {
+        return out;
+    };
+    let name = format!("{}-tls", loc.fullname);
+    let subject = format!("Secret {}/{name}", loc.namespace);
+    if can_i(cluster, "get", "", "secrets", Some(&loc.namespace)).await != Some(true) {
+        out.push(Finding::new(
+            Severity::Warn,
+            "access",
+            "check guard (serving certificate)",
+            format!("not run: you may not get secrets in {}", loc.namespace),
+            "whether the guard's serving certificate is still valid is unknown",
+            format!("kubectl auth can-i get secret/{name} -n {}", loc.namespace),
+        ));
+        return out;
+    }
+    if let Ok(Some(secret)) = get_one(cluster, "", "Secret", &loc.namespace, &name).await {
+        out.extend(certificate::serving(&secret, &subject, now, &fix));
+    }
+    out
+}
+
+/// Check `guard`, answering: a server-side dry run of an annotation on the first managed object
+/// the caller may patch (see [`answer`]).
+async fn dry_run(cluster: &Cluster, managed: &[(coverage::ObjectRef, Value)]) -> Finding {
+    let not_run = |finding: String, fix: String| {
+        Finding::new(
+            Severity::Warn,
+            "access",
+            "check guard (answering)",
+            finding,
+            "whether the API server really calls the guard is unknown",
+            fix,
+        )
+    };
+    let Some((object, r)) = managed.iter().find_map(|(o, _)| {
+        cluster
+            .resource_for(&o.group, &o.kind)
+            .cloned()
+            .map(|r| (o, r))
+    }) else {
+        return not_run(
+            "not run: no managed object to try a dry run on (no owner lists one)".into(),
+            "kubectl get kustomizations,helmreleases,applications -A".into(),
+        );
+    };
+    let ns = (r.namespaced && !object.namespace.is_empty()).then_some(object.namespace.as_str());
+    let plural = if r.api.group.is_empty() {
+        r.api.plural.clone()
+    } else {
+        format!("{}.{}", r.api.plural, r.api.group)
+    };
+    let ns_flag = ns.map(|n| format!(" -n {n}")).unwrap_or_default();
+    let patch = format!(
+        "kubectl annotate {plural} {}{ns_flag} {}=dry-run --dry-run=server",
+        object.name,
+        answer::PROBE_ANNOTATION
+    );
+    if can_i(cluster, "patch", &r.api.group, &r.api.plural, ns).await != Some(true) {
+        return not_run(
+            format!("not run: you may not patch {}", object.describe()),
+            format!("kubectl auth can-i patch {plural}/{}{ns_flag}", object.name),
+        );
+    }
+    let base = if r.api.group.is_empty() {
+        format!("/api/{}", r.api.version)
+    } else {
+        format!("/apis/{}/{}", r.api.group, r.api.version)
+    };
+    let path = match ns {
+        Some(n) => format!("{base}/namespaces/{n}/{}", r.api.plural),
+        None => format!("{base}/{}", r.api.plural),
+    };
+    let probe =
+        serde_json::json!({"metadata": {"annotations": {answer::PROBE_ANNOTATION: "dry-run"}}});
+    let params = kube::api::PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let request = match kube::core::Request::new(path).patch(
+        &object.name,
+        &params,
+        &kube::api::Patch::Merge(&probe),
+    ) {
+        Ok(r) => r,
+        Err(e) => return not_run(format!("not run: {e}"), patch),
+    };
+    let response = match cluster
+        .client
+        .send(request.map(kube::client::Body::from))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return not_run(format!("not run: {e}"), patch),
+    };
+    let status = response.status().as_u16();
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|w| answer::warning_text(&String::from_utf8_lossy(w.as_bytes())))
+        .collect();
+    let body = response
+        .into_body()
+        .collect_bytes()
+        .await
+        .unwrap_or_default();
+    let message = if (200..300).contains(&status) {
+        String::new()
+    } else {
+        serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned())
+    };
+    answer::finding(
+        &object.describe(),
+        &answer::Answer {
+            status,
+            warnings,
+            message,
+        },
+        &patch,
+    )
 }
 
 /// `kubectl gitops doctor`.

@@ -66,6 +66,33 @@ impl Trusted {
         t
     }
 
+    /// The agents alone: Flux's and Argo CD's controllers and `agents` from the config, without
+    /// Kubernetes' own identities.
+    pub fn agents(config: &Config) -> Trusted {
+        let mut only = config.clone();
+        only.system.users.clear();
+        only.system.groups.clear();
+        Trusted::from_config(&only)
+    }
+
+    /// Whether the subject is one of these identities by name (no `system:` rule).
+    pub fn names(&self, s: &Subject) -> bool {
+        match s.kind.as_str() {
+            "ServiceAccount" => s.namespace.as_ref().is_some_and(|ns| {
+                self.service_accounts
+                    .contains(&(ns.clone(), s.name.clone()))
+            }),
+            "User" => match service_account(&s.name) {
+                Some((ns, name)) => self
+                    .service_accounts
+                    .contains(&(ns.to_string(), name.to_string())),
+                None => self.users.contains(&s.name),
+            },
+            "Group" => self.groups.contains(&s.name),
+            _ => false,
+        }
+    }
+
     /// The namespaces the trusted service accounts live in.
     pub fn namespaces(&self) -> BTreeSet<String> {
         self.service_accounts
@@ -377,6 +404,31 @@ pub fn tenant_accounts(
         .collect()
 }
 
+/// The destination service accounts Argo CD impersonates for Applications (an AppProject's
+/// `destinationServiceAccounts`, matched as the guard matches them).
+pub fn destination_accounts(
+    applications: &[serde_json::Value],
+    projects: &[serde_json::Value],
+) -> BTreeSet<(String, String)> {
+    applications
+        .iter()
+        .filter_map(|app| {
+            let project = app
+                .pointer("/spec/project")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("default");
+            let p = projects.iter().find(|p| {
+                p.pointer("/metadata/name")
+                    .and_then(serde_json::Value::as_str)
+                    == Some(project)
+            })?;
+            let user = gitops_guard_core::owner::argo_owner_info(app, Some(p)).service_account?;
+            let (ns, name) = service_account(&user)?;
+            Some((ns.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
 /// Check `become-agent` for tenants: who can act as a service account Flux impersonates for an
 /// owner (`tenants`). By impersonation always; below 1.29 (`minor`) also with a credential of
 /// the account's own (a Pod, a workload, exec, its token Secret, a minted token), which the guard
@@ -397,8 +449,8 @@ pub fn tenants(
         check,
         severity: Severity::Fail,
         action: "impersonate tenant service accounts",
-        targets_ok: "(the accounts Flux acts as for their owners)".into(),
-        why: "Flux acts as a tenant's service account by impersonation: with --as=<it>, changes to that tenant's objects pass as Flux's",
+        targets_ok: "(the accounts Flux and Argo CD act as for their owners)".into(),
+        why: "Flux acts as a tenant's service account (Argo CD as a destination's) by impersonation: with --as=<it>, changes to those objects pass as the agent's",
         requests: tenants
             .iter()
             .map(|(ns, name)| {
@@ -642,9 +694,80 @@ pub fn switch_off(
                 .collect(),
         });
     }
-    caps.iter()
+    let agents = Trusted::agents(config);
+    let mut out: Vec<Finding> = caps
+        .iter()
         .flat_map(|cap| evaluate(policy, &trusted, cap))
+        .collect();
+    out.extend(
+        caps.iter()
+            .flat_map(|cap| agents_can(policy, &agents, config, cap)),
+    );
+    out
+}
+
+/// The agents among those who can do what `cap` names: left out of [`evaluate`] (the guard
+/// trusts them, so it never stops them), but a commit they apply can switch the guard off, so
+/// each is a `warn` (not a `fail`: an agent that applies the guard itself needs these rights).
+fn agents_can(
+    policy: &Policy,
+    agents: &Trusted,
+    config: &Config,
+    cap: &Capability,
+) -> Vec<Finding> {
+    let mut grants: BTreeMap<(Subject, usize), Vec<String>> = BTreeMap::new();
+    for (req, target) in &cap.requests {
+        for g in policy.who_can(req) {
+            if agents.names(&g.subject) {
+                let targets = grants.entry((g.subject, g.binding)).or_default();
+                if !targets.contains(target) {
+                    targets.push(target.clone());
+                }
+            }
+        }
+    }
+    grants
+        .into_iter()
+        .filter_map(|((subject, b), targets)| {
+            let binding = policy.bindings.get(b)?;
+            Some(Finding::new(
+                Severity::Warn,
+                cap.check,
+                subject.to_string(),
+                format!(
+                    "an agent, can {} {} ({} → {})",
+                    cap.action,
+                    list(&targets),
+                    binding.display(),
+                    binding.role_display()
+                ),
+                "the guard trusts its agents, so a commit they apply can switch the guard off: the guard's own manifests need the strictest review in Git",
+                agent_fix(&subject, config),
+            ))
+        })
         .collect()
+}
+
+/// How to keep an agent's applies of tenants' commits away from the guard: Flux impersonates a
+/// tenant account for every owner without one of its own (`--default-service-account`), Argo CD
+/// a destination's service account (sync impersonation).
+fn agent_fix(subject: &Subject, config: &Config) -> String {
+    let sa = match subject.kind.as_str() {
+        "ServiceAccount" => subject
+            .namespace
+            .as_deref()
+            .map(|ns| (ns.to_string(), subject.name.clone())),
+        _ => service_account(&subject.name).map(|(ns, n)| (ns.to_string(), n.to_string())),
+    };
+    match sa {
+        Some((ns, name)) if ns == config.flux.namespace && config.flux.controllers.contains(&name) => format!(
+            "kubectl -n {ns} patch deployment {name} --type=json -p '[{{\"op\":\"add\",\"path\":\"/spec/template/spec/containers/0/args/-\",\"value\":\"--default-service-account=default\"}}]'  # through Git; tenants' owners then apply as their namespace's default account (and set flux.defaultServiceAccount: default in the guard's config); keep the guard's manifests under review (CODEOWNERS)"
+        ),
+        Some((ns, name)) if ns == config.argocd.namespace && config.argocd.controllers.contains(&name) => format!(
+            "kubectl -n {ns} patch configmap argocd-cm --type=merge -p '{{\"data\":{{\"application.sync.impersonation.enabled\":\"true\"}}}}'  # through Git; then give each AppProject destinationServiceAccounts without these rights; keep the guard's manifests under review (CODEOWNERS)"
+        ),
+        _ => "keep the guard's manifests under review in Git (CODEOWNERS on their path); the agent needs these rights only if it applies the guard itself".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -1024,6 +1147,116 @@ mod tests {
                 .map(|f| f.finding.as_str())
                 .collect::<Vec<_>>(),
             vec!["nobody but Kubernetes and the agents can create MutatingWebhookConfigurations"]
+        );
+    }
+
+    #[test]
+    fn agents_that_can_switch_the_guard_off_are_warned_about() {
+        let p = policy(&[
+            cluster_role(
+                "vwc-deleter",
+                json!([{"verbs": ["delete"], "apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"]}]),
+            ),
+            crb(
+                "flux",
+                "vwc-deleter",
+                json!([{"kind": "ServiceAccount", "namespace": "flux-system", "name": "kustomize-controller"}]),
+            ),
+            crb(
+                "argo",
+                "vwc-deleter",
+                json!([{"kind": "ServiceAccount", "namespace": "argocd", "name": "argocd-application-controller"}]),
+            ),
+            crb(
+                "ci",
+                "vwc-deleter",
+                json!([{"kind": "User", "name": "ci-deployer"}]),
+            ),
+            // Kubernetes' own: never a row.
+            crb(
+                "kcm",
+                "vwc-deleter",
+                json!([{"kind": "User", "name": "system:kube-controller-manager"}]),
+            ),
+        ]);
+        let mut config = Config::default();
+        config.agents.users.push("ci-deployer".into());
+        let findings = switch_off(&p, &config, &["gg-custody".into()], None, None);
+        let agents: Vec<(Severity, &str, &str)> = findings
+            .iter()
+            .filter(|f| f.finding.starts_with("an agent"))
+            .map(|f| (f.severity, f.subject.as_str(), f.finding.as_str()))
+            .collect();
+        assert_eq!(
+            agents,
+            vec![
+                (
+                    Severity::Warn,
+                    "ServiceAccount argocd/argocd-application-controller",
+                    "an agent, can change or delete ValidatingWebhookConfigurations gg-custody (ClusterRoleBinding argo → ClusterRole vwc-deleter)"
+                ),
+                (
+                    Severity::Warn,
+                    "ServiceAccount flux-system/kustomize-controller",
+                    "an agent, can change or delete ValidatingWebhookConfigurations gg-custody (ClusterRoleBinding flux → ClusterRole vwc-deleter)"
+                ),
+                (
+                    Severity::Warn,
+                    "User ci-deployer",
+                    "an agent, can change or delete ValidatingWebhookConfigurations gg-custody (ClusterRoleBinding ci → ClusterRole vwc-deleter)"
+                ),
+            ]
+        );
+        let fix = |subject: &str| {
+            findings
+                .iter()
+                .find(|f| f.subject == subject && f.finding.starts_with("an agent"))
+                .map(|f| f.fix.clone())
+                .unwrap_or_default()
+        };
+        assert!(fix("ServiceAccount flux-system/kustomize-controller").starts_with(
+            "kubectl -n flux-system patch deployment kustomize-controller --type=json -p '[{\"op\":\"add\",\"path\":\"/spec/template/spec/containers/0/args/-\",\"value\":\"--default-service-account=default\"}]'"
+        ));
+        assert!(fix("ServiceAccount argocd/argocd-application-controller").starts_with(
+            "kubectl -n argocd patch configmap argocd-cm --type=merge -p '{\"data\":{\"application.sync.impersonation.enabled\":\"true\"}}'"
+        ));
+        // Nobody else: the ok row stays.
+        assert!(findings.iter().any(|f| f.severity == Severity::Ok
+            && f.finding == "nobody but Kubernetes and the agents can change or delete ValidatingWebhookConfigurations of the guard"));
+        assert!(
+            !findings
+                .iter()
+                .any(|f| f.subject.contains("kube-controller-manager"))
+        );
+    }
+
+    #[test]
+    fn destination_accounts_of_argo_cd_projects() {
+        let app = |name: &str, project: &str, ns: &str| {
+            json!({"metadata": {"namespace": "argocd", "name": name},
+                   "spec": {"project": project, "destination": {"server": "https://kubernetes.default.svc", "namespace": ns}}})
+        };
+        let projects = [
+            json!({"metadata": {"name": "team-b"}, "spec": {"destinationServiceAccounts": [
+                {"server": "https://kubernetes.default.svc", "namespace": "team-b", "defaultServiceAccount": "deployer"},
+                {"server": "*", "namespace": "*", "defaultServiceAccount": "argocd:fallback"}]}}),
+            json!({"metadata": {"name": "default"}, "spec": {}}),
+        ];
+        let found = destination_accounts(
+            &[
+                app("b", "team-b", "team-b"),
+                app("c", "team-b", "other"),
+                app("d", "default", "team-d"),
+                app("e", "missing", "team-e"),
+            ],
+            &projects,
+        );
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("argocd".to_string(), "fallback".to_string()),
+                ("team-b".to_string(), "deployer".to_string())
+            ]
         );
     }
 }
