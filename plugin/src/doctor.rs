@@ -11,6 +11,10 @@
 //!   read or mint its token) ([`access`]);
 //! - `switch-off`: who can change or delete the guard's webhook configurations, Deployment,
 //!   Service, Secret, ConfigMap or namespace, or create a mutating webhook ([`access`]);
+//! - `guard` also: a dry run on a managed object that the guard must answer ([`answer`]), and the
+//!   CA's and serving certificate's expiry ([`certificate`]);
+//! - `coverage`: Argo CD label tracking, Flux's `--default-service-account` and untrusted field
+//!   managers of managed objects, against the guard's config ([`coverage`]);
 //! - `access`: checks that could not run for lack of rights.
 //!
 //! RBAC is evaluated from the roles and bindings themselves ([`rbac`]), aggregated ClusterRoles
@@ -165,7 +169,8 @@ async fn can_i(
 }
 
 /// Which of `needs` (verb, group, resource) the caller may not do in all namespaces, as a finding
-/// that says `check` did not run; `None` when all are allowed.
+/// that says `check` did not run; `None` when all are allowed, or the API server did not answer
+/// the review (a webhook that is down may refuse it: the check is tried, and says its errors).
 async fn could_not_run(
     cluster: &Cluster,
     check: &'static str,
@@ -173,7 +178,7 @@ async fn could_not_run(
 ) -> Option<Finding> {
     let mut missing = Vec::new();
     for (verb, group, resource) in needs {
-        if can_i(cluster, verb, group, resource, None).await != Some(true) {
+        if can_i(cluster, verb, group, resource, None).await == Some(false) {
             let g = if group.is_empty() {
                 String::new()
             } else {
@@ -589,7 +594,7 @@ async fn certificates(
     };
     let name = format!("{}-tls", loc.fullname);
     let subject = format!("Secret {}/{name}", loc.namespace);
-    if can_i(cluster, "get", "", "secrets", Some(&loc.namespace)).await != Some(true) {
+    if can_i(cluster, "get", "", "secrets", Some(&loc.namespace)).await == Some(false) {
         out.push(Finding::new(
             Severity::Warn,
             "access",
@@ -642,7 +647,7 @@ async fn dry_run(cluster: &Cluster, managed: &[(coverage::ObjectRef, Value)]) ->
         object.name,
         answer::PROBE_ANNOTATION
     );
-    if can_i(cluster, "patch", &r.api.group, &r.api.plural, ns).await != Some(true) {
+    if can_i(cluster, "patch", &r.api.group, &r.api.plural, ns).await == Some(false) {
         return not_run(
             format!("not run: you may not patch {}", object.describe()),
             format!("kubectl auth can-i patch {plural}/{}{ns_flag}", object.name),

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use gitops_guard_tests::{Cluster, Out, User, run_command, target_profile_dir};
+use base64::Engine;
+use gitops_guard_tests::{Cluster, Out, User, Webhook, run_command, target_profile_dir};
 use serde_json::{Value, json};
 
 fn plugin_binary() -> PathBuf {
@@ -638,4 +639,345 @@ subjects:
         row(&all, "guard", "Service gitops-guard/gitops-guard")["severity"],
         "ok"
     );
+}
+
+/// A self-signed certificate (PEM, base64) named `cn` that ends `days` from today (midnight UTC;
+/// negative: it has ended).
+fn certificate(cn: &str, days: i64) -> String {
+    let end = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24 * days))
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["gitops-guard.gitops-guard.svc".into()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after =
+        rcgen::date_time_ymd(i32::from(end.year()), end.month() as u8, end.day() as u8);
+    let key = rcgen::KeyPair::generate().unwrap();
+    base64::engine::general_purpose::STANDARD.encode(params.self_signed(&key).unwrap().pem())
+}
+
+#[test]
+fn doctor_finds_what_the_guard_does_not_see() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    cluster.install_crds();
+    install_guard(&cluster, "{}");
+    // The CA the API server trusts ends in 10 days; the serving certificate has ended.
+    cluster
+        .kubectl(
+            User::Admin,
+            &[
+                "patch",
+                "validatingwebhookconfiguration",
+                "gitops-guard-custody",
+                "--type=json",
+                "-p",
+                &format!(
+                    r#"[{{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":"{}"}}]"#,
+                    certificate("doctor-ca", 10)
+                ),
+            ],
+        )
+        .ok();
+    apply(
+        &cluster,
+        &format!(
+            r#"apiVersion: v1
+kind: Secret
+metadata: {{name: gitops-guard-tls, namespace: gitops-guard}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: ""}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: argocd}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: argocd-cm, namespace: argocd}}
+data: {{application.resourceTrackingMethod: label}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: kustomize-controller, namespace: flux-system}}
+spec:
+  selector: {{matchLabels: {{app: kustomize-controller}}}}
+  template:
+    metadata: {{labels: {{app: kustomize-controller}}}}
+    spec:
+      serviceAccountName: kustomize-controller
+      containers:
+      - {{name: manager, image: ghcr.io/fluxcd/kustomize-controller:v1, args: [--watch-all-namespaces, --default-service-account=default]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: flux-cluster-admin}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
+subjects:
+- {{kind: ServiceAccount, name: kustomize-controller, namespace: flux-system}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: team-a}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {{name: apps, namespace: team-a}}
+spec: {{interval: 10m, prune: true, path: ./team-a, sourceRef: {{kind: GitRepository, name: team-a}}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: team-b}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {{name: team-b, namespace: argocd}}
+spec:
+  sourceRepos: ['*']
+  destinations: [{{server: '*', namespace: team-b}}]
+  destinationServiceAccounts: [{{server: '*', namespace: team-b, defaultServiceAccount: deployer}}]
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {{name: b, namespace: argocd}}
+spec:
+  project: team-b
+  source: {{repoURL: 'https://github.com/acme/team-b.git', path: deploy}}
+  destination: {{server: 'https://kubernetes.default.svc', namespace: team-b}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: pod-creator, namespace: team-b}}
+rules:
+- {{apiGroups: [""], resources: [pods], verbs: [create]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: team-b-devs, namespace: team-b}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-creator}}
+subjects:
+- {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: team-b-devs}}
+"#,
+            certificate("gitops-guard", -1)
+        ),
+    );
+    // A Deployment the tenant's Kustomization applied, written since by cert-manager's
+    // cainjector (its field manager).
+    cluster
+        .kubectl_stdin(
+            User::Admin,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=cainjector",
+                "-f",
+                "-",
+            ],
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: team-a, labels: {app: web}}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: ghcr.io/acme/web:1.8.1}]
+"#,
+        )
+        .ok();
+    cluster
+        .patch_status(
+            User::Admin,
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+            "team-a",
+            "apps",
+            r#"{"inventory": {"entries": [{"id": "team-a_web_apps_Deployment", "v": "v1"}]}}"#,
+        )
+        .ok();
+
+    let out = gitops(&cluster, dir.path(), &["doctor", "-o", "json"]);
+    assert_eq!(out.code, 1, "{out}");
+    let all = findings(&out);
+    let ca = row_starting(
+        &all,
+        "guard",
+        "ValidatingWebhookConfiguration gitops-guard-custody",
+        "CA (caBundle) doctor-ca expires in ",
+    );
+    assert_eq!(ca["severity"], "warn", "{ca}");
+    assert!(
+        ca["fix"].as_str().unwrap().starts_with(
+            "kubectl delete secret gitops-guard-tls -n gitops-guard && helm upgrade gitops-guard charts/gitops-guard -n gitops-guard --reuse-values"
+        ),
+        "{ca}"
+    );
+    let serving = row(&all, "guard", "Secret gitops-guard/gitops-guard-tls");
+    assert_eq!(serving["severity"], "fail", "{serving}");
+    assert!(
+        serving["finding"]
+            .as_str()
+            .unwrap()
+            .starts_with("serving certificate gitops-guard expired on "),
+        "{serving}"
+    );
+    // The guard's rules do not route Deployments: the dry run passes without a word from it.
+    assert_eq!(
+        row(&all, "guard", "dry run on deployment/web in team-a"),
+        json!({
+            "severity": "fail",
+            "check": "guard",
+            "subject": "dry run on deployment/web in team-a",
+            "finding": "an annotation (gitops-guard.dev/doctor-probe) on a managed object passed a dry run without a word from the guard",
+            "fix": "kubectl annotate deployments.apps web -n team-a gitops-guard.dev/doctor-probe=dry-run --dry-run=server  # shows the same; kubectl get validatingwebhookconfigurations -l app.kubernetes.io/part-of=gitops-guard -o yaml",
+        })
+    );
+    assert_eq!(
+        row(&all, "coverage", "ConfigMap argocd/argocd-cm"),
+        json!({
+            "severity": "fail",
+            "check": "coverage",
+            "subject": "ConfigMap argocd/argocd-cm",
+            "finding": "Argo CD tracks its objects by label app.kubernetes.io/instance (application.resourceTrackingMethod: label), and the guard's config has argocd.labelTracking off",
+            "fix": "helm upgrade gitops-guard charts/gitops-guard -n gitops-guard --reuse-values --set config.argocd.labelTracking=true --set config.argocd.trackingLabel=app.kubernetes.io/instance  # or Argo CD: application.resourceTrackingMethod: annotation",
+        })
+    );
+    assert_eq!(
+        row(
+            &all,
+            "coverage",
+            "Deployment flux-system/kustomize-controller"
+        ),
+        json!({
+            "severity": "fail",
+            "check": "coverage",
+            "subject": "Deployment flux-system/kustomize-controller",
+            "finding": "--default-service-account=default, but the guard's config has flux.defaultServiceAccount empty: Kustomization team-a/apps",
+            "fix": "helm upgrade gitops-guard charts/gitops-guard -n gitops-guard --reuse-values --set config.flux.defaultServiceAccount=default",
+        })
+    );
+    assert_eq!(
+        row(&all, "coverage", "field manager cainjector"),
+        json!({
+            "severity": "warn",
+            "check": "coverage",
+            "subject": "field manager cainjector",
+            "finding": "writes to managed objects (deployment/web in team-a) and is not trusted: add its user to agents.users",
+            "fix": "helm upgrade gitops-guard charts/gitops-guard -n gitops-guard --reuse-values --set 'config.agents.users={system:serviceaccount:cert-manager:cert-manager-cainjector}'",
+        })
+    );
+    // Argo CD acts as team-b/deployer for Application b: who may run a Pod there has its token.
+    assert_eq!(
+        row(&all, "become-agent", "Group team-b-devs"),
+        json!({
+            "severity": "fail",
+            "check": "become-agent",
+            "subject": "Group team-b-devs",
+            "finding": "can get a tenant service account's credential in team-b (RoleBinding team-b/team-b-devs → Role pod-creator)",
+            "fix": "kubectl delete rolebinding team-b-devs -n team-b",
+        })
+    );
+    // Flux's controller is an agent: it may switch the guard off, said as a warn.
+    let agent = row_starting(
+        &all,
+        "switch-off",
+        "ServiceAccount flux-system/kustomize-controller",
+        "an agent, can change or delete ValidatingWebhookConfigurations",
+    );
+    assert_eq!(agent["severity"], "warn", "{agent}");
+    assert_eq!(
+        agent["finding"],
+        "an agent, can change or delete ValidatingWebhookConfigurations gitops-guard-custody, all (deletecollection) (ClusterRoleBinding flux-cluster-admin → ClusterRole cluster-admin)"
+    );
+}
+
+#[test]
+fn doctor_sees_whether_the_guard_answers() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    cluster.install_crds();
+    cluster.bootstrap();
+    cluster
+        .kubectl(User::Admin, &["create", "namespace", "prod"])
+        .ok();
+    cluster.flux_apps(
+        r#"{"lastAppliedRevision": "main@sha1:3f2a9c1", "inventory": {"entries": [{"id": "prod_web_apps_Deployment", "v": "v1"}]}}"#,
+    );
+    cluster
+        .flux_apply(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: prod
+  labels: {app: web, kustomize.toolkit.fluxcd.io/name: apps, kustomize.toolkit.fluxcd.io/namespace: flux-system}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: ghcr.io/acme/web:1.8.1}]
+"#,
+        )
+        .ok();
+    let webhook = Webhook::start(&cluster, "mode: enforce\n");
+
+    let out = gitops(&cluster, dir.path(), &["doctor", "-o", "json"]);
+    let all = findings(&out);
+    let answered = row(&all, "guard", "dry run on deployment/web in prod");
+    assert_eq!(answered["severity"], "ok", "{answered}");
+    assert!(
+        answered["finding"]
+            .as_str()
+            .unwrap()
+            .starts_with("the guard answered: dry-run only: the real change would be denied: deployment/web in prod is managed by Flux"),
+        "{answered}"
+    );
+    // The dry run changed nothing.
+    let annotations = cluster.kubectl(
+        User::Admin,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "prod",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ],
+    );
+    assert!(
+        !annotations.stdout.contains("doctor-probe"),
+        "{annotations}"
+    );
+
+    // The guard stops answering (its process is gone; its configuration still calls it).
+    let killed = Command::new("kill")
+        .args(["-9", &webhook.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let out = gitops(&cluster, dir.path(), &["doctor", "-o", "json"]);
+    assert_eq!(out.code, 1, "{out}");
+    let all = findings(&out);
+    let down = row(&all, "guard", "dry run on deployment/web in prod");
+    assert_eq!(down["severity"], "fail", "{down}");
+    assert!(
+        down["finding"].as_str().unwrap().starts_with(
+            "the API server could not call the guard: Internal error occurred: failed calling webhook \"guard.gitops-guard.dev\""
+        ),
+        "{down}"
+    );
+    assert!(
+        down["fix"].as_str().unwrap().starts_with(
+            "kubectl annotate deployments.apps web -n prod gitops-guard.dev/doctor-probe=dry-run --dry-run=server  # again once the guard answers"
+        ),
+        "{down}"
+    );
+    drop(webhook);
 }
