@@ -25,6 +25,8 @@ NAME_LABEL = "kubernetes.io/metadata.name"
 KUSTOMIZE = "kustomize.toolkit.fluxcd.io/name"
 HELM = "helm.toolkit.fluxcd.io/name"
 TRACKING = "app.kubernetes.io/instance"
+# The entries that select on ownership labels (and route those objects' status too).
+LABEL_ENTRIES = {"flux-kustomize", "flux-helm", "argocd-labels"}
 # The chart's own label on its objects: it must exclude nothing (anyone who may label can set it).
 SELF = ("app.kubernetes.io/part-of", "gitops-guard")
 # The groups of the GitOps owner and source kinds: routed by the custody entry only.
@@ -302,6 +304,12 @@ def test_every_entry_is_safe(scenario: str) -> None:
             # Status only, and only in the owner and source groups.
             assert subresources and all(res.endswith("/status") for res in subresources), name
             assert {g for r in hook["rules"] for g in r["apiGroups"]} <= set(CUSTODY_GROUPS), name
+        elif name in LABEL_ENTRIES:
+            # The status of what carries ownership labels: before 1.22 a status write keeps
+            # labels, annotations, finalizers and owner references.
+            assert subresources and all(res.endswith("/status") for res in subresources), name
+            assert "statefulsets/status" not in subresources and "pods/status" not in subresources
+            assert not {g for r in hook["rules"] for g in r["apiGroups"]} & set(CUSTODY_GROUPS), name
         else:
             assert subresources == set(), name
             assert not {g for r in hook["rules"] for g in r["apiGroups"]} & set(CUSTODY_GROUPS), name
@@ -523,7 +531,8 @@ def test_every_request_reaches_at_most_one_entry(scenario: str) -> None:
                         # its Pods: the neighbours entry's.
                         assert set(got) <= ({"neighbours"} if operation == "UPDATE" else set()), where
                     elif resource.endswith("/status") and group not in CUSTODY_GROUPS:
-                        assert got == [], where
+                        # Only what carries ownership labels: its label entry.
+                        assert set(got) <= (LABEL_ENTRIES if labels else set()), where
     # The exploration reached every entry (else it proves little).
     assert seen == set(hooks)
 
@@ -599,9 +608,13 @@ def test_custody_match_conditions_skip_kubernetes_and_agents_but_not_gitops_cont
 
 
 @pytest.mark.parametrize("kube", ["v1.20.2", "v1.30.0"])
-def test_status_of_ordinary_kinds_is_never_routed(kube: str) -> None:
-    """Only a Pod's status is: its podIP and readiness steer a Service (the neighbours entry);
-    and a StatefulSet's: its controller makes Pods from the revision it names."""
+def test_status_of_ordinary_kinds_is_routed_only_with_ownership_labels(kube: str) -> None:
+    """A Pod's status goes to the neighbours entry (its podIP and readiness steer a Service), and a
+    StatefulSet's (its controller makes Pods from the revision it names). Any other status write
+    reaches the guard only for an object with ownership labels, through that label's entry: before
+    1.22 a status write keeps labels, annotations, finalizers and owner references, so
+    `gitops-guard.dev/allow: manual` written through deployments/status would count. Unlabelled
+    objects' status (written by controllers all the time) is not routed."""
     hooks = webhooks(rendered({"config": {"argocd": {"labelTracking": True}}}, kube))
     for labels in ({}, {KUSTOMIZE: "apps"}):
         assert routes(hooks, "apps", {}, labels, "", "pods/status") == ["neighbours"]
@@ -614,12 +627,16 @@ def test_status_of_ordinary_kinds_is_never_routed(kube: str) -> None:
         ("batch", "jobs/status"),
         ("notification.toolkit.fluxcd.io", "alerts/status"),
     ]:
-        for labels in ({}, {KUSTOMIZE: "apps"}, {HELM: "web"}, {TRACKING: "web"}):
-            assert routes(hooks, "apps", {}, labels, group, resource) == [], (group, resource, labels)
-            assert routes(hooks, "prod", {"gitops-guard.dev/enforce": "all"}, labels, group, resource) == []
-    assert not any(
-        rule_matches(h["rules"], "apps", "deployments/status") for h in hooks.values()
-    )
+        enforce = {"gitops-guard.dev/enforce": "all"}
+        assert routes(hooks, "apps", {}, {}, group, resource) == [], (group, resource)
+        assert routes(hooks, "prod", enforce, {}, group, resource) == [], (group, resource)
+        for labels, entry in (
+            ({KUSTOMIZE: "apps"}, "flux-kustomize"),
+            ({HELM: "web"}, "flux-helm"),
+            ({TRACKING: "web"}, "argocd-labels"),
+        ):
+            assert routes(hooks, "apps", {}, labels, group, resource) == [entry], (group, resource, labels)
+            assert routes(hooks, "prod", enforce, labels, group, resource) == [entry]
 
 
 def test_subresources_outside_the_custody_groups_are_refused() -> None:

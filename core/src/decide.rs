@@ -133,6 +133,9 @@ pub enum Reason {
     /// Denied: a StatefulSet's status fields that say which revision its Pods are made from,
     /// written by someone other than Kubernetes or the agent.
     RevisionStatus,
+    /// Denied: a status subresource write that changes more than the status (metadata the API
+    /// server would keep), by someone other than Kubernetes or an agent.
+    StatusWrite,
     /// Deleting, evicting, exec or debug of a Pod of a managed workload: operational, recorded.
     PodOperation,
     /// A controller the config trusts for a custom workload kind (`workloadControllers`), acting on
@@ -171,6 +174,7 @@ impl Reason {
             Reason::Descendant => "descendant",
             Reason::Neighbour => "neighbour",
             Reason::RevisionStatus => "revision-status",
+            Reason::StatusWrite => "status-write",
             Reason::PodOperation => "pod-operation",
             Reason::WorkloadController => "workload-controller",
         }
@@ -377,9 +381,33 @@ fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Optio
         "status" if req.resource.group.is_empty() && req.resource.resource == "pods" => None,
         // A StatefulSet's says which revision its Pods are made from.
         "status" if req.resource.group == "apps" && req.resource.resource == "statefulsets" => None,
+        // What else a status write changes, the API server may keep (see `status_write`).
+        "status" if !beyond_status(req).is_empty() => None,
         "status" => Some(Reason::Status),
         _ => Some(Reason::Subresource),
     }
+}
+
+/// What a status subresource write changes in `metadata` besides the fields the API server keeps
+/// (field paths, at most 8): labels, annotations, finalizers, owner references. API servers before
+/// 1.22 keep much of `metadata` from a status write (a Deployment's annotations and finalizers, a
+/// Service's or Namespace's labels and annotations too); later ones drop it. The rest of the
+/// object (its spec) every status write resets before admission.
+fn beyond_status(req: &AdmissionRequest<'_>) -> Vec<String> {
+    static NONE: LazyLock<Fields<'static>> = LazyLock::new(Fields::default);
+    let none: &Fields<'_> = &NONE;
+    let old = req.old_object.as_ref().map_or(none, |o| &o.fields);
+    let new = req.object.as_ref().map_or(none, |o| &o.fields);
+    let rest: Vec<FieldPath> = old
+        .0
+        .iter()
+        .chain(&new.0)
+        .map(|(k, _)| k.as_ref())
+        .filter(|k| *k != "metadata")
+        .map(|k| FieldPath::keys(&[k]))
+        .collect();
+    let allowed: Vec<&FieldPath> = SERVER_PATHS.iter().chain(&rest).collect();
+    disallowed_changes_of(old, new, &allowed, Report::All(8))
 }
 
 /// Whether deciding `req` needs the object behind a subresource request (which the caller looks
@@ -464,6 +492,7 @@ type Rule = fn(&Ctx<'_, '_>) -> Option<Decision>;
 /// The rules in the order they are asked; the first that decides, decides.
 const RULES: &[(&str, Rule)] = &[
     ("excluded namespaces", excluded_namespace),
+    ("what a status write changes besides status", status_write),
     ("status agents trust", agent_status),
     ("terminating", terminating),
     ("namespace objects", namespace_object),
@@ -797,6 +826,31 @@ fn excluded_namespace(c: &Ctx<'_, '_>) -> Option<Decision> {
     let ns = c.req.namespace.as_str();
     (!ns.is_empty() && c.config.excluded_namespaces.iter().any(|e| e == ns))
         .then(|| Decision::allow(Reason::Excluded))
+}
+
+/// A status subresource write changes the status only. API servers before 1.22 keep much of
+/// `metadata` from one (a Deployment's annotations and finalizers, a Service's or Namespace's
+/// labels too), and Kubernetes lets whoever may write a status do it: `gitops-guard.dev/allow:
+/// manual` or `mode: audit` written that way would pass every rule that reads the object. Anyone
+/// but Kubernetes and the agents changes metadata through the object itself, where the rules
+/// decide it.
+fn status_write(c: &Ctx<'_, '_>) -> Option<Decision> {
+    if c.req.sub_resource != "status" || c.custody.is_some() || c.identity != Identity::Other {
+        return None;
+    }
+    let changed = beyond_status(c.req);
+    if changed.is_empty() {
+        return None;
+    }
+    let message = format!(
+        "{what}: a status write may change only the status, and this one also changes {changed}, which this API server would keep (before Kubernetes 1.22 a status write keeps labels, annotations, finalizers and owner references), out of the guard's sight.\nMake the change on the object itself, where the guard decides it like any other: kubectl edit {kind}/{name}{ns}",
+        what = c.what(),
+        changed = changed.join(", "),
+        kind = c.kind.to_lowercase(),
+        name = c.name,
+        ns = c.ns_flag(),
+    );
+    Some(c.deny(Reason::StatusWrite, message, c.owners.first()))
 }
 
 /// The status of owners and sources is what agents (and the guard) take as fact: a source's

@@ -32,8 +32,9 @@ pub const CUSTODY_GROUPS: [&str; 6] = [
 ];
 
 /// A running `gitops-guard-webhook`, registered as ValidatingWebhookConfiguration `gitops-guard`
-/// (webhook `guard.gitops-guard.dev`, every group/version, resources `*` and `*/scale`, plus
-/// `*/status` of the GitOps owner and source groups ([`CUSTODY_GROUPS`]), CREATE/UPDATE/DELETE,
+/// (webhook `guard.gitops-guard.dev`, every group/version, resources `*`, `*/scale` and `*/status`
+/// (the chart routes the status of objects with ownership labels and of the GitOps owner and source
+/// groups ([`CUSTODY_GROUPS`]); no controller writes status in the test cluster), CREATE/UPDATE/DELETE,
 /// the Pod subresources and a StatefulSet's status, as the chart's neighbours entry routes them,
 /// failurePolicy Fail, timeout 5 s). Like the Helm chart on Kubernetes 1.20, it excludes no
 /// namespace by label (`kubernetes.io/metadata.name` is an ordinary label before 1.21): the guard
@@ -283,7 +284,7 @@ webhooks:
   rules:
   - apiGroups: ["*"]
     apiVersions: ["*"]
-    resources: ["*", "*/scale"]
+    resources: ["*", "*/scale", "*/status"]
     operations: [CREATE, UPDATE, DELETE]
     scope: "*"
   - apiGroups: [{custody}]

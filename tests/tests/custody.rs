@@ -768,6 +768,47 @@ fn cases() -> Vec<Case> {
         .setup(vec![kc_apply(deployment("deployment-status-by-hand", "web", &apps, ""))])
         .allowed(),
         case(
+            "status-plants-allow-manual",
+            s,
+            "write gitops-guard.dev/allow: manual onto a Flux-managed Deployment through its status subresource (an API server before 1.22 keeps annotations from a status write)",
+            DEV,
+            &["patch", "deployment/web", "-n", "status-plants-allow-manual", "--subresource=status", "--type=merge", "-p", r#"{"metadata":{"annotations":{"gitops-guard.dev/allow":"manual"}},"status":{"replicas":2}}"#],
+        )
+        .setup(vec![kc_apply(deployment("status-plants-allow-manual", "web", &apps, ""))])
+        .denied("a status write may change only the status, and this one also changes metadata.annotations['gitops-guard.dev/allow']"),
+        case(
+            "status-strips-ownership",
+            s,
+            "strip a Flux-managed Service's ownership labels through its status subresource (then change it as if unmanaged)",
+            DEV,
+            &["patch", "service/web", "-n", "status-strips-ownership", "--subresource=status", "--type=json", "-p", r#"[{"op":"replace","path":"/metadata/labels","value":{}}]"#],
+        )
+        .setup(vec![kc_apply(format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: status-strips-ownership\n  labels: {{{apps}}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 80, protocol: TCP}}]\n"
+        ))])
+        .denied("a status write may change only the status, and this one also changes metadata.labels"),
+        case(
+            "status-namespace-audit-mode",
+            s,
+            "annotate a namespace from Git gitops-guard.dev/mode: audit through its status subresource (every denial in it would become a warning)",
+            DEV,
+            &["patch", "namespace/status-namespace-audit-mode", "--subresource=status", "--type=merge", "-p", r#"{"metadata":{"annotations":{"gitops-guard.dev/mode":"audit"}}}"#],
+        )
+        .setup(vec![kc_apply(format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: status-namespace-audit-mode\n  labels: {{{apps}}}\n"
+        ))])
+        .denied("namespace/status-namespace-audit-mode: a status write may change only the status"),
+        case(
+            "status-plants-exception-before-adoption",
+            s,
+            "write gitops-guard.dev/allow-fields onto a Deployment through its status before the agent adopts it (it would count as Git's)",
+            DEV,
+            &["patch", "deployment/web", "-n", "status-plants-exception-before-adoption", "--subresource=status", "--type=merge", "-p", r#"{"metadata":{"annotations":{"gitops-guard.dev/allow-fields":"spec"}}}"#],
+        )
+        .setup(vec![as_who(Who::Person(User::Admin), &["apply", "-f", "-"])
+            .stdin(deployment("status-plants-exception-before-adoption", "web", "", ""))])
+        .denied("a status write may change only the status"),
+        case(
             "status-without-subresource",
             s,
             "forge the status of a Flux-managed custom resource whose kind keeps status as an ordinary field (no status subresource)",

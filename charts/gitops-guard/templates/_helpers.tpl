@@ -327,7 +327,8 @@ every resource of every served group (and of every group webhook.rules names), e
     ReplicaSets, ControllerRevisions, EndpointSlices): the neighbours entry routes them whatever
     their labels; a Fail
     entry selecting on copied labels would block Kubernetes itself on clusters < 1.28.
-The core and apps groups are listed by resource, every other group is "*".
+The core and apps groups are listed by resource, every other group is "*"; each with its status
+(before 1.22 a status write keeps metadata).
 */}}
 {{- define "gitops-guard.labelledRules" -}}
 {{- $skip := concat (include "gitops-guard.custodyGroups" . | fromJsonArray) (list "admissionregistration.k8s.io" "events.k8s.io" "coordination.k8s.io" "authorization.k8s.io" "authentication.k8s.io" "discovery.k8s.io" "" "apps") -}}
@@ -340,11 +341,13 @@ The core and apps groups are listed by resource, every other group is "*".
 {{- end -}}
 {{- end -}}
 {{- $cud := list "CREATE" "UPDATE" "DELETE" -}}
+{{- /* With their status: before Kubernetes 1.22 a status write keeps labels, annotations,
+finalizers and owner references (statefulsets/status is the neighbours entry's). */ -}}
 {{- $rules := list
-    (dict "apiGroups" (list "") "resources" (list "configmaps" "limitranges" "namespaces" "nodes" "persistentvolumeclaims" "persistentvolumes" "podtemplates" "replicationcontrollers" "resourcequotas" "secrets" "serviceaccounts" "services") "operations" $cud)
-    (dict "apiGroups" (list "apps") "resources" (list "daemonsets" "deployments" "statefulsets") "operations" $cud) -}}
+    (dict "apiGroups" (list "") "resources" (list "configmaps" "limitranges" "namespaces" "namespaces/status" "nodes" "nodes/status" "persistentvolumeclaims" "persistentvolumeclaims/status" "persistentvolumes" "persistentvolumes/status" "podtemplates" "replicationcontrollers" "replicationcontrollers/status" "resourcequotas" "resourcequotas/status" "secrets" "serviceaccounts" "services" "services/status") "operations" $cud)
+    (dict "apiGroups" (list "apps") "resources" (list "daemonsets" "daemonsets/status" "deployments" "deployments/status" "statefulsets") "operations" $cud) -}}
 {{- if $wild -}}
-{{- $rules = append $rules (dict "apiGroups" $wild "resources" (list "*") "operations" $cud) -}}
+{{- $rules = append $rules (dict "apiGroups" $wild "resources" (list "*" "*/status") "operations" $cud) -}}
 {{- end -}}
 {{- toJson $rules -}}
 {{- end -}}

@@ -3415,3 +3415,95 @@ fn status_is_a_field_without_a_subresource() {
         assert_eq!((d.verdict, d.reason), want, "{what}: {d:?}");
     }
 }
+
+/// A status write that carries metadata: API servers before 1.22 keep it (a Deployment's
+/// annotations and finalizers, a Service's or Namespace's labels and annotations).
+#[test]
+fn status_writes_change_only_the_status() {
+    let status =
+        |user, old: Value, new: Value| req("UPDATE", user, Some(old), Some(new)).sub("status");
+    let reported = |mut v: Value| {
+        v["status"]["readyReplicas"] = json!(2);
+        v
+    };
+    let planted = |v: Value| with_annotation(reported(v), "gitops-guard.dev/allow", "manual");
+    let unmanaged = deployment("prod", json!({}), json!({}), 2, "web:1");
+    let mut finalized = reported(managed());
+    finalized["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    let mut namespace = namespace_object("prod", flux_labels("flux-system"));
+    let audited = with_annotation(namespace.clone(), "gitops-guard.dev/mode", "audit");
+    namespace["status"] = json!({"phase": "Active"});
+    let statefulset = |v: Value| {
+        let mut v = v;
+        v["kind"] = json!("StatefulSet");
+        v
+    };
+    let cases = [
+        (
+            "a person writes a managed Deployment's status",
+            status(ANA, managed(), reported(managed())),
+            (Verdict::Allow, Reason::Status),
+        ),
+        (
+            "and plants allow: manual through it",
+            status(ANA, managed(), planted(managed())),
+            (Verdict::Deny, Reason::StatusWrite),
+        ),
+        (
+            "or a finalizer that blocks the agent's prune",
+            status(ANA, managed(), finalized),
+            (Verdict::Deny, Reason::StatusWrite),
+        ),
+        (
+            "or plants allow: manual on an object before it is managed",
+            status(ANA, unmanaged.clone(), planted(unmanaged.clone())),
+            (Verdict::Deny, Reason::StatusWrite),
+        ),
+        (
+            "or softens a namespace from Git to audit mode",
+            status(ANA, namespace.clone(), audited.clone())
+                .kind("", "Namespace", "namespaces")
+                .ns("prod"),
+            (Verdict::Deny, Reason::StatusWrite),
+        ),
+        (
+            "the same through a StatefulSet's status (routed for its revisions)",
+            status(ANA, statefulset(managed()), statefulset(planted(managed()))).kind(
+                "apps",
+                "StatefulSet",
+                "statefulsets",
+            ),
+            (Verdict::Deny, Reason::StatusWrite),
+        ),
+        (
+            "the agent writing metadata through a status is judged as the agent",
+            status(KC, managed(), planted(managed())),
+            (Verdict::Allow, Reason::Agent),
+        ),
+        (
+            "Kubernetes itself is never blocked",
+            status(
+                "system:serviceaccount:kube-system:deployment-controller",
+                managed(),
+                planted(managed()),
+            ),
+            (Verdict::Allow, Reason::System),
+        ),
+        (
+            "a dry run is told",
+            status(ANA, managed(), planted(managed())).dry(),
+            (Verdict::Warn, Reason::DryRun),
+        ),
+    ];
+    for (what, r, want) in cases {
+        let d = run(&r);
+        assert_eq!((d.verdict, d.reason), want, "{what}: {d:?}");
+    }
+    let d = run(&status(ANA, managed(), planted(managed())));
+    let message = d.message.unwrap_or_default();
+    assert!(
+        message.starts_with("deployment/web in prod: a status write may change only the status, and this one also changes metadata.annotations['gitops-guard.dev/allow']")
+            && message.ends_with("kubectl edit deployment/web -n prod"),
+        "{message}"
+    );
+}
