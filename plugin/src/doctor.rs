@@ -26,10 +26,13 @@ pub mod certificate;
 pub mod coverage;
 pub mod guard;
 pub mod rbac;
+pub mod selectors;
 
 use std::io::Write;
 
 use clap::Args;
+use gitops_guard_core::custody;
+use gitops_guard_core::owner::{HELM_NAME, HELM_NAMESPACE, KUSTOMIZE_NAME, KUSTOMIZE_NAMESPACE};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -275,6 +278,7 @@ fn served(cluster: &Cluster, kind_dot_group: &str) -> Option<guard::Served> {
     let r = cluster.resource_for(group, kind)?;
     Some(guard::Served {
         group: r.api.group.clone(),
+        version: r.api.version.clone(),
         plural: r.api.plural.clone(),
         namespaced: r.namespaced,
     })
@@ -370,8 +374,8 @@ pub async fn diagnose(
     let flux_owners = list_kinds(
         cluster,
         &[
-            ("kustomize.toolkit.fluxcd.io", "Kustomization"),
-            ("helm.toolkit.fluxcd.io", "HelmRelease"),
+            (custody::KUSTOMIZE, "Kustomization"),
+            (custody::HELM, "HelmRelease"),
         ],
         "guard (managed kinds), become-agent (tenants)",
         &mut owner_findings,
@@ -379,7 +383,7 @@ pub async fn diagnose(
     .await;
     let applications = list_kinds(
         cluster,
-        &[("argoproj.io", "Application")],
+        &[(custody::ARGO, "Application")],
         "guard (managed kinds)",
         &mut owner_findings,
     )
@@ -431,6 +435,11 @@ pub async fn diagnose(
             .as_ref()
             .map_or("gitops-guard", |l| l.namespace.as_str());
         findings.extend(guard::scale_coverage(&configs, &scalable, namespace));
+        findings.extend(guard::status_coverage(
+            &configs,
+            &guard::protected_statuses(|k| served(cluster, k)),
+            namespace,
+        ));
         let owners: Vec<Value> = flux_owners.iter().chain(&applications).cloned().collect();
         findings.extend(guard::kind_coverage(
             &configs,
@@ -472,6 +481,32 @@ pub async fn diagnose(
 
     findings.extend(owner_findings);
     let config = &effective_config(cluster, given, location.as_ref(), &mut findings).await;
+
+    // Labels a person can change that take writes past the guard.
+    let mut ownership: std::collections::BTreeSet<String> = [
+        KUSTOMIZE_NAME,
+        KUSTOMIZE_NAMESPACE,
+        HELM_NAME,
+        HELM_NAMESPACE,
+    ]
+    .map(String::from)
+    .into();
+    if config.argocd.label_tracking {
+        ownership.insert(config.argocd.tracking_label.clone());
+    }
+    let targets: Vec<guard::Served> = cluster
+        .listable(false)
+        .into_iter()
+        .map(|r| guard::Served {
+            group: r.api.group.clone(),
+            version: r.api.version.clone(),
+            plural: r.api.plural.clone(),
+            namespaced: r.namespaced,
+        })
+        .collect();
+    let (holes, too_many) = selectors::holes(&configs_read, &targets, minor, &ownership);
+    let relabel = relabel.max(selectors::relabel_severity(&holes));
+    let mut relabellers = None;
     let now = jiff::Timestamp::now().as_second();
     findings.extend(certificates(cluster, &configs_read, location.as_ref(), now).await);
 
@@ -540,7 +575,7 @@ pub async fn diagnose(
             access::tenant_accounts(&flux_owners, &config.flux.default_service_account);
         let projects = list_kinds(
             cluster,
-            &[("argoproj.io", "AppProject")],
+            &[(custody::ARGO, "AppProject")],
             "become-agent (destination accounts)",
             &mut findings,
         )
@@ -554,7 +589,20 @@ pub async fn diagnose(
             location.as_ref(),
             relabel,
         ));
+        relabellers = Some(access::who_may(
+            &policy,
+            config,
+            &[
+                rbac::Request::new("update", "", "namespaces"),
+                rbac::Request::new("patch", "", "namespaces"),
+            ],
+        ));
     }
+    findings.extend(selectors::findings(
+        &holes,
+        &too_many,
+        relabellers.as_deref(),
+    ));
     Ok(findings)
 }
 

@@ -50,8 +50,9 @@ fn apply(cluster: &Cluster, yaml: &str) {
 /// The guard as the chart installs it on 1.20, in namespace gitops-guard, release gitops-guard:
 /// ValidatingWebhookConfiguration gitops-guard-custody (webhook guard.gitops-guard.dev) calling
 /// Service gitops-guard/gitops-guard, which has one ready endpoint. Its rules route a group nobody
-/// serves, so nothing is ever sent to the (absent) guard. `namespace_selector`: the webhook's
-/// namespaceSelector as YAML (`{}` for none).
+/// serves, so nothing is ever sent to the (absent) guard; gitops-guard-neighbours (Ignore) routes
+/// the statuses of Pods and StatefulSets, which nothing here writes. `namespace_selector`: the
+/// custody webhook's namespaceSelector as YAML (`{}` for none).
 fn install_guard(cluster: &Cluster, namespace_selector: &str) {
     apply(
         cluster,
@@ -101,6 +102,24 @@ webhooks:
   timeoutSeconds: 3
   admissionReviewVersions: [v1]
   namespaceSelector: {namespace_selector}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: gitops-guard-neighbours
+  labels: {{app.kubernetes.io/part-of: gitops-guard, app.kubernetes.io/instance: gitops-guard}}
+webhooks:
+- name: guard.gitops-guard.dev
+  clientConfig:
+    service: {{namespace: gitops-guard, name: gitops-guard, path: /validate, port: 443}}
+  rules:
+  - {{apiGroups: [""], apiVersions: ["*"], resources: [pods/status], operations: [UPDATE], scope: Namespaced}}
+  - {{apiGroups: [apps], apiVersions: ["*"], resources: [statefulsets/status], operations: [UPDATE], scope: Namespaced}}
+  failurePolicy: Ignore
+  matchPolicy: Equivalent
+  sideEffects: NoneOnDryRun
+  timeoutSeconds: 3
+  admissionReviewVersions: [v1]
 "#
         ),
     );
@@ -356,7 +375,7 @@ subjects:
             "severity": "fail",
             "check": "switch-off",
             "subject": "User eve",
-            "finding": "can change or delete ValidatingWebhookConfigurations gitops-guard-custody (ClusterRoleBinding eve-deletes-webhooks → ClusterRole webhook-deleter)",
+            "finding": "can change or delete ValidatingWebhookConfigurations gitops-guard-custody, gitops-guard-neighbours (ClusterRoleBinding eve-deletes-webhooks → ClusterRole webhook-deleter)",
             "fix": "kubectl delete clusterrolebinding eve-deletes-webhooks",
         })
     );
@@ -544,6 +563,11 @@ fn doctor_on_a_cluster_without_those_bindings_reports_no_fail() {
         (
             "RBAC",
             "nobody but Kubernetes and the agents can approve client certificates",
+        ),
+        // No Flux or Argo CD kinds here: the statuses of Pods and StatefulSets.
+        (
+            "status",
+            "the /status of every kind the guard protects (2) is routed to the guard",
         ),
     ] {
         assert!(oks.contains(&expected), "{expected:?} in {oks:#?}");
@@ -800,9 +824,66 @@ spec:
         )
         .ok();
 
+    // A webhook of the guard that leaves out namespaces labelled team=sandbox and objects
+    // labelled skip-guard: anyone who may set those labels takes writes past the guard.
+    apply(
+        &cluster,
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: gitops-guard-tenants
+  labels: {app.kubernetes.io/part-of: gitops-guard}
+webhooks:
+- name: guard.gitops-guard.dev
+  clientConfig:
+    service: {namespace: gitops-guard, name: gitops-guard, path: /validate, port: 443}
+  rules:
+  - {apiGroups: [""], apiVersions: ["*"], resources: [resourcequotas], operations: [CREATE, UPDATE, DELETE], scope: Namespaced}
+  failurePolicy: Fail
+  sideEffects: None
+  timeoutSeconds: 3
+  admissionReviewVersions: [v1]
+  namespaceSelector: {matchExpressions: [{key: team, operator: NotIn, values: [sandbox]}]}
+  objectSelector: {matchExpressions: [{key: skip-guard, operator: DoesNotExist}]}
+"#,
+    );
+
     let out = gitops(&cluster, dir.path(), &["doctor", "-o", "json"]);
     assert_eq!(out.code, 1, "{out}");
     let all = findings(&out);
+    let tenants = "ValidatingWebhookConfiguration gitops-guard-tenants";
+    assert_eq!(
+        row_starting(&all, "guard", tenants, "namespaceSelector"),
+        json!({
+            "severity": "fail",
+            "check": "guard",
+            "subject": tenants,
+            "finding": "namespaceSelector rests on the namespace label team, which a person can change: in a namespace with team=sandbox, writes of resourcequotas reach no webhook of the guard",
+            "fix": "kubectl patch validatingwebhookconfiguration gitops-guard-tenants --type=json -p '[{\"op\":\"remove\",\"path\":\"/webhooks/0/namespaceSelector/matchExpressions/0\"}]'  # exclude namespaces by name instead: the guard config's excludedNamespaces (and, from 1.21, kubernetes.io/metadata.name)",
+        })
+    );
+    // Who may set it: the local cluster's cluster-admins, by RBAC (Flux's controller is an agent).
+    assert_eq!(
+        all.iter()
+            .find(|f| f["subject"] == tenants
+                && f["finding"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("namespaceSelector")))
+            .map(|f| f["why"].clone()),
+        Some(json!(
+            "Group developers, Group system:serviceaccounts and 2 more (may update or patch namespaces) can take a namespace out of the guard's view (kubectl label namespace NAME team=sandbox --overwrite)"
+        ))
+    );
+    assert_eq!(
+        row_starting(&all, "guard", tenants, "objectSelector"),
+        json!({
+            "severity": "fail",
+            "check": "guard",
+            "subject": tenants,
+            "finding": "objectSelector rests on the object label skip-guard, which a person can change: an object with skip-guard set (to a value no selector names) reaches no webhook of the guard (resourcequotas)",
+            "fix": "kubectl patch validatingwebhookconfiguration gitops-guard-tenants --type=json -p '[{\"op\":\"remove\",\"path\":\"/webhooks/0/objectSelector/matchExpressions/0\"}]'  # select on ownership labels only (the chart's entries do): changing those is itself judged by the guard",
+        })
+    );
     let ca = row_starting(
         &all,
         "guard",
@@ -825,6 +906,36 @@ spec:
             .starts_with("serving certificate gitops-guard expired on "),
         "{serving}"
     );
+    // The sources' statuses (their artifact and digest) are not routed: a fail each, with the
+    // custody rule to add; those of Pods and StatefulSets are.
+    assert_eq!(
+        row(
+            &all,
+            "guard",
+            "gitrepositories.source.toolkit.fluxcd.io/status"
+        ),
+        json!({
+            "severity": "fail",
+            "check": "guard",
+            "subject": "gitrepositories.source.toolkit.fluxcd.io/status",
+            "finding": "no webhook of the guard routes UPDATE of its /status",
+            "fix": "helm upgrade gitops-guard charts/gitops-guard -n gitops-guard -f values.yaml  # with this in values.yaml's webhook.rules (the custody entry routes it, operations CREATE, UPDATE, DELETE): - {apiGroups: [source.toolkit.fluxcd.io], resources: [gitrepositories, gitrepositories/status]}",
+        })
+    );
+    assert_eq!(
+        row(
+            &all,
+            "guard",
+            "kustomizations.kustomize.toolkit.fluxcd.io/status"
+        )["severity"],
+        "fail"
+    );
+    for routed in ["pods/status", "statefulsets.apps/status"] {
+        assert!(
+            !all.iter().any(|f| f["subject"] == routed),
+            "{routed}: {all:#?}"
+        );
+    }
     // The guard's rules do not route Deployments: the dry run passes without a word from it.
     assert_eq!(
         row(&all, "guard", "dry run on deployment/web in team-a"),
@@ -891,7 +1002,7 @@ spec:
     assert_eq!(agent["severity"], "warn", "{agent}");
     assert_eq!(
         agent["finding"],
-        "an agent, can change or delete ValidatingWebhookConfigurations gitops-guard-custody, all (deletecollection) (ClusterRoleBinding flux-cluster-admin → ClusterRole cluster-admin)"
+        "an agent, can change or delete ValidatingWebhookConfigurations gitops-guard-custody, gitops-guard-neighbours and 2 more (ClusterRoleBinding flux-cluster-admin → ClusterRole cluster-admin)"
     );
 }
 

@@ -236,6 +236,20 @@ fn masters() -> Finding {
     )
 }
 
+/// Who, by RBAC, may make any of these requests (`User ana`, `Group developers`), Kubernetes'
+/// own subjects and the agents left out.
+pub fn who_may(policy: &Policy, config: &Config, requests: &[Request]) -> Vec<String> {
+    let trusted = Trusted::from_config(config);
+    requests
+        .iter()
+        .flat_map(|r| policy.who_can(r))
+        .filter(|g| !trusted.exempt(&g.subject))
+        .map(|g| g.subject.to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// Check `become-agent`: who can act as an identity the guard trusts.
 pub fn become_agent(policy: &Policy, config: &Config) -> Vec<Finding> {
     let trusted = Trusted::from_config(config);

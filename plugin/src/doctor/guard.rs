@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+// The namespace label the API server sets itself from 1.21 on.
+use gitops_guard_core::owner::NAMESPACE_NAME_LABEL as NAME_LABEL;
 use serde_json::Value;
 
 use super::{Finding, Severity};
@@ -21,11 +23,6 @@ const IGNORE_BY_DESIGN: &[&str] = &[
     "neighbours-unlabelled",
     "scale",
 ];
-/// The namespace label the API server sets itself from 1.21 on.
-const NAME_LABEL: &str = "kubernetes.io/metadata.name";
-/// The chart's opt-in label for enforce-all namespaces: removing it only leaves unlabelled objects
-/// to the other entries, by design.
-const ENFORCE_LABEL: &str = "gitops-guard.dev/enforce";
 /// timeoutSeconds above this holds every routed write that long when the guard is slow.
 const MAX_TIMEOUT: i64 = 5;
 const CHECK: &str = "guard";
@@ -284,40 +281,28 @@ fn webhook_findings(
         let remove = format!(
             "kubectl patch validatingwebhookconfiguration {config} --type=json -p '[{{\"op\":\"remove\",\"path\":\"/webhooks/{index}{pointer}\"}}]'"
         );
-        if key == NAME_LABEL {
-            if minor.is_none_or(|m| m < 21) {
-                let version = minor.map_or("this server's version is unknown".to_string(), |m| {
-                    format!("this server is 1.{m}")
-                });
-                out.push(Finding::new(
-                    Severity::Fail,
-                    CHECK,
-                    &subject,
-                    format!("namespaceSelector excludes namespaces by {NAME_LABEL} ({version})"),
-                    format!(
-                        "before 1.21 {NAME_LABEL} is an ordinary label: whoever may label a namespace (kubectl label ns prod {NAME_LABEL}=kube-system --overwrite) takes it out of the guard's view"
-                    ),
-                    format!("{remove}  # and list those namespaces in the guard config's excludedNamespaces (the chart does both on < 1.21)"),
-                ));
-            }
-        } else if key != ENFORCE_LABEL {
+        if key == NAME_LABEL && minor.is_none_or(|m| m < 21) {
+            let version = minor.map_or("this server's version is unknown".to_string(), |m| {
+                format!("this server is 1.{m}")
+            });
             out.push(Finding::new(
-                Severity::Warn,
+                Severity::Fail,
                 CHECK,
                 &subject,
-                format!("namespaceSelector rests on the namespace label {key}"),
+                format!("namespaceSelector excludes namespaces by {NAME_LABEL} ({version})"),
                 format!(
-                    "whoever may update namespaces can set or remove {key} and move a namespace out of the guard's view"
+                    "before 1.21 {NAME_LABEL} is an ordinary label: whoever may label a namespace (kubectl label ns prod {NAME_LABEL}=kube-system --overwrite) takes it out of the guard's view"
                 ),
-                format!("{remove}  # exclude namespaces by name in the guard config's excludedNamespaces instead"),
+                format!("{remove}  # and list those namespaces in the guard config's excludedNamespaces (the chart does both on < 1.21)"),
             ));
         }
     }
     out
 }
 
-/// How bad the worst namespace exclusion by a changeable label is, if any webhook has one (for
-/// the `switch-off` check of who may relabel namespaces).
+/// How bad the worst namespace exclusion by `kubernetes.io/metadata.name` before 1.21 is, if any
+/// webhook has one (for the `switch-off` check of who may relabel namespaces; other labels are
+/// [`super::selectors`]').
 pub fn label_exclusion(configs: &[Value], minor: Option<u32>) -> Option<Severity> {
     configs
         .iter()
@@ -378,7 +363,7 @@ pub fn check(configs: &[Value], minor: Option<u32>, services: &[ServiceState]) -
                 CHECK,
                 format!("ValidatingWebhookConfiguration {cname}"),
                 format!(
-                    "failurePolicy {}, timeoutSeconds {}, no namespace excluded by a label a person can change",
+                    "failurePolicy {}, timeoutSeconds {}",
                     summary.get("failurePolicy").map_or("?", String::as_str),
                     summary.get("timeoutSeconds").map_or("?", String::as_str),
                 ),
@@ -501,17 +486,38 @@ pub fn managed_kinds(owners: &[Value]) -> BTreeMap<String, usize> {
     out
 }
 
-/// A served resource: group, plural, whether it is namespaced.
+/// A served resource: group, version (the one discovery prefers), plural, whether it is
+/// namespaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Served {
     pub group: String,
+    pub version: String,
     pub plural: String,
     pub namespaced: bool,
+}
+
+impl Served {
+    /// `plural.group` (`plural` in the core group), as kubectl names it.
+    pub fn resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
 }
 
 /// Whether a webhook's rules route writes (UPDATE) of the resource itself, as the API server
 /// matches rules (selectors aside: the owners' objects carry the labels the entries select on).
 pub fn routes_writes(webhook: &Value, target: &Served) -> bool {
+    routes_resource(webhook, target, "UPDATE")
+}
+
+/// Whether a webhook's rules send the API server's `operation` on the resource itself (no
+/// subresource) to it: resources `*`, `*/*` or its plural, apiVersions only with
+/// `matchPolicy: Exact`; selectors aside.
+pub fn routes_resource(webhook: &Value, target: &Served, operation: &str) -> bool {
+    let exact = webhook.get("matchPolicy").and_then(Value::as_str) == Some("Exact");
     webhook
         .get("rules")
         .and_then(Value::as_array)
@@ -523,8 +529,9 @@ pub fn routes_writes(webhook: &Value, target: &Served) -> bool {
                         .any(|v| wanted.contains(&v.as_str()))
                 };
                 let scope = rule.get("scope").and_then(Value::as_str).unwrap_or("*");
-                has("operations", &["UPDATE", "*"])
+                has("operations", &[operation, "*"])
                     && has("apiGroups", &["*", &target.group])
+                    && (!exact || has("apiVersions", &["*", &target.version]))
                     && has("resources", &["*", "*/*", &target.plural])
                     && match scope {
                         "Namespaced" => target.namespaced,
@@ -559,11 +566,7 @@ pub fn kind_coverage(
             routed += 1;
             continue;
         }
-        let resource = if target.group.is_empty() {
-            target.plural.clone()
-        } else {
-            format!("{}.{}", target.plural, target.group)
-        };
+        let resource = target.resource();
         out.push(Finding::new(
             Severity::Fail,
             CHECK,
@@ -607,10 +610,19 @@ fn strings(v: &Value, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether a webhook's rules send the API server's UPDATE of `<plural>/scale` to it, as the API
-/// server matches rules: resources `*/scale`, `*/*`, `<plural>/scale` or `<plural>/*` (a bare
-/// `*` is no subresource), apiVersions only with `matchPolicy: Exact`.
-pub fn routes_scale(webhook: &Value, target: &Scalable) -> bool {
+/// Whether a webhook's rules send the API server's `operation` on `<plural>/<subresource>` of
+/// `group` (at `version`) to it, as the API server matches rules: resources `*/<subresource>`,
+/// `*/*`, `<plural>/<subresource>` or `<plural>/*` (a bare `*` is no subresource), apiVersions
+/// only with `matchPolicy: Exact`.
+pub fn routes_subresource(
+    webhook: &Value,
+    group: &str,
+    version: &str,
+    plural: &str,
+    subresource: &str,
+    namespaced: bool,
+    operation: &str,
+) -> bool {
     let exact = webhook.get("matchPolicy").and_then(Value::as_str) == Some("Exact");
     webhook
         .get("rules")
@@ -623,25 +635,159 @@ pub fn routes_scale(webhook: &Value, target: &Scalable) -> bool {
                         .any(|v| wanted.contains(&v.as_str()))
                 };
                 let scope = rule.get("scope").and_then(Value::as_str).unwrap_or("*");
-                has("operations", &["UPDATE", "*"])
-                    && has("apiGroups", &["*", &target.group])
-                    && (!exact || has("apiVersions", &["*", &target.version]))
+                has("operations", &[operation, "*"])
+                    && has("apiGroups", &["*", group])
+                    && (!exact || has("apiVersions", &["*", version]))
                     && has(
                         "resources",
                         &[
-                            "*/scale",
+                            &format!("*/{subresource}"),
                             "*/*",
-                            &format!("{}/scale", target.plural),
-                            &format!("{}/*", target.plural),
+                            &format!("{plural}/{subresource}"),
+                            &format!("{plural}/*"),
                         ],
                     )
                     && match scope {
-                        "Namespaced" => target.namespaced,
-                        "Cluster" => !target.namespaced,
+                        "Namespaced" => namespaced,
+                        "Cluster" => !namespaced,
                         _ => true,
                     }
             })
         })
+}
+
+/// Whether a webhook's rules send the API server's UPDATE of `<plural>/scale` to it (see
+/// [`routes_subresource`]).
+pub fn routes_scale(webhook: &Value, target: &Scalable) -> bool {
+    routes_subresource(
+        webhook,
+        &target.group,
+        &target.version,
+        &target.plural,
+        "scale",
+        target.namespaced,
+        "UPDATE",
+    )
+}
+
+/// A status subresource the guard protects, as the cluster serves its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protected {
+    pub target: Served,
+    /// Why a hand-written status matters, in one line.
+    pub why: String,
+    /// The chart's neighbours entry routes it (else the custody entry, from `webhook.rules`).
+    pub neighbours: bool,
+}
+
+/// The statuses the guard protects, among the kinds the cluster serves (`resolve`: `Kind.group`
+/// → the served resource): the `/status` of every owner and source kind that has one (core's
+/// custody vocabulary), a StatefulSet's and a Pod's.
+pub fn protected_statuses(resolve: impl Fn(&str) -> Option<Served>) -> Vec<Protected> {
+    let mut out: Vec<Protected> = gitops_guard_core::custody::KINDS
+        .iter()
+        .filter(|k| k.status_subresource)
+        .filter_map(|k| {
+            let target = resolve(&format!("{}.{}", k.kind, k.group))?;
+            Some(Protected {
+                target,
+                why: format!(
+                    "the guard and the agents trust what the status of {} says (a source's artifact and digest, an inventory): written by hand, it points them at what Git does not say",
+                    k.noun
+                ),
+                neighbours: false,
+            })
+        })
+        .collect();
+    for (kind, why) in [
+        (
+            "StatefulSet.apps",
+            "a StatefulSet's status says which revision its Pods are made from: written by hand, Pods come from a revision Git does not declare",
+        ),
+        (
+            "Pod",
+            "a Pod's status (its podIP, its readiness) steers a Service's traffic: only the kubelet writes it",
+        ),
+    ] {
+        if let Some(target) = resolve(kind) {
+            out.push(Protected {
+                target,
+                why: why.to_string(),
+                neighbours: true,
+            });
+        }
+    }
+    out
+}
+
+/// Check `guard`, coverage of the protected statuses: a webhook of the guard routes the UPDATE
+/// (the only write of a `/status`) of each. `namespace`: the guard's, for the fix.
+pub fn status_coverage(
+    configs: &[Value],
+    protected: &[Protected],
+    namespace: &str,
+) -> Vec<Finding> {
+    if configs.is_empty() {
+        return Vec::new();
+    }
+    let routes = |p: &Protected, operation: &str| {
+        configs.iter().flat_map(webhooks).any(|w| {
+            routes_subresource(
+                w,
+                &p.target.group,
+                &p.target.version,
+                &p.target.plural,
+                "status",
+                p.target.namespaced,
+                operation,
+            )
+        })
+    };
+    let mut out = Vec::new();
+    for p in protected.iter().filter(|p| !routes(p, "UPDATE")) {
+        let resource = p.target.resource();
+        let finding = if ["CREATE", "DELETE", "CONNECT"]
+            .iter()
+            .any(|op| routes(p, op))
+        {
+            "a webhook of the guard routes its /status, but not for UPDATE (its only write)"
+        } else {
+            "no webhook of the guard routes UPDATE of its /status"
+        };
+        let fix = if p.neighbours {
+            format!(
+                "helm upgrade gitops-guard charts/gitops-guard -n {namespace} --reuse-values --set webhook.neighbours.enabled=true  # the neighbours entry routes UPDATE of pods/status and statefulsets/status"
+            )
+        } else {
+            let group = &p.target.group;
+            let plural = &p.target.plural;
+            format!(
+                "helm upgrade gitops-guard charts/gitops-guard -n {namespace} -f values.yaml  # with this in values.yaml's webhook.rules (the custody entry routes it, operations CREATE, UPDATE, DELETE): - {{apiGroups: [{group}], resources: [{plural}, {plural}/status]}}"
+            )
+        };
+        out.push(Finding::new(
+            Severity::Fail,
+            CHECK,
+            format!("{resource}/status"),
+            finding,
+            p.why.clone(),
+            fix,
+        ));
+    }
+    if out.is_empty() && !protected.is_empty() {
+        out.push(Finding::new(
+            Severity::Ok,
+            CHECK,
+            "status",
+            format!(
+                "the /status of every kind the guard protects ({}) is routed to the guard",
+                protected.len()
+            ),
+            "a status written by hand reaches the guard",
+            "",
+        ));
+    }
+    out
 }
 
 /// Check `guard`, coverage of `/scale`: every kind with a scale subresource is routed by one of
@@ -833,20 +979,11 @@ mod tests {
             Severity::Ok
         );
 
-        let team = webhook(json!({"namespaceSelector": {"matchLabels": {"team/x": "a"},
-            "matchExpressions": [{"key": "gitops-guard.dev/enforce", "operator": "In", "values": ["all"]}]}}));
-        let found = check(&[vwc("gg-enforce-all", team)], Some(30), &[]);
+        // Other labels: see super::selectors (whether changing one takes writes past the guard).
+        let team = webhook(json!({"namespaceSelector": {"matchLabels": {"team/x": "a"}}}));
         assert_eq!(
-            severities(&found),
-            vec![(
-                Severity::Warn,
-                "namespaceSelector rests on the namespace label team/x".to_string()
-            )]
-        );
-        assert!(
-            found[0]
-                .fix
-                .contains("/webhooks/0/namespaceSelector/matchLabels/team~1x")
+            check(&[vwc("gg-enforce-all", team)], Some(30), &[])[0].severity,
+            Severity::Ok
         );
     }
 
@@ -948,6 +1085,125 @@ mod tests {
     }
 
     #[test]
+    fn protected_statuses_are_routed_for_update() {
+        let resolve = |k: &str| {
+            let (group, plural) = match k {
+                "GitRepository.source.toolkit.fluxcd.io" => {
+                    ("source.toolkit.fluxcd.io", "gitrepositories")
+                }
+                // Argo CD's Application keeps its status in the object: no subresource.
+                "Application.argoproj.io" => ("argoproj.io", "applications"),
+                "StatefulSet.apps" => ("apps", "statefulsets"),
+                "Pod" => ("", "pods"),
+                _ => return None,
+            };
+            Some(Served {
+                group: group.into(),
+                version: "v1".into(),
+                plural: plural.into(),
+                namespaced: true,
+            })
+        };
+        let protected = protected_statuses(resolve);
+        assert_eq!(
+            protected
+                .iter()
+                .map(|p| p.target.resource())
+                .collect::<Vec<_>>(),
+            vec![
+                "gitrepositories.source.toolkit.fluxcd.io",
+                "statefulsets.apps",
+                "pods"
+            ]
+        );
+        let rule = |groups: Value, resources: Value, operations: Value| {
+            json!({"apiGroups": groups, "apiVersions": ["*"], "resources": resources,
+                "operations": operations, "scope": "Namespaced"})
+        };
+        let custody = vwc(
+            "gg-custody",
+            webhook(
+                json!({"rules": [rule(json!(["source.toolkit.fluxcd.io"]), json!(["*", "*/status"]), json!(["CREATE", "UPDATE", "DELETE"]))]}),
+            ),
+        );
+        let neighbours = vwc(
+            "gg-neighbours",
+            webhook(json!({"rules": [
+                rule(json!([""]), json!(["pods/ephemeralcontainers", "pods/status"]), json!(["UPDATE"])),
+                rule(json!(["apps"]), json!(["statefulsets/status"]), json!(["UPDATE"]))]})),
+        );
+        let found = |configs: &[Value]| {
+            status_coverage(configs, &protected, "gg")
+                .into_iter()
+                .map(|f| (f.severity, f.subject, f.finding))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            found(&[custody.clone(), neighbours.clone()]),
+            vec![(
+                Severity::Ok,
+                "status".to_string(),
+                "the /status of every kind the guard protects (3) is routed to the guard"
+                    .to_string()
+            )]
+        );
+        // The custody entry routes the sources but not their status.
+        let bare = vwc(
+            "gg-custody",
+            webhook(
+                json!({"rules": [rule(json!(["source.toolkit.fluxcd.io"]), json!(["*"]), json!(["CREATE", "UPDATE", "DELETE"]))]}),
+            ),
+        );
+        let missing = status_coverage(&[bare, neighbours.clone()], &protected, "gg");
+        assert_eq!(
+            missing
+                .iter()
+                .map(|f| (f.severity, f.subject.as_str(), f.finding.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(
+                Severity::Fail,
+                "gitrepositories.source.toolkit.fluxcd.io/status",
+                "no webhook of the guard routes UPDATE of its /status"
+            )]
+        );
+        assert!(
+            missing[0].why.contains("a Flux source"),
+            "{}",
+            missing[0].why
+        );
+        assert_eq!(
+            missing[0].fix,
+            "helm upgrade gitops-guard charts/gitops-guard -n gg -f values.yaml  # with this in values.yaml's webhook.rules (the custody entry routes it, operations CREATE, UPDATE, DELETE): - {apiGroups: [source.toolkit.fluxcd.io], resources: [gitrepositories, gitrepositories/status]}"
+        );
+        // Routed, but only for an operation a status never sees.
+        let create_only = vwc(
+            "gg-neighbours",
+            webhook(json!({"rules": [
+                rule(json!([""]), json!(["pods/status"]), json!(["CREATE"])),
+                rule(json!(["apps"]), json!(["statefulsets/*"]), json!(["*"]))]})),
+        );
+        assert_eq!(
+            found(&[custody.clone(), create_only]),
+            vec![(
+                Severity::Fail,
+                "pods/status".to_string(),
+                "a webhook of the guard routes its /status, but not for UPDATE (its only write)"
+                    .to_string()
+            )]
+        );
+        // Without the neighbours entry: both of its statuses, and how to turn it on.
+        let off = status_coverage(&[custody], &protected, "gg");
+        assert_eq!(
+            off.iter().map(|f| f.subject.as_str()).collect::<Vec<_>>(),
+            vec!["statefulsets.apps/status", "pods/status"]
+        );
+        assert!(off[1].fix.starts_with(
+            "helm upgrade gitops-guard charts/gitops-guard -n gg --reuse-values --set webhook.neighbours.enabled=true"
+        ));
+        assert!(status_coverage(&[], &protected, "gg").is_empty());
+    }
+
+    #[test]
     fn availability_of_the_deployment() {
         let loc = Location {
             namespace: "gg".into(),
@@ -999,11 +1255,8 @@ mod tests {
             label_exclusion(&[name.clone(), by("team")], Some(20)),
             Some(Severity::Fail)
         );
-        assert_eq!(
-            label_exclusion(&[name.clone(), by("team")], Some(21)),
-            Some(Severity::Warn)
-        );
-        assert_eq!(label_exclusion(&[name], Some(21)), None);
+        // From 1.21 the name label is the API server's; other labels are the selectors check's.
+        assert_eq!(label_exclusion(&[name, by("team")], Some(21)), None);
         assert_eq!(
             label_exclusion(&[vwc("gg", webhook(json!({})))], Some(20)),
             None
@@ -1043,6 +1296,7 @@ mod tests {
             };
             Some(Served {
                 group: group.into(),
+                version: "v1".into(),
                 plural: plural.into(),
                 namespaced: true,
             })

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use gitops_guard_core::workload::Selector;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -152,8 +153,9 @@ pub struct Role {
     pub namespace: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub rules: Vec<Rule>,
-    /// `aggregationRule.clusterRoleSelectors` (ClusterRoles only).
-    pub aggregation: Vec<Value>,
+    /// `aggregationRule.clusterRoleSelectors` (ClusterRoles only), in core's selector model (an
+    /// empty selector selects every ClusterRole, as the aggregation controller reads it).
+    pub aggregation: Vec<Selector>,
 }
 
 /// A RoleBinding or ClusterRoleBinding.
@@ -206,7 +208,12 @@ impl Role {
             aggregation: obj
                 .pointer("/aggregationRule/clusterRoleSelectors")
                 .and_then(Value::as_array)
-                .cloned()
+                .map(|selectors| {
+                    selectors
+                        .iter()
+                        .map(|s| Selector::of_label_selector(Some(s), true))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -234,46 +241,6 @@ impl Binding {
                 .unwrap_or_default(),
         }
     }
-}
-
-/// Whether a label selector (`matchLabels`, `matchExpressions`) matches these labels. An empty
-/// selector matches everything, as in Kubernetes.
-pub fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
-    let match_labels = selector
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .is_none_or(|m| {
-            m.iter().all(|(k, v)| {
-                v.as_str()
-                    .is_some_and(|v| labels.get(k).map(String::as_str) == Some(v))
-            })
-        });
-    let expressions = selector
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .is_none_or(|exprs| {
-            exprs.iter().all(|e| {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-                let values: Vec<&str> = e
-                    .get("values")
-                    .and_then(Value::as_array)
-                    .map(|v| v.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                let value = labels.get(key).map(String::as_str);
-                match e
-                    .get("operator")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                {
-                    "In" => value.is_some_and(|v| values.contains(&v)),
-                    "NotIn" => value.is_none_or(|v| !values.contains(&v)),
-                    "Exists" => value.is_some(),
-                    "DoesNotExist" => value.is_none(),
-                    _ => false,
-                }
-            })
-        });
-    match_labels && expressions
 }
 
 /// One way a subject gets a request allowed.
@@ -309,9 +276,7 @@ impl Policy {
         let mut rules: Vec<&Rule> = role.rules.iter().collect();
         for selector in &role.aggregation {
             for other in self.roles.iter().filter(|r| {
-                r.namespace.is_none()
-                    && r.name != role.name
-                    && selector_matches(selector, &r.labels)
+                r.namespace.is_none() && r.name != role.name && selector.matches(&r.labels)
             }) {
                 rules.extend(self.cluster_role_rules(&other.name, seen));
             }
@@ -599,9 +564,9 @@ mod tests {
     }
 
     #[test]
-    fn selectors() {
-        let labels: BTreeMap<String, String> =
-            [("a".to_string(), "1".to_string())].into_iter().collect();
+    fn aggregation_selects_as_kubernetes_does() {
+        // ClusterRole secrets-reader, labelled a=1, is aggregated into the bound one when its
+        // selector selects it.
         let cases = [
             (json!({}), true),
             (json!({"matchLabels": {"a": "1"}}), true),
@@ -628,7 +593,26 @@ mod tests {
             ),
         ];
         for (sel, want) in cases {
-            assert_eq!(selector_matches(&sel, &labels), want, "{sel}");
+            let roles = [
+                json!({"kind": "ClusterRole", "metadata": {"name": "aggregated"},
+                       "aggregationRule": {"clusterRoleSelectors": [sel]}}),
+                json!({"kind": "ClusterRole", "metadata": {"name": "secrets-reader", "labels": {"a": "1"}},
+                       "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}]}),
+            ];
+            let binding = json!({"kind": "ClusterRoleBinding", "metadata": {"name": "m"},
+                "roleRef": {"kind": "ClusterRole", "name": "aggregated"},
+                "subjects": [{"kind": "User", "name": "mallory"}]});
+            let p = Policy {
+                roles: roles.iter().map(Role::from_json).collect(),
+                bindings: vec![Binding::from_json(&binding)],
+            };
+            let get = Request::new("get", "", "secrets").in_namespace("flux-system");
+            assert_eq!(
+                p.allowed(&Subject::user("mallory"), &get),
+                want,
+                "{}",
+                roles[0]
+            );
         }
     }
 }
