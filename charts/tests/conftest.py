@@ -93,6 +93,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
 
 
+def cargo_binary(name: str) -> Path:
+    """A binary of the workspace as `cargo build --workspace --bins` leaves it (scripts/test-all
+    builds them before the chart tests), in $CARGO_TARGET_DIR or ./target."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    binary = target / "debug" / name
+    assert binary.is_file(), (
+        f"{binary} does not exist: build it first (cargo build --workspace --bins, as scripts/test-all does)"
+    )
+    return binary
+
+
 def workspace_version() -> str:
     """[workspace.package] version in Cargo.toml: the webhook's version and the image tag."""
     in_section = False

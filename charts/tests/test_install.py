@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import helm_python
 import pytest
 import yaml
 
-from conftest import Cluster
+from conftest import Cluster, cargo_binary
 from render import CHART, NAMESPACE, RELEASE, manifest_objects
 
 WEBHOOK_CALL_FAILED = 'failed calling webhook "guard.gitops-guard.dev"'
@@ -191,6 +195,111 @@ def test_install_creates_the_guard(cluster: Cluster, installed: dict[str, Any]) 
     assert connect and set(connect[0]["resources"]) == {"pods/exec", "pods/attach", "pods/portforward"}
     assert {"kube-system", NAMESPACE} <= set(config["excludedNamespaces"])
     assert base64.b64decode(ca).startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+# What doctor finds on the chart as installed here (release gitops-guard in gitops-guard, 1.20, no
+# guard Pod, the local cluster's own bindings set aside), in its order; certificate dates as "…".
+EXPECTED_DOCTOR: list[tuple[str, str, str, str]] = [
+    ("ok", "guard", "ValidatingWebhookConfiguration gitops-guard-argocd-annotations", "failurePolicy Ignore, timeoutSeconds 3"),
+    ("ok", "guard", "ValidatingWebhookConfiguration gitops-guard-argocd-namespaces", "failurePolicy Ignore, timeoutSeconds 3"),
+    ("warn", "guard", "ValidatingWebhookConfiguration gitops-guard-custody", "failurePolicy Fail, and Kubernetes 1.20 has no matchConditions (1.28+)"),
+    ("warn", "guard", "ValidatingWebhookConfiguration gitops-guard-enforce-all", "failurePolicy Fail, and Kubernetes 1.20 has no matchConditions (1.28+)"),
+    ("warn", "guard", "ValidatingWebhookConfiguration gitops-guard-flux-helm", "failurePolicy Fail, and Kubernetes 1.20 has no matchConditions (1.28+)"),
+    ("warn", "guard", "ValidatingWebhookConfiguration gitops-guard-flux-kustomize", "failurePolicy Fail, and Kubernetes 1.20 has no matchConditions (1.28+)"),
+    ("ok", "guard", "ValidatingWebhookConfiguration gitops-guard-neighbours", "failurePolicy Ignore, timeoutSeconds 3"),
+    ("ok", "guard", "ValidatingWebhookConfiguration gitops-guard-neighbours-unlabelled", "failurePolicy Ignore, timeoutSeconds 3"),
+    ("ok", "guard", "ValidatingWebhookConfiguration gitops-guard-scale", "failurePolicy Ignore, timeoutSeconds 3"),
+    ("fail", "guard", "Service gitops-guard/gitops-guard", "no ready endpoints: no guard Pod is answering"),
+    ("ok", "guard", "scale", "the /scale of every kind that has one (5) is routed to the guard"),
+    ("ok", "guard", "status", "the /status of every kind the guard protects (2) is routed to the guard"),
+    ("warn", "guard", "Deployment gitops-guard/gitops-guard", "0 of 2 replicas ready"),
+    ("ok", "guard", "ConfigMap gitops-guard/gitops-guard-config", "the guard's config: its agents and system identities are the trusted ones below"),
+    ("ok", "guard", "ValidatingWebhookConfiguration gitops-guard-argocd-annotations", "CA (caBundle of 9 configurations) gitops-guard-ca valid until …"),
+    ("ok", "guard", "Secret gitops-guard/gitops-guard-tls", "serving certificate gitops-guard.gitops-guard.svc valid until …"),
+    ("warn", "access", "check guard (answering)", "not run: no managed object to try a dry run on (no owner lists one)"),
+    ("warn", "become-agent", "Group system:masters", "members pass every RBAC check: they can do everything listed here"),
+    ("ok", "become-agent", "RBAC", "nobody but Kubernetes and the agents can impersonate service accounts of the agents and Kubernetes"),
+    ("ok", "become-agent", "RBAC", "nobody but Kubernetes and the agents can impersonate users the guard trusts"),
+    ("ok", "become-agent", "RBAC", "nobody but Kubernetes and the agents can impersonate groups the guard trusts"),
+    ("ok", "become-agent", "RBAC", "nobody but Kubernetes and the agents can create Pods in argocd, flux-system, kube-system"),
+    ("ok", "become-agent", "RBAC", "nobody but Kubernetes and the agents can create or change workloads in argocd, flux-system, kube-system"),
+    ("ok", "become-agent", "RBAC", "nobody but Kubernetes and the agents can exec into or debug Pods in argocd, flux-system, kube-system"),
+    ("ok", "become-agent", "RBAC", "nobody but Kubernetes and the agents can read Secrets in argocd, flux-system, kube-system"),
+    ("ok", "become-agent", "RBAC", "nobody but Kubernetes and the agents can create tokens for service accounts of the agents and Kubernetes"),
+    ("ok", "become-agent", "RBAC", "nobody but Kubernetes and the agents can create ServiceAccounts in argocd, flux-system, kube-system"),
+    ("ok", "become-agent", "RBAC", "nobody but Kubernetes and the agents can approve client certificates"),
+    ("ok", "switch-off", "RBAC", "nobody but Kubernetes and the agents can change or delete ValidatingWebhookConfigurations of the guard"),
+    ("ok", "switch-off", "RBAC", "nobody but Kubernetes and the agents can create MutatingWebhookConfigurations"),
+    ("ok", "switch-off", "RBAC", "nobody but Kubernetes and the agents can change or delete the guard's Deployment, Service, Secret, ConfigMap or namespace gitops-guard"),
+]
+# The local cluster's own cluster-admin bindings (scripts/local-cluster.sh): the test cluster's,
+# not the chart's, so doctor runs without them.
+LOCAL_BINDINGS = ["local-cluster:developers", "local-cluster:ci-bot", "local-cluster:service-accounts"]
+
+
+def doctor(cluster: Cluster, cache: Path) -> tuple[int, list[dict[str, str]]]:
+    """`kubectl gitops doctor -o json` as the admin, with the local cluster's own bindings set
+    aside for the run (and put back)."""
+    saved = [cluster.get("clusterrolebinding", name) for name in LOCAL_BINDINGS]
+    cluster.kubectl("delete", "clusterrolebinding", *LOCAL_BINDINGS)
+    try:
+        out = subprocess.run(
+            [str(cargo_binary("kubectl-gitops")), "doctor", "-o", "json", "--kubeconfig", cluster.kubeconfig],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "XDG_CACHE_HOME": str(cache), "KUBECACHEDIR": str(cache / "kube")},
+        )
+    finally:
+        for b in saved:
+            restored = {k: b[k] for k in ("apiVersion", "kind", "roleRef", "subjects")}
+            restored["metadata"] = {"name": b["metadata"]["name"]}
+            cluster.kubectl("apply", "-f", "-", stdin=json.dumps(restored))
+    try:
+        findings: list[dict[str, str]] = json.loads(out.stdout)
+    except json.JSONDecodeError as e:
+        raise AssertionError(f"doctor -o json is not JSON ({e}):\n{out.stdout}{out.stderr}") from e
+    return out.returncode, findings
+
+
+def test_doctor_finds_only_the_missing_guard(
+    cluster: Cluster, installed: dict[str, Any], tmp_path: Path
+) -> None:
+    """`kubectl gitops doctor` on the chart as installed on 1.20: its rules, selectors, RBAC and
+    certificates are sound; the one fail is that no guard Pod answers (none runs here), and on
+    1.20 (no matchConditions) each Fail entry is an availability warn."""
+    code, findings = doctor(cluster, tmp_path)
+    rows = [(f["severity"], f["check"], f["subject"], f["finding"]) for f in findings]
+    assert code == 1, rows
+    fails = [r for r in rows if r[0] == "fail"]
+    assert fails == [
+        ("fail", "guard", f"Service {NAMESPACE}/{RELEASE}", "no ready endpoints: no guard Pod is answering")
+    ], rows
+    fail_entries = ["custody", "enforce-all", "flux-helm", "flux-kustomize"]
+    unavailable = "failurePolicy Fail, and Kubernetes 1.20 has no matchConditions (1.28+)"
+    assert [r[2] for r in rows if r[3] == unavailable] == [
+        f"ValidatingWebhookConfiguration {RELEASE}-{name}" for name in fail_entries
+    ], rows
+    ignore_entries = sorted(set(ENTRIES) - set(fail_entries))
+    assert [r for r in rows if r[0] == "ok" and r[3].startswith("failurePolicy")] == [
+        ("ok", "guard", f"ValidatingWebhookConfiguration {RELEASE}-{name}", "failurePolicy Ignore, timeoutSeconds 3")
+        for name in ignore_entries
+    ], rows
+    # Every kind with a /scale (Rollouts' too) and the protected statuses are routed; no selector
+    # lets writes past the guard.
+    assert ("ok", "guard", "scale", "the /scale of every kind that has one (5) is routed to the guard") in rows
+    assert ("ok", "guard", "status", "the /status of every kind the guard protects (2) is routed to the guard") in rows
+    assert not [r for r in rows if "Selector" in r[3]], rows
+    # The chart's certificates, config, replicas and disruption budget.
+    assert [r for r in rows if r[2] == f"Deployment {NAMESPACE}/{RELEASE}"] == [
+        ("warn", "guard", f"Deployment {NAMESPACE}/{RELEASE}", "0 of 2 replicas ready")
+    ], rows
+    assert ("ok", "guard", f"ConfigMap {NAMESPACE}/{RELEASE}-config",
+            "the guard's config: its agents and system identities are the trusted ones below") in rows
+    # The guard's own service account and RBAC are no way around it.
+    assert not [r for r in rows if RELEASE in r[2] and r[1] in ("become-agent", "switch-off")], rows
+    dated = [(s, c, subj, re.sub(r"valid until \d{4}-\d\d-\d\d$", "valid until …", f)) for s, c, subj, f in rows]
+    assert dated == EXPECTED_DOCTOR, rows
 
 
 def test_guard_down_blocks_only_managed_objects(cluster: Cluster, installed: dict[str, Any]) -> None:
