@@ -20,7 +20,7 @@ use crate::change::target::{self, Setter};
 use crate::git::CommitInfo;
 use crate::locate::{self, Drift, Location};
 use crate::manifest::Transform;
-use crate::manifest::yaml::{Node, NodeValue, Style, parse_documents};
+use crate::manifest::yaml::{Document, Node, parse_documents};
 use crate::object_args::type_and_name;
 use crate::output::{self, DetailFormat};
 use crate::session::{Global, Session};
@@ -127,7 +127,7 @@ pub struct Overlays {
 pub struct Context<'a> {
     pub config: &'a Config,
     /// The document in Git, when the object is defined by one.
-    pub git: Option<&'a Node>,
+    pub git: Option<Node<'a>>,
     /// The overlays between the document and the object, when the build has any.
     pub overlays: Option<&'a Overlays>,
     pub transform: &'a Transform,
@@ -178,16 +178,16 @@ fn scalar_equal(git: &Value, live: &Value) -> bool {
 }
 
 /// The Git node for a list item: same `name` (strategic merge key) else same index.
-fn git_item<'g>(git: &'g Node, index: usize, item: &Value) -> Option<&'g Node> {
+fn git_item<'g>(git: Node<'g>, index: usize, item: &Value) -> Option<Node<'g>> {
     let items = git.items();
     for key in ["name", "containerPort", "mountPath", "port", "ip"] {
         if let Some(want) = item.get(key) {
             return items
-                .iter()
+                .into_iter()
                 .find(|g| g.get(key).is_some_and(|n| scalar_equal(&n.to_json(), want)));
         }
     }
-    items.get(index)
+    items.get(index).copied()
 }
 
 fn step_text(step: &Step<'_>) -> String {
@@ -259,7 +259,7 @@ impl<'a> Explainer<'a> {
         }
     }
 
-    fn leaf_origin(&self, path: &[Step<'_>], live: &Value, git: Option<&Node>) -> Origin {
+    fn leaf_origin(&self, path: &[Step<'_>], live: &Value, git: Option<Node<'_>>) -> Origin {
         let metadata_field = match path {
             [Step::Key("metadata"), Step::Key(f)] => Some(*f),
             _ => None,
@@ -267,7 +267,7 @@ impl<'a> Explainer<'a> {
         if let Some(g) = git {
             let gv = g.to_json();
             if scalar_equal(&gv, live) {
-                return Origin::Git { line: g.line };
+                return Origin::Git { line: g.line() };
             }
             if metadata_field == Some("name")
                 && let (Some(gs), Some(ls)) = (gv.as_str(), live.as_str())
@@ -276,7 +276,7 @@ impl<'a> Explainer<'a> {
                     self.cx.transform.prefix, self.cx.transform.suffix
                 ) == ls
             {
-                return Origin::Git { line: g.line };
+                return Origin::Git { line: g.line() };
             }
         }
         match metadata_field {
@@ -346,9 +346,7 @@ impl<'a> Explainer<'a> {
                 };
             }
         }
-        let differs = git
-            .filter(|g| matches!(g.value, NodeValue::Scalar { .. }))
-            .map(|g| g.line);
+        let differs = git.filter(Node::is_scalar).map(|g| g.line());
         self.manager_of(path, differs)
     }
 
@@ -361,7 +359,7 @@ impl<'a> Explainer<'a> {
         &self,
         (key, key_line): (&str, Option<usize>),
         value: &'v Value,
-        git: Option<&Node>,
+        git: Option<Node<'_>>,
         path: &mut Vec<Step<'v>>,
         indent: usize,
         out: &mut Vec<Line>,
@@ -407,15 +405,7 @@ impl<'a> Explainer<'a> {
                 }
                 let s = v.as_str().unwrap_or_default();
                 let indicator = if s.ends_with('\n') { "|" } else { "|-" };
-                let block = git.is_some_and(|g| {
-                    matches!(
-                        g.value,
-                        NodeValue::Scalar {
-                            style: Style::Block,
-                            ..
-                        }
-                    )
-                });
+                let block = git.is_some_and(|g| g.is_block());
                 // A block scalar's node starts at its first content line; the header is the key's.
                 let header = match (&origin, block, key_line) {
                     (Origin::Git { .. }, true, Some(l)) => Origin::Git { line: l },
@@ -462,7 +452,7 @@ impl<'a> Explainer<'a> {
     fn map<'v>(
         &self,
         map: &'v Map<String, Value>,
-        git: Option<&Node>,
+        git: Option<Node<'_>>,
         path: &mut Vec<Step<'v>>,
         indent: usize,
         out: &mut Vec<Line>,
@@ -498,7 +488,7 @@ impl<'a> Explainer<'a> {
     fn list<'v>(
         &self,
         items: &'v [Value],
-        git: Option<&Node>,
+        git: Option<Node<'_>>,
         path: &mut Vec<Step<'v>>,
         indent: usize,
         out: &mut Vec<Line>,
@@ -817,7 +807,7 @@ pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
         &session.config,
     )?;
     // The manifest and who wrote each of its lines.
-    let mut doc: Option<Node> = None;
+    let mut doc: Option<Document> = None;
     let mut line_commits: Vec<Option<CommitInfo>> = Vec::new();
     let mut overlays: Option<Overlays> = None;
     let mut overlay_commits: HashMap<String, CommitInfo> = HashMap::new();
@@ -833,8 +823,7 @@ pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
         if let (Some(index), None) = (location.document, &location.chart) {
             doc = parse_documents(&text)
                 .ok()
-                .and_then(|d| d.into_iter().nth(index))
-                .and_then(|d| d.root);
+                .and_then(|d| d.into_iter().nth(index));
         }
         // The overlays between the document and the object (patches, images and replicas
         // entries), and the last commit of each of their files.
@@ -874,7 +863,7 @@ pub fn run(global: &Global, args: &BlameArgs) -> Result<bool, Error> {
     }
     let cx = Context {
         config: &session.config,
-        git: doc.as_ref(),
+        git: doc.as_ref().and_then(Document::root),
         overlays: overlays.as_ref(),
         transform: &location.transform,
         show_defaults: args.show_defaults,
@@ -961,7 +950,7 @@ spec:
         };
         let cx = Context {
             config: &cfg,
-            git: docs[0].root.as_ref(),
+            git: docs[0].root(),
             overlays: None,
             transform: &t,
             show_defaults: false,
@@ -1057,7 +1046,7 @@ spec:
         let drift_with = |cfg: &Config| {
             let cx = Context {
                 config: cfg,
-                git: docs[0].root.as_ref(),
+                git: docs[0].root(),
                 overlays: None,
                 transform: &t,
                 show_defaults: false,
@@ -1081,7 +1070,7 @@ spec:
         let t = Transform::default();
         let cx = Context {
             config: &cfg,
-            git: docs[0].root.as_ref(),
+            git: docs[0].root(),
             overlays: None,
             transform: &t,
             show_defaults: false,

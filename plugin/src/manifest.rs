@@ -120,7 +120,7 @@ fn name_matches(entry: &Entry, name: &str) -> bool {
 /// `configuredIn:` for generated objects).
 pub fn origin_file(annotation: &str, root: &str) -> Option<String> {
     let docs = yaml::parse_documents(annotation).ok()?;
-    let node = docs.into_iter().find_map(|d| d.root)?;
+    let node = docs.iter().find_map(|d| d.root())?;
     if node.get("repo").is_some() {
         // A remote base: not in this repository.
         return None;

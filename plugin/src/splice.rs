@@ -19,13 +19,13 @@
 
 mod commands;
 mod diff;
-mod documents;
+pub(crate) mod documents;
 mod edit;
 mod emit;
 mod patch;
 mod path;
 mod scalar;
-mod tree;
+pub(crate) mod tree;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -40,7 +40,7 @@ pub use scalar::resolve_plain;
 
 use crate::Error;
 use path::{JsonPathError, apply_json, get};
-use tree::{Kind, Node, Tree};
+use tree::{Kind, Tree, resolve};
 
 /// The object in one document's text (`null` for a document without content). Read with the
 /// same rules the editor uses, so compare two objects read by this function only.
@@ -166,20 +166,6 @@ fn normalize(doc: &Value, changes: &[Change]) -> Result<Vec<Change>, Error> {
         }
     }
     Ok(out)
-}
-
-fn resolve<'t>(root: &'t Node, path: &[PathSegment]) -> Option<&'t Node> {
-    let mut cur = root;
-    for seg in path {
-        cur = match &cur.kind {
-            Kind::Map { entries, .. } => {
-                &entries.iter().rev().find(|e| e.name == seg.as_key())?.value
-            }
-            Kind::Seq { items, .. } => &items.get(seg.as_index(items.len())?)?.node,
-            _ => return None,
-        };
-    }
-    Some(cur)
 }
 
 /// A change that reaches into an anchored node (directly or through an alias) would change every

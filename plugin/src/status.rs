@@ -127,13 +127,13 @@ pub fn fill_drift(session: &Session, locations: &mut [Location]) {
                 });
                 docs.as_ref()
                     .and_then(|d| d.get(index))
-                    .and_then(|d| d.root.clone())
+                    .and_then(Document::root)
             }
             _ => None,
         };
         let cx = Context {
             config: &session.config,
-            git: doc.as_ref(),
+            git: doc,
             overlays: None,
             transform: &loc.transform,
             show_defaults: false,

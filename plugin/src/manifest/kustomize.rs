@@ -135,7 +135,7 @@ impl<'s, 'r> Walker<'s, 'r> {
                 return Ok(());
             }
         };
-        let Some(k) = docs.into_iter().find_map(|d| d.root) else {
+        let Some(k) = docs.iter().find_map(|d| d.root()) else {
             return Ok(());
         };
         let own = Transform {
@@ -211,8 +211,8 @@ impl<'s, 'r> Walker<'s, 'r> {
                 self.entries.push(Entry {
                     file: file.to_string(),
                     doc: None,
-                    first_line: item.line,
-                    last_line: item.line,
+                    first_line: item.line(),
+                    last_line: item.line(),
                     group: String::new(),
                     kind: kind.to_string(),
                     source_name: name.to_string(),
@@ -277,11 +277,11 @@ impl<'s, 'r> Walker<'s, 'r> {
             }
         };
         for doc in docs {
-            let Some(root) = &doc.root else { continue };
+            let Some(root) = doc.root() else { continue };
             let kind = root.str_at(&["kind"]).unwrap_or_default();
             if kind == "List" || (kind.ends_with("List") && root.get("items").is_some()) {
                 for item in root.get("items").map(Node::items).unwrap_or_default() {
-                    self.document(path, doc.index, item.line, item.line, item, t);
+                    self.document(path, doc.index, item.line(), item.line(), item, t);
                 }
                 continue;
             }
@@ -296,7 +296,7 @@ impl<'s, 'r> Walker<'s, 'r> {
         index: usize,
         first: usize,
         last: usize,
-        root: &Node,
+        root: Node<'_>,
         t: &Transform,
     ) {
         let (Some(api_version), Some(kind), Some(name)) = (

@@ -41,28 +41,30 @@ impl DocSpan {
     }
 }
 
-fn marker(line: &str, m: &str) -> bool {
+/// Whether a line is the document marker `m` (`---` or `...`), maybe followed by more.
+pub(crate) fn marker(line: &str, m: &str) -> bool {
     line.strip_prefix(m)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
 }
 
-/// Whether a piece of a file holds anything but comments, blank lines, directives and markers.
-fn has_content(segment: &str) -> bool {
-    segment.lines().any(|line| {
-        let rest = if marker(line, "---") {
-            &line[3..]
-        } else if marker(line, "...") || line.starts_with('%') {
-            return false;
-        } else {
-            line
-        };
-        let t = rest.trim();
-        !t.is_empty() && !t.starts_with('#')
-    })
+/// Whether a line holds anything but a comment, blanks, a directive or a marker.
+pub(crate) fn content_line(line: &str) -> bool {
+    let rest = if marker(line, "---") {
+        &line[3..]
+    } else if marker(line, "...") || line.starts_with('%') {
+        return false;
+    } else {
+        line
+    };
+    let t = rest.trim();
+    !t.is_empty() && !t.starts_with('#')
 }
 
-/// The documents of a manifest file, in order.
-pub fn find_documents(file_text: &str) -> Vec<DocSpan> {
+/// The byte ranges of a stream's documents, counted as a YAML parser counts them: every `---`
+/// starts one (also when only comments follow it), and so does content at the top or after a
+/// `...` without a `---`. Comments, blank lines and directives between documents belong to the
+/// document after them (at the end of the text, to the one before). The ranges cover the text.
+pub(crate) fn split(file_text: &str) -> Vec<Range<usize>> {
     // Cut before every `---` line and after every `...` line.
     let mut cuts = vec![0];
     let mut pos = 0;
@@ -77,26 +79,30 @@ pub fn find_documents(file_text: &str) -> Vec<DocSpan> {
     }
     cuts.push(file_text.len());
     cuts.dedup();
-    let mut ranges: Vec<Range<usize>> = cuts.windows(2).map(|w| w[0]..w[1]).collect();
-    // Comments before a document belong to it.
     let mut merged: Vec<Range<usize>> = Vec::new();
     let mut pending: Option<usize> = None;
-    for r in ranges.drain(..) {
-        let start = pending.take().unwrap_or(r.start);
-        if has_content(&file_text[r.clone()]) {
-            merged.push(start..r.end);
+    for w in cuts.windows(2) {
+        let segment = &file_text[w[0]..w[1]];
+        let start = pending.take().unwrap_or(w[0]);
+        let explicit = marker(segment, "---");
+        if explicit || segment.lines().any(content_line) {
+            merged.push(start..w[1]);
         } else {
             pending = Some(start);
         }
     }
     if let Some(start) = pending {
-        if merged.is_empty() || start < file_text.len() {
-            merged.push(start..file_text.len());
-        } else if let Some(last) = merged.last_mut() {
-            last.end = file_text.len();
+        match merged.last_mut() {
+            Some(last) => last.end = file_text.len(),
+            None => merged.push(start..file_text.len()),
         }
     }
     merged
+}
+
+/// The documents of a manifest file, in order.
+pub fn find_documents(file_text: &str) -> Vec<DocSpan> {
+    split(file_text)
         .into_iter()
         .enumerate()
         .map(|(index, range)| describe(index, range, file_text))

@@ -134,6 +134,10 @@ impl Tree {
     }
 }
 
+/// How deeply collections may nest: deeper input is refused with an error instead of exhausting
+/// the stack (the tree is built, read and written by recursive walks).
+pub(crate) const MAX_DEPTH: usize = 128;
+
 /// Parses the text of one YAML document (it may start with comments and `---`).
 pub(crate) fn parse(text: &str) -> Result<Tree, Error> {
     let offsets = (!text.is_ascii()).then(|| {
@@ -168,6 +172,7 @@ pub(crate) fn parse(text: &str) -> Result<Tree, Error> {
         next: 0,
         last_end: 0,
         path: Vec::new(),
+        depth: 0,
         anchors: BTreeMap::new(),
         aliases: Vec::new(),
     };
@@ -203,6 +208,8 @@ struct Builder<'a> {
     next: usize,
     last_end: usize,
     path: Vec<PathSegment>,
+    /// Collections open around the node being built.
+    depth: usize,
     anchors: BTreeMap<usize, AnchorDef>,
     aliases: Vec<(Vec<PathSegment>, usize)>,
 }
@@ -275,6 +282,30 @@ impl<'a> Builder<'a> {
     }
 
     fn node(&mut self) -> Result<Node, Error> {
+        let collection = matches!(
+            self.peek(),
+            Some(Event::MappingStart(..) | Event::SequenceStart(..))
+        );
+        if !collection {
+            return self.leaf_or_collection();
+        }
+        if self.depth >= MAX_DEPTH {
+            let at = self.events.get(self.next).map_or(self.text.len(), |x| x.1);
+            return Err(unexpected(
+                self.text,
+                at,
+                &format!(
+                    "collections nested more than {MAX_DEPTH} levels deep, which kubectl gitops does not read; flatten the document"
+                ),
+            ));
+        }
+        self.depth += 1;
+        let node = self.leaf_or_collection();
+        self.depth -= 1;
+        node
+    }
+
+    fn leaf_or_collection(&mut self) -> Result<Node, Error> {
         let prev_end = self.last_end;
         let (ev, s, e) = self.take();
         match ev {
@@ -555,19 +586,38 @@ pub(crate) fn to_json(tree: &Tree) -> Value {
         .map_or(Value::Null, |r| node_json(r, &mut anchors))
 }
 
-/// The JSON value of one node of a parsed tree (aliases must not point outside it).
+/// The JSON value of one node of a parsed tree, with the values of the anchors met before it
+/// (aliases to anchors not in `anchors` read as `null`).
 pub(crate) fn node_json(node: &Node, anchors: &mut HashMap<usize, Value>) -> Value {
+    json_of(node, anchors, None)
+}
+
+fn json_of(node: &Node, anchors: &mut HashMap<usize, Value>, tree: Option<&Tree>) -> Value {
     let v = match &node.kind {
         Kind::Scalar { value, style, .. } => scalar_json(value, *style, node.tag.as_deref()),
-        Kind::Alias(id) => anchors.get(id).cloned().unwrap_or(Value::Null),
-        Kind::Seq { items, .. } => {
-            Value::Array(items.iter().map(|i| node_json(&i.node, anchors)).collect())
-        }
+        Kind::Alias(id) => match (anchors.get(id), tree) {
+            (Some(v), _) => v.clone(),
+            (None, Some(tree)) => {
+                // An alias inside its own anchor reads as null, as the editor reads it.
+                anchors.insert(*id, Value::Null);
+                match tree.deref(node) {
+                    Some(n) => json_of(n, anchors, Some(tree)),
+                    None => Value::Null,
+                }
+            }
+            (None, None) => Value::Null,
+        },
+        Kind::Seq { items, .. } => Value::Array(
+            items
+                .iter()
+                .map(|i| json_of(&i.node, anchors, tree))
+                .collect(),
+        ),
         Kind::Map { entries, .. } => {
             let mut map = serde_json::Map::new();
             let mut merged = Vec::new();
             for e in entries {
-                let v = node_json(&e.value, anchors);
+                let v = json_of(&e.value, anchors, tree);
                 if is_merge_key(&e.key) {
                     match v {
                         Value::Array(list) => merged.extend(list),
@@ -591,6 +641,66 @@ pub(crate) fn node_json(node: &Node, anchors: &mut HashMap<usize, Value>) -> Val
         anchors.insert(node.anchor, v.clone());
     }
     v
+}
+
+/// The node at a path of the tree as it is written (aliases are not followed).
+pub(crate) fn resolve<'t>(root: &'t Node, path: &[PathSegment]) -> Option<&'t Node> {
+    let mut cur = root;
+    for seg in path {
+        cur = match &cur.kind {
+            Kind::Map { entries, .. } => {
+                &entries.iter().rev().find(|e| e.name == seg.as_key())?.value
+            }
+            Kind::Seq { items, .. } => &items.get(seg.as_index(items.len())?)?.node,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+impl Tree {
+    /// The JSON value of a node of this tree (aliases read as their anchors' values).
+    pub(crate) fn json(&self, node: &Node) -> Value {
+        json_of(node, &mut HashMap::new(), Some(self))
+    }
+
+    /// The node an alias stands for; any other node is itself.
+    pub(crate) fn deref<'t>(&'t self, node: &'t Node) -> Option<&'t Node> {
+        match node.kind {
+            Kind::Alias(id) => resolve(self.root.as_ref()?, &self.anchors.get(&id)?.path),
+            _ => Some(node),
+        }
+    }
+
+    /// The entry that gives `key` its value in a mapping, as [`Tree::json`] reads it: the last
+    /// entry of that name, else the first mapping merged in with `<<` that has it.
+    pub(crate) fn lookup<'t>(&'t self, map: &'t Node, key: &str) -> Option<&'t Entry> {
+        // Mappings to search, in the order their keys count; a bound stops merge cycles.
+        let mut stack = vec![map];
+        let mut budget = 1024usize;
+        while let Some(node) = stack.pop() {
+            budget = budget.checked_sub(1)?;
+            let Some(entries) = self.deref(node).and_then(Node::entries) else {
+                continue;
+            };
+            if let Some(e) = entries
+                .iter()
+                .rev()
+                .find(|e| e.name == key && !is_merge_key(&e.key))
+            {
+                return Some(e);
+            }
+            let mut sources = Vec::new();
+            for e in entries.iter().filter(|e| is_merge_key(&e.key)) {
+                match self.deref(&e.value).and_then(Node::items) {
+                    Some(items) => sources.extend(items.iter().map(|i| &i.node)),
+                    None => sources.push(&e.value),
+                }
+            }
+            stack.extend(sources.into_iter().rev());
+        }
+        None
+    }
 }
 
 pub(crate) fn is_merge_key(key: &Node) -> bool {
