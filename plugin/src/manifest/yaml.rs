@@ -321,4 +321,131 @@ kind: Last
         let err = parse_documents("a: b\nc: [unclosed\n").unwrap_err();
         assert!(err.line >= 2, "{err}");
     }
+
+    /// The reading of every document (JSON and kind) next to the editor's reading of the same
+    /// document of the file.
+    fn both_readings(text: &str) -> Vec<(Option<Value>, Value)> {
+        let read = parse_documents(text).unwrap();
+        let edit = crate::splice::find_documents(text);
+        assert_eq!(read.len(), edit.len(), "document count of {text:?}");
+        read.iter()
+            .zip(&edit)
+            .map(|(r, e)| {
+                assert_eq!(r.index, e.index);
+                let edited = crate::splice::parse_document(&text[e.range.clone()]).unwrap();
+                (r.root().map(|n| n.to_json()), edited)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reading_and_editing_count_documents_alike() {
+        for text in [
+            "# top\n---\n# only a comment\n---\nkind: A\n",
+            "kind: A\n---\n---\nkind: B\n",
+            "kind: A\n...\n# between\n---\nkind: B\n...\n",
+            "kind: A\n...\nkind: B\n",
+            "%YAML 1.2\n---\nkind: A\n---\n",
+            "kind: A\n---\n# only a comment\n---\nkind: B\n# trailing\n",
+        ] {
+            for (read, edited) in both_readings(text) {
+                assert_eq!(read.unwrap_or(Value::Null), edited, "{text:?}");
+            }
+        }
+        // Comment-only documents count: the object after one is document 2 for both.
+        let text = "# top\n---\n# only a comment\n---\nkind: A\n";
+        let docs = parse_documents(text).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].root().unwrap().str_at(&["kind"]), Some("A"));
+        assert_eq!((docs[1].first_line, docs[1].last_line), (5, 5));
+        assert_eq!(
+            crate::splice::find_documents(text)[1].kind.as_deref(),
+            Some("A")
+        );
+    }
+
+    #[test]
+    fn the_document_read_is_the_document_edited() {
+        // Two objects of the same kind and name, one without a namespace, after a document of
+        // comments only: the editor falls back to the index the reader found, and must land on
+        // the same document.
+        let text = "# generated\n---\n# nothing here yet\n---\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata: {a: '1'}\n---\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: other\ndata: {a: '2'}\n";
+        let read = parse_documents(text).unwrap();
+        let index = read
+            .iter()
+            .position(|d| {
+                d.root()
+                    .is_some_and(|r| r.str_at(&["metadata", "namespace"]).is_none())
+            })
+            .unwrap();
+        let doc = crate::change::target::DocRef {
+            file: "cm.yaml".into(),
+            index,
+            kind: "ConfigMap".into(),
+            name: "cfg".into(),
+            namespace: None,
+        };
+        let span = doc.span(text).unwrap();
+        let edited = crate::splice::parse_document(&text[span.range.clone()]).unwrap();
+        assert_eq!(
+            edited["data"]["a"],
+            json!("1"),
+            "edited {:?}",
+            &text[span.range]
+        );
+    }
+
+    #[test]
+    fn reading_and_editing_agree_on_values() {
+        let text = "\
+base: &base {image: web, port: 80}
+other: &other {port: 81, tier: front}
+app:
+  <<: [*base, *other]
+  port: 8080
+alias: *base
+tagged: {n: !!int \"3\", s: !!str 3, b: !!bool \"true\"}
+dup: {k: first, k: second}
+? [complex, key]
+: value
+";
+        let [(read, edited)] = both_readings(text).try_into().unwrap();
+        assert_eq!(read, Some(edited.clone()));
+        assert_eq!(
+            edited["app"],
+            json!({"image": "web", "port": 8080, "tier": "front"})
+        );
+        assert_eq!(edited["tagged"], json!({"n": 3, "s": "3", "b": true}));
+        assert_eq!(edited["dup"], json!({"k": "second"}));
+        let docs = parse_documents(text).unwrap();
+        let root = docs[0].root().unwrap();
+        let app = root.get("app").unwrap();
+        // A merged key reads as the merge gives it, its key on the anchor's line.
+        assert_eq!(app.get("image").unwrap().to_json(), json!("web"));
+        assert_eq!(app.key_line("image"), Some(1));
+        assert_eq!(app.get("tier").unwrap().line(), 2);
+        assert_eq!(app.get("port").unwrap().to_json(), json!(8080));
+        // An alias is read where it is written; what is inside it, where the anchor is.
+        let alias = root.get("alias").unwrap();
+        assert_eq!((alias.line(), alias.str_at(&["image"])), (6, Some("web")));
+        assert_eq!(root.get("dup").unwrap().str_at(&["k"]), Some("second"));
+        assert_eq!(
+            root.str_at(&["tagged", "s"]),
+            Some("3"),
+            "the text of a tagged scalar"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let nested = |depth: usize| format!("a: {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+        let err = parse_documents(&nested(200)).unwrap_err();
+        assert!(err.message.contains("levels deep"), "{err}");
+        // The top mapping is the first level: the error is at the 128th `[`.
+        assert_eq!((err.line, err.column), (1, 3 + 128));
+        // Deeper still, the parser itself stops first.
+        assert!(parse_documents(&nested(100_000)).is_err());
+        assert!(crate::splice::apply_changes(&nested(200), &[]).is_err());
+        assert!(parse_documents(&nested(100)).is_ok());
+    }
 }
