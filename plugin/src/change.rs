@@ -24,6 +24,7 @@
 pub mod commit;
 pub mod diff;
 pub mod edit;
+pub mod error;
 pub mod helm;
 pub mod locate;
 pub mod overrides;
@@ -40,8 +41,10 @@ use serde_json::Value;
 use gix::ObjectId;
 
 use crate::Error;
+use crate::change::error::Error as ChangeError;
 use crate::forge::{self, Environment, Forge, ForgeKind, PullRequestOptions};
 use crate::git::{RepoFinder, cache::default_cache_dir};
+use crate::locate::error::Error as LocateError;
 use crate::manifest::{self, Found, Wanted};
 use crate::session::{Global, Session};
 use crate::splice::{self, Change};
@@ -276,9 +279,9 @@ impl ChangeCommand {
                 let kind: PatchType = a.patch_type.parse()?;
                 let text = match (&a.patch, &a.patch_file) {
                     (Some(p), _) => p.clone(),
-                    (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::Io {
+                    (None, Some(f)) => std::fs::read_to_string(f).map_err(|source| Error::Io {
                         path: f.display().to_string(),
-                        message: e.to_string(),
+                        source,
                     })?,
                     (None, None) => {
                         return Err(Error::Usage("must specify --patch or --patch-file containing the contents of the patch".into()));
@@ -445,20 +448,24 @@ enum AttemptError {
 }
 
 fn fixable(e: &Error) -> bool {
+    use crate::splice::Error as Splice;
     matches!(
         e,
-        Error::YamlSyntax { .. }
-            | Error::MultipleDocuments { .. }
-            | Error::AnchorShared { .. }
-            | Error::AnchorRemoved { .. }
-            | Error::MergeKey { .. }
-            | Error::PathConflict { .. }
-            | Error::UnsupportedYaml { .. }
-            | Error::SpliceVerification { .. }
-            | Error::IdentityChanged { .. }
-            | Error::DryRunRejected { .. }
-            | Error::LayerField { .. }
-            | Error::KustomizeRoute { .. }
+        Error::Splice(
+            Splice::YamlSyntax { .. }
+                | Splice::MultipleDocuments { .. }
+                | Splice::AnchorShared { .. }
+                | Splice::AnchorRemoved { .. }
+                | Splice::MergeKey { .. }
+                | Splice::PathConflict { .. }
+                | Splice::UnsupportedYaml { .. }
+                | Splice::SpliceVerification { .. }
+        ) | Error::Change(
+            ChangeError::IdentityChanged { .. }
+                | ChangeError::DryRunRejected { .. }
+                | ChangeError::LayerField { .. }
+                | ChangeError::KustomizeRoute { .. }
+        )
     )
 }
 
@@ -469,6 +476,12 @@ impl From<Error> for AttemptError {
         } else {
             AttemptError::Fatal(e)
         }
+    }
+}
+
+impl From<splice::Error> for AttemptError {
+    fn from(e: splice::Error) -> Self {
+        Error::from(e).into()
     }
 }
 
@@ -612,14 +625,15 @@ impl Context {
                     return Ok(None);
                 }
                 let path = file.keep().to_path_buf();
-                return Err(Error::EditCancelled {
+                return Err(ChangeError::EditCancelled {
                     message: format!(
                         "{}\n{}\nA copy of your changes has been stored to \"{}\"",
                         edit::CANCELLED_INVALID,
                         errors.join("\n"),
                         path.display()
                     ),
-                });
+                }
+                .into());
             }
             let parsed = match splice::parse_document(&body) {
                 Ok(v) => v,
@@ -636,17 +650,19 @@ impl Context {
             match attempt(&parsed) {
                 Ok(p) => return Ok(Some((p, body))),
                 Err(AttemptError::Fixable(e)) => {
-                    errors = vec![e.to_string()];
+                    errors = vec![e.report()];
                     shown = body;
                 }
                 Err(AttemptError::Fatal(e)) => {
                     let path = file.keep().to_path_buf();
-                    return Err(Error::EditCancelled {
+                    return Err(ChangeError::EditCancelled {
                         message: format!(
-                            "{e}\nA copy of your changes has been stored to \"{}\"",
+                            "{}\nA copy of your changes has been stored to \"{}\"",
+                            e.report(),
                             path.display()
                         ),
-                    });
+                    }
+                    .into());
                 }
             }
         }
@@ -667,12 +683,13 @@ impl Context {
                         o => o.to_string(),
                     })
                 };
-                return Err(Error::IdentityChanged {
+                return Err(ChangeError::IdentityChanged {
                     resource: self.located.resource_in(),
                     field: field.into(),
                     from: show(a),
                     to: show(b),
-                });
+                }
+                .into());
             }
         }
         Ok(())
@@ -705,10 +722,11 @@ impl Context {
                     })
                     .unwrap_or_else(|| c.clone());
                 if !target::apply_change(&mut object, &mapped) {
-                    return Err(Error::DryRunRejected {
+                    return Err(ChangeError::DryRunRejected {
                         resource: l.resource_in(),
                         message: format!("the change at {} does not fit the live object", c.path()),
-                    });
+                    }
+                    .into());
                 }
             }
             let answer = self.session.rt.block_on(locate::dry_run_replace(
@@ -722,10 +740,11 @@ impl Context {
                 Ok(()) => return Ok(()),
                 Err(m) if attempt == 0 && m.contains("the object has been modified") => continue,
                 Err(m) => {
-                    return Err(Error::DryRunRejected {
+                    return Err(ChangeError::DryRunRejected {
                         resource: l.resource_in(),
                         message: m,
-                    });
+                    }
+                    .into());
                 }
             }
         }
@@ -821,7 +840,7 @@ impl Context {
         let tip = tips
             .get(&branch)
             .copied()
-            .ok_or_else(|| Error::BranchMissing {
+            .ok_or_else(|| ChangeError::BranchMissing {
                 branch: branch.clone(),
                 remote: ws.remote.to_string(),
             })?;
@@ -844,9 +863,9 @@ impl Context {
         };
         let mut explicit = Vec::new();
         for path in &self.repos {
-            let dir = top(path).ok_or_else(|| Error::Git {
+            let dir = top(path).ok_or_else(|| crate::git::Error::NotARepo {
                 repo: path.display().to_string(),
-                message: "not a Git repository; --repo takes the path of a clone".into(),
+                source: None,
             })?;
             let remote = commit::remote_for(&dir, &source.url);
             if matches!(remote, commit::Remote::Named(_)) {
@@ -881,10 +900,11 @@ impl Context {
         if let Some(what) = &source.not_a_branch
             && self.flags.base.is_none()
         {
-            return Err(Error::NotABranch {
+            return Err(ChangeError::NotABranch {
                 owner: applier.clone(),
                 follows: what.clone(),
-            });
+            }
+            .into());
         }
         let (ws, origin) = self.workspace(source)?;
         let offline = self.flags.local || self.flags.dry_run;
@@ -918,18 +938,20 @@ impl Context {
             (&base, "it is the base of the pull request".to_string()),
         ] {
             if &branch == protected {
-                return Err(Error::ProtectedBranch {
+                return Err(ChangeError::ProtectedBranch {
                     branch: branch.clone(),
                     why,
-                });
+                }
+                .into());
             }
         }
         let tips = match commit::remote_tips(&ws, &[base.as_str(), branch.as_str()]) {
             Ok(t) => t,
             Err(e) if offline => {
                 warn(&format!(
-                    "cannot reach {} ({e}); using what the clone has",
-                    ws.remote
+                    "cannot reach {} ({}); using what the clone has",
+                    ws.remote,
+                    e.report()
                 ));
                 Default::default()
             }
@@ -939,8 +961,9 @@ impl Context {
         if let Err(e) = commit::fetch(&ws, &present) {
             if offline {
                 warn(&format!(
-                    "cannot fetch from {} ({e}); using what the clone has",
-                    ws.remote
+                    "cannot fetch from {} ({}); using what the clone has",
+                    ws.remote,
+                    e.report()
                 ));
             } else {
                 return Err(e);
@@ -970,7 +993,7 @@ impl Context {
             Some(t) => *t,
             None => crate::git::Repo::open(&ws.dir, origin)?
                 .resolve_reference(&base)
-                .ok_or_else(|| Error::BranchMissing {
+                .ok_or_else(|| ChangeError::BranchMissing {
                     branch: base.clone(),
                     remote: ws.remote.to_string(),
                 })?,
@@ -984,11 +1007,12 @@ impl Context {
             (Some(l), Some(r)) if repo.is_ancestor(r, l) => l,
             (Some(l), Some(r)) if repo.is_ancestor(l, r) => r,
             (Some(_), Some(_)) => {
-                return Err(Error::BranchDiverged {
+                return Err(ChangeError::BranchDiverged {
                     branch: branch.clone(),
                     remote: ws.remote.to_string(),
                     dir: ws.dir.display().to_string(),
-                });
+                }
+                .into());
             }
         };
         Ok(Place {
@@ -1014,12 +1038,15 @@ impl Context {
                 Err(e) => last_err = Some(e),
             }
         }
-        Err(last_err.unwrap_or_else(|| Error::NotLocated {
-            message: format!(
-                "{}: no Git source of {} defines it",
-                self.located.resource_in(),
-                self.located.applier
-            ),
+        Err(last_err.unwrap_or_else(|| {
+            LocateError::NotLocated {
+                message: format!(
+                    "{}: no Git source of {} defines it",
+                    self.located.resource_in(),
+                    self.located.applier
+                ),
+            }
+            .into()
         }))
     }
 
@@ -1049,7 +1076,7 @@ impl Context {
             Found::None => {
                 let chart = crate::git::join_path(&build.path, "Chart.yaml").unwrap_or_default();
                 if snap.kind(&chart)? == Some(crate::git::EntryKind::File) {
-                    return Err(Error::HelmRendered {
+                    return Err(LocateError::HelmRendered {
                         message: format!(
                             "{} is rendered by {} from the Helm chart at {}; there is no manifest to change: change the chart's values in the Application (spec.source.helm) or the chart's values.yaml",
                             self.located.resource_in(),
@@ -1060,9 +1087,9 @@ impl Context {
                                 &build.path
                             }
                         ),
-                    });
+                    }.into());
                 }
-                Err(Error::FileNotFound {
+                Err(LocateError::FileNotFound {
                     resource: self.located.resource_in(),
                     path: if build.path.is_empty() {
                         "the repository root".into()
@@ -1075,9 +1102,10 @@ impl Context {
                     } else {
                         index.notes.join("; ")
                     },
-                })
+                }
+                .into())
             }
-            Found::Many(list) => Err(Error::AmbiguousFile {
+            Found::Many(list) => Err(LocateError::AmbiguousFile {
                 resource: self.located.resource_in(),
                 commit: at,
                 count: list.len(),
@@ -1086,7 +1114,8 @@ impl Context {
                     .map(|e| e.file.clone())
                     .collect::<Vec<_>>()
                     .join(", "),
-            }),
+            }
+            .into()),
         }
     }
 
@@ -1170,7 +1199,7 @@ impl Context {
         let (prepared, edited) = match outcome {
             Ok(Outcome::Ready(p, edited)) => (p, edited),
             Ok(Outcome::Nothing) => return Ok(()),
-            Err(AttemptError::Fixable(e @ Error::DryRunRejected { .. })) => {
+            Err(AttemptError::Fixable(e @ Error::Change(ChangeError::DryRunRejected { .. }))) => {
                 // The change was made in the files: keep it.
                 let saved =
                     recover::save(&self.located.resource(), &tried.files.changes(), None).ok();

@@ -9,9 +9,10 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
 
-use crate::Error;
-
 pub mod discovery_cache;
+mod error;
+
+pub use error::Error;
 
 use discovery_cache::DiscoveryCache;
 
@@ -59,19 +60,23 @@ const NOT_LISTED: &[(&str, &str)] = &[
     ("metrics.k8s.io", "nodes"),
 ];
 
-fn kube_error(action: impl Into<String>, e: kube::Error) -> Error {
-    let message = match &e {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
-    };
+/// A failed request: what was asked, and kube's error as the cause.
+pub fn kube_error(action: impl Into<String>, source: kube::Error) -> Error {
     Error::Kube {
         action: action.into(),
-        message,
+        source,
     }
 }
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+fn bad_kubeconfig(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Kubeconfig {
+        file: None,
+        source: Box::new(e),
+    }
 }
 
 /// Connects with `--kubeconfig` (else `$KUBECONFIG`, `~/.kube/config`, in-cluster) and `--context`.
@@ -83,30 +88,21 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
     let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig {
-                message: format!("{}: {e}", path.display()),
+                file: Some(path.display().to_string()),
+                source: e.into(),
             })?;
             kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
-                .map_err(|e| Error::Kubeconfig {
-                    message: e.to_string(),
-                })?
+                .map_err(bad_kubeconfig)?
         }
-        None if context.is_some() => {
-            kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| Error::Kubeconfig {
-                    message: e.to_string(),
-                })?
-        }
-        None => kube::Config::infer().await.map_err(|e| Error::Kubeconfig {
-            message: e.to_string(),
-        })?,
+        None if context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(bad_kubeconfig)?,
+        None => kube::Config::infer().await.map_err(bad_kubeconfig)?,
     };
     let default_namespace = config.default_namespace.clone();
     let cache = DiscoveryCache::for_server(&config.cluster_url.to_string());
-    let client = kube::Client::try_from(config).map_err(|e| Error::Kubeconfig {
-        message: e.to_string(),
-    })?;
+    let client = kube::Client::try_from(config).map_err(bad_kubeconfig)?;
     Ok(Cluster {
         client,
         default_namespace,
@@ -431,7 +427,7 @@ impl Cluster {
         name: &str,
     ) -> Result<Option<Value>, Error> {
         let Some(r) = self.resource_for(group, kind) else {
-            return Err(Error::Kube {
+            return Err(Error::Refused {
                 action: format!("getting {kind} {namespace}/{name}"),
                 message: format!(
                     "the cluster does not serve {kind} ({group}); is its CRD installed?"

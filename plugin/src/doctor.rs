@@ -207,12 +207,13 @@ async fn could_not_run(
 
 async fn list_all(cluster: &Cluster, group: &str, kind: &str) -> Result<Vec<Value>, Error> {
     let Some(r) = cluster.resource_for(group, kind).cloned() else {
-        return Err(Error::Kube {
+        return Err(crate::cluster::Error::Refused {
             action: format!("listing {kind}"),
             message: format!("the cluster does not serve {kind} ({group})"),
-        });
+        }
+        .into());
     };
-    cluster.list(&r, None, None).await
+    Ok(cluster.list(&r, None, None).await?)
 }
 
 async fn get_one(
@@ -225,7 +226,7 @@ async fn get_one(
     let Some(r) = cluster.resource_for(group, kind).cloned() else {
         return Ok(None);
     };
-    cluster.get(&r, Some(namespace), name).await
+    Ok(cluster.get(&r, Some(namespace), name).await?)
 }
 
 /// The server's minor version from /version (`20` of 1.20, `20+` read as 20).
@@ -261,7 +262,7 @@ async fn list_kinds(
                 Severity::Warn,
                 "access",
                 format!("check {check}"),
-                format!("not run for {kind}s: {e}"),
+                format!("not run for {kind}s: {}", crate::error::chain(&e)),
                 "what it looks for is unknown, not absent",
                 format!("kubectl auth can-i list {} -A", r.api.plural),
             )),
@@ -352,7 +353,7 @@ async fn effective_config(
                 Severity::Warn,
                 "guard",
                 subject,
-                format!("not read: {e}"),
+                format!("not read: {}", e.report()),
                 fallback,
                 fix,
             ));
@@ -414,8 +415,8 @@ pub async fn diagnose(
             services.push(guard::ServiceState {
                 namespace: ns,
                 name,
-                service: service.map_err(|e| e.to_string()),
-                endpoints: endpoints.map_err(|e| e.to_string()),
+                service: service.map_err(|e| e.report()),
+                endpoints: endpoints.map_err(|e| e.report()),
             });
         }
         findings.extend(guard::check(&configs, minor, &services));
@@ -465,7 +466,7 @@ pub async fn diagnose(
                     Severity::Warn,
                     "guard",
                     format!("Deployment {}/{}", loc.namespace, loc.fullname),
-                    format!("not read: {e}"),
+                    format!("not read: {}", e.report()),
                     "replicas and disruption budget are unknown",
                     format!("kubectl auth can-i get deployments -n {}", loc.namespace),
                 )),

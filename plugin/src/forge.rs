@@ -19,16 +19,17 @@
 //! ```
 
 mod api;
+mod error;
 mod gitea;
 mod github;
 mod gitlab;
 mod remote;
 mod token;
 
+pub use error::Error;
 pub use remote::{Forge, ForgeKind, RemoteRepo, detect, parse_remote_url};
 pub use token::{Credentials, Environment, Token, TokenSource, resolve_token};
 
-use crate::Error;
 use api::{enc, enc_path};
 
 /// What to open.

@@ -3,6 +3,7 @@
 //! a source URL ([`cache`]).
 
 pub mod cache;
+mod error;
 pub mod revision;
 pub mod url;
 pub mod walk;
@@ -14,9 +15,8 @@ use gix::bstr::ByteSlice;
 use gix::objs::{CommitRef, Find, TreeRefIter};
 use serde::Serialize;
 
-use crate::Error;
-
 pub use cache::{RepoFinder, RepoOrigin, remotes_naming};
+pub use error::Error;
 pub use revision::Revision;
 pub use url::RepoKey;
 pub use walk::Stats as WalkStats;
@@ -58,19 +58,9 @@ pub enum EntryKind {
     Other,
 }
 
-/// An error and its causes on one line (`a: b: c`), each cause once.
+/// An error and its causes on one line (`a: b: c`), each cause once: [`crate::error::chain`].
 pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string().replace('\n', "; ");
-        let text = text.trim().to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
+    crate::error::chain(e)
 }
 
 /// Normalizes a repository-relative path: no leading `./` or `/`, `..` resolved, `.` dropped.
@@ -100,9 +90,10 @@ pub fn join_path(dir: &str, rel: &str) -> Option<String> {
 impl Repo {
     /// Opens the repository at `dir` (a work tree or a git dir).
     pub fn open(dir: &Path, origin: RepoOrigin) -> Result<Repo, Error> {
-        let mut repo = gix::open(dir).map_err(|e| Error::Git {
+        let mut repo = gix::open(dir).map_err(|e| Error::Read {
             repo: dir.display().to_string(),
-            message: error_text(&e),
+            what: None,
+            source: e.into(),
         })?;
         // Tree diffs read the same delta bases again and again: without a delta-base cache
         // every object of a delta chain is inflated anew. 32 MiB keeps a 100,000-commit walk
@@ -121,9 +112,22 @@ impl Repo {
     }
 
     fn err(&self, message: impl Into<String>) -> Error {
-        Error::Git {
+        Error::Invalid {
             repo: self.dir.display().to_string(),
             message: message.into(),
+        }
+    }
+
+    /// A gix error reading `what` (a commit, a path) as the cause.
+    fn read_err(
+        &self,
+        what: Option<String>,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Read {
+            repo: self.dir.display().to_string(),
+            what,
+            source: Box::new(e),
         }
     }
 
@@ -173,13 +177,13 @@ impl Repo {
             .repo
             .objects
             .try_find(&id, &mut buf)
-            .map_err(|e| self.err(error_text(&e)))?
+            .map_err(|e| self.read_err(None, e))?
             .ok_or_else(|| self.err(format!("commit {id} not found")))?;
         let c = CommitRef::from_bytes(data.data, self.repo.object_hash())
-            .map_err(|e| self.err(format!("commit {id}: {}", error_text(&e))))?;
+            .map_err(|e| self.read_err(Some(format!("commit {id}")), e))?;
         let author = c
             .author()
-            .map_err(|e| self.err(format!("commit {id}: {}", error_text(&e))))?;
+            .map_err(|e| self.read_err(Some(format!("commit {id}")), e))?;
         let seconds = author
             .time()
             .map(|t| t.seconds)
@@ -206,10 +210,10 @@ impl Repo {
             .repo
             .objects
             .try_find(&commit, &mut buf)
-            .map_err(|e| self.err(error_text(&e)))?
+            .map_err(|e| self.read_err(None, e))?
             .ok_or_else(|| self.err(format!("commit {commit} not found")))?;
         let c = CommitRef::from_bytes(data.data, self.repo.object_hash())
-            .map_err(|e| self.err(format!("commit {commit}: {}", error_text(&e))))?;
+            .map_err(|e| self.read_err(Some(format!("commit {commit}")), e))?;
         Ok(Snapshot {
             repo: self,
             commit,
@@ -223,7 +227,7 @@ impl Repo {
         start: ObjectId,
         paths: &[P],
     ) -> Result<(Vec<Option<ObjectId>>, WalkStats), Error> {
-        walk::last_commits(&self.repo, start, paths).map_err(|e| self.err(e.to_string()))
+        walk::last_commits(&self.repo, start, paths).map_err(|e| self.read_err(None, e))
     }
 
     /// The commit that last changed each line (0-based) of `path` at `commit`, following renames
@@ -236,7 +240,7 @@ impl Repo {
         let outcome = self
             .repo
             .blame_file(path.as_bytes().as_bstr(), commit, options)
-            .map_err(|e| self.err(format!("blame {path} at {commit}: {}", error_text(&e))))?;
+            .map_err(|e| self.read_err(Some(format!("blame {path} at {commit}")), e))?;
         let lines = outcome.blob.lines().count();
         let mut out = vec![commit; lines];
         for e in &outcome.entries {
@@ -263,7 +267,7 @@ impl Snapshot<'_> {
             .repo
             .objects
             .try_find(&id, buf)
-            .map_err(|e| self.repo.err(error_text(&e)))?
+            .map_err(|e| self.repo.read_err(None, e))?
             .ok_or_else(|| self.repo.err(format!("object {id} not found")))?;
         Ok(data.kind)
     }
@@ -282,7 +286,7 @@ impl Snapshot<'_> {
             self.read_object(current.0, &mut buf)?;
             let mut found = None;
             for e in TreeRefIter::from_bytes(&buf, self.repo.repo.object_hash()) {
-                let e = e.map_err(|e| self.repo.err(error_text(&e)))?;
+                let e = e.map_err(|e| self.repo.read_err(None, e))?;
                 if e.filename.as_bytes() == component.as_bytes() {
                     let kind = if e.mode.is_tree() {
                         EntryKind::Dir
@@ -329,7 +333,7 @@ impl Snapshot<'_> {
         self.read_object(id, &mut buf)?;
         let mut out = Vec::new();
         for e in TreeRefIter::from_bytes(&buf, self.repo.repo.object_hash()) {
-            let e = e.map_err(|e| self.repo.err(error_text(&e)))?;
+            let e = e.map_err(|e| self.repo.read_err(None, e))?;
             let kind = if e.mode.is_tree() {
                 EntryKind::Dir
             } else if e.mode.is_blob() {

@@ -9,6 +9,7 @@
 //! outside the async runtime (gix's HTTP transport blocks). [`resolve`] does both for one object.
 
 mod artifact;
+pub mod error;
 pub mod helm;
 
 pub use helm::ArgoHelm;
@@ -30,6 +31,7 @@ use serde_json::Value;
 use crate::Error;
 use crate::cluster::Cluster;
 use crate::git::{self, CommitInfo, RepoFinder, RepoOrigin, Revision, revision};
+use crate::locate::error::Error as LocateError;
 use crate::manifest::{self, Build, Found, Index, Renderer, Wanted};
 
 /// `apiVersion`, kind, namespace and name of an object.
@@ -293,7 +295,7 @@ impl Location {
     /// Records why the chain stops here.
     pub fn fail(&mut self, e: &Error) {
         self.problem = Some(problem_of(e).to_string());
-        self.error = Some(e.to_string());
+        self.error = Some(e.report());
     }
 }
 
@@ -364,33 +366,41 @@ impl OwnerCache {
             name.to_string(),
         );
         if let Some(v) = self.objects.get(&key) {
-            return v.clone().map_err(|m| Error::Kube {
-                action: format!("getting {kind} {ns}/{name}"),
-                message: m,
+            // A failure is remembered as its text (kube's errors cannot be copied).
+            return v.clone().map_err(|m| {
+                crate::cluster::Error::Refused {
+                    action: format!("getting {kind} {ns}/{name}"),
+                    message: m,
+                }
+                .into()
             });
         }
         let got = cluster.get_kind(group, kind, ns, name).await;
         let stored = match &got {
             Ok(v) => Ok(v.clone()),
             Err(e) => Err(match e {
-                Error::Kube { message, .. } => message.clone(),
-                other => other.to_string(),
+                crate::cluster::Error::Kube { source, .. } => crate::error::chain(source),
+                crate::cluster::Error::Refused { message, .. } => message.clone(),
+                other => crate::error::chain(other),
             }),
         };
         self.objects.insert(key, stored);
-        got
+        Ok(got?)
     }
 }
 
 /// A few words for a table cell.
 pub fn problem_of(e: &Error) -> &'static str {
+    use crate::{cluster, git};
     match e {
-        Error::RepoUnreachable { .. } => "repo unreachable",
-        Error::CommitMissing { .. } => "commit missing",
-        Error::AmbiguousFile { .. } => "ambiguous file",
-        Error::FileNotFound { .. } => "file not found",
-        Error::OwnerIncomplete { .. } => "owner incomplete",
-        Error::Kube { .. } => "cluster error",
+        Error::Git(git::Error::RepoUnreachable { .. }) => "repo unreachable",
+        Error::Git(git::Error::CommitMissing { .. }) => "commit missing",
+        Error::Locate(LocateError::AmbiguousFile { .. }) => "ambiguous file",
+        Error::Locate(LocateError::FileNotFound { .. }) => "file not found",
+        Error::Locate(LocateError::OwnerIncomplete { .. }) => "owner incomplete",
+        Error::Cluster(cluster::Error::Kube { .. } | cluster::Error::Refused { .. }) => {
+            "cluster error"
+        }
         _ => "error",
     }
 }
@@ -485,9 +495,12 @@ async fn flux_kustomization(
     chain: &mut Vec<Link>,
 ) -> Result<((Source, Revision, Build), Option<Artifact>), Error> {
     let label = owner_label(owner);
-    let incomplete = |problem: String| Error::OwnerIncomplete {
-        owner: label.clone(),
-        problem,
+    let incomplete = |problem: String| {
+        LocateError::OwnerIncomplete {
+            owner: label.clone(),
+            problem,
+        }
+        .into()
     };
     let path = git::normalize_path(str_at(ks, "/spec/path").unwrap_or("./"))
         .ok_or_else(|| incomplete("spec.path climbs out of the repository".into()))?;
@@ -833,9 +846,12 @@ fn argo_application(
     chain: &mut Vec<Link>,
 ) -> Result<ArgoBuilds, Error> {
     let label = owner_label(owner);
-    let incomplete = |problem: String| Error::OwnerIncomplete {
-        owner: label.clone(),
-        problem,
+    let incomplete = |problem: String| {
+        LocateError::OwnerIncomplete {
+            owner: label.clone(),
+            problem,
+        }
+        .into()
     };
     let multi = app
         .pointer("/spec/sources")
@@ -1003,7 +1019,7 @@ async fn plan_owner(
                 &owner.name,
             )
             .await?
-            .ok_or_else(|| Error::OwnerIncomplete {
+            .ok_or_else(|| LocateError::OwnerIncomplete {
                 owner: owner_label(&owner),
                 problem: "it does not exist".into(),
             })?;
@@ -1025,7 +1041,7 @@ async fn plan_owner(
             .unwrap_or_default()
             .into_iter()
             .find(|o| o.kind != OwnerKind::HelmRelease)
-            .ok_or_else(|| Error::OwnerIncomplete {
+            .ok_or_else(|| LocateError::OwnerIncomplete {
                 owner: owner_label(&owner),
                 problem: "the HelmRelease itself is not managed from Git (no Flux or Argo CD owner), so no file defines it".into(),
             })?;
@@ -1055,7 +1071,7 @@ async fn plan_owner(
                     &owner.name,
                 )
                 .await?
-                .ok_or_else(|| Error::OwnerIncomplete {
+                .ok_or_else(|| LocateError::OwnerIncomplete {
                     owner: owner_label(&owner),
                     problem: "it does not exist".into(),
                 })?;
@@ -1074,7 +1090,7 @@ async fn plan_owner(
                     &owner.name,
                 )
                 .await?
-                .ok_or_else(|| Error::OwnerIncomplete {
+                .ok_or_else(|| LocateError::OwnerIncomplete {
                     owner: owner_label(&owner),
                     problem: "it does not exist".into(),
                 })?;
@@ -1083,10 +1099,11 @@ async fn plan_owner(
             builds
         }
         other => {
-            return Err(Error::OwnerIncomplete {
+            return Err(LocateError::OwnerIncomplete {
                 owner: owner_label(&owner),
                 problem: format!("a {} is not backed by a Git repository", kind_word(other)),
-            });
+            }
+            .into());
         }
     };
     let (source, revision, _) = builds[0].clone();
@@ -1145,7 +1162,7 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
             let found = match finder.open(&source.url, commit_hex, &target.applier) {
                 Ok(f) => f,
                 Err(e) => {
-                    result = Err(e);
+                    result = Err(e.into());
                     continue;
                 }
             };
@@ -1159,15 +1176,17 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                 };
                 let read = charts.entry(key).or_insert_with(|| {
                     repo.snapshot(commit)
+                        .map_err(Error::from)
                         .and_then(|snap| helm::read(&snap, &build.path, h))
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| e.report())
                 });
                 match read {
                     Err(e) => {
-                        result = Err(Error::Git {
+                        result = Err(git::Error::Invalid {
                             repo: repo.dir.display().to_string(),
                             message: e.clone(),
-                        });
+                        }
+                        .into());
                         continue;
                     }
                     Ok(None) => {}
@@ -1197,7 +1216,7 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                                     build.path.clone()
                                 };
                                 unknown_template = Some(UnknownTemplate {
-                                    error: Error::HelmRendered {
+                                    error: LocateError::HelmRendered {
                                         message: format!(
                                             "{} is rendered by {} from the Helm chart {chart} ({}) at {}, but which of its templates renders it cannot be told: {why}",
                                             describe_wanted(&target.wanted),
@@ -1205,7 +1224,7 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                                             r.chart,
                                             revision::short(&commit.to_string())
                                         ),
-                                    },
+                                    }.into(),
                                     problem: format!("rendered by the Helm chart {chart}"),
                                     chart: r.chart,
                                     values: r.values,
@@ -1224,16 +1243,18 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
             };
             let index = indexes.entry(key).or_insert_with(|| {
                 repo.snapshot(commit)
+                    .map_err(Error::from)
                     .and_then(|snap| manifest::index(&snap, build))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.report())
             });
             let index = match index {
                 Ok(i) => i,
                 Err(e) => {
-                    result = Err(Error::Git {
+                    result = Err(git::Error::Invalid {
                         repo: repo.dir.display().to_string(),
                         message: e.clone(),
-                    });
+                    }
+                    .into());
                     continue;
                 }
             };
@@ -1247,14 +1268,15 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                     if let Some(a) = &target.artifact
                         && let Err(why) = repo
                             .snapshot(commit)
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| crate::error::chain(&e))
                             .and_then(|snap| a.copies.verify(&snap, &entry.file))
                     {
                         // The file is not what the artifact holds: say why, name no file.
-                        result = Err(Error::OwnerIncomplete {
+                        result = Err(LocateError::OwnerIncomplete {
                             owner: target.applier.clone(),
                             problem: format!("{}: {why}", a.generator),
-                        });
+                        }
+                        .into());
                         break;
                     }
                     location.file = Some(entry.file.clone());
@@ -1281,12 +1303,15 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                         })
                         .collect();
                     files.dedup();
-                    many = Some(Error::AmbiguousFile {
-                        resource: describe_wanted(&target.wanted),
-                        commit: revision::short(&commit.to_string()).to_string(),
-                        count: entries.len(),
-                        candidates: files.join(", "),
-                    });
+                    many = Some(
+                        LocateError::AmbiguousFile {
+                            resource: describe_wanted(&target.wanted),
+                            commit: revision::short(&commit.to_string()).to_string(),
+                            count: entries.len(),
+                            candidates: files.join(", "),
+                        }
+                        .into(),
+                    );
                 }
                 Found::None => {
                     let mut why = if index.notes.is_empty() {
@@ -1328,7 +1353,7 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
             Ok(None) => {
                 let e = match many {
                     Some(e) => e,
-                    None => Error::FileNotFound {
+                    None => LocateError::FileNotFound {
                         resource: describe_wanted(&target.wanted),
                         path: format!("./{}", target.source.path),
                         commit: location
@@ -1337,7 +1362,8 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                             .map(|c| revision::short(c).to_string())
                             .unwrap_or_else(|| target.revision.display()),
                         why: misses.join("; "),
-                    },
+                    }
+                    .into(),
                 };
                 location.fail(&e);
                 out.push(location);
@@ -1406,14 +1432,15 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
             Ok((found, _)) => {
                 for (&i, c) in members.iter().zip(found) {
                     let Some(c) = c else {
-                        let e = Error::Git {
+                        let e: Error = git::Error::Invalid {
                             repo: dir.display().to_string(),
                             message: format!(
                                 "{} is not a file at {}",
                                 out[i].file.clone().unwrap_or_default(),
                                 revision::short(&commit.to_string())
                             ),
-                        };
+                        }
+                        .into();
                         out[i].fail(&e);
                         continue;
                     };
@@ -1429,11 +1456,12 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                             }
                             out[i].commit = Some(info);
                         }
-                        Err(e) => out[i].fail(&e),
+                        Err(e) => out[i].fail(&e.into()),
                     }
                 }
             }
             Err(e) => {
+                let e = Error::from(e);
                 for &i in &members {
                     out[i].fail(&e);
                 }
@@ -1464,9 +1492,10 @@ pub fn resolve(
     let mut cache = OwnerCache::default();
     let planned = rt.block_on(plan(cluster, &mut cache, live, config));
     if planned.location.owner.is_none() && planned.location.error.is_none() {
-        return Err(Error::Unmanaged {
+        return Err(LocateError::Unmanaged {
             resource: planned.location.object.describe(),
-        });
+        }
+        .into());
     }
     let mut located = locate_all(finder, vec![planned]);
     let location = located

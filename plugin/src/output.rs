@@ -85,31 +85,21 @@ pub fn age(then: jiff::Timestamp, now: jiff::Timestamp) -> String {
 
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Output {
-        message: e.to_string(),
-    })?;
-    writeln!(out, "{text}").map_err(|e| Error::Output {
-        message: e.to_string(),
-    })
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Output(e.into()))?;
+    writeln!(out, "{text}").map_err(|e| Error::Output(e.into()))
 }
 
 /// Prints `value` as YAML.
 pub fn yaml<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), Error> {
-    let text = serde_yaml_ng::to_string(value).map_err(|e| Error::Output {
-        message: e.to_string(),
-    })?;
-    write!(out, "{text}").map_err(|e| Error::Output {
-        message: e.to_string(),
-    })
+    let text = serde_yaml_ng::to_string(value).map_err(|e| Error::Output(e.into()))?;
+    write!(out, "{text}").map_err(|e| Error::Output(e.into()))
 }
 
 /// Writes text, mapping I/O errors (a closed pipe) to [`Error::Output`].
 pub fn text(out: &mut dyn Write, text: &str) -> Result<(), Error> {
     out.write_all(text.as_bytes())
         .and_then(|_| out.flush())
-        .map_err(|e| Error::Output {
-            message: e.to_string(),
-        })
+        .map_err(|e| Error::Output(e.into()))
 }
 
 #[cfg(test)]

@@ -48,13 +48,13 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, Error> {
     let Some(path) = path else {
         return Ok(Config::default());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
-        message: e.to_string(),
+        source,
     })?;
-    Config::from_yaml(&text).map_err(|e| Error::GuardConfig {
+    Config::from_yaml(&text).map_err(|source| Error::GuardConfig {
         path: path.display().to_string(),
-        message: e.to_string(),
+        source,
     })
 }
 
@@ -64,9 +64,9 @@ impl Session {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Io {
+            .map_err(|source| Error::Io {
                 path: "the async runtime".into(),
-                message: e.to_string(),
+                source,
             })?;
         let mut cluster = rt.block_on(cluster::connect(
             global.kubeconfig.as_deref(),
@@ -107,12 +107,13 @@ impl Session {
         let found = self.rt.block_on(self.cluster.get(&r, ns, name))?;
         match found {
             Some(v) => Ok((r, v)),
-            None => Err(Error::NotFound {
+            None => Err(crate::cluster::Error::NotFound {
                 resource: match ns {
                     Some(ns) => format!("{}/{name} in {ns}", r.display_kind()),
                     None => format!("{}/{name}", r.display_kind()),
                 },
-            }),
+            }
+            .into()),
         }
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! Typical use:
 //! ```no_run
-//! # fn demo(file: &str, edited: &serde_json::Value) -> Result<String, kubectl_gitops::Error> {
+//! # fn demo(file: &str, edited: &serde_json::Value) -> Result<String, kubectl_gitops::splice::Error> {
 //! use kubectl_gitops::splice;
 //! let docs = splice::find_documents(file);
 //! let doc = docs.iter().find(|d| d.is_object("Deployment", "web", Some("shop"))).unwrap();
@@ -22,6 +22,7 @@ mod diff;
 pub(crate) mod documents;
 mod edit;
 mod emit;
+mod error;
 mod patch;
 mod path;
 mod scalar;
@@ -34,11 +35,11 @@ use serde_json::Value;
 pub use commands::{pod_spec_path, set_image_changes};
 pub use diff::changes_between;
 pub use documents::{DocSpan, find_documents};
+pub use error::Error;
 pub use patch::{json_patch, merge_patch, strategic_merge_patch};
 pub use path::{Change, FieldPath, PathSegment};
 pub use scalar::resolve_plain;
 
-use crate::Error;
 use path::{JsonPathError, apply_json, get};
 use tree::{Kind, Tree, resolve};
 

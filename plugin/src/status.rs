@@ -84,7 +84,9 @@ fn objects(session: &Session, args: &StatusArgs) -> Result<(Vec<Value>, Vec<Erro
             for (t, n) in &named {
                 match session.get(t, n) {
                     Ok((_, v)) => found.push(v),
-                    Err(e @ Error::NotFound { .. }) => missing.push(e),
+                    Err(e @ Error::Cluster(crate::cluster::Error::NotFound { .. })) => {
+                        missing.push(e)
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -356,7 +358,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<bool, Error> {
     }
     let mut ok = missing.is_empty();
     for e in &missing {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", e.report());
     }
     for l in &locations {
         if let Some(line) = l.error_line() {
@@ -433,10 +435,14 @@ mod tests {
             name: "web".into(),
         });
         broken.revision = Some(revision::parse("7d0e51f0a1b2c3d4e5f60718293a4b5c6d7e8f90"));
-        broken.fail(&Error::RepoUnreachable {
-            url: "https://git.example.com/web".into(),
-            message: "connection refused".into(),
-        });
+        broken.fail(
+            &crate::git::Error::RepoUnreachable {
+                url: "https://git.example.com/web".into(),
+                what: None,
+                source: Some(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into()),
+            }
+            .into(),
+        );
         vec![web, manual, broken]
     }
 

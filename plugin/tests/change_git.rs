@@ -218,7 +218,13 @@ fn push_creates_the_branch_on_the_remote_and_never_forces() {
         .commit(&new_commit(id, "gitops/ana/web", Some(id)))
         .expect("local commit");
     let err = commit::push(&w, "gitops/ana/web").expect_err("a non-fast-forward push must fail");
-    assert!(matches!(err, Error::GitCommand { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Git(kubectl_gitops::git::Error::GitCommand { .. })
+        ),
+        "{err}"
+    );
     assert_eq!(
         git(&s.bare, &["rev-parse", "refs/heads/gitops/ana/web"]),
         theirs

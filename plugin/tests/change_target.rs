@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kubectl_gitops::Error;
+use kubectl_gitops::change::error::Error as ChangeError;
 use kubectl_gitops::change::target::{self, Definition};
 use kubectl_gitops::git::{Repo, RepoOrigin};
 use kubectl_gitops::manifest::{self, Build, Found, Renderer, Wanted};
@@ -477,7 +478,10 @@ fn fields_a_layer_sets_for_every_object_are_refused() {
     let mut new = old.clone();
     new["metadata"]["labels"]["env"] = json!("production");
     let err = def.route(&old, &new).expect_err("commonLabels");
-    assert!(matches!(err, Error::LayerField { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Change(ChangeError::LayerField { .. })),
+        "{err}"
+    );
     let text = err.to_string();
     assert!(text.contains("metadata.labels.env"), "{text}");
     assert!(text.contains("commonLabels"), "{text}");

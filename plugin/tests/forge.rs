@@ -9,7 +9,7 @@ mod fake_forge;
 use std::path::Path;
 
 use fake_forge::FakeForge;
-use kubectl_gitops::Error;
+use kubectl_gitops::forge::Error;
 use kubectl_gitops::forge::{
     self, Credentials, Environment, Forge, ForgeKind, PullRequestOptions, Token, TokenSource,
     compare_url, open_pull_request, parse_remote_url, resolve_token,
@@ -1074,11 +1074,16 @@ fn network_errors_name_the_url() {
     )
     .expect("forge");
     let err = open_pull_request(&forge, &env_creds("GITEA_TOKEN"), &opts()).expect_err("must fail");
-    let msg = err.to_string();
+    // What the user reads: the URL, why (the transport's error, kept as the source), what to do.
+    let msg = kubectl_gitops::Error::from(err).report();
     assert!(
         msg.starts_with(&format!(
             "cannot reach {api}/repos/acme/platform/pulls?state=open&page=1&limit=50: "
         )),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("; check the network, a proxy (HTTPS_PROXY) or --forge-url"),
         "{msg}"
     );
 }
@@ -1122,11 +1127,12 @@ fn tls_failures_are_network_errors_naming_the_url() {
     let err =
         open_pull_request(&forge, &env_creds("GITHUB_TOKEN"), &opts()).expect_err("must fail");
     assert!(matches!(err, Error::Network { .. }), "{err:?}");
+    let msg = kubectl_gitops::error::chain(&err);
     assert!(
-        err.to_string().starts_with(&format!(
+        msg.starts_with(&format!(
             "cannot reach {api}/repos/acme/platform/pulls?state=open"
-        )),
-        "{err}"
+        )) && msg.len() > err.to_string().len(),
+        "{msg}"
     );
     assert!(
         fake.requests().is_empty(),

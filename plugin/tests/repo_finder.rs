@@ -6,7 +6,7 @@
 #[path = "support/git.rs"]
 mod support;
 
-use kubectl_gitops::Error;
+use kubectl_gitops::git::Error;
 use kubectl_gitops::git::{RepoFinder, RepoOrigin, remotes_naming};
 use support::{commit_all, git, init, write};
 
@@ -75,10 +75,8 @@ fn clones_matched_by_remote_win_over_the_cache() {
     let err = RepoFinder::new(&[tmp.path().join("nope")], None, cache)
         .err()
         .unwrap();
-    assert!(
-        err.to_string().contains("--repo takes the path of a clone"),
-        "{err}"
-    );
+    let err = kubectl_gitops::Error::from(err).report();
+    assert!(err.contains("--repo takes the path of a clone"), "{err}");
 }
 
 #[test]
@@ -143,9 +141,9 @@ fn the_cache_clones_once_and_fetches_missing_commits() {
         .err()
         .unwrap();
     assert!(matches!(err, Error::RepoUnreachable { .. }), "{err}");
+    let err = kubectl_gitops::Error::from(err).report();
     assert!(
-        err.to_string()
-            .ends_with("; run kubectl gitops inside a clone of it, or pass --repo PATH"),
+        err.ends_with("; run kubectl gitops inside a clone of it, or pass --repo PATH"),
         "{err}"
     );
     let err = finder

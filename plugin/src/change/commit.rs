@@ -12,6 +12,7 @@ use gix::bstr::ByteSlice;
 use gix::refs::transaction::PreviousValue;
 
 use crate::Error;
+use crate::change::error::Error as ChangeError;
 
 /// Where a branch is pushed: a remote of the clone, or the source URL itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +56,10 @@ pub fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| Error::GitCommand {
+        .map_err(|source| crate::git::Error::GitSpawn {
             command: format!("git {}", args.join(" ")),
             dir: dir.display().to_string(),
-            message: format!("cannot run git: {e}"),
+            source,
         })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -68,7 +69,7 @@ pub fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(Error::GitCommand {
+        return Err(crate::git::Error::GitCommand {
             command: format!("git {}", args.join(" ")),
             dir: dir.display().to_string(),
             message: if message.is_empty() {
@@ -76,7 +77,8 @@ pub fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
             } else {
                 message
             },
-        });
+        }
+        .into());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -120,9 +122,12 @@ pub fn remote_default_branch(ws: &Workspace) -> Result<String, Error> {
             let rest = l.strip_prefix("ref: refs/heads/")?;
             Some(rest.split_once('\t').map_or(rest, |(b, _)| b).to_string())
         })
-        .ok_or_else(|| Error::BranchMissing {
-            branch: "HEAD".into(),
-            remote: ws.remote.to_string(),
+        .ok_or_else(|| {
+            ChangeError::BranchMissing {
+                branch: "HEAD".into(),
+                remote: ws.remote.to_string(),
+            }
+            .into()
         })
 }
 
@@ -160,11 +165,18 @@ pub struct CommitRepo {
     pub dir: PathBuf,
 }
 
-fn gix_err(dir: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Git {
+/// gix's error reading or writing `what` (a commit, a path) in the clone at `dir`.
+fn gix_err(
+    dir: &Path,
+    what: Option<String>,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    crate::git::Error::Read {
         repo: dir.display().to_string(),
-        message: e.to_string(),
+        what,
+        source: Box::new(e),
     }
+    .into()
 }
 
 /// One new commit on a branch.
@@ -181,7 +193,7 @@ pub struct NewCommit {
 
 impl CommitRepo {
     pub fn open(dir: &Path) -> Result<CommitRepo, Error> {
-        let repo = gix::open(dir).map_err(|e| gix_err(dir, format!("{e:#}")))?;
+        let repo = gix::open(dir).map_err(|e| gix_err(dir, None, e))?;
         Ok(CommitRepo {
             repo,
             dir: dir.to_path_buf(),
@@ -217,15 +229,15 @@ impl CommitRepo {
             .repo
             .find_commit(commit)
             .and_then(|c| c.tree())
-            .map_err(|e| gix_err(&self.dir, format!("commit {commit}: {e:#}")))?;
+            .map_err(|e| gix_err(&self.dir, Some(format!("commit {commit}")), e))?;
         let entry = tree
             .lookup_entry_by_path(path)
-            .map_err(|e| gix_err(&self.dir, format!("{path} at {commit}: {e:#}")))?;
+            .map_err(|e| gix_err(&self.dir, Some(format!("{path} at {commit}")), e))?;
         match entry {
             Some(e) if e.mode().is_blob() => {
                 let blob = e
                     .object()
-                    .map_err(|e| gix_err(&self.dir, format!("{path} at {commit}: {e:#}")))?;
+                    .map_err(|e| gix_err(&self.dir, Some(format!("{path} at {commit}")), e))?;
                 Ok(Some(blob.data.clone()))
             }
             _ => Ok(None),
@@ -252,53 +264,53 @@ impl CommitRepo {
 
     /// Checks that git config names an author and a committer (as `git commit` needs).
     pub fn identity(&self) -> Result<(), Error> {
-        let missing = || Error::NoGitIdentity {
+        let missing = || crate::git::Error::NoGitIdentity {
             repo: self.dir.display().to_string(),
         };
         match (self.repo.author(), self.repo.committer()) {
             (Some(Ok(_)), Some(Ok(_))) => Ok(()),
             (Some(Err(e)), _) | (_, Some(Err(e))) => Err(gix_err(
                 &self.dir,
-                format!("reading the git identity: {e:#}"),
+                Some("reading the git identity".into()),
+                e,
             )),
-            _ => Err(missing()),
+            _ => Err(missing().into()),
         }
     }
 
     /// Writes the files and the commit, then creates or moves the local branch (compare-and-swap:
     /// fails if the branch moved meanwhile). The work tree, index and `HEAD` are not touched.
     pub fn commit(&self, c: &NewCommit) -> Result<ObjectId, Error> {
-        let err = |e: String| gix_err(&self.dir, e);
         let author = self
             .repo
             .author()
-            .ok_or_else(|| Error::NoGitIdentity {
+            .ok_or_else(|| crate::git::Error::NoGitIdentity {
                 repo: self.dir.display().to_string(),
             })?
-            .map_err(|e| err(format!("reading the author identity: {e:#}")))?;
+            .map_err(|e| gix_err(&self.dir, Some("reading the author identity".into()), e))?;
         let committer = self
             .repo
             .committer()
-            .ok_or_else(|| Error::NoGitIdentity {
+            .ok_or_else(|| crate::git::Error::NoGitIdentity {
                 repo: self.dir.display().to_string(),
             })?
-            .map_err(|e| err(format!("reading the committer identity: {e:#}")))?;
+            .map_err(|e| gix_err(&self.dir, Some("reading the committer identity".into()), e))?;
         let parent = self
             .repo
             .find_commit(c.parent)
-            .map_err(|e| err(format!("commit {}: {e:#}", c.parent)))?;
+            .map_err(|e| gix_err(&self.dir, Some(format!("commit {}", c.parent)), e))?;
         let tree_id = parent
             .tree_id()
-            .map_err(|e| err(format!("commit {}: {e:#}", c.parent)))?;
+            .map_err(|e| gix_err(&self.dir, Some(format!("commit {}", c.parent)), e))?;
         let mut editor = self
             .repo
             .edit_tree(tree_id)
-            .map_err(|e| err(format!("{e:#}")))?;
+            .map_err(|e| gix_err(&self.dir, None, e))?;
         for (path, content) in &c.files {
             let blob = self
                 .repo
                 .write_blob(content.as_bytes())
-                .map_err(|e| err(format!("writing {path}: {e:#}")))?;
+                .map_err(|e| gix_err(&self.dir, Some(format!("writing {path}")), e))?;
             // Keep an executable bit the file had.
             let kind = match editor.get(path.as_str()).map(|e| e.mode().kind()) {
                 Some(gix::object::tree::EntryKind::BlobExecutable) => {
@@ -308,13 +320,13 @@ impl CommitRepo {
             };
             editor
                 .upsert(path.as_str(), kind, blob.detach())
-                .map_err(|e| err(format!("{path}: {e:#}")))?;
+                .map_err(|e| gix_err(&self.dir, Some(path.to_string()), e))?;
         }
-        let tree = editor.write().map_err(|e| err(format!("{e:#}")))?;
+        let tree = editor.write().map_err(|e| gix_err(&self.dir, None, e))?;
         let commit = self
             .repo
             .new_commit_as(committer, author, &c.message, tree.detach(), [c.parent])
-            .map_err(|e| err(format!("{e:#}")))?;
+            .map_err(|e| gix_err(&self.dir, None, e))?;
         let id = commit.id;
         let constraint = match c.branch_was {
             Some(old) => PreviousValue::MustExistAndMatch(old.into()),
@@ -330,7 +342,7 @@ impl CommitRepo {
                     c.message.lines().next().unwrap_or_default()
                 ),
             )
-            .map_err(|e| err(format!("creating branch {}: {e:#}", c.branch)))?;
+            .map_err(|e| gix_err(&self.dir, Some(format!("creating branch {}", c.branch)), e))?;
         Ok(id)
     }
 }

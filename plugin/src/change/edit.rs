@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Error;
+use crate::change::error::Error as ChangeError;
 
 /// What kubectl says when the saved file is the same as the one it opened.
 pub const CANCELLED_NO_CHANGES: &str = "Edit cancelled, no changes made.";
@@ -66,14 +67,15 @@ impl EditorCommand {
 
     /// Runs the editor on `file` and waits for it. The terminal is passed through.
     pub fn run(&self, file: &Path) -> Result<(), Error> {
-        let fail = |message: String| Error::Editor {
+        let fail = |message: &str, source: Option<std::io::Error>| ChangeError::Editor {
             editor: self.text.clone(),
-            message,
+            message: message.to_string(),
+            source,
         };
         let (program, args) = self
             .argv
             .split_first()
-            .ok_or_else(|| fail("no editor command".into()))?;
+            .ok_or_else(|| fail("no editor command", None))?;
         let mut cmd = Command::new(program);
         if self.shell {
             // `sh -c "editor --flag" ` + the file, quoted for the shell.
@@ -84,11 +86,9 @@ impl EditorCommand {
         } else {
             cmd.args(args).arg(file);
         }
-        let status = cmd
-            .status()
-            .map_err(|e| fail(format!("cannot start it: {e}")))?;
+        let status = cmd.status().map_err(|e| fail("cannot start it", Some(e)))?;
         if !status.success() {
-            return Err(fail(format!("it exited with {status}")));
+            return Err(fail(&format!("it exited with {status}"), None).into());
         }
         Ok(())
     }
@@ -137,21 +137,21 @@ impl EditFile {
                 Err(e) => {
                     return Err(Error::Io {
                         path: path.display().to_string(),
-                        message: e.to_string(),
+                        source: e,
                     });
                 }
             }
         }
         Err(Error::Io {
             path: dir.display().to_string(),
-            message: "cannot create a file for the editor".into(),
+            source: std::io::Error::other("cannot create a file for the editor"),
         })
     }
 
     pub fn write(&self, text: &str) -> Result<(), Error> {
-        let io = |e: std::io::Error| Error::Io {
+        let io = |source: std::io::Error| Error::Io {
             path: self.path.display().to_string(),
-            message: e.to_string(),
+            source,
         };
         let mut f = std::fs::File::create(&self.path).map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)?;
@@ -159,13 +159,16 @@ impl EditFile {
     }
 
     pub fn read(&self) -> Result<String, Error> {
-        let bytes = std::fs::read(&self.path).map_err(|e| Error::Io {
+        let bytes = std::fs::read(&self.path).map_err(|source| Error::Io {
             path: self.path.display().to_string(),
-            message: e.to_string(),
+            source,
         })?;
         String::from_utf8(bytes).map_err(|_| Error::Io {
             path: self.path.display().to_string(),
-            message: "the edited file is not UTF-8 text".into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the edited file is not UTF-8 text",
+            ),
         })
     }
 

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use super::locate::HelmChart;
 use crate::Error;
 use crate::git::{EntryKind, Snapshot, join_path};
+use crate::locate::error::Error as LocateError;
 use crate::manifest::Wanted;
 use crate::splice::{Change, PathSegment};
 
@@ -786,7 +787,7 @@ pub fn explain(
             chart.values_command, patch
         ));
     }
-    Error::HelmRendered { message: m }
+    LocateError::HelmRendered { message: m }.into()
 }
 
 #[cfg(test)]

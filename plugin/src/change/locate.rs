@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::Error;
 use crate::cluster::{Cluster, Resource};
 use crate::git::Revision;
+use crate::locate::error::Error as LocateError;
 use crate::locate::{self, OwnerCache};
 use crate::manifest::Build;
 
@@ -115,9 +116,10 @@ fn not_found(r: &Resource, name: &str) -> Error {
     } else {
         format!("{}.{}", r.api.plural, r.api.group)
     };
-    Error::NotFound {
+    crate::cluster::Error::NotFound {
         resource: format!("{plural} \"{name}\""),
     }
+    .into()
 }
 
 /// Finds the object, its owner and what the owner builds it from.
@@ -145,10 +147,11 @@ pub async fn locate(
     };
     let Some(owner) = location.owner.clone() else {
         return Err(match location.error {
-            Some(e) => Error::NotLocated { message: e },
-            None => Error::Unmanaged {
+            Some(e) => LocateError::NotLocated { message: e }.into(),
+            None => LocateError::Unmanaged {
                 resource: resource_in,
-            },
+            }
+            .into(),
         });
     };
     if owner.kind == OwnerKind::HelmRelease {
@@ -168,11 +171,12 @@ pub async fn locate(
         });
     }
     let Some(target) = planned.target else {
-        return Err(Error::NotLocated {
+        return Err(LocateError::NotLocated {
             message: location
                 .error
                 .unwrap_or_else(|| format!("{resource_in}: its owner {owner} names no Git source")),
-        });
+        }
+        .into());
     };
     let mut builds = Vec::new();
     for (src, _revision, build) in &target.builds {
@@ -269,7 +273,7 @@ async fn helm_chart(cluster: &Cluster, owner: &OwnerRef) -> Result<HelmChart, Er
     let hr = cluster
         .get_kind(HELM_GROUP, "HelmRelease", &owner.namespace, &owner.name)
         .await?
-        .ok_or_else(|| Error::OwnerIncomplete {
+        .ok_or_else(|| LocateError::OwnerIncomplete {
             owner: describe.clone(),
             problem: "it does not exist".into(),
         })?;
@@ -344,10 +348,11 @@ pub async fn dry_run_replace(
     object: &Value,
 ) -> Result<Result<(), String>, Error> {
     let what = format!("{}/{name}", r.api.kind.to_lowercase());
-    let obj: DynamicObject = serde_json::from_value(object.clone()).map_err(|e| Error::Kube {
-        action: format!("preparing the dry run of {what}"),
-        message: e.to_string(),
-    })?;
+    let obj: DynamicObject =
+        serde_json::from_value(object.clone()).map_err(|source| crate::cluster::Error::Encode {
+            action: format!("preparing the dry run of {what}"),
+            source,
+        })?;
     let api: Api<DynamicObject> = match namespace {
         Some(ns) if r.namespaced => Api::namespaced_with(cluster.client.clone(), ns, &r.api),
         _ => Api::all_with(cluster.client.clone(), &r.api),
@@ -361,12 +366,10 @@ pub async fn dry_run_replace(
         Err(kube::Error::Api(st)) if (400..500).contains(&st.code) && st.code != 401 => {
             Ok(Err(st.message.clone()))
         }
-        Err(e) => Err(Error::Kube {
+        Err(source) => Err(crate::cluster::Error::Kube {
             action: format!("validating {what} with a server-side dry run"),
-            message: match e {
-                kube::Error::Api(st) => st.message.clone(),
-                other => other.to_string(),
-            },
-        }),
+            source,
+        }
+        .into()),
     }
 }

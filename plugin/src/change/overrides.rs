@@ -7,6 +7,8 @@
 use serde_json::Value;
 
 use crate::Error;
+use crate::change::error::Error as ChangeError;
+use crate::locate::error::Error as LocateError;
 use crate::patch_target;
 use crate::splice::{self, Change, PathSegment};
 
@@ -80,12 +82,15 @@ impl Overrides {
         resource: &str,
         file: &str,
     ) -> Result<(), Error> {
-        let refuse = |path: &str, by: String, fix: String| Error::OverriddenByOwner {
-            path: path.to_string(),
-            resource: resource.to_string(),
-            file: file.to_string(),
-            by,
-            fix,
+        let refuse = |path: &str, by: String, fix: String| {
+            ChangeError::OverriddenByOwner {
+                path: path.to_string(),
+                resource: resource.to_string(),
+                file: file.to_string(),
+                by,
+                fix,
+            }
+            .into()
         };
         let edit_owner = format!("kubectl gitops edit {}", self.owner);
         // postBuild: a value that is a variable in Git (unless the object opts out).
@@ -109,7 +114,7 @@ impl Overrides {
         // spec.patches: apply each that targets the object to the changed object; a changed
         // field that comes out different is the patch's.
         for (i, p) in self.patches.iter().enumerate() {
-            let selected = targets(p.get("target"), new).map_err(|e| Error::OwnerIncomplete {
+            let selected = targets(p.get("target"), new).map_err(|e| LocateError::OwnerIncomplete {
                 owner: self.owner.clone(),
                 problem: format!(
                     "spec.patches[{i}] does not apply: {e}, and Flux applies nothing of it until that is fixed in Git ({edit_owner})"

@@ -177,7 +177,7 @@ pub fn open(
     creds: &Credentials,
     opts: &PullRequestOptions,
 ) -> Result<PullRequest, Error> {
-    forge::open_pull_request(forge, creds, opts)
+    Ok(forge::open_pull_request(forge, creds, opts)?)
 }
 
 #[cfg(test)]

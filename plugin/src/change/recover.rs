@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::diff::{FileChange, unified_all};
 use crate::Error;
+use crate::change::error::Error as ChangeError;
 
 /// Where a change was saved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +23,9 @@ pub fn save(what: &str, files: &[FileChange], edited: Option<&str>) -> Result<Sa
     let base = std::env::temp_dir();
     let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
     let safe = super::commit::slug(what);
-    let io = |p: &Path, e: std::io::Error| Error::Io {
+    let io = |p: &Path, source: std::io::Error| Error::Io {
         path: p.display().to_string(),
-        message: e.to_string(),
+        source,
     };
     let mut dir = base.join(format!("kubectl-gitops-{safe}-{stamp}"));
     let mut n = 1;
@@ -80,7 +81,7 @@ pub struct Progress {
 /// The error for a change that stopped part way: the failure, what succeeded, what did not,
 /// how to finish, and where the change is saved.
 pub fn incomplete(step: &str, cause: &Error, progress: &Progress, saved: Option<&Saved>) -> Error {
-    let mut m = format!("{step} failed: {cause}");
+    let mut m = format!("{step} failed: {}", cause.report());
     if progress.done.is_empty() {
         m.push_str("\nNothing was committed, pushed or opened.");
     } else {
@@ -105,7 +106,7 @@ pub fn incomplete(step: &str, cause: &Error, progress: &Progress, saved: Option<
         m.push('\n');
         m.push_str(&s.sentence());
     }
-    Error::Incomplete { message: m }
+    ChangeError::Incomplete { message: m }.into()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::Error;
+use crate::change::error::Error as ChangeError;
 use crate::git::{EntryKind, Snapshot, join_path};
 use crate::manifest::{Build, Entry, Renderer};
 use crate::patch_target;
@@ -213,10 +214,11 @@ pub struct Definition {
 
 /// What went wrong while reading the sources (a file that is not what kustomize needs).
 fn bad(file: &str, message: impl Into<String>) -> Error {
-    Error::KustomizeSource {
+    ChangeError::KustomizeSource {
         file: file.to_string(),
         message: message.into(),
     }
+    .into()
 }
 
 fn read_text(snap: &Snapshot<'_>, path: &str) -> Result<Option<String>, Error> {
@@ -441,10 +443,11 @@ fn string_map(v: Option<&Value>) -> Map<String, Value> {
 /// The definition of the object `entry` describes, built by `build`, at the snapshot.
 pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Definition, Error> {
     let Some(doc_index) = entry.doc else {
-        return Err(Error::GeneratedObject {
+        return Err(ChangeError::GeneratedObject {
             resource: format!("{}/{}", entry.kind.to_ascii_lowercase(), entry.name),
             file: entry.file.clone(),
-        });
+        }
+        .into());
     };
     let mut reader = Reader {
         snap,
@@ -1097,11 +1100,11 @@ impl Definition {
                     .ok_or_else(|| bad(path, "the patch file is gone"))?;
                 let span = nth_doc(text, *index)
                     .ok_or_else(|| bad(path, format!("it has no document {index}")))?;
-                splice::parse_document(&text[span.range])
+                Ok(splice::parse_document(&text[span.range])?)
             }
             PatchText::Inline { file, at } => {
                 let s = self.inline_text(file, at)?;
-                splice::parse_document(&s)
+                Ok(splice::parse_document(&s)?)
             }
         }
     }
@@ -1299,11 +1302,12 @@ impl Definition {
                     .collect();
                 self.files = saved;
                 self.steps = saved_steps;
-                Err(Error::KustomizeRoute {
+                Err(ChangeError::KustomizeRoute {
                     file: self.doc.file.clone(),
                     paths: left.join(", "),
                     sources: self.sources().join(", "),
-                })
+                }
+                .into())
             }
             Err(e) => {
                 self.files = saved;
@@ -1344,11 +1348,11 @@ impl Definition {
             return Ok(());
         };
         let Some(own) = self.own.clone() else {
-            return Err(Error::SharedField {
+            return Err(ChangeError::SharedField {
                 path: first.path().to_string(),
                 file: from.clone(),
                 why: "and the object has no overlay of its own to change it in (no kustomization file at its build path that other builds do not read)".into(),
-            });
+            }.into());
         };
         let entering = &states[own.from];
         let mut ops: Vec<Value> = Vec::new();
@@ -1517,10 +1521,13 @@ impl Definition {
         let path = change.path().clone();
         let segs = path.segments();
         // Identity fields are never changed here.
-        let refuse = |file: &str, why: String| Error::LayerField {
-            path: path.to_string(),
-            file: file.to_string(),
-            why,
+        let refuse = |file: &str, why: String| {
+            ChangeError::LayerField {
+                path: path.to_string(),
+                file: file.to_string(),
+                why,
+            }
+            .into()
         };
         // Walk the steps from the last applied back to the first.
         for (i, step) in self.steps.iter().enumerate().rev() {
@@ -1637,7 +1644,7 @@ impl Definition {
         }
         // Not set by any step: the document itself.
         let base = &states[0];
-        let mapped = map_path(old, base, segs).ok_or_else(|| Error::KustomizeRoute {
+        let mapped = map_path(old, base, segs).ok_or_else(|| ChangeError::KustomizeRoute {
             file: self.doc.file.clone(),
             paths: path.to_string(),
             sources: self.sources().join(", "),
@@ -2012,22 +2019,23 @@ fn json6902_route(
                     out.0.push(s.clone());
                 }
                 if matches!(change, Change::Delete { .. }) && out.segments().len() == 2 {
-                    return Err(Error::LayerField {
+                    return Err(ChangeError::LayerField {
                         path: path.to_string(),
                         file: origin.to_string(),
                         why: format!(
                             "operation {i} of a JSON patch, which adds it; remove the operation by hand"
                         ),
-                    });
+                    }.into());
                 }
                 return Ok(Some(out));
             }
             Some(other) => {
-                return Err(Error::LayerField {
+                return Err(ChangeError::LayerField {
                     path: path.to_string(),
                     file: origin.to_string(),
                     why: format!("operation {i} ({other}) of a JSON patch; edit the patch by hand"),
-                });
+                }
+                .into());
             }
             None => continue,
         }

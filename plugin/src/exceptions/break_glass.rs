@@ -96,12 +96,12 @@ pub async fn whoami(cluster: &Cluster, target: &Target, probe: &Value) -> Result
         .client
         .send(request.map(kube::client::Body::from))
         .await
-        .map_err(|e| Error::Kube {
+        .map_err(|source| crate::cluster::Error::Kube {
             action: format!(
                 "asking the guard who you are (dry run on {})",
                 target.describe()
             ),
-            message: e.to_string(),
+            source,
         })?;
     // Warning headers: `299 - "text"`, quotes inside escaped.
     let warnings: Vec<String> = response
@@ -134,10 +134,11 @@ pub async fn whoami(cluster: &Cluster, target: &Target, probe: &Value) -> Result
         let why = refusal
             .split_once("would be denied: ")
             .map_or(refusal.as_str(), |(_, why)| why);
-        return Err(Error::Kube {
+        return Err(crate::cluster::Error::Refused {
             action: format!("cannot open a break-glass window on {}", target.describe()),
             message: why.to_string(),
-        });
+        }
+        .into());
     }
     Err(Error::Usage(format!(
         "cannot tell who you are: the cluster has no SelfSubjectReview API and the guard did not answer a dry run on {}; set the window by hand with kubectl annotate {} {BREAK_GLASS_BY}=<your username> …",
@@ -210,7 +211,7 @@ pub async fn open(
         "break-glass window open on {} until {until} ({duration:#} from now), opened by {by}: {reason}{ticket}\nChanges by members of the break-glass groups pass with a warning and are recorded as Events; the window closes by itself.\nBring every change back into Git afterwards: kubectl gitops exceptions",
         target.describe()
     )
-    .map_err(|e| Error::Output { message: e.to_string() })
+    .map_err(|e| Error::Output(e.into()))
 }
 
 /// The field manager of the window's own writes, as `kubectl gitops exceptions` knows it.
@@ -240,12 +241,10 @@ pub async fn close(
         .get_opt(&target.name)
         .await
         .map_err(|e| refused(target, "read", e))?
-        .ok_or_else(|| Error::NotFound {
+        .ok_or_else(|| crate::cluster::Error::NotFound {
             resource: target.describe(),
         })?;
-    let live = serde_json::to_value(&live).map_err(|e| Error::Output {
-        message: e.to_string(),
-    })?;
+    let live = serde_json::to_value(&live).map_err(|e| Error::Output(e.into()))?;
     let annotation = |key: &str| {
         live.pointer("/metadata/annotations")
             .and_then(|a| a.get(key))
@@ -284,9 +283,7 @@ pub async fn close(
             "break-glass window on {} already ended at {until}",
             target.describe()
         )
-        .map_err(|e| Error::Output {
-            message: e.to_string(),
-        })?;
+        .map_err(|e| Error::Output(e.into()))?;
         return Ok(());
     }
     let patch = json!({"metadata": {"annotations": {BREAK_GLASS_UNTIL: end.to_string()}}});
@@ -298,18 +295,13 @@ pub async fn close(
         "break-glass window on {} closed (ended {end}); kubectl gitops exceptions still lists it, with what was changed under it, until that is back in Git",
         target.describe()
     )
-    .map_err(|e| Error::Output {
-        message: e.to_string(),
-    })
+    .map_err(|e| Error::Output(e.into()))
 }
 
-fn refused(target: &Target, what: &str, e: kube::Error) -> Error {
-    let message = match e {
-        kube::Error::Api(status) => status.message,
-        other => other.to_string(),
-    };
-    Error::Kube {
+fn refused(target: &Target, what: &str, source: kube::Error) -> Error {
+    crate::cluster::Error::Kube {
         action: format!("cannot {what} {}", target.describe()),
-        message,
+        source,
     }
+    .into()
 }

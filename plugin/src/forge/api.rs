@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::Error;
 use super::PullRequest;
 use super::remote::{Forge, check_url};
 use super::token::{Credentials, TokenSource};
-use crate::Error;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (for one path segment or one
 /// query value).
@@ -235,9 +235,9 @@ fn finish(
     url: String,
     result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Result<Reply, Error> {
-    let mut response = result.map_err(|e| Error::Network {
+    let mut response = result.map_err(|source| Error::Network {
         url: url.clone(),
-        message: e.to_string(),
+        source,
     })?;
     let status = response.status().as_u16();
     let text = response
@@ -245,9 +245,9 @@ fn finish(
         .with_config()
         .limit(16 * 1024 * 1024)
         .read_to_string()
-        .map_err(|e| Error::Network {
+        .map_err(|source| Error::NetworkRead {
             url: url.clone(),
-            message: format!("reading the answer: {e}"),
+            source,
         })?;
     let body = if text.trim().is_empty() {
         Value::Null

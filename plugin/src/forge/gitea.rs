@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
+use super::Error;
 use super::api::{Api, enc};
 use super::remote::{Forge, ForgeKind};
 use super::token::Credentials;
 use super::{PullRequest, PullRequestOptions};
-use crate::Error;
 
 const SCOPE: &str = "write:repository scope";
 const PAGE: usize = 50;

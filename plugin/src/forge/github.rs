@@ -2,11 +2,11 @@
 
 use serde_json::{Value, json};
 
+use super::Error;
 use super::api::{Api, Reply, enc};
 use super::remote::Forge;
 use super::token::Credentials;
 use super::{PullRequest, PullRequestOptions};
-use crate::Error;
 
 const SCOPE: &str = "repo scope";
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::Error;
+use super::Error;
 
 /// The kinds of forge a pull request can be opened on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::Error;
 use super::remote::Forge;
-use crate::Error;
 
 /// A secret token. It is never printed: `Debug` shows `Token(***)`.
 #[derive(Clone, PartialEq, Eq)]
@@ -139,9 +139,10 @@ fn git_credential_fill(
     host: &str,
     env: &Environment,
 ) -> Result<Option<String>, Error> {
-    let fail = |message: String| Error::GitCredential {
+    let fail = |step: &'static str, source: std::io::Error| Error::GitCredential {
         host: host.to_string(),
-        message,
+        step,
+        source,
     };
     let mut cmd = Command::new("git");
     cmd.args(["credential", "fill"])
@@ -155,17 +156,15 @@ fn git_credential_fill(
     if let Some(dir) = &env.cwd {
         cmd.current_dir(dir);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| fail(format!("cannot run git: {e}")))?;
+    let mut child = cmd.spawn().map_err(|e| fail("cannot run git", e))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(format!("protocol={protocol}\nhost={host}\n\n").as_bytes())
-            .map_err(|e| fail(format!("cannot talk to git: {e}")))?;
+            .map_err(|e| fail("cannot talk to git", e))?;
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| fail(format!("cannot run git: {e}")))?;
+        .map_err(|e| fail("cannot run git", e))?;
     if !out.status.success() {
         // No helper had it and prompting is off: git says "could not read Username/Password".
         return Ok(None);

@@ -12,9 +12,9 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use serde::Serialize;
 
+use super::Error;
 use super::Repo;
 use super::url::RepoKey;
-use crate::Error;
 
 /// Never set: network operations run to completion or fail.
 static NOT_INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -139,12 +139,9 @@ impl RepoFinder {
     ) -> Result<RepoFinder, Error> {
         let mut locals = Vec::new();
         for path in explicit {
-            let repo = gix::discover(path).map_err(|e| Error::Git {
+            let repo = gix::discover(path).map_err(|e| Error::NotARepo {
                 repo: path.display().to_string(),
-                message: format!(
-                    "not a Git repository ({}); --repo takes the path of a clone",
-                    super::error_text(&e)
-                ),
+                source: Some(e.into()),
             })?;
             let dir = repo.workdir().unwrap_or(repo.git_dir()).to_path_buf();
             let opened = Repo::open(&dir, RepoOrigin::Explicit)?;
@@ -180,7 +177,8 @@ impl RepoFinder {
         let Some(key) = RepoKey::of_url(url) else {
             return Err(Error::RepoUnreachable {
                 url: url.to_string(),
-                message: "this is not a Git URL".into(),
+                what: Some("this is not a Git URL".into()),
+                source: None,
             });
         };
         let mut matching: Vec<Rc<Repo>> = self
@@ -221,9 +219,11 @@ impl RepoFinder {
                     commit.unwrap_or("?")
                 ));
             }
+            // The cache clone's error is kept as text: it is remembered for the run.
             Error::RepoUnreachable {
                 url: url.to_string(),
-                message,
+                what: None,
+                source: Some(message.into()),
             }
         })?;
         let Some(hex) = commit else {
@@ -281,7 +281,7 @@ impl RepoFinder {
     fn open_or_clone(&self, key: &RepoKey, url: &str) -> Result<(Rc<Repo>, bool), String> {
         let dir = self.cache_dir.join(key.cache_dir_name());
         if dir.join("HEAD").exists() {
-            let repo = Repo::open(&dir, RepoOrigin::Cache).map_err(|e| e.to_string())?;
+            let repo = Repo::open(&dir, RepoOrigin::Cache).map_err(|e| crate::error::chain(&e))?;
             return Ok((Rc::new(repo), false));
         }
         std::fs::create_dir_all(&self.cache_dir).map_err(|e| {
@@ -318,7 +318,7 @@ impl RepoFinder {
                 return Err(format!("cannot move the clone into {}: {e}", dir.display()));
             }
         }
-        let repo = Repo::open(&dir, RepoOrigin::Cache).map_err(|e| e.to_string())?;
+        let repo = Repo::open(&dir, RepoOrigin::Cache).map_err(|e| crate::error::chain(&e))?;
         Ok((Rc::new(repo), true))
     }
 
@@ -327,17 +327,15 @@ impl RepoFinder {
         if self.announce {
             eprintln!("kubectl-gitops: fetching {url} into {}", dir.display());
         }
-        let unreachable = |message: String| Error::RepoUnreachable {
+        let unreachable = |what: Option<&str>, e: crate::error::BoxError| Error::RepoUnreachable {
             url: url.to_string(),
-            message,
+            what: what.map(str::to_string),
+            source: Some(e),
         };
-        let repo = gix::open(&dir).map_err(|e| unreachable(super::error_text(&e)))?;
-        let remote = repo.find_remote("origin").map_err(|e| {
-            unreachable(format!(
-                "the cache clone has no origin remote: {}",
-                super::error_text(&e)
-            ))
-        })?;
+        let repo = gix::open(&dir).map_err(|e| unreachable(None, e.into()))?;
+        let remote = repo
+            .find_remote("origin")
+            .map_err(|e| unreachable(Some("the cache clone has no origin remote"), e.into()))?;
         // Every branch and tag, whatever the clone recorded: the applied commit may be on any.
         let mut remote = remote;
         remote
@@ -345,14 +343,14 @@ impl RepoFinder {
                 ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
                 gix::remote::Direction::Fetch,
             )
-            .map_err(|e| unreachable(super::error_text(&e)))?;
+            .map_err(|e| unreachable(None, e.into()))?;
         remote
             .connect(gix::remote::Direction::Fetch)
-            .map_err(|e| unreachable(super::error_text(&e)))?
+            .map_err(|e| unreachable(None, e.into()))?
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| unreachable(super::error_text(&e)))?
+            .map_err(|e| unreachable(None, e.into()))?
             .receive(gix::progress::Discard, &NOT_INTERRUPTED)
-            .map_err(|e| unreachable(super::error_text(&e)))?;
+            .map_err(|e| unreachable(None, e.into()))?;
         // Reopen so the new pack is seen.
         let repo = Repo::open(&dir, RepoOrigin::Cache)?;
         self.cached.insert(key.clone(), Ok((Rc::new(repo), true)));

@@ -69,6 +69,8 @@ impl std::fmt::Display for WalkError {
     }
 }
 
+impl std::error::Error for WalkError {}
+
 /// For each of `paths` (repository-relative, `/`-separated), the last commit at or before `start`
 /// that touched it; `None` for a path that does not exist at `start`.
 pub fn last_commits<P: AsRef<[u8]>>(

@@ -322,7 +322,7 @@ pub trait Files {
 
 impl Files for Snapshot<'_> {
     fn kind(&self, path: &str) -> Result<Option<EntryKind>, String> {
-        Snapshot::kind(self, path).map_err(|e| e.to_string())
+        Snapshot::kind(self, path).map_err(|e| crate::error::chain(&e))
     }
 }
 

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
+use super::Error;
 use super::path::{Change, FieldPath};
-use crate::Error;
 
 /// Where the pod spec is in an object of a workload kind (`spec` of a Pod,
 /// `spec.template.spec` of a Deployment, StatefulSet, DaemonSet, ReplicaSet,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::Error;
 use super::emit::{
     DocStyle, col, comment_after, insertion_point, line_end_excl, line_end_incl, line_start,
     needs_block, next_comment_indent,
@@ -12,7 +13,6 @@ use super::emit::{
 use super::path::{Change, FieldPath, PathSegment, apply_json, describe};
 use super::scalar::{self, Style};
 use super::tree::{Kind, Node, Tree, node_json};
-use crate::Error;
 
 /// One text replacement.
 struct Edit {

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
+use super::Error;
 use super::path::{FieldPath, PathSegment};
-use crate::Error;
 
 /// JSON merge patch (RFC 7386, `kubectl patch --type merge`).
 pub fn merge_patch(target: &mut Value, patch: &Value) {

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use saphyr_parser::{Event, Parser, ScalarStyle};
 use serde_json::Value;
 
+use super::Error;
 use super::path::PathSegment;
 use super::scalar::{Style, resolve_plain};
-use crate::Error;
 
 /// Where the parts of a block scalar (`|` / `>`) are.
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@ use crate::change::{
 };
 use crate::git::{Repo, Snapshot};
 use crate::locate::ArgoHelm;
+use crate::locate::error::Error as LocateError;
 use crate::locate::helm::{ChartValues, Origin, Values};
 use crate::manifest::{Build, Wanted};
 use crate::splice::{self, Change, FieldPath};
@@ -86,6 +87,7 @@ impl Context {
             return false;
         };
         repo.snapshot(id)
+            .map_err(Error::from)
             .and_then(|snap| h.renders(&snap, &build.path))
             .unwrap_or(false)
     }
@@ -107,13 +109,14 @@ impl Context {
             crate::git::revision::short(&place.start.to_string())
         );
         let Some(cv) = crate::locate::helm::read(&snap, dir, h)? else {
-            return Err(Error::NotLocated {
+            return Err(LocateError::NotLocated {
                 message: format!(
                     "{}: {} renders ./{dir} as a Helm chart, but there is no chart there at {at}",
                     self.located.resource_in(),
                     self.located.applier
                 ),
-            });
+            }
+            .into());
         };
         let r = self.rendering(&cv, dir, h);
         for n in &r.values.notes {
@@ -262,14 +265,15 @@ impl Context {
         for (file, list) in files {
             let old_text = snap
                 .read(&file)
-                .map_err(AttemptError::Fatal)?
+                .map_err(|e| AttemptError::Fatal(e.into()))?
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
             let new_text = if splice::parse_document(&old_text)
-                .map_err(AttemptError::Fatal)?
+                .map_err(|e| AttemptError::Fatal(e.into()))?
                 .is_object()
             {
-                splice::apply_changes(&old_text, &list).map_err(AttemptError::Fatal)?
+                splice::apply_changes(&old_text, &list)
+                    .map_err(|e| AttemptError::Fatal(e.into()))?
             } else {
                 // An empty (or absent) values file: written anew.
                 let mut v = Value::Object(Map::new());
@@ -411,7 +415,7 @@ impl Context {
             m.push_str(&format!("\n  {l}"));
         }
         m.push_str("\nNothing was changed.");
-        Error::HelmRendered { message: m }
+        LocateError::HelmRendered { message: m }.into()
     }
 }
 
