@@ -23,6 +23,13 @@ pub enum Error {
     /// The command line is not usable (message says why and what to pass instead).
     #[error("{0}")]
     Usage(String),
+    /// Something given (an argument, a patch, a live object) is not usable; the cause says why.
+    #[error("{what}")]
+    Invalid {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
     /// Writing the output failed.
     #[error("cannot write the output")]
     Output(#[source] BoxError),
@@ -108,4 +115,160 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::{change, cluster, forge, git, locate, splice};
+
+    fn kube_refusal() -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure(
+                "deployments.apps \"web\" is forbidden: User \"ana\" cannot get resource",
+                "Forbidden",
+            )
+            .with_code(403)
+            .boxed(),
+        )
+    }
+
+    /// An error that prints its cause in its own message too, as kube's and many others do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("fetching origin: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn the_chain_is_printed_once_in_order_then_what_to_do() {
+        let e: Error = git::Error::RepoUnreachable {
+            url: "https://git.example.com/shop.git".into(),
+            what: Some("the cache clone has no origin remote".into()),
+            source: Some(Box::new(Repeats(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            )))),
+        }
+        .into();
+        assert_eq!(
+            e.to_string(),
+            "cannot reach the Git repository https://git.example.com/shop.git: the cache clone has no origin remote",
+            "the message itself does not repeat its cause"
+        );
+        assert_eq!(
+            e.report(),
+            "cannot reach the Git repository https://git.example.com/shop.git: the cache clone has no origin remote: fetching origin: connection refused; run kubectl gitops inside a clone of it, or pass --repo PATH"
+        );
+
+        // kube's message for a refusal holds the status twice (and its Debug form): the user
+        // reads what kubectl prints, once.
+        let e: Error = cluster::kube_error("listing deployments", kube_refusal()).into();
+        assert_eq!(
+            e.report(),
+            "listing deployments: deployments.apps \"web\" is forbidden: User \"ana\" cannot get resource"
+        );
+        let e: Error = cluster::kube_error(
+            "getting deployment/web",
+            kube::Error::ReadEvents(std::io::Error::other("broken pipe")),
+        )
+        .into();
+        assert_eq!(
+            e.report(),
+            "getting deployment/web: Error reading events stream: broken pipe"
+        );
+    }
+
+    #[test]
+    fn the_source_of_a_kube_or_io_failure_is_the_underlying_error() {
+        let e: Error = cluster::kube_error("getting deployment/web", kube_refusal()).into();
+        let source = e.source().expect("a source");
+        match source.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) => assert_eq!(status.code, 403),
+            other => panic!("{other:?}"),
+        }
+
+        let e = Error::Io {
+            path: "/tmp/patch.yaml".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        assert_eq!(e.to_string(), "cannot read /tmp/patch.yaml");
+
+        let e: Error = change::error::Error::Editor {
+            editor: "vi".into(),
+            message: "cannot start it".into(),
+            source: Some(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+        }
+        .into();
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+        assert!(
+            e.report().ends_with(
+                "; set KUBE_EDITOR or EDITOR to an editor that waits until the file is closed"
+            ),
+            "{}",
+            e.report()
+        );
+    }
+
+    #[test]
+    fn every_subsystem_error_converts_into_the_crate_error() {
+        fn convert(e: impl Into<Error>) -> Error {
+            e.into()
+        }
+        let splice = convert(splice::Error::MergeKey {
+            path: "spec.template".into(),
+        });
+        assert!(matches!(
+            splice,
+            Error::Splice(splice::Error::MergeKey { .. })
+        ));
+        let forge = convert(forge::Error::UnknownForge {
+            host: "git.acme.io".into(),
+        });
+        assert!(matches!(
+            forge,
+            Error::Forge(forge::Error::UnknownForge { .. })
+        ));
+        let cluster = convert(cluster::Error::NotFound {
+            resource: "deployment/web in shop".into(),
+        });
+        assert!(matches!(
+            cluster,
+            Error::Cluster(cluster::Error::NotFound { .. })
+        ));
+        let git = convert(git::Error::NoGitIdentity {
+            repo: "/src/shop".into(),
+        });
+        assert!(matches!(git, Error::Git(git::Error::NoGitIdentity { .. })));
+        let locate = convert(locate::error::Error::Unmanaged {
+            resource: "deployment/web in shop".into(),
+        });
+        assert!(matches!(
+            locate,
+            Error::Locate(locate::error::Error::Unmanaged { .. })
+        ));
+        let change = convert(change::error::Error::NotABranch {
+            owner: "Flux Kustomization flux-system/apps".into(),
+            follows: "tag v1.2.0".into(),
+        });
+        assert!(matches!(
+            change,
+            Error::Change(change::error::Error::NotABranch { .. })
+        ));
+        // The crate's error says what the subsystem's says.
+        assert_eq!(cluster.report(), "deployment/web in shop not found",);
+        assert_eq!(
+            forge.to_string(),
+            "cannot tell which forge serves git.acme.io: pass --forge github|gitlab|gitea|forgejo (and --forge-url with the API URL if it is not at the usual place)"
+        );
+    }
 }

@@ -959,10 +959,10 @@ pub async fn plan(
     let owners = match Object::from_json(&text) {
         Ok(obj) => owner::owners_of(&obj, location.object.group(), &location.object.kind, config),
         Err(e) => {
-            location.fail(&Error::Usage(format!(
-                "{}: {e}",
-                location.object.describe()
-            )));
+            location.fail(&Error::Invalid {
+                what: location.object.describe(),
+                source: e.into(),
+            });
             return Planned {
                 location,
                 target: None,

@@ -259,8 +259,10 @@ pub fn parse_images(args: &[String]) -> Result<Vec<(String, String)>, Error> {
 
 /// Reads a `-p` patch (JSON or YAML, as kubectl accepts).
 pub fn parse_patch(text: &str, kind: PatchType) -> Result<Value, Error> {
-    let v = splice::parse_document(text)
-        .map_err(|e| Error::Usage(format!("the patch is not valid JSON or YAML: {e}")))?;
+    let v = splice::parse_document(text).map_err(|e| Error::Invalid {
+        what: "the patch is not valid JSON or YAML".into(),
+        source: e.into(),
+    })?;
     match (kind, &v) {
         (PatchType::Json, Value::Array(_)) => Ok(v),
         (PatchType::Json, _) => Err(Error::Usage(

@@ -91,7 +91,10 @@ pub async fn whoami(cluster: &Cluster, target: &Target, probe: &Value) -> Result
     };
     let request = kube::core::Request::new(url_path(target))
         .patch(&target.name, &params, &Patch::Merge(probe))
-        .map_err(|e| Error::Usage(format!("cannot build the dry-run request: {e}")))?;
+        .map_err(|e| Error::Invalid {
+            what: "cannot build the dry-run request".into(),
+            source: e.into(),
+        })?;
     let response = cluster
         .client
         .send(request.map(kube::client::Body::from))
@@ -195,7 +198,10 @@ pub async fn open(
     let until = now
         .checked_add(duration)
         .and_then(|t| t.round(jiff::Unit::Second))
-        .map_err(|e| Error::Usage(format!("--for {duration:#} is too long: {e}")))?
+        .map_err(|e| Error::Invalid {
+            what: format!("--for {duration:#} is too long"),
+            source: e.into(),
+        })?
         .to_string();
     let probe = window_patch(&until, reason, ticket, "");
     let by = whoami(cluster, target, &probe).await?;
