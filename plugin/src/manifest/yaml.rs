@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::Error;
+use crate::splice::Error;
 use crate::splice::documents::{content_line, marker, split};
 use crate::splice::tree::{self, Kind, Tree};
 
