@@ -1,6 +1,7 @@
 //! Which file in Git defines a live object: the `config.kubernetes.io/origin` annotation when the
 //! build recorded it (kustomize `buildMetadata: [originAnnotations]`), else a search of what the
-//! owner's path builds at the applied commit ([`kustomize`]). Several candidates are reported as
+//! owner's path builds at the applied commit ([`kustomize`], the one model of a kustomization
+//! tree: the change side reads the same entries and their layers). Several candidates are reported as
 //! such, never guessed between.
 
 pub mod kustomize;
@@ -10,7 +11,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::git::{EntryKind, Snapshot, join_path};
-pub use kustomize::Transform;
+pub use kustomize::{Layer, Transform};
 
 /// The annotation kustomize writes with `buildMetadata: [originAnnotations]`.
 pub const ORIGIN_ANNOTATION: &str = "config.kubernetes.io/origin";
@@ -71,6 +72,10 @@ pub struct Entry {
     pub hashed: bool,
     #[serde(skip)]
     pub transform: Transform,
+    /// The kustomizations the entry comes through, innermost first: what patches and
+    /// transforms it on the way to the owner's path (empty for a file the owner reads itself).
+    #[serde(skip)]
+    pub layers: Vec<Layer>,
 }
 
 /// Everything a build produces at one commit.

@@ -8,8 +8,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::git::{EntryKind, Snapshot, join_path};
-
-const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+use crate::manifest::kustomize::{self, KUSTOMIZATION_FILES};
 
 /// Directories looked at, at most: past this the repository is not searched further (and
 /// nothing is called shared that was not found).
@@ -22,12 +21,6 @@ pub struct Graph {
     referrers: BTreeMap<String, BTreeSet<String>>,
     /// Directories holding a kustomization file.
     kustomizations: BTreeSet<String>,
-}
-
-fn dir_of(file: &str) -> String {
-    file.rsplit_once('/')
-        .map(|(d, _)| d.to_string())
-        .unwrap_or_default()
 }
 
 impl Graph {
@@ -60,15 +53,14 @@ impl Graph {
             g.kustomizations.insert(dir.clone());
         }
         for (dir, file) in files {
-            let Some(bytes) = snap.read(&file)? else {
+            let Ok(Some(text)) = kustomize::read_text(snap, &file) else {
                 continue;
             };
-            let text = String::from_utf8_lossy(&bytes);
-            let Ok(k) = crate::splice::parse_document(&text) else {
+            let Ok((_, k)) = kustomize::parse(&text, &file) else {
                 continue;
             };
             for read in reads(&k) {
-                if read.contains("://") || read.starts_with("git@") {
+                if kustomize::is_remote(&read) {
                     continue;
                 }
                 let Some(path) = join_path(&dir, &read) else {
@@ -174,7 +166,7 @@ fn reads(k: &Value) -> Vec<String> {
 
 /// A file's directory, the node a kustomization file stands for.
 pub fn kustomization_dir(file: &str) -> String {
-    dir_of(file)
+    kustomize::dir_of(file)
 }
 
 #[cfg(test)]

@@ -17,14 +17,13 @@ use serde_json::{Map, Value};
 use crate::Error;
 use crate::change::error::Error as ChangeError;
 use crate::git::{EntryKind, Snapshot, join_path};
-use crate::manifest::{Build, Entry, Renderer};
+use crate::manifest::kustomize::{self, NOT_PREFIXED, bad, dir_of, is_kustomization_file};
+use crate::manifest::{Build, Entry};
 use crate::patch_target;
 use crate::splice::{self, Change, DocSpan, FieldPath, PathSegment};
 
 use super::diff::FileChange;
 use super::shared;
-
-const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// Fields by which strategic merge patches merge lists of objects (as in `splice`).
 const MERGE_KEYS: &[&str] = &[
@@ -212,165 +211,6 @@ pub struct Definition {
     pub notes: Vec<String>,
 }
 
-/// What went wrong while reading the sources (a file that is not what kustomize needs).
-fn bad(file: &str, message: impl Into<String>) -> Error {
-    ChangeError::KustomizeSource {
-        file: file.to_string(),
-        message: message.into(),
-    }
-    .into()
-}
-
-fn read_text(snap: &Snapshot<'_>, path: &str) -> Result<Option<String>, Error> {
-    match snap.read(path)? {
-        Some(bytes) => String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| bad(path, "the file is not UTF-8 text")),
-        None => Ok(None),
-    }
-}
-
-fn first_doc(text: &str, file: &str) -> Result<(DocSpan, Value), Error> {
-    let docs = splice::find_documents(text);
-    // A kustomization file needs no apiVersion or kind: any content makes a document.
-    let has_content = |d: &DocSpan| {
-        text[d.range.clone()].lines().any(|l| {
-            let l = l.trim();
-            !l.is_empty() && !l.starts_with('#') && l != "---" && l != "..."
-        })
-    };
-    let doc = docs
-        .into_iter()
-        .find(|d| !d.is_empty() || has_content(d))
-        .ok_or_else(|| bad(file, "the file is empty"))?;
-    let value = splice::parse_document(&text[doc.range.clone()])?;
-    Ok((doc, value))
-}
-
-fn kustomization_in(snap: &Snapshot<'_>, dir: &str) -> Result<Option<String>, Error> {
-    for name in KUSTOMIZATION_FILES {
-        let path = join_path(dir, name).unwrap_or_default();
-        if snap.kind(&path)? == Some(EntryKind::File) {
-            return Ok(Some(path));
-        }
-    }
-    Ok(None)
-}
-
-fn is_remote(resource: &str) -> bool {
-    resource.contains("://")
-        || resource.starts_with("git@")
-        || resource.starts_with("github.com/")
-        || resource.starts_with("gitlab.com/")
-        || resource.contains("?ref=")
-}
-
-fn dir_of(file: &str) -> String {
-    file.rsplit_once('/')
-        .map_or(String::new(), |(d, _)| d.to_string())
-}
-
-/// Finds the kustomization files between the build root and `target` (outermost first).
-struct ChainFinder<'s, 'r> {
-    snap: &'s Snapshot<'r>,
-    target: String,
-    visiting: Vec<String>,
-}
-
-impl ChainFinder<'_, '_> {
-    fn root_chain(&mut self, build: &Build) -> Result<Option<Vec<String>>, Error> {
-        let root = build.path.clone();
-        match self.snap.kind(&root)? {
-            Some(EntryKind::File) => Ok((root == self.target).then(Vec::new)),
-            Some(EntryKind::Dir) => {
-                if let Some(k) = kustomization_in(self.snap, &root)? {
-                    return self.kustomization(&k);
-                }
-                match build.renderer {
-                    Renderer::Flux => self.plain_dir(&root, true),
-                    Renderer::ArgoDirectory { recurse } => self.plain_dir(&root, recurse),
-                }
-            }
-            _ => Ok(None),
-        }
-    }
-
-    fn plain_dir(&mut self, dir: &str, recurse: bool) -> Result<Option<Vec<String>>, Error> {
-        let Some(list) = self.snap.list(dir)? else {
-            return Ok(None);
-        };
-        for (name, kind) in list {
-            let path = join_path(dir, &name).unwrap_or_default();
-            match kind {
-                EntryKind::File if path == self.target => return Ok(Some(Vec::new())),
-                EntryKind::Dir if recurse => {
-                    let found = match kustomization_in(self.snap, &path)? {
-                        Some(k) => self.kustomization(&k)?,
-                        None => self.plain_dir(&path, true)?,
-                    };
-                    if found.is_some() {
-                        return Ok(found);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(None)
-    }
-
-    fn kustomization(&mut self, file: &str) -> Result<Option<Vec<String>>, Error> {
-        if self.visiting.iter().any(|v| v == file) {
-            return Ok(None);
-        }
-        self.visiting.push(file.to_string());
-        let found = self.kustomization_inner(file);
-        self.visiting.pop();
-        let found = found?;
-        Ok(found.map(|mut chain| {
-            chain.insert(0, file.to_string());
-            chain
-        }))
-    }
-
-    fn kustomization_inner(&mut self, file: &str) -> Result<Option<Vec<String>>, Error> {
-        let Some(text) = read_text(self.snap, file)? else {
-            return Ok(None);
-        };
-        let Ok((_, k)) = first_doc(&text, file) else {
-            return Ok(None);
-        };
-        let dir = dir_of(file);
-        for key in ["resources", "bases", "components", "crds"] {
-            let Some(items) = k.get(key).and_then(Value::as_array) else {
-                continue;
-            };
-            for item in items {
-                let Some(r) = item.as_str() else { continue };
-                if is_remote(r) {
-                    continue;
-                }
-                let Some(path) = join_path(&dir, r) else {
-                    continue;
-                };
-                match self.snap.kind(&path)? {
-                    Some(EntryKind::File) if path == self.target => return Ok(Some(Vec::new())),
-                    Some(EntryKind::Dir) => {
-                        let found = match kustomization_in(self.snap, &path)? {
-                            Some(inner) => self.kustomization(&inner)?,
-                            None => self.plain_dir(&path, false)?,
-                        };
-                        if found.is_some() {
-                            return Ok(found);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(None)
-    }
-}
-
 /// The object identity patch targets are matched against.
 #[derive(Debug, Clone)]
 struct Identity {
@@ -428,7 +268,7 @@ impl Reader<'_, '_> {
         if let Some(t) = self.files.original.get(path) {
             return Ok(Some(t.clone()));
         }
-        let t = read_text(self.snap, path)?;
+        let t = kustomize::read_text(self.snap, path)?;
         if let Some(t) = &t {
             self.files.original.insert(path.to_string(), t.clone());
         }
@@ -475,13 +315,6 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
         )
     })?;
     let base = splice::parse_document(&text[span.range.clone()])?;
-    let mut finder = ChainFinder {
-        snap,
-        target: entry.file.clone(),
-        visiting: Vec::new(),
-    };
-    let mut layers = finder.root_chain(build)?.unwrap_or_default();
-    layers.reverse();
     let api_version = base
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -501,12 +334,20 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
     };
     let mut steps = Vec::new();
     let mut own = None;
-    for (i, layer) in layers.iter().enumerate() {
+    // The layers the build model recorded for the entry, innermost first; each layer's
+    // components transform what it holds before its own transformers do.
+    let mut layers = Vec::new();
+    for (i, layer) in entry.layers.iter().enumerate() {
         let from = steps.len();
-        layer_steps(&mut reader, layer, &mut identity, &mut steps)?;
-        if i + 1 == layers.len() && shared::kustomization_dir(layer) == build.path {
+        for c in &layer.components {
+            layer_steps(&mut reader, c, &mut identity, &mut steps)?;
+            layers.push(c.clone());
+        }
+        layer_steps(&mut reader, &layer.file, &mut identity, &mut steps)?;
+        layers.push(layer.file.clone());
+        if i + 1 == entry.layers.len() && dir_of(&layer.file) == build.path {
             own = Some(OwnOverlay {
-                file: layer.clone(),
+                file: layer.file.clone(),
                 from,
                 end: steps.len(),
             });
@@ -541,10 +382,7 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
     }
     let mut shared_files = BTreeMap::new();
     for &file in &read {
-        let is_kustomization = KUSTOMIZATION_FILES
-            .iter()
-            .any(|k| file == *k || file.ends_with(&format!("/{k}")));
-        let node = if is_kustomization {
+        let node = if is_kustomization_file(file) {
             shared::kustomization_dir(file)
         } else {
             file.to_string()
@@ -594,22 +432,8 @@ fn layer_steps(
     let text = reader
         .text(file)?
         .ok_or_else(|| bad(file, "the file does not exist at this commit"))?;
-    let (_, k) = first_doc(&text, file)?;
+    let (_, k) = kustomize::parse(&text, file)?;
     let dir = dir_of(file);
-    // Components listed here transform this layer's resources first.
-    if let Some(components) = k.get("components").and_then(Value::as_array) {
-        for c in components.iter().filter_map(Value::as_str) {
-            if is_remote(c) {
-                continue;
-            }
-            let Some(path) = join_path(&dir, c) else {
-                continue;
-            };
-            if let Some(kf) = kustomization_in(reader.snap, &path)? {
-                layer_steps(reader, &kf, identity, steps)?;
-            }
-        }
-    }
     // Strategic merge patches listed as files or inline texts.
     if let Some(items) = k.get("patchesStrategicMerge").and_then(Value::as_array) {
         for (i, item) in items.iter().enumerate() {
@@ -805,8 +629,6 @@ fn layer_steps(
     }
     Ok(())
 }
-
-const NOT_PREFIXED: [&str; 3] = ["Namespace", "CustomResourceDefinition", "APIService"];
 
 /// The documents of a strategic merge patch file that apply to the object (a file can hold
 /// several patches; a JSON 6902 file is one list of operations).
@@ -1008,10 +830,7 @@ impl Definition {
         }
         let graph = shared::Graph::of(snap)?;
         for file in &self.read {
-            let is_kustomization = KUSTOMIZATION_FILES
-                .iter()
-                .any(|k| file == k || file.ends_with(&format!("/{k}")));
-            let node = if is_kustomization {
+            let node = if is_kustomization_file(file) {
                 shared::kustomization_dir(file)
             } else {
                 file.clone()
@@ -1114,7 +933,7 @@ impl Definition {
             .files
             .get(file)
             .ok_or_else(|| bad(file, "the kustomization file is gone"))?;
-        let (_, k) = first_doc(text, file)?;
+        let (_, k) = kustomize::parse(text, file)?;
         k.pointer(&at.to_pointer())
             .and_then(Value::as_str)
             .map(str::to_string)
@@ -1126,7 +945,7 @@ impl Definition {
             .files
             .get(file)
             .ok_or_else(|| bad(file, "the kustomization file is gone"))?;
-        Ok(first_doc(text, file)?.1)
+        Ok(kustomize::parse(text, file)?.1)
     }
 
     /// The object the sources give now, and the object before each step (`states[i]` is the
@@ -1459,7 +1278,7 @@ impl Definition {
             .get(&own.file)
             .ok_or_else(|| bad(&own.file, "the kustomization file is gone"))?
             .to_string();
-        let (span, _) = first_doc(&text, &own.file)?;
+        let (span, _) = kustomize::parse(&text, &own.file)?;
         let new = splice::apply_changes_to_file(&text, &span, &kustomization)?;
         self.files.set(&own.file, new);
         self.notes.push(format!(
@@ -1727,7 +1546,7 @@ impl Definition {
                 .get(&file)
                 .ok_or_else(|| bad(&file, "the kustomization file is gone"))?
                 .to_string();
-            let (span, _) = first_doc(&text, &file)?;
+            let (span, _) = kustomize::parse(&text, &file)?;
             let new = splice::apply_changes_to_file(&text, &span, &changes)?;
             self.files.set(&file, new);
         }
