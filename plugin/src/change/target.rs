@@ -9,6 +9,9 @@
 //! the patch or transformer entry that sets it last, else the document itself — and checks that
 //! the sources then give exactly the intended object. Fields set for every object of a layer
 //! (common labels, namespace, name prefix) are refused with a message naming the file.
+//!
+//! The layers are those the build model recorded for the object's entry
+//! ([`crate::manifest::kustomize`]): the change side does not walk the tree again.
 
 use std::collections::BTreeMap;
 
@@ -423,6 +426,8 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
     })
 }
 
+/// The steps of one kustomization (or component) file itself, in kustomize's order; its
+/// components are layers of their own (see [`crate::manifest::Layer`]).
 fn layer_steps(
     reader: &mut Reader<'_, '_>,
     file: &str,
