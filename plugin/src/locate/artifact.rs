@@ -367,7 +367,7 @@ impl Copies {
                 self.rules_used()
             ));
         }
-        for name in ["kustomization.yaml", "kustomization.yml", "Kustomization"] {
+        for name in crate::manifest::kustomize::KUSTOMIZATION_FILES {
             let k = join(&self.git_path, name);
             if matches!(files.kind(&k), Ok(Some(EntryKind::File))) {
                 self.check(files, &k)?;

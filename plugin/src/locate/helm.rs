@@ -10,8 +10,6 @@ use crate::change::helm::{self, Names, Which};
 use crate::git::{EntryKind, Snapshot, join_path};
 use crate::manifest::Wanted;
 
-const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
-
 /// What an Argo CD source gives Helm when its path is a chart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArgoHelm {
@@ -153,12 +151,7 @@ impl ArgoHelm {
         if self.explicit {
             return Ok(true);
         }
-        for k in KUSTOMIZATION_FILES {
-            if file(k)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Ok(crate::manifest::kustomize::kustomization_in(snap, dir)?.is_none())
     }
 
     /// The values Helm gets, layer by layer: the chart's `values.yaml`, each of `valueFiles`,
