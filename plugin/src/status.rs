@@ -40,7 +40,8 @@ pub struct StatusArgs {
     pub all: bool,
 }
 
-fn controlled(v: &Value) -> bool {
+/// Whether a controller made the object from another (its controller owner reference).
+pub fn controlled(v: &Value) -> bool {
     v.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .is_some_and(|refs| {
@@ -49,18 +50,23 @@ fn controlled(v: &Value) -> bool {
         })
 }
 
-/// Lists the objects the selection names (deduplicated by uid), and the named objects that do
-/// not exist (said on stderr after the rows, as `kubectl get` does, rather than hiding them).
-fn objects(session: &Session, args: &StatusArgs) -> Result<(Vec<Value>, Vec<Error>), Error> {
-    let ns = (!args.all_namespaces).then_some(session.namespace.as_str());
-    let selector = args.selector.as_deref();
+/// Lists the objects the selection names (deduplicated by uid; objects a controller made from
+/// another left out), and the named objects that do not exist (said on stderr after the rows, as
+/// `kubectl get` does, rather than hiding them).
+pub fn objects(
+    session: &Session,
+    resources: &[String],
+    all_namespaces: bool,
+    selector: Option<&str>,
+) -> Result<(Vec<Value>, Vec<Error>), Error> {
+    let ns = (!all_namespaces).then_some(session.namespace.as_str());
     let cluster = &session.cluster;
     let mut found: Vec<Value> = Vec::new();
     let mut missing = Vec::new();
-    match selection(&args.resources)? {
+    match selection(resources)? {
         Selection::Everything => {
             let resources: Vec<Resource> = cluster
-                .listable(!args.all_namespaces)
+                .listable(!all_namespaces)
                 .into_iter()
                 .cloned()
                 .collect();
@@ -301,7 +307,12 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<bool, Error> {
                 .chain(named.iter().map(|(t, _)| t.as_str())),
         )?;
     }
-    let (objects, missing) = objects(&session, args)?;
+    let (objects, missing) = objects(
+        &session,
+        &args.resources,
+        args.all_namespaces,
+        args.selector.as_deref(),
+    )?;
     let mut cache = OwnerCache::default();
     let planned: Vec<Planned> = session.rt.block_on(async {
         let mut out = Vec::with_capacity(objects.len());

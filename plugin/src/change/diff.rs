@@ -93,16 +93,31 @@ fn push_line(out: &mut String, mark: char, line: &str) {
 /// The unified diff (3 lines of context) of one file, with `a/` and `b/` headers as git writes
 /// them; empty when nothing changed.
 pub fn unified(change: &FileChange) -> String {
-    let (a, b) = (lines(&change.old), lines(&change.new));
+    labelled(
+        &format!(
+            "diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n",
+            p = change.path
+        ),
+        &change.old,
+        &change.new,
+    )
+}
+
+/// The unified diff (3 lines of context) of two texts under `--- old` / `+++ new` headers named
+/// as given (`kubectl gitops diff`: `git/<file>@<commit>`, `live/<kind>/<name>`); empty when they
+/// are the same.
+pub fn unified_named(old_name: &str, new_name: &str, old: &str, new: &str) -> String {
+    labelled(&format!("--- {old_name}\n+++ {new_name}\n"), old, new)
+}
+
+fn labelled(header: &str, old: &str, new: &str) -> String {
+    let (a, b) = (lines(old), lines(new));
     let ops = line_ops(&a, &b);
     if ops.iter().all(|o| matches!(o, Op::Same(..))) {
         return String::new();
     }
     const CONTEXT: usize = 3;
-    let mut out = format!(
-        "diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n",
-        p = change.path
-    );
+    let mut out = header.to_string();
     // Group the changed ops into hunks with context.
     let changed: Vec<usize> = ops
         .iter()

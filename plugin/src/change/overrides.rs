@@ -262,6 +262,132 @@ impl Overrides {
     }
 }
 
+impl Overrides {
+    /// `built` (the object as the manifests give it) as the owner applies it: its targeting
+    /// `spec.patches` in turn, its `spec.images` (`newName`, `newTag`, `digest`), and `postBuild`
+    /// variables from `variables` (else their `${VAR:=default}`; a variable with neither stays
+    /// as written, and [`Overrides::setters`] names it).
+    pub fn apply(
+        &self,
+        built: &Value,
+        variables: &std::collections::BTreeMap<String, String>,
+    ) -> Value {
+        let mut state = built.clone();
+        for p in &self.patches {
+            if !targets(p.get("target"), &state) {
+                continue;
+            }
+            let Some(patch) = p
+                .get("patch")
+                .and_then(Value::as_str)
+                .and_then(|t| splice::parse_document(t).ok())
+            else {
+                continue;
+            };
+            let mut next = state.clone();
+            match &patch {
+                Value::Array(_) => {
+                    if splice::json_patch(&mut next, &patch).is_err() {
+                        continue;
+                    }
+                }
+                _ => splice::strategic_merge_patch(&mut next, &patch),
+            }
+            state = next;
+        }
+        let mut rewrites: Vec<(Vec<PathSegment>, String)> = Vec::new();
+        visit_strings(&state, &mut |path, text| {
+            if !matches!(path.last(), Some(PathSegment::Key(k)) if k == "image") {
+                return;
+            }
+            let name = image_name(text);
+            let Some(entry) = self
+                .images
+                .iter()
+                .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+            else {
+                return;
+            };
+            let field = |k: &str| {
+                entry
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            };
+            let rest = &text[name.len()..];
+            let old_tag = rest
+                .split('@')
+                .next()
+                .and_then(|t| t.strip_prefix(':'))
+                .map(str::to_string);
+            let mut image = field("newName").unwrap_or(name).to_string();
+            match (field("newTag"), old_tag) {
+                (Some(t), _) => image.push_str(&format!(":{t}")),
+                (None, Some(t)) => image.push_str(&format!(":{t}")),
+                (None, None) => {}
+            }
+            if let Some(d) = field("digest") {
+                image.push_str(&format!("@{d}"));
+            } else if let Some((_, d)) = rest.split_once('@') {
+                image.push_str(&format!("@{d}"));
+            }
+            rewrites.push((path.to_vec(), image));
+        });
+        for (path, image) in rewrites {
+            if let Some(slot) = target::value_at_mut(&mut state, &path) {
+                *slot = Value::String(image);
+            }
+        }
+        if !self.variables_from.is_empty() && !substitution_disabled(built) {
+            let mut subs: Vec<(Vec<PathSegment>, String)> = Vec::new();
+            visit_strings(&state, &mut |path, text| {
+                if variable_in(text).is_some() {
+                    subs.push((path.to_vec(), substitute(text, variables)));
+                }
+            });
+            for (path, text) in subs {
+                if let Some(slot) = target::value_at_mut(&mut state, &path) {
+                    *slot = Value::String(text);
+                }
+            }
+        }
+        state
+    }
+}
+
+/// `text` with its `${VAR}` and `${VAR:=default}` replaced (`$${VAR}` is kept as `${VAR}`); a
+/// variable without a value or default stays as written.
+fn substitute(text: &str, variables: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        if at > 0 && rest.as_bytes().get(at - 1) == Some(&b'$') {
+            out.push_str(&rest[..at - 1]);
+            out.push_str("${");
+            rest = &rest[at + 2..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        let inner_start = at + 2;
+        let Some(end) = rest[inner_start..].find('}') else {
+            out.push_str(&rest[at..]);
+            return out;
+        };
+        let inner = &rest[inner_start..inner_start + end];
+        let (name, default) = match inner.split_once(":=") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match variables.get(name).map(String::as_str).or(default) {
+            Some(v) => out.push_str(v),
+            None => out.push_str(&rest[at..inner_start + end + 1]),
+        }
+        rest = &rest[inner_start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Calls `f` with the path and text of every string in `v` (an explicit stack: no recursion on
 /// input, however deep).
 fn visit_strings(v: &Value, f: &mut dyn FnMut(&[PathSegment], &str)) {

@@ -1609,6 +1609,19 @@ pub fn value_at<'v>(v: &'v Value, segs: &[PathSegment]) -> Option<&'v Value> {
     get(v, segs)
 }
 
+/// The value at `segs` in `v`, to change it.
+pub fn value_at_mut<'v>(v: &'v mut Value, segs: &[PathSegment]) -> Option<&'v mut Value> {
+    let mut cur = v;
+    for s in segs {
+        cur = match (cur, s) {
+            (Value::Object(m), PathSegment::Key(k)) => m.get_mut(k)?,
+            (Value::Array(a), PathSegment::Index(i)) => a.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
 fn get<'v>(v: &'v Value, segs: &[PathSegment]) -> Option<&'v Value> {
     let mut cur = v;
     for s in segs {
