@@ -78,6 +78,20 @@ the agent (kustomize-controller, helm-controller, argocd-controller), Kubernetes
 else, which is drift. Server-maintained metadata and status are left out; fields nobody set
 (server defaults) only with --show-defaults.")]
     Blame(BlameArgs),
+    /// Every managed object against the document Git declares for it, field by field.
+    #[command(after_help = "Examples:
+  kubectl gitops diff -n prod
+  kubectl gitops diff deployment/web -n prod
+  kubectl gitops diff -A --revision tip -o json > drift.json
+
+Shows a unified diff per object (--- git/<file>@<commit>, +++ live/<kind>/<name>) and, for each
+field, who changed it and the exception or break-glass window that allowed it; then objects Git
+declares that are missing and objects in the owners' namespaces that nobody declares (strays).
+Server defaults, status, server metadata, rollout restarts, HPA-owned replicas and values written
+differently (1Gi and 1024Mi) are not drift.
+
+Exit status: 0 no drift, 1 drift, 2 error.")]
+    Diff(crate::diff::DiffArgs),
     /// Open (or close) a time-boxed, reasoned break-glass window on one object or a namespace.
     #[command(
         name = "break-glass",
@@ -159,6 +173,7 @@ pub fn run(cli: Cli) -> Result<bool, Error> {
     match command {
         Command::Status(args) => crate::status::run(&global, &args),
         Command::Trace(args) => crate::trace::run(&global, &args),
+        Command::Diff(args) => crate::diff::run(&global, &args).map(|code| code == 0),
         Command::Blame(args) => crate::blame::run(&global, &args),
         Command::BreakGlass(args) => crate::exceptions::run_break_glass(&global, &args),
         Command::Exceptions(args) => crate::exceptions::run(&global, &args),
@@ -186,6 +201,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Command::Diff(args) = &cli.command {
+        // diff has three outcomes, as `kubectl diff`: 0 no drift, 1 drift, 2 error.
+        return match crate::diff::run(&cli.global, args) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

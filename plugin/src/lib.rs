@@ -5,6 +5,7 @@ pub mod blame;
 pub mod change;
 pub mod cli;
 pub mod cluster;
+pub mod diff;
 pub mod doctor;
 pub mod error;
 pub mod exceptions;
