@@ -274,7 +274,7 @@ impl Overrides {
     ) -> Value {
         let mut state = built.clone();
         for p in &self.patches {
-            if !targets(p.get("target"), &state) {
+            if !targets(p.get("target"), &state).unwrap_or(false) {
                 continue;
             }
             let Some(patch) = p
