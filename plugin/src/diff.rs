@@ -232,14 +232,18 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
         .session
         .finder
         .by_dir(dir)
-        .ok_or_else(|| Error::Git {
-            repo: dir.display().to_string(),
-            message: "not opened".into(),
+        .ok_or_else(|| {
+            Error::from(crate::git::Error::Invalid {
+                repo: dir.display().to_string(),
+                message: "not opened".into(),
+            })
         })
         .and_then(|repo| {
-            let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| Error::Git {
-                repo: dir.display().to_string(),
-                message: e.to_string(),
+            let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| {
+                crate::git::Error::Invalid {
+                    repo: dir.display().to_string(),
+                    message: format!("{commit} is not a commit id: {e}"),
+                }
             })?;
             let snap = repo.snapshot(id)?;
             target::define(&snap, build, entry)?.effective()
