@@ -89,7 +89,7 @@ pub fn report(e: &Error) -> String {
     }
 }
 
-/// An error and its causes on one line (`a: b: c`), each cause once: a cause whose text an
+/// An error and its causes (`a: b: c`), each cause once: a cause whose text an
 /// earlier message already holds (libraries that print their source in their own message) is
 /// left out. An API server's refusal is its status message alone.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -108,7 +108,8 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
                 err.to_string()
             }
         };
-        let text = text.replace('\n', "; ");
+        // A message of several lines (what succeeded and what did not, one line per field)
+        // keeps them: only the links of the chain share a line.
         let text = text.trim().to_string();
         if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
