@@ -318,7 +318,8 @@ pub struct CustodyInfo {
     /// reference), an ExternalArtifact's ArtifactGenerator (its `sourceRef`).
     pub generator: Option<ObjectRef>,
     /// The sources it reads (a Kustomization's `sourceRef`, a HelmRelease's chart source, an
-    /// ArtifactGenerator's `sources`): every one must come from Git too.
+    /// ArtifactGenerator's `sources`, a HelmChart's `sourceRef`, the GitRepositories a
+    /// GitRepository includes): every one must come from Git too.
     pub sources: Vec<ObjectRef>,
     /// An Application's AppProject.
     pub project: Option<ObjectRef>,
@@ -425,6 +426,17 @@ pub fn custody_info(kind: &Kind, v: &Value, owners: Vec<OwnerRef>) -> CustodyInf
             }
         }
         "ExternalArtifact" => generator = source_ref(v.pointer("/spec/sourceRef"), namespace),
+        // A HelmChart builds its chart from the source it names.
+        "HelmChart" => sources.extend(source_ref(v.pointer("/spec/sourceRef"), namespace)),
+        // A GitRepository copies the content of the GitRepositories it includes into its own.
+        "GitRepository" => {
+            if let Some(list) = v.pointer("/spec/include").and_then(Value::as_array) {
+                sources.extend(list.iter().filter_map(|i| {
+                    let name = str_at(i, &["repository", "name"])?;
+                    Some(ObjectRef::new("GitRepository", namespace, name))
+                }));
+            }
+        }
         "Application" => {
             if let Some(resources) = v.pointer("/status/resources").and_then(Value::as_array) {
                 namespaces.extend(

@@ -649,6 +649,15 @@ fn cases() -> Vec<Case> {
         .stdin(configmap("agent-for-unsourced-owner", "payload", &flux("flux-system", "stray"), ""))
         .denied("Flux Kustomization flux-system/stray does not come from Git"),
         case(
+            "agent-for-owner-including-handmade",
+            c,
+            "kustomize-controller creates an object for a Kustomization from Git whose GitRepository includes a hand-made one",
+            Who::Sa(KC),
+            &["apply", "--server-side", "--field-manager=kustomize-controller", "-f", "-"],
+        )
+        .stdin(configmap("agent-for-owner-including-handmade", "payload", &flux("flux-system", "includes"), ""))
+        .denied("Flux Kustomization flux-system/includes does not come from Git"),
+        case(
             "agent-moves-between-git-owners",
             c,
             "kustomize-controller moves an object from one Kustomization from Git to another",
@@ -1350,6 +1359,18 @@ fn from_git() -> String {
             "path: ./, sourceRef: {kind: GitRepository, name: evil, namespace: team-x}",
         ),
         git_repository("team-a", "team-a", &root, "https://github.com/acme/team-a.git"),
+        // From Git, but copying in a hand-made repository's content (`spec.include`).
+        git_repository("team-a", "including", &root, "https://github.com/acme/including.git")
+            .replace(
+                "ref: {branch: main}}",
+                "ref: {branch: main}, include: [{repository: {name: smuggled}, toPath: shared}]}",
+            ),
+        kustomization(
+            "flux-system",
+            "includes",
+            &root,
+            "path: ./, sourceRef: {kind: GitRepository, name: including, namespace: team-a}",
+        ),
         kustomization(
             "team-a",
             "apps",
@@ -1401,6 +1422,7 @@ fn hand_made() -> String {
         configmap("helmrelease-values-by-hand", "shop-values", "", ""),
         configmap("helmrelease-values-by-hand", "notes", "", ""),
         git_repository("team-x", "evil", "", "https://github.com/mallory/evil.git"),
+        git_repository("team-a", "smuggled", "", "https://github.com/mallory/smuggled.git"),
         kustomization(
             "team-x",
             "evil",

@@ -1669,8 +1669,15 @@ mod tests {
                 "GitRepository",
                 json!({"apiVersion":"source.toolkit.fluxcd.io/v1","kind":"GitRepository",
                     "metadata":{"name":"podinfo","namespace":"dev","labels":from_root,"deletionTimestamp":"2026-12-01T10:00:00Z"},
-                    "spec":{"url":"https://github.com/acme/podinfo","ref":{"branch":"main"}},
+                    "spec":{"url":"https://github.com/acme/podinfo","ref":{"branch":"main"},
+                        "include":[{"repository":{"name":"shared"},"fromPath":"deploy","toPath":"shared"}]},
                     "status":{"artifact":{"revision":"main@sha1:1"}}}),
+            ),
+            (
+                "HelmChart",
+                json!({"apiVersion":"source.toolkit.fluxcd.io/v1","kind":"HelmChart",
+                    "metadata":{"name":"shop","namespace":"flux-system","labels":from_root},
+                    "spec":{"chart":"./charts/shop","version":"*","sourceRef":{"kind":"GitRepository","name":"platform"}}}),
             ),
             (
                 "Application",

@@ -291,6 +291,22 @@ fn custody_info_reads_sources_projects_and_namespaces() {
     let hr_ref = json!({"metadata":{"name":"web","namespace":"prod"},"spec":{"chartRef":{"kind":"OCIRepository","name":"web"}}});
     let i = custody_info(kind_named("HelmRelease").unwrap(), &hr_ref, vec![]);
     assert_eq!(i.sources, [ObjectRef::new("OCIRepository", "prod", "web")]);
+    let chart = json!({"metadata":{"name":"shop","namespace":"flux-system"},
+        "spec":{"chart":"./charts/shop","sourceRef":{"kind":"GitRepository","name":"platform"}}});
+    let i = custody_info(kind_named("HelmChart").unwrap(), &chart, vec![]);
+    assert_eq!(
+        i.sources,
+        [ObjectRef::new("GitRepository", "flux-system", "platform")]
+    );
+    let repo = json!({"metadata":{"name":"apps","namespace":"flux-system"},
+        "spec":{"url":"https://git.example/apps.git","include":[
+            {"repository":{"name":"shared"},"fromPath":"deploy","toPath":"shared"},
+            {"repository":{}}]}});
+    let i = custody_info(kind_named("GitRepository").unwrap(), &repo, vec![]);
+    assert_eq!(
+        i.sources,
+        [ObjectRef::new("GitRepository", "flux-system", "shared")]
+    );
     let app = json!({"metadata":{"name":"web","namespace":"argocd"},
         "spec":{"destination":{"namespace":"shop"}},"status":{"resources":[{"kind":"Service","namespace":"shop-db","name":"db"}]}});
     let i = custody_info(kind_named("Application").unwrap(), &app, vec![]);

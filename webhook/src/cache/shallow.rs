@@ -120,6 +120,8 @@ pub const OBJECT: Keep = Fields(&[
             ("valuesFrom", Each(&REFERENCE)),
             // An ArtifactGenerator's sources (an Application's `sources` are read for nothing).
             ("sources", Each(&REFERENCE)),
+            // The GitRepositories a GitRepository includes.
+            ("include", Each(&Fields(&[("repository", REFERENCE)]))),
             // Workloads and Services: what they select, the labels of the Pods they make.
             ("selector", Any),
             ("template", TEMPLATE_LABELS),
