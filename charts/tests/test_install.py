@@ -444,7 +444,7 @@ def test_scale_discovery_routes_custom_resources(
     assert ("example.com", "widgets") in role_gets(cluster)
     # At install the label entries route every served group, the CRDs' included.
     kustomize = webhook_configs(cluster)["flux-kustomize"]["webhooks"][0]["rules"]
-    assert any("example.com" in r["apiGroups"] and r["resources"] == ["*"] for r in kustomize)
+    assert any("example.com" in r["apiGroups"] and r["resources"] == ["*", "*/status"] for r in kustomize)
     assert not any("coordination.k8s.io" in r["apiGroups"] or "events.k8s.io" in r["apiGroups"] for r in kustomize)
 
     # Discovery off: only the static targets.

@@ -120,29 +120,12 @@ impl Overrides {
                     "spec.patches[{i}] does not apply: {e}, and Flux applies nothing of it until that is fixed in Git ({edit_owner})"
                 ),
             })?;
-            if !selected {
-                continue;
-            }
-            let Some(text) = p.get("patch").and_then(Value::as_str) else {
+            let Some(after) = selected.then(|| patched(p, new)).flatten() else {
                 continue;
             };
-            let Ok(patch) = splice::parse_document(text) else {
-                continue;
-            };
-            let mut patched = new.clone();
-            let applied = match &patch {
-                Value::Array(_) => splice::json_patch(&mut patched, &patch).is_ok(),
-                _ => {
-                    splice::strategic_merge_patch(&mut patched, &patch);
-                    true
-                }
-            };
-            if !applied {
-                continue;
-            }
             for c in changes {
                 let segs = c.path().segments();
-                if target::value_at(&patched, segs) != target::value_at(new, segs) {
+                if target::value_at(&after, segs) != target::value_at(new, segs) {
                     return Err(refuse(
                         &c.path().to_string(),
                         format!("spec.patches[{i}] of the Flux Kustomization it comes from"),
@@ -201,26 +184,9 @@ impl Overrides {
         let mut out = Vec::new();
         let mut state = built.clone();
         for (i, p) in self.patches.iter().enumerate() {
-            // A target kustomize refuses fails the whole build: it sets nothing.
-            if !targets(p.get("target"), &state).unwrap_or(false) {
-                continue;
-            }
-            let Some(patch) = p
-                .get("patch")
-                .and_then(Value::as_str)
-                .and_then(|t| splice::parse_document(t).ok())
-            else {
+            let Some(next) = patched(p, &state) else {
                 continue;
             };
-            let mut next = state.clone();
-            match &patch {
-                Value::Array(_) => {
-                    if splice::json_patch(&mut next, &patch).is_err() {
-                        continue;
-                    }
-                }
-                _ => splice::strategic_merge_patch(&mut next, &patch),
-            }
             for c in splice::changes_between(&state, &next) {
                 out.push(OwnerSetter {
                     path: c.path().segments().to_vec(),
@@ -274,26 +240,9 @@ impl Overrides {
     ) -> Value {
         let mut state = built.clone();
         for p in &self.patches {
-            if !targets(p.get("target"), &state).unwrap_or(false) {
-                continue;
+            if let Some(next) = patched(p, &state) {
+                state = next;
             }
-            let Some(patch) = p
-                .get("patch")
-                .and_then(Value::as_str)
-                .and_then(|t| splice::parse_document(t).ok())
-            else {
-                continue;
-            };
-            let mut next = state.clone();
-            match &patch {
-                Value::Array(_) => {
-                    if splice::json_patch(&mut next, &patch).is_err() {
-                        continue;
-                    }
-                }
-                _ => splice::strategic_merge_patch(&mut next, &patch),
-            }
-            state = next;
         }
         let mut rewrites: Vec<(Vec<PathSegment>, String)> = Vec::new();
         visit_strings(&state, &mut |path, text| {
@@ -459,6 +408,24 @@ fn image_name(image: &str) -> &str {
         Some((name, tag)) if !tag.contains('/') => name,
         _ => no_digest,
     }
+}
+
+/// `state` after one `spec.patches` item, when it targets the object and applies (a target
+/// kustomize refuses fails the whole build: it sets nothing).
+fn patched(p: &Value, state: &Value) -> Option<Value> {
+    if !targets(p.get("target"), state).unwrap_or(false) {
+        return None;
+    }
+    let patch = p
+        .get("patch")
+        .and_then(Value::as_str)
+        .and_then(|t| splice::parse_document(t).ok())?;
+    let mut next = state.clone();
+    match &patch {
+        Value::Array(_) => splice::json_patch(&mut next, &patch).ok()?,
+        _ => splice::strategic_merge_patch(&mut next, &patch),
+    }
+    Some(next)
 }
 
 /// Whether a Flux patch `target` selects the object (no target: every object).
