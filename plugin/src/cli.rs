@@ -92,6 +92,25 @@ differently (1Gi and 1024Mi) are not drift.
 
 Exit status: 0 no drift, 1 drift, 2 error.")]
     Diff(crate::diff::DiffArgs),
+    /// One report for the scope: owners, objects, drift, exceptions, break-glass, coverage.
+    #[command(after_help = "Examples:
+  kubectl gitops audit -n prod
+  kubectl gitops audit -A -o html --out audit.html
+  kubectl gitops audit -A -o json --out audit.json --as-of 2026-12-01T00:00:00Z
+
+The summary first (objects, managed, in the state Git says, drifted and why, missing, strays,
+open exceptions, owners behind their source, break-glass windows, the guard), then every owner
+(source, branch, applied and current revision, verified, ready, suspended, objects), every
+managed object, missing object and stray (owner, file, last commit, drift, exceptions in force),
+the exceptions in force, the break-glass windows of the period (--since) with what changed under
+them and whether it is back in Git, and what `kubectl gitops doctor` fails.
+
+-o json follows docs/audit-schema.json; -o html is one self-contained page (filter it with
+#namespace=NS&owner=OWNER&state=STATE) that names the sha256 of the -o json bytes for the same
+state. Two reports of the same state are the same bytes (--as-of prints the moment described).
+
+Exit status: 0 everything is as Git says, 1 drift, missing objects or strays, 2 error.")]
+    Audit(crate::audit::AuditArgs),
     /// Open (or close) a time-boxed, reasoned break-glass window on one object or a namespace.
     #[command(
         name = "break-glass",
@@ -174,6 +193,7 @@ pub fn run(cli: Cli) -> Result<bool, Error> {
         Command::Status(args) => crate::status::run(&global, &args),
         Command::Trace(args) => crate::trace::run(&global, &args),
         Command::Diff(args) => crate::diff::run(&global, &args).map(|code| code == 0),
+        Command::Audit(args) => crate::audit::run(&global, &args).map(|code| code == 0),
         Command::Blame(args) => crate::blame::run(&global, &args),
         Command::BreakGlass(args) => crate::exceptions::run_break_glass(&global, &args),
         Command::Exceptions(args) => crate::exceptions::run(&global, &args),
@@ -201,12 +221,17 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Command::Diff(args) = &cli.command {
-        // diff has three outcomes, as `kubectl diff`: 0 no drift, 1 drift, 2 error.
-        return match crate::diff::run(&cli.global, args) {
+    // diff and audit have three outcomes, as `kubectl diff`: 0 no drift, 1 drift, 2 error.
+    let three_way = match &cli.command {
+        Command::Diff(args) => Some(crate::diff::run(&cli.global, args)),
+        Command::Audit(args) => Some(crate::audit::run(&cli.global, args)),
+        _ => None,
+    };
+    if let Some(outcome) = three_way {
+        return match outcome {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", e.report());
                 ExitCode::from(2)
             }
         };

@@ -6,7 +6,7 @@
 
 pub mod compare;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use clap::{Args, ValueEnum};
 use gitops_guard_core::OwnerKind;
@@ -19,7 +19,7 @@ use crate::blame::fields::{self, Role};
 use crate::change::diff::unified_named;
 use crate::change::overrides::Overrides;
 use crate::change::target;
-use crate::git::revision;
+use crate::git::{CommitInfo, revision};
 use crate::locate::{self, Location, ObjectRef, OwnerCache, Planned};
 use crate::object_args::{Selection, selection};
 use crate::output;
@@ -76,6 +76,13 @@ pub struct ObjectDiff {
     /// The unified diff (text output).
     #[serde(skip)]
     pub text: String,
+    /// The last commit that changed what defines the object (its document or an overlay that
+    /// patches it), at or before the compared commit (`audit`).
+    #[serde(skip)]
+    pub last_commit: Option<CommitInfo>,
+    /// The exceptions the object and its namespace carry (`audit` says which are in force).
+    #[serde(skip)]
+    pub exceptions: Exceptions,
 }
 
 impl ObjectDiff {
@@ -90,10 +97,13 @@ impl ObjectDiff {
             note: None,
             error: None,
             text: String::new(),
+            last_commit: None,
+            exceptions: Exceptions::default(),
         }
     }
 
-    fn drifted(&self) -> bool {
+    /// Whether the object is not in the state Git says: drift, missing or a stray.
+    pub fn drifted(&self) -> bool {
         matches!(self.state, "drift" | "missing" | "stray")
     }
 }
@@ -188,11 +198,14 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
     d.owner = loc.owner.as_ref().map(|o| o.to_string());
     d.file = loc.file.clone();
     d.commit = loc.applied_commit.clone();
+    d.last_commit = loc.newest_commit().cloned();
     if let Some(e) = &loc.error {
         d.state = "error";
         d.error = Some(e.clone());
         return d;
     }
+    let namespace = cx.namespace(&loc.object.namespace);
+    d.exceptions = Exceptions::of(&loc.live, namespace.as_ref(), &cx.session.config);
     if let Some(owner) = loc
         .owner
         .as_ref()
@@ -276,8 +289,7 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
             }
         }
     }
-    let namespace = cx.namespace(&loc.object.namespace);
-    let exceptions = Exceptions::of(&loc.live, namespace.as_ref(), &cx.session.config);
+    let exceptions = d.exceptions.clone();
     let autoscaled = cx.autoscaled(&loc.object);
     let fields = compare::compare(
         &git,
@@ -586,11 +598,29 @@ fn retarget(session: &mut Session, planned: &mut [Planned], wanted: &str) -> Res
     Ok(())
 }
 
-/// Runs `diff`; the exit status: 0 no drift, 1 drift (or missing objects or strays), 2 errors.
-pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
-    let mut session = Session::open(global)?;
-    let whole_scope = matches!(selection(&args.resources)?, Selection::Everything);
-    if let Selection::Some { types, named } = selection(&args.resources)? {
+/// What [`scan`] found: one item per managed object, missing object and stray (sorted by
+/// namespace, kind and name), and every live object of the scope it listed.
+pub struct Scan {
+    pub items: Vec<ObjectDiff>,
+    /// Every object listed in the scope (objects a controller made from another left out).
+    pub listed: Vec<Value>,
+    /// The namespaces in scope where an owner declares objects (whole scope only).
+    pub guarded: BTreeSet<String>,
+    /// Live objects in those namespaces that no owner declares and no person made (a
+    /// namespace's default ServiceAccount, objects the agents make): neither managed nor strays.
+    pub unmanaged: Vec<ObjectRef>,
+}
+
+/// The comparison `diff` prints and `audit` reports: every managed object in scope against Git
+/// at `revision`, and (for the whole scope) missing objects and strays.
+pub fn scan(
+    session: &mut Session,
+    resources: &[String],
+    all_namespaces: bool,
+    revision: &str,
+) -> Result<Scan, Error> {
+    let whole_scope = matches!(selection(resources)?, Selection::Everything);
+    if let Selection::Some { types, named } = selection(resources)? {
         session.know_types(
             types
                 .iter()
@@ -598,8 +628,8 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
                 .chain(named.iter().map(|(t, _)| t.as_str())),
         )?;
     }
-    let (objects, not_found) =
-        crate::status::objects(&session, &args.resources, args.all_namespaces, None)?;
+    let (objects, not_found) = crate::status::objects(session, resources, all_namespaces, None)?;
+    let listed_values = objects.clone();
     let listed: HashSet<Key> = objects.iter().map(|v| key_of(&ObjectRef::of(v))).collect();
     let mut cache = OwnerCache::default();
     let planned: Vec<Planned> = session.rt.block_on(async {
@@ -612,12 +642,14 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
     let (mut managed, unmanaged): (Vec<Planned>, Vec<Planned>) = planned
         .into_iter()
         .partition(|p| p.location.owner.is_some() || p.location.error.is_some());
-    retarget(&mut session, &mut managed, &args.revision)?;
+    retarget(session, &mut managed, revision)?;
     let located = locate::locate_all(&mut session.finder, managed);
     let mut items: Vec<ObjectDiff> = Vec::new();
+    let mut guarded_namespaces = BTreeSet::new();
+    let mut others = Vec::new();
     {
         let mut cx = Context {
-            session: &session,
+            session: &*session,
             owners: HashMap::new(),
             namespaces: HashMap::new(),
             hpas: HashMap::new(),
@@ -641,8 +673,8 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
     }
     // Missing objects and strays: only when the whole scope is asked for.
     if whole_scope {
-        let declared = declared(&session)?;
-        let in_scope = |ns: &str| args.all_namespaces || ns == session.namespace;
+        let declared = declared(session)?;
+        let in_scope = |ns: &str| all_namespaces || ns == session.namespace;
         let guarded: HashSet<&str> = declared
             .iter()
             .map(|(k, _)| k.2.as_str())
@@ -653,7 +685,7 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
         for (key, owner) in &declared {
             let (group, kind, ns, name) = key;
             let cluster_scoped = ns.is_empty();
-            if (cluster_scoped && !args.all_namespaces) || (!cluster_scoped && !in_scope(ns)) {
+            if (cluster_scoped && !all_namespaces) || (!cluster_scoped && !in_scope(ns)) {
                 continue;
             }
             if listed.contains(key) || !seen.insert(key) {
@@ -691,7 +723,8 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
             {
                 continue;
             }
-            let Some(by) = written_by_a_person(&session, &p.location.live) else {
+            let Some(by) = written_by_a_person(session, &p.location.live) else {
+                others.push(o.clone());
                 continue;
             };
             let mut d = ObjectDiff::of(o.clone(), "stray");
@@ -700,6 +733,7 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
             ));
             items.push(d);
         }
+        guarded_namespaces = guarded.iter().map(|s| s.to_string()).collect();
     }
     items.sort_by(|a, b| {
         (&a.object.namespace, &a.object.kind, &a.object.name).cmp(&(
@@ -708,6 +742,36 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
             &b.object.name,
         ))
     });
+    others.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
+    Ok(Scan {
+        items,
+        listed: listed_values,
+        guarded: guarded_namespaces,
+        unmanaged: others,
+    })
+}
+
+/// The exit status of a scan: 2 when anything could not be compared for an error, 1 when
+/// anything drifted, is missing or is a stray, else 0.
+pub fn exit_code(items: &[ObjectDiff]) -> u8 {
+    if items.iter().any(|i| i.state == "error") {
+        2
+    } else if items.iter().any(ObjectDiff::drifted) {
+        1
+    } else {
+        0
+    }
+}
+
+/// Runs `diff`; the exit status: 0 no drift, 1 drift (or missing objects or strays), 2 errors.
+pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
+    let mut session = Session::open(global)?;
+    let Scan { items, .. } = scan(
+        &mut session,
+        &args.resources,
+        args.all_namespaces,
+        &args.revision,
+    )?;
     let summary = Summary::of(&items);
     let mut stdout = std::io::stdout().lock();
     match args.output {
@@ -726,13 +790,7 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
             eprintln!("error: {e}");
         }
     }
-    Ok(if items.iter().any(|i| i.state == "error") {
-        2
-    } else if items.iter().any(ObjectDiff::drifted) {
-        1
-    } else {
-        0
-    })
+    Ok(exit_code(&items))
 }
 
 /// The text output: a unified diff per drifted object, a line per missing object, stray and

@@ -40,6 +40,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A local file (a report written with --out) could not be written.
+    #[error("cannot write {path}; check that its directory exists and that you may write there")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The guard config given with --guard-config is not valid.
     #[error("invalid guard config {path}")]
     GuardConfig {

@@ -139,7 +139,7 @@ fn only_guard_annotations(entry: &Value) -> bool {
 }
 
 /// Hand changes to `obj` between `from` and `to` still present in its managedFields.
-fn hand_changes(obj: &Value, from: jiff::Timestamp, to: jiff::Timestamp) -> Vec<HandChange> {
+pub fn hand_changes(obj: &Value, from: jiff::Timestamp, to: jiff::Timestamp) -> Vec<HandChange> {
     let Some(entries) = obj
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)

@@ -1,6 +1,7 @@
 //! kubectl-gitops as a library: the binary in `main.rs` is a thin CLI over these modules.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod blame;
 pub mod change;
 pub mod cli;
