@@ -506,7 +506,19 @@ pub fn build(
             .map(|h| (h.manager, h.time))
             .collect()
     };
-    let break_glass = windows::windows(&listed, as_of, period_start, max_window, &back, &hand);
+    // The guard's BreakGlass Events (listings leave Events out): core/v1, as the guard records.
+    let mut with_events = listed.clone();
+    if let Some(r) = session.cluster.resource_for("", "Event").cloned() {
+        let ns = (!all_namespaces).then_some(session.namespace.as_str());
+        with_events.extend(
+            session
+                .rt
+                .block_on(session.cluster.list_lenient(&r, ns, None))?
+                .into_iter()
+                .filter(|e| e.get("reason").and_then(Value::as_str) == Some("BreakGlass")),
+        );
+    }
+    let break_glass = windows::windows(&with_events, as_of, period_start, max_window, &back, &hand);
     let recorded: BTreeSet<(String, String)> = break_glass
         .iter()
         .flat_map(|w| &w.changes)

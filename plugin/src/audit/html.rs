@@ -163,7 +163,11 @@ pub fn page(report: &Report, json_sha256: &str) -> String {
     for (key, value) in summary_lines(report) {
         let (number, detail) = match value.split_once(' ') {
             Some((n, d)) if n.chars().all(|c| c.is_ascii_digit()) => (n.to_string(), d.to_string()),
-            _ => (value.clone(), String::new()),
+            // The guard: `installed, answering: yes; doctor: …` → `installed` and the rest.
+            _ => match value.split_once([',', ';']) {
+                Some((head, rest)) => (head.to_string(), rest.trim().to_string()),
+                None => (value.clone(), String::new()),
+            },
         };
         let class = match key {
             "in the state Git says" if s.in_sync == s.managed => " good",

@@ -32,8 +32,9 @@ pub const SERVER_METADATA: &[&str] = &[
     "deletionGracePeriodSeconds",
 ];
 
-/// Labels and annotations (by key, or by prefix ending in `/`) that Kubernetes, kubectl and the
-/// agents write on their own: never drift, whoever wrote them.
+/// Labels and annotations (by key, or by prefix ending in `/` or `-`) that Kubernetes, kubectl,
+/// the agents and the guard's break-glass windows write on their own: never drift, whoever wrote
+/// them (a window is an exception `exceptions` and `audit` report, not configuration).
 pub const SKIPPED_KEYS: &[&str] = &[
     "deployment.kubernetes.io/revision",
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -43,6 +44,7 @@ pub const SKIPPED_KEYS: &[&str] = &[
     "argocd.argoproj.io/instance",
     "meta.helm.sh/",
     "app.kubernetes.io/managed-by",
+    "gitops-guard.dev/break-glass-",
 ];
 
 /// How a field differs.
@@ -271,7 +273,7 @@ fn is_empty(v: &Value) -> bool {
 
 fn skipped_key(key: &str) -> bool {
     SKIPPED_KEYS.iter().any(|s| {
-        if s.ends_with('/') {
+        if s.ends_with('/') || s.ends_with('-') {
             key.starts_with(s)
         } else {
             key == *s

@@ -296,6 +296,18 @@ fn each_not_drift_rule_keeps_its_field_out() {
         Seg::Key("labels".into()),
         Seg::Key("deployment.kubernetes.io/revision".into())
     ]));
+    // A break-glass window's record is the guard's, reported as an exception, not drift; an
+    // allowance Git delivers is compared like any annotation.
+    let ann = |k: &str| {
+        [
+            Seg::Key("metadata".into()),
+            Seg::Key("annotations".into()),
+            Seg::Key(k.into()),
+        ]
+    };
+    assert!(skipped(&ann("gitops-guard.dev/break-glass-until")));
+    assert!(skipped(&ann("gitops-guard.dev/break-glass-by")));
+    assert!(!skipped(&ann("gitops-guard.dev/allow-fields")));
 
     // Server metadata and status: left out even when they differ from a (strange) Git document.
     let mut g = git();
