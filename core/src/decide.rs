@@ -459,6 +459,8 @@ struct Ctx<'r, 'a> {
     now: jiff::Timestamp,
     identity: Identity,
     scale: bool,
+    /// Decided with the parent the caller read ([`needs_parent`]): `old` and `new` are it.
+    parent: bool,
     /// The object as the API server has it now, read by the caller when the review's old object
     /// lacks `metadata.managedFields` ([`needs_live_object`]).
     live: Option<&'r Object<'a>>,
@@ -650,6 +652,7 @@ impl<'r, 'a> Ctx<'r, 'a> {
             now,
             identity,
             scale,
+            parent,
             live,
             old,
             new,
@@ -776,6 +779,16 @@ impl<'r, 'a> Ctx<'r, 'a> {
             return Err("the object changed while the guard read it; try again".into());
         }
         Ok(crate::managed_fields::record_of(live))
+    }
+
+    /// The `metadata.managedFields` record that dates a break-glass window on the object: the
+    /// old object's, or for a request decided with its parent (`kubectl scale`: the Scale object
+    /// carries no metadata), the parent's, where the window is.
+    fn window_record(&self) -> Option<&'a str> {
+        if self.parent {
+            return self.old.and_then(crate::managed_fields::record_of);
+        }
+        self.old_record().ok().flatten()
     }
 
     fn field_sets(&self) -> (&'r Fields<'a>, &'r Fields<'a>) {

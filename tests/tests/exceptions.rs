@@ -291,6 +291,20 @@ fn break_glass_window_lets_members_through_with_a_warning_and_expires() {
     }
     // A non-member is still denied inside the window.
     dev(&["scale", "deployment/web", "-n", "incident", "--replicas=9"]).denied();
+    // A member's `kubectl scale` passes too: the window is on the Deployment, not on the Scale
+    // object the request carries.
+    let out = sre(
+        "kim",
+        &["scale", "deployment/web", "-n", "incident", "--replicas=3"],
+    );
+    out.ok();
+    assert!(
+        out.warnings().iter().any(|w| w.starts_with(
+            "break-glass: deployment/web in incident changed by kim under the window opened by sam"
+        )),
+        "{out}"
+    );
+    assert_eq!(jsonpath("incident", "{.spec.replicas}"), "3");
     // After the window the object is guarded again, without anyone closing it.
     let wait = {
         let end = until.parse::<String>().unwrap();

@@ -334,8 +334,7 @@ fn audit_reports_the_cluster_against_git_in_a_table_json_and_a_page() {
         .ok();
 
     // The guard, with break-glass for the sre group; sam opens a window on cart and kim scales
-    // it under the window (a patch of spec.replicas: through /scale the guard does not see
-    // the object's window).
+    // it under the window (a patch of spec.replicas).
     cluster
         .kubectl(
             User::Admin,

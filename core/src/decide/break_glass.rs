@@ -17,9 +17,7 @@ fn open_window(c: &Ctx<'_, '_>) -> Option<Window> {
         Operation::Create => None,
         _ => Window::from_annotations(&c.old_ann).map(|w| Window {
             opened: c
-                .old_record()
-                .ok()
-                .flatten()
+                .window_record()
                 .and_then(|record| serde_json::from_str::<Value>(record).ok())
                 .as_ref()
                 .and_then(exception::window_opened),

@@ -1357,6 +1357,7 @@ fn break_glass_windows() {
     // No record of when it was opened.
     let undated = window(managed(), "2026-11-21T13:00:00Z", "db outage", "sam");
     let sre = &["sre", "system:authenticated"][..];
+    let (open_parent, expired_parent) = (open.clone(), expired.clone());
     let cases: Vec<(&str, Req, Verdict, Reason)> = vec![
         (
             "a window longer than maxDuration from its opening does not count",
@@ -1868,6 +1869,32 @@ fn break_glass_windows() {
     assert_eq!(
         d.warnings,
         vec!["break-glass: deployment/web in prod changed by kim under the window opened by sam until 2026-11-21T13:00:00Z (db outage); it is managed by Flux Kustomization flux-system/apps: bring the change back into Git".to_string()]
+    );
+    // `kubectl scale` inside the window: the Scale object has no annotations, the window is on
+    // the parent the guard reads.
+    let scale = |n: i64| {
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": "web", "namespace": "prod", "resourceVersion": "100"},
+        "spec": {"replicas": n}, "status": {"replicas": 2}})
+    };
+    let scaled = req("UPDATE", "kim", Some(scale(2)), Some(scale(5)))
+        .sub("scale")
+        .groups(sre);
+    let d = run_with(&scaled, Some(&open_parent), &cfg);
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Warn, Reason::BreakGlass),
+        "{d:?}"
+    );
+    assert!(
+        d.event.is_some(),
+        "a break-glass scale is recorded as an Event"
+    );
+    let d = run_with(&scaled, Some(&expired_parent), &cfg);
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Deny, Reason::Managed),
+        "{d:?}"
     );
     // Off by default: nobody can open a window.
     let d = run(&req(
