@@ -240,6 +240,21 @@ pub struct Coverage {
     pub error: Option<String>,
 }
 
+impl Coverage {
+    /// `installed (NAMES), answering: yes`, or why not.
+    pub fn guard(&self) -> String {
+        if self.installed {
+            format!(
+                "installed ({}), answering: {}",
+                self.webhook_configurations.join(", "),
+                self.answering
+            )
+        } else {
+            "not installed: no ValidatingWebhookConfiguration of the guard".into()
+        }
+    }
+}
+
 fn parse_duration(flag: &str, text: &str) -> Result<jiff::SignedDuration, Error> {
     text.trim().parse::<jiff::SignedDuration>().map_err(|_| {
         Error::Usage(format!(
@@ -967,15 +982,7 @@ pub fn render_table(r: &Report) -> String {
         &windows_table(r),
         "No break-glass windows in the period.",
     );
-    let guard = if r.coverage.installed {
-        format!(
-            "installed ({}), answering: {}",
-            r.coverage.webhook_configurations.join(", "),
-            r.coverage.answering
-        )
-    } else {
-        "not installed: no ValidatingWebhookConfiguration of the guard".into()
-    };
+    let guard = r.coverage.guard();
     out.push_str(&format!("\nGUARD COVERAGE\nguard: {guard}\n"));
     if let Some(e) = &r.coverage.error {
         out.push_str(&format!("error: {e}\n"));

@@ -182,6 +182,30 @@ impl Cluster {
     }
 
     /// The cluster directory (`DIR` of `local-cluster.sh`).
+    /// A kubeconfig acting as `user` in `groups` (the admin's token, impersonating), written
+    /// beside the cluster's own.
+    pub fn impersonating_kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let admin = std::fs::read_to_string(self.kubeconfig(User::Admin))
+            .unwrap_or_else(|e| panic!("cannot read the admin kubeconfig: {e}"));
+        let token_line = admin
+            .lines()
+            .find(|l| l.trim_start().starts_with("token:"))
+            .unwrap_or_else(|| panic!("the admin kubeconfig has no token"));
+        let indent = &token_line[..token_line.len() - token_line.trim_start().len()];
+        let text = admin.replace(
+            token_line,
+            &format!(
+                "{token_line}\n{indent}as: {user}\n{indent}as-groups: [{}]",
+                groups.join(", ")
+            ),
+        );
+        let first = groups.first().copied().unwrap_or("nogroup");
+        let path = self.dir().join(format!("{user}-{first}.kubeconfig"));
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+
     pub fn dir(&self) -> &Path {
         &self.kubectl.dir
     }

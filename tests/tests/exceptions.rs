@@ -343,26 +343,6 @@ fn break_glass_window_lets_members_through_with_a_warning_and_expires() {
     );
 }
 
-/// A kubeconfig acting as `user` in the `sre` group (the admin's token, impersonating).
-fn member_kubeconfig(user: &str) -> std::path::PathBuf {
-    let cluster = &env().cluster;
-    let admin = std::fs::read_to_string(cluster.kubeconfig(User::Admin)).unwrap();
-    let token_line = admin
-        .lines()
-        .find(|l| l.trim_start().starts_with("token:"))
-        .unwrap();
-    let indent = &token_line[..token_line.len() - token_line.trim_start().len()];
-    let text = admin.replace(
-        token_line,
-        &format!(
-            "{token_line}\n{indent}as: {user}\n{indent}as-groups: [sre, system:authenticated]"
-        ),
-    );
-    let path = cluster.dir().join(format!("{user}-sre.kubeconfig"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// `kubectl gitops ...` (this build's plugin) with the given kubeconfig.
 fn gitops(kubeconfig: &std::path::Path, args: &[&str]) -> Out {
     env()
@@ -615,4 +595,11 @@ fn a_window_change_carries_nothing_else_through() {
         ],
     );
     assert!(out.denied().contains("changes nothing else"), "{out}");
+}
+
+/// A kubeconfig acting as `user` in the `sre` group.
+fn member_kubeconfig(user: &str) -> std::path::PathBuf {
+    env()
+        .cluster
+        .impersonating_kubeconfig(user, &["sre", "system:authenticated"])
 }

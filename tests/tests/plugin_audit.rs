@@ -15,7 +15,7 @@
 //!
 //! `GITOPS_GUARD_WRITE_AUDIT_SAMPLE=1` also writes the report as docs/audit-sample.{json,html}.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -75,25 +75,6 @@ fn gitops(cluster: &Cluster, kubeconfig: &Path, cwd: &Path, cache: &Path, args: 
         .env("KUBECACHEDIR", cache.join("kube"))
         .env_remove("KUBECONFIG");
     run_command(cmd, None, Duration::from_secs(180))
-}
-
-/// A kubeconfig acting as `user` in the `sre` group (the admin's token, impersonating).
-fn member_kubeconfig(cluster: &Cluster, user: &str) -> PathBuf {
-    let admin = std::fs::read_to_string(cluster.kubeconfig(User::Admin)).unwrap();
-    let token_line = admin
-        .lines()
-        .find(|l| l.trim_start().starts_with("token:"))
-        .unwrap();
-    let indent = &token_line[..token_line.len() - token_line.trim_start().len()];
-    let text = admin.replace(
-        token_line,
-        &format!(
-            "{token_line}\n{indent}as: {user}\n{indent}as-groups: [sre, system:authenticated]"
-        ),
-    );
-    let path = cluster.dir().join(format!("{user}-sre.kubeconfig"));
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 fn inventory(ids: &[&str]) -> String {
@@ -348,7 +329,7 @@ fn audit_reports_the_cluster_against_git_in_a_table_json_and_a_page() {
         )
         .ok();
     let _guard = Webhook::start(&cluster, "breakGlass:\n  groups: [sre]\n");
-    let sam = member_kubeconfig(&cluster, "sam");
+    let sam = cluster.impersonating_kubeconfig("sam", &["sre", "system:authenticated"]);
     gitops(
         &cluster,
         &sam,

@@ -370,15 +370,7 @@ pub fn page(report: &Report, json_sha256: &str) -> String {
     out.push_str(TAIL);
 
     // Coverage: every finding.
-    let guard = if report.coverage.installed {
-        format!(
-            "installed ({}), answering: {}",
-            report.coverage.webhook_configurations.join(", "),
-            report.coverage.answering
-        )
-    } else {
-        "not installed: no ValidatingWebhookConfiguration of the guard".into()
-    };
+    let guard = report.coverage.guard();
     out.push_str(&format!(
         "<section id=\"coverage-section\"><h2>Guard coverage</h2><p id=\"guard\">Guard: {}</p>\n",
         escape(&guard)
