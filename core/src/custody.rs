@@ -321,7 +321,8 @@ pub struct CustodyInfo {
     /// ArtifactGenerator's `sources`, a HelmChart's `sourceRef`, the GitRepositories a
     /// GitRepository includes): every one must come from Git too.
     pub sources: Vec<ObjectRef>,
-    /// An Application's AppProject.
+    /// An Application's AppProject (as named; AppProjects live in Argo CD's namespace, see
+    /// [`CustodyInfo::project_in`]).
     pub project: Option<ObjectRef>,
     /// Namespaces it holds objects in (a Flux inventory, an Argo CD resource list, a target
     /// namespace), for "this namespace holds managed objects".
@@ -342,6 +343,16 @@ pub fn kind_dot_group(group: &str, kind: &str) -> String {
         kind.to_string()
     } else {
         format!("{kind}.{group}")
+    }
+}
+
+impl CustodyInfo {
+    /// The AppProject of an Application, where Argo CD keeps it: in its own namespace
+    /// (`argocd.namespace`), whatever namespace the Application is in.
+    pub fn project_in(&self, config: &Config) -> Option<ObjectRef> {
+        self.project
+            .as_ref()
+            .map(|p| ObjectRef::new(&p.kind, &config.argocd.namespace, &p.name))
     }
 }
 
@@ -492,7 +503,8 @@ pub fn custody_info(kind: &Kind, v: &Value, owners: Vec<OwnerRef>) -> CustodyInf
 pub const MAX_CHAIN: usize = 16;
 
 /// Whether `object` traces back through Git to a bootstrap root: it is a root, or it was applied
-/// by an owner (or made by a generator) that traces back, and every source it reads traces back
+/// by an owner (or made by a generator) that traces back, and every source it reads (and, for an
+/// Application, its AppProject, which decides where and as whom Argo CD applies it) traces back
 /// too. Chains longer than
 /// [`MAX_CHAIN`] and cycles do not trace; an object the guard has not seen does not either.
 pub fn traces_to_root(
@@ -536,10 +548,12 @@ fn traced(
         .iter()
         .filter(|o| *o != object)
         .any(|o| traced(o, lookup, config, memo, path));
+    let project = info.project_in(config);
     let sourced = owned
         && info
             .sources
             .iter()
+            .chain(project.as_ref())
             .all(|s| traced(s, lookup, config, memo, path));
     path.pop();
     memo.insert(object.clone(), sourced);

@@ -721,7 +721,11 @@ impl<'r, 'a> Ctx<'r, 'a> {
         if !self.traces(&object) {
             return false;
         }
-        match self.cluster.custody(&object).and_then(|c| c.project) {
+        match self
+            .cluster
+            .custody(&object)
+            .and_then(|c| c.project_in(self.config))
+        {
             Some(project) => self.traces(&project),
             None => owner.kind != OwnerKind::Application,
         }
@@ -1154,7 +1158,7 @@ fn agent_request(c: &Ctx<'_, '_>) -> Decision {
         Some(owner) => {
             let verb = if before.is_empty() { "create" } else { "move" };
             let message = format!(
-                "{what}: {owner} does not come from Git (no chain of owners leads from it, or from its source, to a bootstrap root in custody.roots), so the agent may not {verb} {what} for it.\nPut {owner} in Git, under an owner that comes from Git; its manifest: kubectl get {res}/{name} -n {ns} -o yaml",
+                "{what}: {owner} does not come from Git (no chain of owners leads from it, or from its sources or AppProject, to a bootstrap root in custody.roots), so the agent may not {verb} {what} for it.\nPut {owner} in Git, under an owner that comes from Git; its manifest: kubectl get {res}/{name} -n {ns} -o yaml",
                 what = c.what(),
                 res = match owner.kind {
                     OwnerKind::Kustomization => "kustomizations.kustomize.toolkit.fluxcd.io",

@@ -696,6 +696,15 @@ fn cases() -> Vec<Case> {
         .stdin(configmap("argo-web", "web-env", "", "argocd.argoproj.io/tracking-id: 'web:/ConfigMap:argo-web/web-env'"))
         .allowed(),
         case(
+            "argo-for-application-in-handmade-project",
+            c,
+            "Argo CD's application controller creates an object for an Application from Git whose AppProject was made by hand",
+            Who::Sa(ARGO),
+            &["apply", "--server-side", "--field-manager=argocd-controller", "-f", "-"],
+        )
+        .stdin(configmap("argo-rogue", "payload", "", "argocd.argoproj.io/tracking-id: 'rogue:/ConfigMap:argo-rogue/payload'"))
+        .denied("Argo CD Application argocd/rogue does not come from Git (no chain of owners leads from it, or from its sources or AppProject"),
+        case(
             "argo-destination-account-of-handmade-project",
             c,
             "the destination account a hand-made AppProject gives an Application writes that Application's objects",

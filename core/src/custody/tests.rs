@@ -132,6 +132,33 @@ fn what_traces_back_to_a_root() {
             ..Default::default()
         },
     );
+    // An Application's AppProject is a link too (it decides where and as whom Argo CD applies).
+    let project = |ns: &str, n: &str| Some(ObjectRef::new("AppProject", ns, n));
+    add(
+        "AppProject",
+        "argocd",
+        "team",
+        info(vec![app("argocd", "platform")], None),
+    );
+    add("AppProject", "argocd", "rogue", info(vec![], None));
+    for (ns, name, in_project) in [
+        ("argocd", "in-git-project", "team"),
+        ("argocd", "in-root-project", "default"),
+        ("argocd", "in-hand-made-project", "rogue"),
+        // Named from another namespace (apps in any namespace): the project is Argo CD's.
+        ("team-b", "elsewhere", "team"),
+    ] {
+        add(
+            "Application",
+            ns,
+            name,
+            CustodyInfo {
+                owners: vec![app("argocd", "platform")],
+                project: project(ns, in_project),
+                ..Default::default()
+            },
+        );
+    }
     add(
         "ArtifactGenerator",
         "flux-system",
@@ -238,6 +265,26 @@ fn what_traces_back_to_a_root() {
             "past the chain limit",
             ObjectRef::new("Kustomization", "deep", &format!("d{MAX_CHAIN}")),
             false,
+        ),
+        (
+            "an Application from Git in an AppProject from Git",
+            ObjectRef::new("Application", "argocd", "in-git-project"),
+            true,
+        ),
+        (
+            "an Application from Git in the root AppProject",
+            ObjectRef::new("Application", "argocd", "in-root-project"),
+            true,
+        ),
+        (
+            "an Application from Git in a hand-made AppProject",
+            ObjectRef::new("Application", "argocd", "in-hand-made-project"),
+            false,
+        ),
+        (
+            "an Application in another namespace: its AppProject is in Argo CD's",
+            ObjectRef::new("Application", "team-b", "elsewhere"),
+            true,
         ),
         (
             "one of two owners from Git",
