@@ -360,7 +360,6 @@ impl Cluster {
         namespace: Option<&str>,
         selector: Option<&str>,
     ) -> Result<Vec<Value>, Error> {
-        let api = self.api(r, namespace);
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -371,19 +370,93 @@ impl Cluster {
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
-            let list = api
-                .list(&lp)
-                .await
-                .map_err(|e| kube_error(format!("listing {}", r.api.plural), e))?;
-            for obj in list.items {
-                out.push(to_json(obj, r));
-            }
-            token = list.metadata.continue_.filter(|t| !t.is_empty());
+            let page = self.list_page(r, namespace, &lp).await?;
+            out.extend(page.items);
+            token = page.next;
             if token.is_none() {
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// One page of a list, each object read on its own: kube reads a page whole, so one object
+    /// nested deeper than serde_json's limit (128 levels: a HelmRelease's values can be) would fail
+    /// it, and a lenient caller would then answer without every object of the type. The page's
+    /// items are taken as raw text (serde_json skips them without a depth limit); an item that
+    /// cannot be read is named in the error.
+    async fn list_page(
+        &self,
+        r: &Resource,
+        namespace: Option<&str>,
+        lp: &ListParams,
+    ) -> Result<Page, Error> {
+        let action = || format!("listing {}", r.api.plural);
+        let ns = namespace.filter(|_| r.namespaced);
+        let request =
+            kube::core::Request::new(<DynamicObject as kube::Resource>::url_path(&r.api, ns))
+                .list(lp)
+                .map_err(|e| kube_error(action(), kube::Error::BuildRequest(e)))?;
+        let text = self
+            .client
+            .request_text(request)
+            .await
+            .map_err(|e| kube_error(action(), e))?;
+        let raw: RawPage = serde_json::from_str(&text)
+            .map_err(|e| kube_error(action(), kube::Error::SerdeError(e)))?;
+        let mut items = Vec::with_capacity(raw.items.len());
+        let mut unreadable: Vec<(String, String)> = Vec::new();
+        let mut reason = String::new();
+        for item in &raw.items {
+            match serde_json::from_str::<Value>(item.get()) {
+                Ok(mut v) => {
+                    if let Some(map) = v.as_object_mut() {
+                        map.insert(
+                            "apiVersion".into(),
+                            Value::String(r.api.api_version.clone()),
+                        );
+                        map.insert("kind".into(), Value::String(r.api.kind.clone()));
+                    }
+                    items.push(v);
+                }
+                Err(e) => {
+                    let named: Named = serde_json::from_str(item.get()).unwrap_or_default();
+                    let kind = r.api.kind.to_lowercase();
+                    let what = if named.metadata.namespace.is_empty() {
+                        format!("{kind}/{}", named.metadata.name)
+                    } else {
+                        format!(
+                            "{kind}/{} in {}",
+                            named.metadata.name, named.metadata.namespace
+                        )
+                    };
+                    let command = if named.metadata.namespace.is_empty() {
+                        format!("kubectl get {kind}/{} -o yaml", named.metadata.name)
+                    } else {
+                        format!(
+                            "kubectl get {kind}/{} -n {} -o yaml",
+                            named.metadata.name, named.metadata.namespace
+                        )
+                    };
+                    if reason.is_empty() {
+                        reason = e.to_string();
+                    }
+                    unreadable.push((what, command));
+                }
+            }
+        }
+        if !unreadable.is_empty() {
+            return Err(Error::Unreadable {
+                plural: r.api.plural.clone(),
+                objects: unreadable.iter().map(|u| u.0.clone()).collect(),
+                commands: unreadable.iter().map(|u| u.1.clone()).collect(),
+                reason: format!("{reason} (serde_json reads JSON nested at most 128 levels deep)"),
+            });
+        }
+        Ok(Page {
+            items,
+            next: raw.metadata.continue_.filter(|t| !t.is_empty()),
+        })
     }
 
     /// Lists, ignoring types the user may not list (403) or that vanished (404).
@@ -395,7 +468,11 @@ impl Cluster {
     ) -> Result<Vec<Value>, Error> {
         match self.list(r, namespace, selector).await {
             Ok(v) => Ok(v),
-            Err(Error::Kube { .. }) => Ok(Vec::new()),
+            Err(Error::Kube { source, .. })
+                if is_status(&source, 403) || is_status(&source, 404) =>
+            {
+                Ok(Vec::new())
+            }
             Err(e) => Err(e),
         }
     }
@@ -437,6 +514,42 @@ impl Cluster {
         let r = r.clone();
         self.get(&r, Some(namespace), name).await
     }
+}
+
+/// One page of a list, its objects read.
+struct Page {
+    items: Vec<Value>,
+    next: Option<String>,
+}
+
+/// A list page as the API server sends it, items unread.
+#[derive(serde::Deserialize)]
+struct RawPage {
+    #[serde(default)]
+    items: Vec<Box<serde_json::value::RawValue>>,
+    #[serde(default)]
+    metadata: RawListMeta,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct RawListMeta {
+    #[serde(default, rename = "continue")]
+    continue_: Option<String>,
+}
+
+/// An object's name and namespace, the rest skipped (at any depth).
+#[derive(Default, serde::Deserialize)]
+struct Named {
+    #[serde(default)]
+    metadata: NamedMeta,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct NamedMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
 }
 
 fn to_json(obj: DynamicObject, r: &Resource) -> Value {

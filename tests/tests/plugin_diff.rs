@@ -353,4 +353,31 @@ spec:
         ),
         "{out}"
     );
+
+    // A hand-made object nested deeper than the JSON reader goes (a HelmRelease's values can be)
+    // does not make every object of its type vanish from the answer: diff names it and stops.
+    // (Lists: v1.20's managedFields bookkeeping takes time exponential in the depth of maps.)
+    let values = format!(r#"{{"a":{}1{}}}"#, "[".repeat(130), "]".repeat(130));
+    let deep = format!(
+        r#"{{"apiVersion":"helm.toolkit.fluxcd.io/v2","kind":"HelmRelease","metadata":{{"name":"deep","namespace":"dd"}},"spec":{{"interval":"10m","chart":{{"spec":{{"chart":"x","sourceRef":{{"kind":"HelmRepository","name":"x"}}}}}},"values":{values}}}}}"#
+    );
+    cluster
+        .kubectl_stdin(User::Developer, &["create", "-f", "-"], &deep)
+        .ok();
+    let out = gitops(&cluster, &dir, &cache, &["diff", "-n", "dd"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("cannot read helmrelease/deep in dd: recursion limit exceeded"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("kubectl gitops does not answer for helmreleases without it. Look at it: kubectl get helmrelease/deep -n dd -o yaml"),
+        "{out}"
+    );
+    cluster
+        .kubectl(User::Admin, &["delete", "helmrelease/deep", "-n", "dd"])
+        .ok();
+    let out = gitops(&cluster, &dir, &cache, &["diff", "-n", "dd"]);
+    assert_eq!(out.code, 1, "{out}");
 }

@@ -32,6 +32,23 @@ pub enum Error {
     /// A TYPE argument that discovery does not know.
     #[error("the server doesn't have a resource type \"{name}\" (see kubectl api-resources)")]
     UnknownResourceType { name: String },
+    /// Objects of a list that cannot be read (nested deeper than the JSON reader goes): the list
+    /// is refused whole rather than answered without them.
+    #[error(
+        "cannot read {}: {reason}; kubectl gitops does not answer for {plural} without {}. Look at {}: {}",
+        .objects.join(", "),
+        if .objects.len() == 1 { "it" } else { "them" },
+        if .objects.len() == 1 { "it" } else { "them" },
+        .commands.join("; ")
+    )]
+    Unreadable {
+        plural: String,
+        /// `helmrelease/evil in team-x`
+        objects: Vec<String>,
+        /// `kubectl get helmrelease/evil -n team-x -o yaml`
+        commands: Vec<String>,
+        reason: String,
+    },
     /// The object does not exist.
     #[error("{resource} not found")]
     NotFound { resource: String },
