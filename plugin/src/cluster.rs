@@ -459,7 +459,8 @@ impl Cluster {
         })
     }
 
-    /// Lists, ignoring types the user may not list (403) or that vanished (404).
+    /// Lists, ignoring types the user may not list (403), that vanished (404) or cannot be listed
+    /// (405), and metrics APIs that are down (503).
     pub async fn list_lenient(
         &self,
         r: &Resource,
@@ -468,8 +469,11 @@ impl Cluster {
     ) -> Result<Vec<Value>, Error> {
         match self.list(r, namespace, selector).await {
             Ok(v) => Ok(v),
+            // Not yours to list, gone, not listable; or a metrics API whose server is down
+            // (metrics are nobody's GitOps objects).
             Err(Error::Kube { source, .. })
-                if is_status(&source, 403) || is_status(&source, 404) =>
+                if [403, 404, 405].iter().any(|c| is_status(&source, *c))
+                    || (is_status(&source, 503) && r.api.group.ends_with("metrics.k8s.io")) =>
             {
                 Ok(Vec::new())
             }
