@@ -14,7 +14,7 @@
 //!   once. A review not answered by its deadline — its body too slow, no slot free, or deciding
 //!   too slow — is refused with an AdmissionReview for its uid (code 504 or 429, "retry"), for
 //!   the same reason: the API server's own timeout would let `Ignore` entries admit it.
-//! - [`App::probe_router`]: `GET /healthz`, `/readyz`, `/metrics` (plain HTTP, own port).
+//! - [`App::probe_router`]: `GET /healthz`, `/readyz`, `/metrics`, `/version` (plain HTTP, own port).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -215,19 +215,22 @@ impl App {
         &self.inner.readiness
     }
 
-    /// The TLS-side router: `POST /validate`.
+    /// The TLS-side router: `POST /validate`, and `GET /version` (what `kubectl gitops version`
+    /// reads through the API server's service proxy, which reaches only this port).
     pub fn router(&self) -> Router {
         Router::new()
             .route("/validate", post(validate))
+            .route("/version", get(version))
             .method_not_allowed_fallback(method_not_allowed)
             .fallback(not_found)
             .with_state(self.clone())
     }
 
-    /// The probe-side router: `GET /healthz`, `/readyz`, `/metrics`, `/managed-kinds`.
+    /// The probe-side router: `GET /healthz`, `/readyz`, `/metrics`, `/managed-kinds`, `/version`.
     pub fn probe_router(&self) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
+            .route("/version", get(version))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
             .route("/managed-kinds", get(managed_kinds))
@@ -650,6 +653,15 @@ async fn healthz() -> Response {
     (
         StatusCode::OK,
         axum::Json(serde_json::json!({"status": "ok"})),
+    )
+        .into_response()
+}
+
+/// `{"version": "0.1.0", "commit": "<git sha>"|null}`: the build (`crate::VERSION`, `crate::COMMIT`).
+async fn version() -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"version": crate::VERSION, "commit": crate::COMMIT})),
     )
         .into_response()
 }

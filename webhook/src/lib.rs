@@ -38,6 +38,12 @@ pub use metrics::Metrics;
 pub use readiness::Readiness;
 pub use server::{Cluster, ConnectionLimits, Server, ServerOptions, run};
 
+/// This build's version (the workspace version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The Git commit this build was made from: `GITOPS_GUARD_COMMIT` at build time (scripts/release.sh
+/// and scripts/build-image.sh set it), `None` for a plain `cargo build`.
+pub const COMMIT: Option<&str> = option_env!("GITOPS_GUARD_COMMIT");
+
 /// Everything that can go wrong in the webhook. Messages name the file, address or object
 /// concerned and what to do about it.
 #[derive(Debug, thiserror::Error)]

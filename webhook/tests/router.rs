@@ -462,6 +462,27 @@ async fn probes_answer_on_their_own_router() {
     );
 }
 
+/// `GET /version` answers on both listeners (the API server's service proxy reaches only the TLS
+/// one) with this build's version, and is the only GET the TLS side serves.
+#[tokio::test]
+async fn both_routers_say_which_version_runs() {
+    let a = app();
+    for router in [a.router(), a.probe_router()] {
+        let (status, content_type, body) = send(
+            router,
+            Request::get("/version").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(v["commit"].as_str(), option_env!("GITOPS_GUARD_COMMIT"));
+    }
+    let (status, _, _) = send(a.router(), post_json("/version", b"{}".to_vec())).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
 /// A body that trickles in (slow-loris) is cut off at the deadline, with an answer.
 #[tokio::test(start_paused = true)]
 async fn a_body_that_never_finishes_is_cut_off() {
