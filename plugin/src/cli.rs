@@ -151,11 +151,27 @@ Exit status: 1 when any finding is `fail`, else 0.")]
     /// Changes through a pull request: edit, scale, set image, patch, label, annotate.
     #[command(flatten)]
     Change(crate::change::ChangeCommand),
+    /// This build's version and commit, and the guard's when the cluster lets it be reached.
+    #[command(after_help = "Examples:
+  kubectl gitops version
+  kubectl gitops version --client
+  kubectl gitops version -o json
+
+The guard is found through its ValidatingWebhookConfiguration (webhook guard.gitops-guard.dev)
+and asked GET /version: through the API server's service proxy when the webhook calls a
+Service, directly when it calls a URL. When it cannot be reached the line says why; the exit
+status is still 0.")]
+    Version(crate::version::VersionArgs),
     /// Print a shell completion script (bash, zsh or fish).
     #[command(after_help = "Examples:
   source <(kubectl gitops completion bash)
   kubectl gitops completion zsh > \"${fpath[1]}/_kubectl-gitops\"
-  kubectl gitops completion fish > ~/.config/fish/completions/kubectl-gitops.fish")]
+  kubectl gitops completion fish > ~/.config/fish/completions/kubectl-gitops.fish
+
+These complete `kubectl-gitops …`. For `kubectl gitops <TAB>` (kubectl 1.26+), put the release
+archive's kubectl_complete-gitops on your PATH next to kubectl-gitops: kubectl runs it, and it
+runs `kubectl-gitops __complete`, which completes verbs, flags, resource types and object names
+from the cluster.")]
     Completion(CompletionArgs),
 }
 
@@ -186,6 +202,9 @@ pub fn completion(shell: Shell, out: &mut dyn std::io::Write) {
     clap_complete::generate(shell, &mut cmd, "kubectl-gitops", out);
 }
 
+/// The hidden verb kubectl's completion helper calls.
+pub const COMPLETE: &str = "__complete";
+
 /// Runs a verb; `Ok(false)`: it ran but some of what was asked for failed (exit status 1).
 pub fn run(cli: Cli) -> Result<bool, Error> {
     let Cli { global, command } = cli;
@@ -198,6 +217,7 @@ pub fn run(cli: Cli) -> Result<bool, Error> {
         Command::BreakGlass(args) => crate::exceptions::run_break_glass(&global, &args),
         Command::Exceptions(args) => crate::exceptions::run(&global, &args),
         Command::Doctor(args) => crate::doctor::run(&global, &args),
+        Command::Version(args) => crate::version::run(&global, &args),
         Command::Change(cmd) => crate::change::run(&global, cmd),
         Command::Completion(args) => {
             completion(args.shell, &mut std::io::stdout());
@@ -210,6 +230,15 @@ pub fn run(cli: Cli) -> Result<bool, Error> {
 pub fn main() -> ExitCode {
     // gix's HTTP transport (reqwest) uses the process-wide rustls provider: ring, as kube does.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // kubectl's plugin completion protocol (kubectl_complete-gitops runs `kubectl-gitops
+    // __complete WORD…`): the words are the user's half-typed command line, not ours to parse.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(COMPLETE) {
+        return match crate::complete::run(&args[2..], &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(1),
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

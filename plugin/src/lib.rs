@@ -6,6 +6,7 @@ pub mod blame;
 pub mod change;
 pub mod cli;
 pub mod cluster;
+pub mod complete;
 pub mod diff;
 pub mod doctor;
 pub mod error;
@@ -21,5 +22,6 @@ pub mod session;
 pub mod splice;
 pub mod status;
 pub mod trace;
+pub mod version;
 
 pub use error::Error;
