@@ -33,6 +33,13 @@ command -v cargo >/dev/null || die "cargo not found"
 VERSION="$(sed -n '/^\[workspace\.package\]/,/^\[/{s/^version *= *"\([^"]*\)".*/\1/p}' "$ROOT/Cargo.toml")"
 [ -n "$VERSION" ] || die "no version under [workspace.package] in $ROOT/Cargo.toml"
 
+# The commit the binary reports (GET /version); scripts/release.sh sets the same, so the two
+# share one build.
+if [ -z "${GITOPS_GUARD_COMMIT:-}" ]; then
+  GITOPS_GUARD_COMMIT="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)"
+fi
+[ -n "$GITOPS_GUARD_COMMIT" ] && export GITOPS_GUARD_COMMIT
+
 log "building gitops-guard-webhook $VERSION (static, $TARGET) in $TARGET_DIR"
 (
   cd "$ROOT"
