@@ -199,8 +199,8 @@ spec:
 
     Completion of kubectl gitops <TAB> (kubectl 1.26+): krew links only
     kubectl-gitops; link the completion helper next to it:
-      ln -s "\${KREW_ROOT:-\$HOME/.krew}/store/gitops/$TAG/kubectl_complete-gitops" \\
-        "\${KREW_ROOT:-\$HOME/.krew}/bin/"
+      cd "\${KREW_ROOT:-\$HOME/.krew}/bin" &&
+        ln -s ../store/gitops/$TAG/kubectl_complete-gitops .
   platforms:
 $KREW_PLATFORMS
 EOF

@@ -195,7 +195,7 @@ async fn via_service(
             TIMEOUT.as_secs()
         )),
         Ok(Err(e)) => Err(format!(
-            "service {namespace}/{name} through the API server: {}",
+            "service {namespace}/{name} through the API server: {}; check that the guard runs: kubectl get pods,endpoints -n {namespace}",
             crate::error::report(&cluster::kube_error("GET /version", e).into())
         )),
         Ok(Ok(body)) => Ok(body),
