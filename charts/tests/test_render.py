@@ -106,7 +106,13 @@ NEIGHBOURS_UNLABELLED = [
     ("apps", "daemonsets", ["CREATE", "UPDATE"]),
     ("", "replicationcontrollers", ["CREATE", "UPDATE"]),
     ("batch", "cronjobs", ["CREATE", "UPDATE"]),
+    # A hand-made Ingress may claim a managed Ingress's host (controllers merge them by host).
+    ("networking.k8s.io", "ingresses", ["CREATE", "UPDATE"]),
+    # Where a Service's or Ingress's traffic arrives (status.loadBalancer): annotation-tracked ones.
+    ("", "services/status", ["UPDATE"]),
+    ("networking.k8s.io", "ingresses/status", ["UPDATE"]),
 ]
+LOAD_BALANCER_STATUS = [("", "services/status"), ("networking.k8s.io", "ingresses/status")]
 POD_SUBRESOURCES = {"pods/ephemeralcontainers", "pods/status", "pods/eviction", "pods/exec", "pods/attach", "pods/portforward"}
 # Left out of every entry (values.yaml webhook.labelledResources).
 LEFT_OUT = [
@@ -309,6 +315,10 @@ def test_every_entry_is_safe(scenario: str) -> None:
             # labels, annotations, finalizers and owner references.
             assert subresources and all(res.endswith("/status") for res in subresources), name
             assert "statefulsets/status" not in subresources and "pods/status" not in subresources
+            assert not {g for r in hook["rules"] for g in r["apiGroups"]} & set(CUSTODY_GROUPS), name
+        elif name in ("neighbours-unlabelled", "enforce-all"):
+            # Only where a Service's or Ingress's traffic arrives (status.loadBalancer).
+            assert subresources == {r for _, r in LOAD_BALANCER_STATUS}, name
             assert not {g for r in hook["rules"] for g in r["apiGroups"]} & set(CUSTODY_GROUPS), name
         else:
             assert subresources == set(), name
@@ -530,6 +540,11 @@ def test_every_request_reaches_at_most_one_entry(scenario: str) -> None:
                         # A Pod's podIP and readiness steer a Service, a StatefulSet's revisions
                         # its Pods: the neighbours entry's.
                         assert set(got) <= ({"neighbours"} if operation == "UPDATE" else set()), where
+                    elif (group, resource) in LOAD_BALANCER_STATUS:
+                        # Where a Service's or Ingress's traffic arrives: labelled or not.
+                        enforced = ns_labels.get("gitops-guard.dev/enforce") == "all"
+                        expected = LABEL_ENTRIES | ({"enforce-all"} if enforced else {"neighbours-unlabelled"})
+                        assert set(got) <= (expected if operation == "UPDATE" else LABEL_ENTRIES), where
                     elif resource.endswith("/status") and group not in CUSTODY_GROUPS:
                         # Only what carries ownership labels: its label entry.
                         assert set(got) <= (LABEL_ENTRIES if labels else set()), where
@@ -622,7 +637,6 @@ def test_status_of_ordinary_kinds_is_routed_only_with_ownership_labels(kube: str
     for group, resource in [
         ("apps", "deployments/status"),
         ("apps", "daemonsets/status"),
-        ("", "services/status"),
         ("", "namespaces/status"),
         ("batch", "jobs/status"),
         ("notification.toolkit.fluxcd.io", "alerts/status"),
@@ -637,6 +651,38 @@ def test_status_of_ordinary_kinds_is_routed_only_with_ownership_labels(kube: str
         ):
             assert routes(hooks, "apps", {}, labels, group, resource) == [entry], (group, resource, labels)
             assert routes(hooks, "prod", enforce, labels, group, resource) == [entry]
+
+
+@pytest.mark.parametrize("kube", ["v1.20.2", "v1.30.0"])
+def test_load_balancer_status_of_services_and_ingresses_is_routed_whatever_their_labels(kube: str) -> None:
+    """status.loadBalancer of a Service or Ingress is where its traffic arrives (external-dns
+    publishes it): the guard sees every status write of one, managed or not, through exactly one
+    entry: labelled ones through their label's entry, unlabelled ones (annotation-tracked, or
+    hand-made) through neighbours-unlabelled, those in enforce-all namespaces through enforce-all."""
+    hooks = webhooks(rendered({"config": {"argocd": {"labelTracking": True}}}, kube))
+    enforce = {"gitops-guard.dev/enforce": "all"}
+    for group, resource in LOAD_BALANCER_STATUS:
+        assert routes(hooks, "apps", {}, {}, group, resource, "UPDATE") == ["neighbours-unlabelled"]
+        assert routes(hooks, "prod", enforce, {}, group, resource, "UPDATE") == ["enforce-all"]
+        for labels, entry in (
+            ({KUSTOMIZE: "apps"}, "flux-kustomize"),
+            ({HELM: "web"}, "flux-helm"),
+            ({TRACKING: "web"}, "argocd-labels"),
+        ):
+            assert routes(hooks, "apps", {}, labels, group, resource, "UPDATE") == [entry]
+            assert routes(hooks, "prod", enforce, labels, group, resource, "UPDATE") == [entry]
+    # Hand-made Ingresses, which may claim a managed one's host: neighbours-unlabelled.
+    for op in ("CREATE", "UPDATE"):
+        assert routes(hooks, "apps", {}, {}, "networking.k8s.io", "ingresses", op) == ["neighbours-unlabelled"]
+        assert routes(hooks, "prod", enforce, {}, "networking.k8s.io", "ingresses", op) == ["enforce-all"]
+    assert routes(hooks, "apps", {}, {}, "networking.k8s.io", "ingresses", "DELETE") == ["argocd-annotations"]
+    # The config lists who else writes it.
+    config = yaml.safe_load(one(rendered({}, kube), "ConfigMap")["data"]["config.yaml"])
+    assert {(c["group"], c["kind"]) for c in config["loadBalancerControllers"]} == {
+        ("", "Service"),
+        ("networking.k8s.io", "Ingress"),
+    }
+    assert any(c["kind"] == "Challenge" for c in config["workloadControllers"])
 
 
 def test_subresources_outside_the_custody_groups_are_refused() -> None:
@@ -1228,6 +1274,8 @@ def test_rbac_is_least_privilege() -> None:
         | {("batch", r, v) for r in ("jobs", "cronjobs") for v in read}
         # Argo Rollouts' Rollouts: a workload kind whose Pods the guard follows.
         | {("argoproj.io", "rollouts", v) for v in read}
+        # Ingresses: the hosts the managed ones claim.
+        | {("networking.k8s.io", "ingresses", v) for v in read}
         | {("", "pods", "get")}
         | {("", "events", "create")}
     )
@@ -1299,6 +1347,7 @@ def test_config_map_carries_the_config_from_values() -> None:
         "excludedNamespaces",
         "custody",
         "workloadControllers",
+        "loadBalancerControllers",
     }
 
 

@@ -43,6 +43,11 @@ pub struct Config {
     /// beside) an object of that kind that Git declares, and for nothing else: Argo Rollouts'
     /// ReplicaSets, the HorizontalPodAutoscaler KEDA makes for a ScaledObject.
     pub workload_controllers: Vec<WorkloadController>,
+    /// Controllers that write `status.loadBalancer` of GitOps-managed objects of one kind (a
+    /// Service's load balancer, an Ingress's address: external-dns makes DNS records of it),
+    /// beside Kubernetes' own and the agents. A request counts only with the service account's
+    /// groups.
+    pub load_balancer_controllers: Vec<WorkloadController>,
 }
 
 /// A controller trusted for the objects beneath an object of one kind.
@@ -315,6 +320,29 @@ impl Default for Config {
                     group: "keda.sh".into(),
                     kind: "ScaledObject".into(),
                     users: vec!["system:serviceaccount:keda:keda-operator".into()],
+                },
+                // The HTTP-01 solver Ingress cert-manager makes for a Challenge (with its host).
+                WorkloadController {
+                    group: "acme.cert-manager.io".into(),
+                    kind: "Challenge".into(),
+                    users: vec!["system:serviceaccount:cert-manager:cert-manager".into()],
+                },
+            ],
+            load_balancer_controllers: vec![
+                WorkloadController {
+                    group: String::new(),
+                    kind: "Service".into(),
+                    users: vec![
+                        // A cloud's load balancers (kube-controller-manager's service
+                        // controller is Kubernetes itself: `system.users`).
+                        "system:serviceaccount:kube-system:cloud-controller-manager".into(),
+                        "system:serviceaccount:metallb-system:controller".into(),
+                    ],
+                },
+                WorkloadController {
+                    group: "networking.k8s.io".into(),
+                    kind: "Ingress".into(),
+                    users: vec!["system:serviceaccount:ingress-nginx:ingress-nginx".into()],
                 },
             ],
         }

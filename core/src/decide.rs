@@ -10,6 +10,7 @@ use crate::custody::{self, CustodyInfo, ObjectRef};
 use crate::diff::{FieldPath, Report, disallowed_changes_of};
 use crate::exception;
 use crate::identity::Identity;
+use crate::ingress::Claim;
 use crate::object::{Fields, Object};
 use crate::owner::{NamespaceInfo, OwnerInfo, OwnerKind, OwnerRef, owners_of, short_revision};
 use crate::review::{AdmissionRequest, Operation};
@@ -51,6 +52,11 @@ pub trait Lookup {
     }
     /// The GitOps-managed workloads and Services in `namespace` that `target` would steer.
     fn steered(&self, _namespace: &str, _target: &Target) -> Vec<Steered> {
+        Vec::new()
+    }
+    /// The GitOps-managed Ingresses, in every namespace, with a host that overlaps one of
+    /// `hosts` (`crate::ingress::Host::overlaps`), but the Ingress `(namespace, name)` itself.
+    fn claims(&self, _ingress: (&str, &str), _hosts: &[crate::ingress::Host]) -> Vec<Claim> {
         Vec::new()
     }
 }
@@ -133,13 +139,17 @@ pub enum Reason {
     /// Denied: a StatefulSet's status fields that say which revision its Pods are made from,
     /// written by someone other than Kubernetes or the agent.
     RevisionStatus,
+    /// Denied: `status.loadBalancer` of a managed Service or Ingress written by someone other
+    /// than Kubernetes, the agent or a controller the config trusts (`loadBalancerControllers`).
+    LoadBalancerStatus,
     /// Denied: a status subresource write that changes more than the status (metadata the API
     /// server would keep), by someone other than Kubernetes or an agent.
     StatusWrite,
     /// Deleting, evicting, exec or debug of a Pod of a managed workload: operational, recorded.
     PodOperation,
     /// A controller the config trusts for a custom workload kind (`workloadControllers`), acting on
-    /// what it makes beneath or beside an object of that kind.
+    /// what it makes beneath or beside an object of that kind; or for the load-balancer status of
+    /// a kind (`loadBalancerControllers`).
     WorkloadController,
 }
 
@@ -174,6 +184,7 @@ impl Reason {
             Reason::Descendant => "descendant",
             Reason::Neighbour => "neighbour",
             Reason::RevisionStatus => "revision-status",
+            Reason::LoadBalancerStatus => "load-balancer-status",
             Reason::StatusWrite => "status-write",
             Reason::PodOperation => "pod-operation",
             Reason::WorkloadController => "workload-controller",
@@ -381,6 +392,10 @@ fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Optio
         "status" if req.resource.group.is_empty() && req.resource.resource == "pods" => None,
         // A StatefulSet's says which revision its Pods are made from.
         "status" if req.resource.group == "apps" && req.resource.resource == "statefulsets" => None,
+        // A Service's or Ingress's says where its traffic arrives (`status.loadBalancer`).
+        "status" if what_runs::has_load_balancer(&req.resource.group, &req.resource.resource) => {
+            None
+        }
         // What else a status write changes, the API server may keep (see `status_write`).
         "status" if !beyond_status(req).is_empty() => None,
         "status" => Some(Reason::Status),
@@ -504,9 +519,14 @@ const RULES: &[(&str, Rule)] = &[
         "a StatefulSet's revision status",
         what_runs::revision_status,
     ),
+    (
+        "a Service's or Ingress's load-balancer status",
+        what_runs::load_balancer_status,
+    ),
     ("beneath a managed workload", what_runs::descendant),
     ("GitOps-managed objects", managed_object),
     ("steering a managed object", what_runs::neighbour),
+    ("claiming a managed Ingress's host", what_runs::host_claim),
     ("exceptions set by hand", planted_exception),
 ];
 

@@ -12,6 +12,7 @@ pub mod decide;
 pub mod diff;
 pub mod exception;
 pub mod identity;
+pub mod ingress;
 pub mod managed_fields;
 pub mod object;
 pub mod owner;

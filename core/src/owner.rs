@@ -195,8 +195,12 @@ fn argo_tracking_app(
         return None;
     }
     // Argo CD writes the core group as "" and treats "extensions" and "apps" alike.
+    // An Ingress is the same object in networking.k8s.io and extensions (before 1.22).
     let same_group = id_group == group
-        || (matches!(id_group, "apps" | "extensions") && matches!(group, "apps" | "extensions"));
+        || (matches!(id_group, "apps" | "extensions") && matches!(group, "apps" | "extensions"))
+        || (kind == crate::ingress::KIND
+            && crate::ingress::GROUPS.contains(&id_group)
+            && crate::ingress::GROUPS.contains(&group));
     if !same_group {
         return None;
     }

@@ -564,10 +564,11 @@ fn doctor_on_a_cluster_without_those_bindings_reports_no_fail() {
             "RBAC",
             "nobody but Kubernetes and the agents can approve client certificates",
         ),
-        // No Flux or Argo CD kinds here: the statuses of Pods and StatefulSets.
+        // No Flux or Argo CD kinds here: the statuses of Pods, StatefulSets, Services and
+        // Ingresses.
         (
             "status",
-            "the /status of every kind the guard protects (2) is routed to the guard",
+            "the /status of every kind the guard protects (4) is routed to the guard",
         ),
     ] {
         assert!(oks.contains(&expected), "{expected:?} in {oks:#?}");

@@ -23,34 +23,42 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use arc_swap::ArcSwap;
 use gitops_guard_core::custody::{self, CustodyInfo, ObjectRef};
 use gitops_guard_core::exception::window_opened;
+use gitops_guard_core::ingress;
 use gitops_guard_core::owner::{argo_owner_info, flux_owner_info, namespace_info, owners_of};
 use gitops_guard_core::workload::{self, ControllerRef, Facts, Steered, Target};
 use gitops_guard_core::{Config, Lookup, NamespaceInfo, Object, OwnerInfo, OwnerKind, OwnerRef};
 use serde_json::{Map, Value};
 
-/// A kind the guard watches: an owner or source kind of the chain of custody, Namespaces, or a
-/// workload kind or Services (what runs: [`workload::WORKLOADS`]).
+/// A kind the guard watches: an owner or source kind of the chain of custody, Namespaces, a
+/// workload kind or Services (what runs: [`workload::WORKLOADS`]), or Ingresses (the hosts the
+/// managed ones claim, cluster-wide).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Watched {
     Custody(&'static custody::Kind),
     Namespace,
     Workload(&'static workload::Kind),
+    Ingress,
 }
 
 impl Watched {
-    /// Every watched kind: [`custody::KINDS`], Namespaces, then [`workload::WORKLOADS`].
+    /// Every watched kind: [`custody::KINDS`], Namespaces, [`workload::WORKLOADS`], then
+    /// Ingresses.
     pub fn all() -> impl Iterator<Item = Watched> {
         custody::KINDS
             .iter()
             .map(Watched::Custody)
             .chain(std::iter::once(Watched::Namespace))
             .chain(workload::WORKLOADS.iter().map(Watched::Workload))
+            .chain(std::iter::once(Watched::Ingress))
     }
 
     /// The watched kind called `kind` (`"Kustomization"`, `"Namespace"`, `"Deployment"`).
     pub fn named(kind: &str) -> Option<Watched> {
         if kind == "Namespace" {
             return Some(Watched::Namespace);
+        }
+        if kind == ingress::KIND {
+            return Some(Watched::Ingress);
         }
         custody::kind_named(kind).map(Watched::Custody).or_else(|| {
             workload::WORKLOADS
@@ -66,6 +74,7 @@ impl Watched {
             Watched::Custody(k) => (k.group, k.version, k.kind, k.plural),
             Watched::Namespace => ("", "v1", "Namespace", "namespaces"),
             Watched::Workload(k) => (k.group, k.versions[0], k.kind, k.plural),
+            Watched::Ingress => (ingress::GROUPS[0], "v1", ingress::KIND, ingress::RESOURCE),
         }
     }
 
@@ -75,6 +84,8 @@ impl Watched {
             Watched::Custody(k) => std::slice::from_ref(&k.version),
             Watched::Namespace => &["v1"],
             Watched::Workload(k) => k.versions,
+            // networking.k8s.io/v1 came with Kubernetes 1.19; v1beta1 serves the same objects.
+            Watched::Ingress => &["v1", "v1beta1"],
         }
     }
 
@@ -88,10 +99,13 @@ impl Watched {
         }
     }
 
-    /// Whether the kind may not be served (a custom resource, or a workload version Kubernetes
-    /// added later: `batch/v1` CronJobs came with 1.21).
+    /// Whether the kind may not be served (a custom resource, or a version Kubernetes added
+    /// later: `batch/v1` CronJobs came with 1.21, `networking.k8s.io/v1` Ingresses with 1.19).
     pub fn is_crd(self) -> bool {
-        matches!(self, Watched::Custody(_) | Watched::Workload(_))
+        matches!(
+            self,
+            Watched::Custody(_) | Watched::Workload(_) | Watched::Ingress
+        )
     }
 }
 
@@ -263,8 +277,14 @@ pub struct Entry {
     custody: Option<CustodyInfo>,
     /// For a workload or Service: what [`workload::facts`] derives under `config`.
     workload: Option<Facts>,
+    /// For an Ingress: what [`ingress::facts`] derives under `config`.
+    ingress: Option<ingress::Facts>,
     config: Arc<Config>,
 }
+
+/// The Ingresses of every namespace, by namespace and name: their shallow copy (to derive them
+/// again when the config changes) and their facts (hosts, owners, exceptions).
+type Ingresses = HashMap<(String, String), (Value, ingress::Facts)>;
 
 /// The workloads and Services, by uid, and the uids in each namespace. `facts` (their shallow
 /// copy) is kept to derive them again when the config changes.
@@ -557,6 +577,8 @@ pub struct Caches {
     state: RwLock<State>,
     /// What runs; its own lock (taken before `state` when both are needed).
     workloads: RwLock<Workloads>,
+    /// Ingresses; their own lock (taken before `state` when both are needed).
+    ingresses: RwLock<Ingresses>,
     /// Served resources by `(group, plural)` and whether they have a status subresource (from
     /// API discovery; `None` before the first one).
     status_subresources: ArcSwap<Option<HashMap<(String, String), bool>>>,
@@ -573,6 +595,7 @@ impl Caches {
             config: ArcSwap::new(config),
             state: RwLock::new(State::default()),
             workloads: RwLock::new(Workloads::default()),
+            ingresses: RwLock::new(Ingresses::default()),
             status_subresources: ArcSwap::new(Arc::new(None)),
         }
     }
@@ -585,12 +608,17 @@ impl Caches {
         for (facts, derived) in w.by_uid.values_mut() {
             *derived = workload::facts(derived.kind, facts, &config);
         }
+        drop(w);
+        for (facts, derived) in self.write_ingresses().values_mut() {
+            *derived = ingress::facts(facts, &config);
+        }
     }
 
     /// Reduces an object of `kind` (whole, as the API server sends it) to what the cache keeps.
     pub fn prepare(&self, kind: Watched, object: Value) -> Entry {
         let config = self.config.load_full();
         let (namespace, name) = key_of(&object);
+        let mut ingress_facts = None;
         let (facts, custody, derived) = match kind {
             Watched::Custody(k) => {
                 let facts = custody_facts(k, &object);
@@ -602,6 +630,10 @@ impl Caches {
                 let derived = workload::facts(k, &object, &config);
                 (object, None, Some(derived))
             }
+            Watched::Ingress => {
+                ingress_facts = Some(ingress::facts(&object, &config));
+                (object, None, None)
+            }
         };
         Entry {
             kind,
@@ -610,6 +642,7 @@ impl Caches {
             facts,
             custody,
             workload: derived,
+            ingress: ingress_facts,
             config,
         }
     }
@@ -619,6 +652,11 @@ impl Caches {
         let entry = self.prepare(kind, object);
         if let Some(derived) = entry.workload {
             self.write_workloads().insert(entry.facts, derived);
+            return;
+        }
+        if let Some(derived) = entry.ingress {
+            self.write_ingresses()
+                .insert((entry.namespace, entry.name), (entry.facts, derived));
             return;
         }
         {
@@ -641,7 +679,7 @@ impl Caches {
                 state.derive_namespace(&name, config);
             }
             // Kept apart, under their own lock ([`Caches::apply`]).
-            Watched::Workload(_) => {}
+            Watched::Workload(_) | Watched::Ingress => {}
         }
     }
 
@@ -653,6 +691,10 @@ impl Caches {
             return;
         }
         let (namespace, name) = key_of(object);
+        if kind == Watched::Ingress {
+            self.write_ingresses().remove(&(namespace, name));
+            return;
+        }
         {
             let mut state = self.write();
             let config = self.config.load_full();
@@ -666,7 +708,7 @@ impl Caches {
                     state.namespace_facts.remove(&name);
                     state.derive_namespace(&name, &config);
                 }
-                Watched::Workload(_) => {}
+                Watched::Workload(_) | Watched::Ingress => {}
             }
         }
     }
@@ -689,6 +731,16 @@ impl Caches {
             }
             return;
         }
+        if kind == Watched::Ingress {
+            let mut w = self.write_ingresses();
+            w.clear();
+            for e in entries.into_iter().filter(|e| e.kind == kind) {
+                if let Some(derived) = e.ingress {
+                    w.insert((e.namespace, e.name), (e.facts, derived));
+                }
+            }
+            return;
+        }
         let mut state = self.write();
         let config = self.config.load_full();
         let entries = entries.into_iter().filter(|e| e.kind == kind);
@@ -705,7 +757,7 @@ impl Caches {
                 state.namespace_facts = entries.map(|e| (e.name, e.facts)).collect();
                 state.derive_namespaces(&config);
             }
-            Watched::Workload(_) => {}
+            Watched::Workload(_) | Watched::Ingress => {}
         }
     }
 
@@ -722,11 +774,15 @@ impl Caches {
             // Always served; an empty list is what there is.
             Watched::Namespace => self.replace(kind, Vec::new()),
             Watched::Workload(k) => self.write_workloads().clear(k),
+            Watched::Ingress => self.write_ingresses().clear(),
         }
     }
 
     /// How many objects of `kind` are cached.
     pub fn len(&self, kind: Watched) -> usize {
+        if kind == Watched::Ingress {
+            return self.read_ingresses().len();
+        }
         let state = self.read();
         match kind {
             Watched::Custody(k) => state.objects.get(k.kind).map_or(0, HashMap::len),
@@ -737,6 +793,7 @@ impl Caches {
                 .values()
                 .filter(|(_, f)| f.kind == k)
                 .count(),
+            Watched::Ingress => 0,
         }
     }
 }
@@ -778,22 +835,39 @@ impl Caches {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn read_ingresses(&self) -> RwLockReadGuard<'_, Ingresses> {
+        self.ingresses
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_ingresses(&self) -> RwLockWriteGuard<'_, Ingresses> {
+        self.ingresses
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Who manages a workload or Service: its labels' owners, or its namespace when that is
     /// `enforce: all` (from Git).
     fn managed_owners(&self, f: &Facts) -> Vec<OwnerRef> {
-        if !f.owners.is_empty() {
-            return f.owners.clone();
+        self.owners_in(&f.owners, &f.namespace)
+    }
+
+    /// `owners`, or the namespace when it is `enforce: all` (from Git) and `owners` is empty.
+    fn owners_in(&self, owners: &[OwnerRef], namespace: &str) -> Vec<OwnerRef> {
+        if !owners.is_empty() {
+            return owners.to_vec();
         }
         let enforce_all = self
             .read()
             .namespaces
-            .get(&f.namespace)
+            .get(namespace)
             .is_some_and(|n| n.enforce_all);
         if enforce_all {
             vec![OwnerRef {
                 kind: OwnerKind::Namespace,
-                namespace: f.namespace.clone(),
-                name: f.namespace.clone(),
+                namespace: namespace.to_string(),
+                name: namespace.to_string(),
             }]
         } else {
             Vec::new()
@@ -873,6 +947,15 @@ impl Lookup for Caches {
             |uid| w.get(uid),
             |f| self.managed_owners(f),
         )
+    }
+
+    /// Every Ingress is read: the managed ones are a few in most clusters, and a host overlaps
+    /// another by a wildcard, which no map by name finds.
+    fn claims(&self, this: (&str, &str), hosts: &[ingress::Host]) -> Vec<ingress::Claim> {
+        let w = self.read_ingresses();
+        ingress::claims_among(w.values().map(|(_, f)| f), this, hosts, |f| {
+            self.owners_in(&f.owners, &f.namespace)
+        })
     }
 
     /// Unknown resources (before discovery, or not served) count as having one.
@@ -1796,7 +1879,7 @@ mod tests {
         let all: Vec<Watched> = Watched::all().collect();
         assert_eq!(
             all.len(),
-            custody::KINDS.len() + 1 + workload::WORKLOADS.len()
+            custody::KINDS.len() + 1 + workload::WORKLOADS.len() + 1
         );
         let cases = [
             (
@@ -1820,6 +1903,7 @@ mod tests {
             ("Deployment", "Deployment (apps/v1)", true),
             ("CronJob", "CronJob (batch/v1)", true),
             ("Service", "Service (v1)", true),
+            ("Ingress", "Ingress (networking.k8s.io/v1)", true),
         ];
         for (kind, display, crd) in cases {
             let watched = w(kind);
@@ -1829,7 +1913,124 @@ mod tests {
             assert_eq!(watched.gvk().2, kind);
         }
         assert_eq!(w("CronJob").versions(), ["v1", "v1beta1"]);
+        assert_eq!(w("Ingress").versions(), ["v1", "v1beta1"]);
         assert_eq!(Watched::named("Pod"), None);
+    }
+
+    /// The Ingresses cache: the hosts of the managed ones, in every namespace, as the shallow
+    /// copy derives them, following watch events, relists, the config and `enforce: all`.
+    #[test]
+    fn ingresses_claim_their_hosts_cluster_wide() {
+        let caches = Caches::new(Arc::new(Config::default()));
+        let ingress = |ns: &str, name: &str, labels: Value, host: &str| {
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": name, "namespace": ns, "uid": format!("{ns}-{name}"), "labels": labels,
+                    "annotations": {LAST_APPLIED: "{}", "gitops-guard.dev/allow": "manual"}},
+                "spec": {"ingressClassName": "nginx",
+                    "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                        "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}],
+                    "tls": [{"hosts": ["*.tls.example.com"], "secretName": "web-tls"}]},
+                "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}})
+        };
+        let flux = json!({"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"});
+        let web = ingress("prod", "web", flux.clone(), "app.example.com");
+        let text = web.to_string();
+        let shallow: shallow::Shallow = serde_json::from_str(&text).unwrap();
+        let shallow = shallow.into_value();
+        assert!(!shallow.to_string().contains("backend"), "{shallow}");
+        let (a, b) = (
+            caches.prepare(Watched::Ingress, web.clone()),
+            caches.prepare(Watched::Ingress, shallow),
+        );
+        assert_eq!(a.ingress, b.ingress);
+        let facts = b.ingress.clone().unwrap();
+        assert_eq!(facts.hosts.len(), 2);
+        assert_eq!(facts.owners.len(), 1);
+        assert_eq!(facts.exceptions.len(), 1);
+
+        let hosts = |h: &str| vec![ingress::Host::parse(h)];
+        let claims = |this: (&str, &str), h: &str| -> Vec<String> {
+            caches
+                .claims(this, &hosts(h))
+                .iter()
+                .map(|c| format!("{}/{} {}", c.ingress.namespace, c.ingress.name, c.host))
+                .collect()
+        };
+        caches.replace(
+            Watched::Ingress,
+            vec![
+                web.clone(),
+                ingress("dev", "tool", json!({}), "tool.example.com"),
+            ],
+        );
+        assert_eq!(caches.len(Watched::Ingress), 2);
+        assert_eq!(
+            claims(("team", "x"), "APP.example.com"),
+            ["prod/web app.example.com"]
+        );
+        assert_eq!(
+            claims(("team", "x"), "a.tls.example.com"),
+            ["prod/web *.tls.example.com"]
+        );
+        assert_eq!(
+            claims(("prod", "web"), "app.example.com"),
+            Vec::<String>::new()
+        );
+        // Not managed: nobody's host.
+        assert_eq!(
+            claims(("team", "x"), "tool.example.com"),
+            Vec::<String>::new()
+        );
+        // Its namespace becomes `enforce: all` (from Git): the namespace manages it.
+        let mut dev = namespace("dev");
+        dev["metadata"]["labels"] = flux.clone();
+        dev["metadata"]["annotations"] = json!({"gitops-guard.dev/enforce": "all"});
+        caches.apply(Watched::Namespace, dev);
+        assert_eq!(
+            claims(("team", "x"), "tool.example.com"),
+            ["dev/tool tool.example.com"]
+        );
+        // Watch events: moved to another host, deleted.
+        caches.apply(
+            Watched::Ingress,
+            ingress("prod", "web", flux.clone(), "new.example.com"),
+        );
+        assert_eq!(
+            claims(("team", "x"), "app.example.com"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            claims(("team", "x"), "new.example.com"),
+            ["prod/web new.example.com"]
+        );
+        caches.delete(Watched::Ingress, &web);
+        assert_eq!(
+            claims(("team", "x"), "new.example.com"),
+            Vec::<String>::new()
+        );
+        // Label tracking turned on: an Ingress with the tracking label becomes managed.
+        caches.apply(
+            Watched::Ingress,
+            ingress(
+                "prod",
+                "web",
+                json!({"app.kubernetes.io/instance": "web"}),
+                "app.example.com",
+            ),
+        );
+        assert_eq!(
+            claims(("team", "x"), "app.example.com"),
+            Vec::<String>::new()
+        );
+        let mut tracking = Config::default();
+        tracking.argocd.label_tracking = true;
+        caches.set_config(Arc::new(tracking));
+        assert_eq!(
+            claims(("team", "x"), "app.example.com"),
+            ["prod/web app.example.com"]
+        );
+        caches.absent(Watched::Ingress);
+        assert_eq!(caches.len(Watched::Ingress), 0);
     }
 
     /// The workloads cache: a Pod's chain, what a target steers, and both following watch

@@ -215,6 +215,18 @@ installed later is routed after the next `helm upgrade`.
 {{- end -}}
 
 {{/*
+The status writes that set where a Service's or an Ingress's traffic arrives (status.loadBalancer,
+which external-dns publishes), as a JSON list of rules: the guard lets only Kubernetes, the agents
+and config.loadBalancerControllers change it on a managed object. Labelled objects' status goes to
+the label entries; these rules route the unlabelled ones (neighbours-unlabelled, enforce-all).
+*/}}
+{{- define "gitops-guard.loadBalancerStatusRules" -}}
+{{- toJson (list
+    (dict "apiGroups" (list "") "resources" (list "services/status") "operations" (list "UPDATE"))
+    (dict "apiGroups" (list "networking.k8s.io") "resources" (list "ingresses/status") "operations" (list "UPDATE"))) -}}
+{{- end -}}
+
+{{/*
 What the neighbours entries route (webhook.neighbours), as JSON {"any": rules, "unlabelled": rules}:
   any         whatever the labels (the neighbours entry, no objectSelector): the Pods beneath
               managed workloads and what Kubernetes derives from them and from Services. Their
@@ -244,7 +256,9 @@ What the neighbours entries route (webhook.neighbours), as JSON {"any": rules, "
     (dict "apiGroups" (list "policy") "resources" (list "poddisruptionbudgets") "operations" $cud)
     (dict "apiGroups" (list "apps") "resources" (list "deployments" "statefulsets" "daemonsets") "operations" (list "CREATE" "UPDATE"))
     (dict "apiGroups" (list "") "resources" (list "replicationcontrollers") "operations" (list "CREATE" "UPDATE"))
-    (dict "apiGroups" (list "batch") "resources" (list "cronjobs") "operations" (list "CREATE" "UPDATE")) -}}
+    (dict "apiGroups" (list "batch") "resources" (list "cronjobs") "operations" (list "CREATE" "UPDATE"))
+    (dict "apiGroups" (list "networking.k8s.io") "resources" (list "ingresses") "operations" (list "CREATE" "UPDATE")) -}}
+{{- $unlabelled = concat $unlabelled (include "gitops-guard.loadBalancerStatusRules" . | fromJsonArray) -}}
 {{- $out := dict "any" list "unlabelled" list -}}
 {{- range $part, $rules := dict "any" $any "unlabelled" $unlabelled -}}
 {{- range $rules -}}

@@ -276,6 +276,95 @@ pub(super) fn revision_status(c: &Ctx<'_, '_>) -> Option<Decision> {
     Some(c.deny(Reason::RevisionStatus, message, Some(owner)))
 }
 
+/// Whether `group`/`resource` has a `status.loadBalancer`: Services and Ingresses.
+pub fn has_load_balancer(group: &str, resource: &str) -> bool {
+    (group.is_empty() && resource == "services")
+        || crate::ingress::is_ingress_resource(group, resource)
+}
+
+/// Whether the requester is a controller the config trusts for the load-balancer status of
+/// `group`/`kind` (`loadBalancerControllers`), with its service account's groups. An Ingress is
+/// the same object in either of its groups.
+fn load_balancer_controller(c: &Ctx<'_, '_>) -> bool {
+    let user = &c.req.user;
+    let same_group = |g: &str| {
+        g == c.group
+            || (crate::ingress::is_ingress(g, c.kind)
+                && crate::ingress::is_ingress(c.group, c.kind))
+    };
+    user.is_genuine_service_account()
+        && c.config
+            .load_balancer_controllers
+            .iter()
+            .any(|w| w.kind == c.kind && same_group(&w.group) && w.users.contains(&user.username))
+}
+
+/// A managed Service's or Ingress's `status.loadBalancer` is where its traffic arrives:
+/// external-dns makes DNS records of it, and clients follow them. Only Kubernetes (the service
+/// controller), the agent and the controllers the config trusts for the kind
+/// (`loadBalancerControllers`: a cloud's, MetalLB's, an ingress controller) write it; the rest of
+/// the status stays free.
+pub(super) fn load_balancer_status(c: &Ctx<'_, '_>) -> Option<Decision> {
+    if c.req.sub_resource != "status"
+        || c.req.operation != Operation::Update
+        || !has_load_balancer(&c.req.resource.group, &c.req.resource.resource)
+    {
+        return None;
+    }
+    if c.owners.is_empty() {
+        return Some(Decision::allow(Reason::Status));
+    }
+    let Some(owner) = c
+        .owners
+        .iter()
+        .find(|o| !c.agent_for(o, c.cluster.owner(o).as_ref()))
+    else {
+        return Some(Decision::allow(Reason::Agent));
+    };
+    let load_balancer = |o: Option<&Object<'_>>| -> Result<Value, ()> {
+        let Some(raw) = o.and_then(|o| o.fields.get("status")) else {
+            return Ok(Value::Null);
+        };
+        let status: Value = serde_json::from_str(raw.get()).map_err(|_| ())?;
+        Ok(status.get("loadBalancer").cloned().unwrap_or(Value::Null))
+    };
+    // An empty `loadBalancer: {}` is what the API server defaults; the same as none.
+    let empty = |v: &Value| v.is_null() || v.as_object().is_some_and(|m| m.is_empty());
+    let changed = match (load_balancer(c.old), load_balancer(c.new)) {
+        (Ok(old), Ok(new)) => old != new && !(empty(&old) && empty(&new)),
+        // What cannot be read cannot be shown to leave it alone.
+        _ => true,
+    };
+    if !changed {
+        return Some(Decision::allow(Reason::Status));
+    }
+    if load_balancer_controller(c) {
+        return Some(Decision::allow(Reason::WorkloadController));
+    }
+    if exception::allows_manual(&c.old_ann) {
+        return Some(Decision::allow(Reason::AllowManual));
+    }
+    if let Some(d) = under_window(c, Some(owner)) {
+        return Some(d);
+    }
+    let rev = revision_of(c, owner)
+        .map(|r| format!(" ({})", crate::owner::short_revision(&r)))
+        .unwrap_or_default();
+    let message = format!(
+        "{what}: this status write changes status.loadBalancer, which says where its traffic arrives (external-dns makes DNS records of it, and clients follow them), so only Kubernetes, the agent and the load-balancer controllers the guard trusts write it on a GitOps-managed {kind}.\n{kind_lower}/{name}{in_ns} is managed by {owner}{rev}. If a controller of yours writes it, list its service account under loadBalancerControllers (kind {kind}) in the guard's config.",
+        what = c.what(),
+        kind = c.kind,
+        kind_lower = c.kind.to_lowercase(),
+        name = c.name,
+        in_ns = if c.namespace.is_empty() {
+            String::new()
+        } else {
+            format!(" in {}", c.namespace)
+        },
+    );
+    Some(c.deny(Reason::LoadBalancerStatus, message, Some(owner)))
+}
+
 /// What an UPDATE of a descendant changes beyond what the API server keeps, operational changes
 /// and annotations other than the guard's; `None` when nothing else. The guard's own keys
 /// (`allow`, `allow-fields`) are exceptions decided in Git: set by hand on a ReplicaSet they
@@ -435,6 +524,85 @@ pub(super) fn neighbour(c: &Ctx<'_, '_>) -> Option<Decision> {
     let message = format!(
         "{what} {how}. What steers a GitOps-managed object must come from Git too.\nAdd the {kind} to Git beside {first} (kubectl gitops status {first}{ns_flag} shows where that lives){exception_hint}{remove}",
         kind = c.kind,
+    );
+    Some(c.deny(Reason::Neighbour, message, Some(owner)))
+}
+
+/// A hand-made Ingress that claims a host a GitOps-managed Ingress serves (in any namespace):
+/// ingress controllers merge Ingresses by host, so it would steer part of that host's traffic,
+/// and external-dns and cert-manager act on its hosts. What counts as the same host is
+/// [`crate::ingress`]'s to say (paths are not compared). It must come from Git too, or fall under
+/// `gitops-guard.dev/allow: manual` from Git on the managed Ingress; a controller the config
+/// trusts for what it controls (`workloadControllers`: cert-manager's HTTP-01 solver Ingress
+/// beneath a Challenge) makes its own.
+pub(super) fn host_claim(c: &Ctx<'_, '_>) -> Option<Decision> {
+    if !matches!(c.req.operation, Operation::Create | Operation::Update)
+        || c.scale
+        || !c.req.sub_resource.is_empty()
+        || c.identity == Identity::Agent
+        || !crate::ingress::is_ingress(c.group, c.kind)
+    {
+        return None;
+    }
+    let new = c.new?;
+    let spec = match new.fields.get("spec") {
+        None => Value::Null,
+        Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
+            Ok(v) => v,
+            Err(_) => {
+                let message = format!(
+                    "{}: its spec cannot be read, so the guard cannot tell which hosts it claims",
+                    c.what()
+                );
+                return Some(c.deny(Reason::Neighbour, message, None));
+            }
+        },
+    };
+    let hosts = crate::ingress::hosts(&spec);
+    if hosts.is_empty() {
+        return None;
+    }
+    if let Some(own) = controller_in(new)
+        && trusted_controller(
+            c,
+            std::iter::once(&crate::custody::kind_dot_group(&own.group, &own.kind)),
+        )
+    {
+        return Some(Decision::allow(Reason::WorkloadController));
+    }
+    let (claim, owner) = c
+        .cluster
+        .claims((c.namespace, c.name), &hosts)
+        .into_iter()
+        .filter(|claim| !exception::allows_manual(&claim.ingress.exceptions))
+        .find_map(|claim| {
+            let owner = foreign_owner(c, &claim.ingress)?.clone();
+            Some((claim, owner))
+        })?;
+    let (managed, owner) = (&claim.ingress, &owner);
+    if c.window_change {
+        return Some(break_glass_change(c, Some(owner)));
+    }
+    if let Some(d) = under_window(c, Some(owner)) {
+        return Some(d);
+    }
+    let rev = revision_of(c, owner)
+        .map(|r| format!(" ({})", crate::owner::short_revision(&r)))
+        .unwrap_or_default();
+    let ns_flag = c.ns_flag();
+    let remove = match c.req.operation {
+        Operation::Update => format!(", or remove it: kubectl delete ingress/{}{ns_flag}", c.name),
+        _ => String::new(),
+    };
+    let message = format!(
+        "{what} claims {host}, which {managed} in {mns} serves, managed by {owner}{rev}: ingress controllers merge Ingresses by host (whatever the paths), so it would steer part of that host's traffic, and external-dns and cert-manager act on it. What steers a GitOps-managed object must come from Git too.\nAdd the Ingress to Git beside {managed} (kubectl gitops status {managed} -n {mns} shows where that lives), or use a host no Ingress from Git serves{remove}",
+        what = c.what(),
+        host = match (&claim.by, &claim.host) {
+            (crate::ingress::Host::Default, _) => claim.by.to_string(),
+            (by, host) if by == host => format!("the host {host}"),
+            (by, host) => format!("the host {by} (overlapping {host})"),
+        },
+        mns = managed.namespace,
     );
     Some(c.deny(Reason::Neighbour, message, Some(owner)))
 }

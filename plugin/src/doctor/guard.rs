@@ -682,7 +682,7 @@ pub struct Protected {
 
 /// The statuses the guard protects, among the kinds the cluster serves (`resolve`: `Kind.group`
 /// → the served resource): the `/status` of every owner and source kind that has one (core's
-/// custody vocabulary), a StatefulSet's and a Pod's.
+/// custody vocabulary), a StatefulSet's, a Pod's, a Service's and an Ingress's.
 pub fn protected_statuses(resolve: impl Fn(&str) -> Option<Served>) -> Vec<Protected> {
     let mut out: Vec<Protected> = gitops_guard_core::custody::KINDS
         .iter()
@@ -707,6 +707,14 @@ pub fn protected_statuses(resolve: impl Fn(&str) -> Option<Served>) -> Vec<Prote
         (
             "Pod",
             "a Pod's status (its podIP, its readiness) steers a Service's traffic: only the kubelet writes it",
+        ),
+        (
+            "Service",
+            "a Service's status.loadBalancer is where its traffic arrives (external-dns publishes it): only Kubernetes, the agents and loadBalancerControllers write it on a managed one",
+        ),
+        (
+            "Ingress.networking.k8s.io",
+            "an Ingress's status.loadBalancer is where its traffic arrives (external-dns publishes it): only the agents and loadBalancerControllers write it on a managed one",
         ),
     ] {
         if let Some(target) = resolve(kind) {
@@ -756,7 +764,7 @@ pub fn status_coverage(
         };
         let fix = if p.neighbours {
             format!(
-                "helm upgrade gitops-guard charts/gitops-guard -n {namespace} --reuse-values --set webhook.neighbours.enabled=true  # the neighbours entry routes UPDATE of pods/status and statefulsets/status"
+                "helm upgrade gitops-guard charts/gitops-guard -n {namespace} --reuse-values --set webhook.neighbours.enabled=true  # the neighbours entries route UPDATE of pods/status, statefulsets/status, services/status and ingresses/status"
             )
         } else {
             let group = &p.target.group;
@@ -1095,6 +1103,8 @@ mod tests {
                 "Application.argoproj.io" => ("argoproj.io", "applications"),
                 "StatefulSet.apps" => ("apps", "statefulsets"),
                 "Pod" => ("", "pods"),
+                "Service" => ("", "services"),
+                "Ingress.networking.k8s.io" => ("networking.k8s.io", "ingresses"),
                 _ => return None,
             };
             Some(Served {
@@ -1113,7 +1123,9 @@ mod tests {
             vec![
                 "gitrepositories.source.toolkit.fluxcd.io",
                 "statefulsets.apps",
-                "pods"
+                "pods",
+                "services",
+                "ingresses.networking.k8s.io"
             ]
         );
         let rule = |groups: Value, resources: Value, operations: Value| {
@@ -1132,6 +1144,12 @@ mod tests {
                 rule(json!([""]), json!(["pods/ephemeralcontainers", "pods/status"]), json!(["UPDATE"])),
                 rule(json!(["apps"]), json!(["statefulsets/status"]), json!(["UPDATE"]))]})),
         );
+        let load_balancers = vwc(
+            "gg-neighbours-unlabelled",
+            webhook(json!({"rules": [
+                rule(json!([""]), json!(["services/status"]), json!(["UPDATE"])),
+                rule(json!(["networking.k8s.io"]), json!(["ingresses/status"]), json!(["UPDATE"]))]})),
+        );
         let found = |configs: &[Value]| {
             status_coverage(configs, &protected, "gg")
                 .into_iter()
@@ -1139,11 +1157,11 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            found(&[custody.clone(), neighbours.clone()]),
+            found(&[custody.clone(), neighbours.clone(), load_balancers.clone()]),
             vec![(
                 Severity::Ok,
                 "status".to_string(),
-                "the /status of every kind the guard protects (3) is routed to the guard"
+                "the /status of every kind the guard protects (5) is routed to the guard"
                     .to_string()
             )]
         );
@@ -1154,7 +1172,11 @@ mod tests {
                 json!({"rules": [rule(json!(["source.toolkit.fluxcd.io"]), json!(["*"]), json!(["CREATE", "UPDATE", "DELETE"]))]}),
             ),
         );
-        let missing = status_coverage(&[bare, neighbours.clone()], &protected, "gg");
+        let missing = status_coverage(
+            &[bare, neighbours.clone(), load_balancers.clone()],
+            &protected,
+            "gg",
+        );
         assert_eq!(
             missing
                 .iter()
@@ -1183,7 +1205,7 @@ mod tests {
                 rule(json!(["apps"]), json!(["statefulsets/*"]), json!(["*"]))]})),
         );
         assert_eq!(
-            found(&[custody.clone(), create_only]),
+            found(&[custody.clone(), create_only, load_balancers]),
             vec![(
                 Severity::Fail,
                 "pods/status".to_string(),
@@ -1195,7 +1217,12 @@ mod tests {
         let off = status_coverage(&[custody], &protected, "gg");
         assert_eq!(
             off.iter().map(|f| f.subject.as_str()).collect::<Vec<_>>(),
-            vec!["statefulsets.apps/status", "pods/status"]
+            vec![
+                "statefulsets.apps/status",
+                "pods/status",
+                "services/status",
+                "ingresses.networking.k8s.io/status"
+            ]
         );
         assert!(off[1].fix.starts_with(
             "helm upgrade gitops-guard charts/gitops-guard -n gg --reuse-values --set webhook.neighbours.enabled=true"

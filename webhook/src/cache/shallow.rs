@@ -129,6 +129,11 @@ pub const OBJECT: Keep = Fields(&[
                 "jobTemplate",
                 Fields(&[("spec", Fields(&[("template", TEMPLATE_LABELS)]))]),
             ),
+            // Ingresses: the hosts they claim (`core::ingress::hosts`), not their paths.
+            ("rules", Each(&Fields(&[("host", Any)]))),
+            ("tls", Each(&Fields(&[("hosts", Any)]))),
+            ("defaultBackend", Fields(&[])),
+            ("backend", Fields(&[])),
         ]),
     ),
     (

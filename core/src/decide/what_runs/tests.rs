@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::decide::{Decision, Lookup, Reason, Verdict, decide};
 use crate::exception::Window;
+use crate::ingress;
 use crate::object::Object;
 use crate::owner::{NamespaceInfo, OwnerInfo, OwnerKind, OwnerRef};
 use crate::review::AdmissionRequest;
@@ -37,6 +38,8 @@ fn meta(name: &str, labels: Value, uid: &str, controller: Option<(&str, &str, &s
 struct Cluster {
     facts: Vec<Facts>,
     namespaces: HashMap<String, NamespaceInfo>,
+    /// Ingresses, in any namespace ([`ingresses`]).
+    ingresses: Vec<ingress::Facts>,
 }
 
 fn kind(k: &str) -> &'static workload::Kind {
@@ -78,7 +81,64 @@ fn cluster() -> Cluster {
     Cluster {
         facts,
         namespaces: HashMap::new(),
+        ingresses: ingresses(),
     }
+}
+
+/// An Ingress `name` in `ns` with `labels` and `spec`.
+fn ingress_object(ns: &str, name: &str, labels: Value, spec: Value) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": ns, "uid": format!("i-{ns}-{name}"), "labels": labels, "annotations": {}},
+        "spec": spec})
+}
+
+fn rule(host: &str, path: &str) -> Value {
+    json!({"host": host, "http": {"paths": [{"path": path, "pathType": "Prefix",
+        "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}})
+}
+
+/// Git's Ingresses: `prod/web` (`app.example.com`), `shop/store` (`*.shop.example.com`),
+/// `edge/fallback` (the default backend), `prod/open` (`open.example.com`, `allow: manual` from
+/// Git); and a hand-made one, `prod/tool` (`tool.example.com`).
+fn ingresses() -> Vec<ingress::Facts> {
+    let config = Config::default();
+    let mut open = ingress_object(
+        "prod",
+        "open",
+        flux(),
+        json!({"rules": [rule("open.example.com", "/")]}),
+    );
+    open["metadata"]["annotations"] = json!({"gitops-guard.dev/allow": "manual"});
+    [
+        ingress_object(
+            "prod",
+            "web",
+            flux(),
+            json!({"rules": [rule("app.example.com", "/")]}),
+        ),
+        ingress_object(
+            "shop",
+            "store",
+            flux(),
+            json!({"rules": [rule("*.shop.example.com", "/")]}),
+        ),
+        ingress_object(
+            "edge",
+            "fallback",
+            flux(),
+            json!({"defaultBackend": {"service": {"name": "s", "port": {"number": 80}}}}),
+        ),
+        open,
+        ingress_object(
+            "prod",
+            "tool",
+            json!({}),
+            json!({"rules": [rule("tool.example.com", "/")]}),
+        ),
+    ]
+    .iter()
+    .map(|v| ingress::facts(v, &config))
+    .collect()
 }
 
 impl Lookup for Cluster {
@@ -99,6 +159,9 @@ impl Lookup for Cluster {
         let by_uid = |uid: &str| self.facts.iter().find(|f| f.uid == uid);
         let here = self.facts.iter().filter(|f| f.namespace == namespace);
         workload::steered_among(here, target, by_uid, |f| f.owners.clone())
+    }
+    fn claims(&self, this: (&str, &str), hosts: &[ingress::Host]) -> Vec<ingress::Claim> {
+        ingress::claims_among(self.ingresses.iter(), this, hosts, |f| f.owners.clone())
     }
 }
 
@@ -164,6 +227,9 @@ const HPA: (&str, &str, &str) = (
 const PDB: (&str, &str, &str) = ("policy", "PodDisruptionBudget", "poddisruptionbudgets");
 const SLICE: (&str, &str, &str) = ("discovery.k8s.io", "EndpointSlice", "endpointslices");
 const ENDPOINTS: (&str, &str, &str) = ("", "Endpoints", "endpoints");
+const ING: (&str, &str, &str) = ("networking.k8s.io", "Ingress", "ingresses");
+const EXT_ING: (&str, &str, &str) = ("extensions", "Ingress", "ingresses");
+const CERT_MANAGER: &str = "system:serviceaccount:cert-manager:cert-manager";
 
 impl Req {
     fn old(mut self, v: Value) -> Req {
@@ -837,4 +903,358 @@ fn a_replicaset_is_steered_through_its_deployment() {
         "{:?}",
         d.message
     );
+}
+
+/// A hand-made Ingress in `prod` with `spec`.
+fn handmade_ingress(spec: Value) -> Value {
+    ingress_object("prod", "x", json!({}), spec)
+}
+
+#[test]
+fn a_handmade_ingress_may_not_claim_a_managed_ingress_host() {
+    use Reason::*;
+    use Verdict::*;
+    let on = |host: &str, path: &str| handmade_ingress(json!({"rules": [rule(host, path)]}));
+    let solver = |uid: &str| {
+        let mut v = on("app.example.com", "/.well-known/acme-challenge/t0k3n");
+        v["metadata"]["ownerReferences"] = json!([{"apiVersion": "acme.cert-manager.io/v1", "kind": "Challenge", "name": "c", "uid": uid, "controller": true}]);
+        v
+    };
+    let v1beta1 = json!({"apiVersion": "extensions/v1beta1", "kind": "Ingress",
+        "metadata": {"name": "x", "namespace": "prod", "labels": {}},
+        "spec": {"rules": [{"host": "app.example.com", "http": {"paths": [{"path": "/admin", "backend": {"serviceName": "evil", "servicePort": 80}}]}}]}});
+    let mut impostor = req("CREATE", CERT_MANAGER, ING).object(solver("ch-1"));
+    impostor.groups = vec!["system:authenticated"];
+    check(vec![
+        ("the managed host, another path", req("CREATE", ANA, ING).object(on("app.example.com", "/admin")), Deny, Neighbour),
+        ("the managed host, the same path", req("CREATE", ANA, ING).object(on("app.example.com", "/")), Deny, Neighbour),
+        ("the host in other letters, with a trailing dot", req("CREATE", ANA, ING).object(on("APP.Example.com.", "/")), Deny, Neighbour),
+        ("a wildcard over the managed host", req("CREATE", ANA, ING).object(on("*.example.com", "/")), Deny, Neighbour),
+        ("a host under a managed wildcard, in another namespace", req("CREATE", ANA, ING).object(on("cart.shop.example.com", "/")), Deny, Neighbour),
+        ("a host two labels under a managed wildcard", req("CREATE", ANA, ING).object(on("a.cart.shop.example.com", "/")), Allow, Unmanaged),
+        ("only its TLS section names the managed host", req("CREATE", ANA, ING).object(handmade_ingress(json!({"rules": [rule("other.example.com", "/")], "tls": [{"hosts": ["app.example.com"], "secretName": "evil"}]}))), Deny, Neighbour),
+        ("a rule without a host beside a managed default backend", req("CREATE", ANA, ING).object(on("", "/")), Deny, Neighbour),
+        ("a default backend beside a managed one", req("CREATE", ANA, ING).object(handmade_ingress(json!({"defaultBackend": {"service": {"name": "evil", "port": {"number": 80}}}}))), Deny, Neighbour),
+        ("extensions/v1beta1, as kubectl of 1.20 may send it", req("CREATE", ANA, EXT_ING).object(v1beta1), Deny, Neighbour),
+        ("moving a hand-made Ingress onto the managed host", req("UPDATE", ANA, ING).old(on("other.example.com", "/")).object(on("app.example.com", "/")), Deny, Neighbour),
+        ("moving it off", req("UPDATE", ANA, ING).old(on("app.example.com", "/")).object(on("other.example.com", "/")), Allow, Unmanaged),
+        ("deleting it", req("DELETE", ANA, ING).old(on("app.example.com", "/")), Allow, Unmanaged),
+        ("a host nobody's Ingress from Git serves", req("CREATE", ANA, ING).object(on("other.example.com", "/")), Allow, Unmanaged),
+        ("the host of a hand-made Ingress", req("CREATE", ANA, ING).object(on("tool.example.com", "/")), Allow, Unmanaged),
+        ("a host Git opens to people (allow: manual on its Ingress)", req("CREATE", ANA, ING).object(on("open.example.com", "/x")), Allow, Unmanaged),
+        ("no host at all, no default backend", req("CREATE", ANA, ING).object(handmade_ingress(json!({}))), Allow, Unmanaged),
+        ("the agent of the managed Ingress", req("CREATE", KC, ING).object(on("app.example.com", "/")), Allow, Unmanaged),
+        ("cert-manager's HTTP-01 solver beneath a Challenge", req("CREATE", CERT_MANAGER, ING).object(solver("ch-1")), Allow, WorkloadController),
+        ("a user named like cert-manager's account", impostor, Deny, Neighbour),
+        ("a person's Ingress claiming a Challenge", req("CREATE", ANA, ING).object(solver("ch-1")), Deny, Neighbour),
+        ("a dry run warns", req("CREATE", ANA, ING).object(on("app.example.com", "/")).dry(), Warn, DryRun),
+        (
+            "a person changes the managed Ingress itself",
+            req("UPDATE", ANA, ING)
+                .old(ingress_object("prod", "web", flux(), json!({"rules": [rule("app.example.com", "/")]})))
+                .object(ingress_object("prod", "web", flux(), json!({"rules": [rule("app.example.com", "/evil")]}))),
+            Deny,
+            Managed,
+        ),
+    ]);
+
+    let d = run(&req("CREATE", ANA, ING).object(on("*.example.com", "/")));
+    let m = d.message.unwrap();
+    assert!(
+        m.starts_with("ingress/x in prod claims the host *.example.com (overlapping app.example.com), which ingress/web in prod serves, managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1)"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kubectl gitops status ingress/web -n prod"),
+        "{m}"
+    );
+    let d = run(&req("UPDATE", ANA, ING)
+        .old(on("app.example.com", "/"))
+        .object(on("cart.shop.example.com", "/")));
+    let m = d.message.unwrap();
+    assert!(m.contains("which ingress/store in shop serves"), "{m}");
+    assert!(
+        m.contains("or remove it: kubectl delete ingress/x -n prod"),
+        "{m}"
+    );
+    let d = run(&req("CREATE", ANA, ING).object(on("", "/")));
+    let m = d.message.unwrap();
+    assert!(
+        m.contains("claims the default backend (no host), which ingress/fallback in edge serves"),
+        "{m}"
+    );
+}
+
+#[test]
+fn load_balancer_status_of_managed_services_and_ingresses() {
+    use Reason::*;
+    use Verdict::*;
+    const SVC: (&str, &str, &str) = ("", "Service", "services");
+    const METALLB: &str = "system:serviceaccount:metallb-system:controller";
+    const NGINX: &str = "system:serviceaccount:ingress-nginx:ingress-nginx";
+    const SERVICE_CONTROLLER: &str = "system:serviceaccount:kube-system:service-controller";
+    let service = |labels: Value, ip: Option<&str>| {
+        let mut v = json!({"apiVersion": "v1", "kind": "Service", "metadata": meta("web", labels, "s-web", None),
+            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}}, "status": {"loadBalancer": {}}});
+        if let Some(ip) = ip {
+            v["status"]["loadBalancer"] = json!({"ingress": [{"ip": ip}]});
+        }
+        v
+    };
+    let ingress = |labels: Value, ip: Option<&str>| {
+        let mut v = ingress_object(
+            "prod",
+            "web",
+            labels,
+            json!({"rules": [rule("app.example.com", "/")]}),
+        );
+        v["status"] = json!({"loadBalancer": {}});
+        if let Some(ip) = ip {
+            v["status"]["loadBalancer"] = json!({"ingress": [{"ip": ip}]});
+        }
+        v
+    };
+    let status = |user: &'static str, what, old: Value, new: Value| {
+        req("UPDATE", user, what)
+            .sub("status", "web")
+            .old(old)
+            .object(new)
+    };
+    let mut other_condition = service(flux(), Some("192.0.2.1"));
+    other_condition["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    let mut allowed = service(flux(), None);
+    allowed["metadata"]["annotations"] = json!({"gitops-guard.dev/allow": "manual"});
+    let mut allowed_after = allowed.clone();
+    allowed_after["status"]["loadBalancer"] = json!({"ingress": [{"ip": "203.0.113.9"}]});
+    let mut impostor = status(
+        METALLB,
+        SVC,
+        service(flux(), None),
+        service(flux(), Some("203.0.113.9")),
+    );
+    impostor.groups = vec!["system:authenticated"];
+    check(vec![
+        (
+            "a person points a managed Service's load balancer elsewhere",
+            status(
+                ANA,
+                SVC,
+                service(flux(), Some("192.0.2.1")),
+                service(flux(), Some("203.0.113.9")),
+            ),
+            Deny,
+            LoadBalancerStatus,
+        ),
+        (
+            "a person gives one an address",
+            status(
+                ANA,
+                SVC,
+                service(flux(), None),
+                service(flux(), Some("203.0.113.9")),
+            ),
+            Deny,
+            LoadBalancerStatus,
+        ),
+        (
+            "a person clears it",
+            status(
+                ANA,
+                SVC,
+                service(flux(), Some("192.0.2.1")),
+                service(flux(), None),
+            ),
+            Deny,
+            LoadBalancerStatus,
+        ),
+        (
+            "a person changes other status of it",
+            status(
+                ANA,
+                SVC,
+                service(flux(), Some("192.0.2.1")),
+                other_condition,
+            ),
+            Allow,
+            Status,
+        ),
+        (
+            "Kubernetes' service controller",
+            status(
+                SERVICE_CONTROLLER,
+                SVC,
+                service(flux(), None),
+                service(flux(), Some("192.0.2.1")),
+            ),
+            Allow,
+            System,
+        ),
+        (
+            "MetalLB's controller (loadBalancerControllers)",
+            status(
+                METALLB,
+                SVC,
+                service(flux(), None),
+                service(flux(), Some("192.0.2.1")),
+            ),
+            Allow,
+            WorkloadController,
+        ),
+        (
+            "a user named like MetalLB's account",
+            impostor,
+            Deny,
+            LoadBalancerStatus,
+        ),
+        (
+            "an ingress controller writes a Service's: not its kind",
+            status(
+                NGINX,
+                SVC,
+                service(flux(), None),
+                service(flux(), Some("192.0.2.1")),
+            ),
+            Deny,
+            LoadBalancerStatus,
+        ),
+        (
+            "the agent",
+            status(
+                KC,
+                SVC,
+                service(flux(), None),
+                service(flux(), Some("192.0.2.1")),
+            ),
+            Allow,
+            Agent,
+        ),
+        (
+            "a Service nobody manages",
+            status(
+                ANA,
+                SVC,
+                service(json!({}), None),
+                service(json!({}), Some("203.0.113.9")),
+            ),
+            Allow,
+            Status,
+        ),
+        (
+            "a Service Git opens to people (allow: manual)",
+            status(ANA, SVC, allowed, allowed_after),
+            Allow,
+            AllowManual,
+        ),
+        (
+            "a person points a managed Ingress's address elsewhere",
+            status(
+                ANA,
+                ING,
+                ingress(flux(), Some("192.0.2.1")),
+                ingress(flux(), Some("203.0.113.9")),
+            ),
+            Deny,
+            LoadBalancerStatus,
+        ),
+        (
+            "the same through extensions/v1beta1",
+            status(
+                ANA,
+                EXT_ING,
+                ingress(flux(), None),
+                ingress(flux(), Some("203.0.113.9")),
+            ),
+            Deny,
+            LoadBalancerStatus,
+        ),
+        (
+            "ingress-nginx writes a managed Ingress's",
+            status(
+                NGINX,
+                ING,
+                ingress(flux(), None),
+                ingress(flux(), Some("192.0.2.1")),
+            ),
+            Allow,
+            WorkloadController,
+        ),
+        (
+            "ingress-nginx through extensions/v1beta1",
+            status(
+                NGINX,
+                EXT_ING,
+                ingress(flux(), None),
+                ingress(flux(), Some("192.0.2.1")),
+            ),
+            Allow,
+            WorkloadController,
+        ),
+        (
+            "MetalLB writes an Ingress's: not its kind",
+            status(
+                METALLB,
+                ING,
+                ingress(flux(), None),
+                ingress(flux(), Some("192.0.2.1")),
+            ),
+            Deny,
+            LoadBalancerStatus,
+        ),
+        (
+            "an Ingress nobody manages",
+            status(
+                ANA,
+                ING,
+                ingress(json!({}), None),
+                ingress(json!({}), Some("203.0.113.9")),
+            ),
+            Allow,
+            Status,
+        ),
+        (
+            "a dry run warns",
+            status(
+                ANA,
+                SVC,
+                service(flux(), None),
+                service(flux(), Some("203.0.113.9")),
+            )
+            .dry(),
+            Warn,
+            DryRun,
+        ),
+    ]);
+    // In an `enforce: all` namespace (from Git) every Service is managed.
+    let mut cluster = cluster();
+    cluster.namespaces.insert(
+        "prod".into(),
+        NamespaceInfo {
+            enforce_all: true,
+            ..NamespaceInfo::default()
+        },
+    );
+    let r = status(
+        ANA,
+        SVC,
+        service(json!({}), None),
+        service(json!({}), Some("203.0.113.9")),
+    );
+    assert_eq!(
+        run_on(&r, &cluster, &config(), None).reason,
+        LoadBalancerStatus
+    );
+
+    let d = run(&status(
+        ANA,
+        SVC,
+        service(flux(), None),
+        service(flux(), Some("203.0.113.9")),
+    ));
+    let m = d.message.unwrap();
+    assert!(
+        m.starts_with("service/web in prod: this status write changes status.loadBalancer"),
+        "{m}"
+    );
+    assert!(m.contains("service/web in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1)"), "{m}");
+    assert!(m.contains("loadBalancerControllers (kind Service)"), "{m}");
 }
