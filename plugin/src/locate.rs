@@ -29,6 +29,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::Error;
+use crate::change::shared::Graph;
 use crate::cluster::Cluster;
 use crate::git::{self, CommitInfo, RepoFinder, RepoOrigin, Revision, revision};
 use crate::locate::error::Error as LocateError;

@@ -989,3 +989,308 @@ spec:
         "{message}"
     );
 }
+
+const CERT_MANAGER: &str = "system:serviceaccount:cert-manager:cert-manager";
+const NGINX: &str = "system:serviceaccount:ingress-nginx:ingress-nginx";
+const METALLB: &str = "system:serviceaccount:metallb-system:controller";
+
+/// An Ingress `name` in `ns` for `host` and `path`, in `api_version` (`networking.k8s.io/v1`,
+/// `networking.k8s.io/v1beta1`, `extensions/v1beta1`), with `metadata` extra (`labels: …`).
+fn ingress(
+    ns: &str,
+    name: &str,
+    api_version: &str,
+    host: &str,
+    path: &str,
+    metadata: &str,
+) -> String {
+    let backend = if api_version == "networking.k8s.io/v1" {
+        "{service: {name: web, port: {number: 80}}}, pathType: Prefix"
+    } else {
+        "{serviceName: web, servicePort: 80}"
+    };
+    format!(
+        r#"
+apiVersion: {api_version}
+kind: Ingress
+metadata: {{name: {name}, namespace: {ns}{metadata}}}
+spec:
+  rules:
+  - host: "{host}"
+    http: {{paths: [{{path: "{path}", backend: {backend}}}]}}
+"#
+    )
+}
+
+/// Ingress controllers merge Ingresses by host, in every namespace: a hand-made Ingress that
+/// claims the host of one from Git steers part of its traffic (and external-dns and cert-manager
+/// act on it). Denied in every API version Kubernetes 1.20 serves, beside the legitimate
+/// neighbours: another host, cert-manager's HTTP-01 solver beneath a Challenge, deleting.
+#[test]
+fn a_handmade_ingress_may_not_claim_a_managed_ingress_host() {
+    let cluster = &env().cluster;
+    for ns in ["hosts", "hosts-team"] {
+        cluster
+            .kubectl(User::Admin, &["create", "namespace", ns])
+            .ok();
+    }
+    cluster
+        .flux_apply(&ingress(
+            "hosts",
+            "web",
+            "networking.k8s.io/v1",
+            "app.example.com",
+            "/",
+            &format!(", labels: {{{FLUX_LABELS}}}"),
+        ))
+        .ok();
+    let create = |yaml: String| dev_stdin(&["create", "-f", "-"], &yaml);
+
+    // Another path on the managed host, from another namespace: denied, naming the managed one.
+    let message = denied("an Ingress on the managed host is denied", || {
+        create(ingress(
+            "hosts-team",
+            "admin",
+            "networking.k8s.io/v1",
+            "app.example.com",
+            "/admin",
+            "",
+        ))
+    });
+    assert!(
+        message.starts_with("ingress/admin in hosts-team claims the host app.example.com, which ingress/web in hosts serves, managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1)"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "Add the Ingress to Git beside ingress/web (kubectl gitops status ingress/web -n hosts"
+        ),
+        "{message}"
+    );
+    // A wildcard over it, and the older API versions.
+    let message = create(ingress(
+        "hosts-team",
+        "wild",
+        "networking.k8s.io/v1",
+        "*.example.com",
+        "/",
+        "",
+    ))
+    .denied()
+    .to_string();
+    assert!(
+        message.contains("claims the host *.example.com (overlapping app.example.com)"),
+        "{message}"
+    );
+    for (name, version) in [
+        ("beta", "networking.k8s.io/v1beta1"),
+        ("ext", "extensions/v1beta1"),
+    ] {
+        let message = create(ingress(
+            "hosts-team",
+            name,
+            version,
+            "app.example.com",
+            "/x",
+            "",
+        ))
+        .denied()
+        .to_string();
+        assert!(
+            message.contains("which ingress/web in hosts serves"),
+            "{version}: {message}"
+        );
+    }
+    assert!(
+        !cluster
+            .kubectl(
+                User::Admin,
+                &["get", "ingress", "-n", "hosts-team", "-o", "name"]
+            )
+            .ok()
+            .stdout
+            .contains("ingress"),
+        "nothing was created"
+    );
+
+    // The legitimate neighbour: a host no Ingress from Git serves. Moving it onto the managed
+    // host is denied; deleting it passes.
+    create(ingress(
+        "hosts-team",
+        "shop",
+        "networking.k8s.io/v1",
+        "shop.example.com",
+        "/",
+        "",
+    ))
+    .ok();
+    let message = dev(&[
+        "patch",
+        "ingress/shop",
+        "-n",
+        "hosts-team",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/rules/0/host","value":"app.example.com"}]"#,
+    ])
+    .denied()
+    .to_string();
+    assert!(
+        message.contains("or remove it: kubectl delete ingress/shop -n hosts-team"),
+        "{message}"
+    );
+    assert_eq!(
+        get("hosts-team", "ingress/shop", "{.spec.rules[0].host}"),
+        "shop.example.com"
+    );
+    dev(&["annotate", "ingress/shop", "-n", "hosts-team", "note=mine"]).ok();
+
+    // cert-manager's HTTP-01 solver for the managed host, beneath a Challenge
+    // (workloadControllers); a person's Ingress claiming a Challenge is not.
+    let solver = ingress(
+        "hosts",
+        "cm-acme-http-solver-x1",
+        "networking.k8s.io/v1",
+        "app.example.com",
+        "/.well-known/acme-challenge/t0k3n",
+        ", ownerReferences: [{apiVersion: acme.cert-manager.io/v1, kind: Challenge, name: web-tls-1, uid: 0b6c3c1e-5d1f-4c51-9d52-0c8f3e0b7a11, controller: true}]",
+    );
+    create(solver.replace("x1", "x2")).denied();
+    cluster
+        .kubectl_as_stdin(CERT_MANAGER, &["create", "-f", "-"], &solver)
+        .ok();
+    dev(&["delete", "ingress/shop", "-n", "hosts-team"]).ok();
+}
+
+/// `status.loadBalancer` of a Service or Ingress from Git is where its traffic arrives
+/// (external-dns publishes it): only Kubernetes, the agent and the controllers in
+/// `loadBalancerControllers` write it; a person writing it is denied, an unmanaged Service's stays
+/// free.
+#[test]
+fn the_load_balancer_status_of_managed_services_and_ingresses() {
+    let cluster = &env().cluster;
+    let ns = "lb";
+    cluster
+        .kubectl(User::Admin, &["create", "namespace", ns])
+        .ok();
+    cluster
+        .flux_apply(&format!(
+            r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}, labels: {{{FLUX_LABELS}}}}}
+spec: {{type: LoadBalancer, selector: {{app: web}}, ports: [{{port: 80, protocol: TCP}}]}}
+---{ingress}"#,
+            ingress = ingress(
+                ns,
+                "web",
+                "networking.k8s.io/v1",
+                "lb.example.com",
+                "/",
+                &format!(", labels: {{{FLUX_LABELS}}}")
+            ),
+        ))
+        .ok();
+    cluster
+        .kubectl(
+            User::Admin,
+            &[
+                "create",
+                "service",
+                "loadbalancer",
+                "tool",
+                "-n",
+                ns,
+                "--tcp=80:80",
+            ],
+        )
+        .ok();
+    let address = |ip: &str| format!(r#"{{"loadBalancer":{{"ingress":[{{"ip":"{ip}"}}]}}}}"#);
+
+    // MetalLB's controller gives the Service its address, ingress-nginx the Ingress its own.
+    cluster
+        .patch_status_as(METALLB, "services", ns, "web", &address("192.0.2.10"))
+        .ok();
+    cluster
+        .patch_status_as(
+            NGINX,
+            "ingresses.networking.k8s.io",
+            ns,
+            "web",
+            &address("192.0.2.20"),
+        )
+        .ok();
+    // Kubernetes' service controller too.
+    cluster
+        .patch_status_as(
+            "system:serviceaccount:kube-system:service-controller",
+            "services",
+            ns,
+            "web",
+            &address("192.0.2.11"),
+        )
+        .ok();
+
+    // A person points them elsewhere: denied, naming the owner and the config key.
+    let out = cluster.patch_status(
+        User::Developer,
+        "services",
+        ns,
+        "web",
+        &address("203.0.113.7"),
+    );
+    let message = out.denied();
+    assert!(
+        message.starts_with("service/web in lb: this status write changes status.loadBalancer"),
+        "{message}"
+    );
+    assert!(
+        message.contains("service/web in lb is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("loadBalancerControllers (kind Service)"),
+        "{message}"
+    );
+    let out = cluster.patch_status(
+        User::Developer,
+        "ingresses.networking.k8s.io",
+        ns,
+        "web",
+        &address("203.0.113.7"),
+    );
+    assert!(out.denied().contains("ingress/web in lb"), "{out}");
+    // MetalLB's controller is not trusted for Ingresses.
+    cluster
+        .patch_status_as(
+            METALLB,
+            "ingresses.networking.k8s.io",
+            ns,
+            "web",
+            &address("203.0.113.7"),
+        )
+        .denied();
+    assert_eq!(
+        get(ns, "service/web", "{.status.loadBalancer.ingress[0].ip}"),
+        "192.0.2.11"
+    );
+    assert_eq!(
+        get(ns, "ingress/web", "{.status.loadBalancer.ingress[0].ip}"),
+        "192.0.2.20"
+    );
+
+    // The legitimate neighbour: a Service nobody manages.
+    cluster
+        .patch_status(
+            User::Developer,
+            "services",
+            ns,
+            "tool",
+            &address("203.0.113.8"),
+        )
+        .ok();
+    assert_eq!(
+        get(ns, "service/tool", "{.status.loadBalancer.ingress[0].ip}"),
+        "203.0.113.8"
+    );
+}
