@@ -115,6 +115,8 @@ webhooks:
   rules:
   - {{apiGroups: [""], apiVersions: ["*"], resources: [pods/status], operations: [UPDATE], scope: Namespaced}}
   - {{apiGroups: [apps], apiVersions: ["*"], resources: [statefulsets/status], operations: [UPDATE], scope: Namespaced}}
+  - {{apiGroups: [""], apiVersions: ["*"], resources: [services/status], operations: [UPDATE], scope: Namespaced}}
+  - {{apiGroups: [networking.k8s.io], apiVersions: ["*"], resources: [ingresses/status], operations: [UPDATE], scope: Namespaced}}
   failurePolicy: Ignore
   matchPolicy: Equivalent
   sideEffects: NoneOnDryRun
