@@ -61,6 +61,7 @@ fn main() {
         commits: env_usize("BENCH_COMMITS", 100_000),
         files: env_usize("BENCH_FILES", 10_000),
         seed: 1,
+        tenants: synthetic::DEFAULT_TENANTS,
     };
     let sample = env_usize("BENCH_GIT_SAMPLE", 200);
     let only_walk = std::env::var_os("BENCH_ONLY_WALK").is_some();

@@ -7,6 +7,7 @@
 pub mod compare;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
 
 use clap::{Args, ValueEnum};
 use gitops_guard_core::OwnerKind;
@@ -205,7 +206,7 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
         return d;
     }
     let namespace = cx.namespace(&loc.object.namespace);
-    d.exceptions = Exceptions::of(&loc.live, namespace.as_ref(), &cx.session.config);
+    d.exceptions = Exceptions::of(&loc.live, namespace.as_deref(), &cx.session.config);
     if let Some(owner) = loc
         .owner
         .as_ref()
@@ -241,26 +242,37 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
         ));
         return d;
     }
-    let git = cx
-        .session
-        .finder
-        .by_dir(dir)
-        .ok_or_else(|| {
-            Error::from(crate::git::Error::Invalid {
-                repo: dir.display().to_string(),
-                message: "not opened".into(),
-            })
-        })
-        .and_then(|repo| {
-            let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| {
-                crate::git::Error::Invalid {
+    let session = cx.session;
+    // What locate built at the applied commit, when it did.
+    let built = loc.definition.as_deref().map(|d| {
+        d.as_ref()
+            .map_err(|e| e.clone())
+            .and_then(|d| d.effective().map_err(|e| e.to_string()))
+    });
+    let git = match built {
+        Some(g) => g,
+        None => session
+            .finder
+            .by_dir(dir)
+            .ok_or_else(|| {
+                Error::from(crate::git::Error::Invalid {
                     repo: dir.display().to_string(),
-                    message: format!("{commit} is not a commit id: {e}"),
-                }
-            })?;
-            let snap = repo.snapshot(id)?;
-            target::define(&snap, build, entry)?.effective()
-        });
+                    message: "not opened".into(),
+                })
+            })
+            .and_then(|repo| {
+                let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| {
+                    crate::git::Error::Invalid {
+                        repo: dir.display().to_string(),
+                        message: format!("{commit} is not a commit id: {e}"),
+                    }
+                })?;
+                let snap = repo.snapshot(id)?;
+                let graph = cx.graphs.of(dir, &snap);
+                target::define_in(&snap, build, entry, graph.as_deref())?.effective()
+            })
+            .map_err(|e| e.to_string()),
+    };
     let mut git = match git {
         Ok(g) => g,
         Err(e) => {
@@ -323,14 +335,16 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
 /// Reads made once per run: owners, namespaces, autoscalers, postBuild variables.
 struct Context<'s> {
     session: &'s Session,
-    owners: HashMap<(String, String), Option<Value>>,
-    namespaces: HashMap<String, Option<Value>>,
+    owners: HashMap<(String, String), Option<Rc<Value>>>,
+    namespaces: HashMap<String, Option<Rc<Value>>>,
     /// Per namespace: `(kind, name)` of what its HorizontalPodAutoscalers target.
     hpas: HashMap<String, HashSet<(String, String)>>,
+    /// The kustomization graph of each (repository, commit) compared with.
+    graphs: locate::Graphs,
 }
 
 impl Context<'_> {
-    fn owner(&mut self, o: &gitops_guard_core::owner::OwnerRef) -> Option<Value> {
+    fn owner(&mut self, o: &gitops_guard_core::owner::OwnerRef) -> Option<Rc<Value>> {
         let key = (o.namespace.clone(), o.name.clone());
         let s = self.session;
         self.owners
@@ -342,11 +356,12 @@ impl Context<'_> {
                 )
                 .ok()
                 .flatten()
+                .map(Rc::new)
             })
             .clone()
     }
 
-    fn namespace(&mut self, ns: &str) -> Option<Value> {
+    fn namespace(&mut self, ns: &str) -> Option<Rc<Value>> {
         if ns.is_empty() {
             return None;
         }
@@ -355,7 +370,10 @@ impl Context<'_> {
             .entry(ns.to_string())
             .or_insert_with(|| {
                 let r = s.cluster.resource_for("", "Namespace")?.clone();
-                s.rt.block_on(s.cluster.get(&r, None, ns)).ok().flatten()
+                s.rt.block_on(s.cluster.get(&r, None, ns))
+                    .ok()
+                    .flatten()
+                    .map(Rc::new)
             })
             .clone()
     }
@@ -653,6 +671,7 @@ pub fn scan(
             owners: HashMap::new(),
             namespaces: HashMap::new(),
             hpas: HashMap::new(),
+            graphs: locate::Graphs::default(),
         };
         for loc in &located {
             items.push(diff_located(&mut cx, loc));

@@ -19,7 +19,7 @@ use gitops_guard_core::custody::{
     SOURCE as FLUX_SOURCE_GROUP,
 };
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use gitops_guard_core::custody::SOURCE_EXTENSIONS;
 use gitops_guard_core::owner::{self, OwnerKind, OwnerRef};
@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::change::shared::Graph;
+use crate::change::target::Definition;
 use crate::cluster::Cluster;
 use crate::git::{self, CommitInfo, RepoFinder, RepoOrigin, Revision, revision};
 use crate::locate::error::Error as LocateError;
@@ -198,6 +199,11 @@ pub struct Location {
     /// overlays of.
     #[serde(skip)]
     pub built_from: Option<(Build, manifest::Entry)>,
+    /// The definition of the object at the applied commit, as `locate_all` built it for the
+    /// overlays (not printed): `diff` compares with it instead of building it again. `Err`: why
+    /// it could not be built.
+    #[serde(skip)]
+    pub definition: Option<std::rc::Rc<Result<Definition, String>>>,
     /// Overlay files that set fields of the object on the way from its document (patches,
     /// `images`/`replicas` entries, common labels), each with the last commit that changed it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -226,9 +232,27 @@ impl Location {
     }
 }
 
+/// The kustomization graph (`change::shared::Graph`) of each (repository, commit), read once:
+/// reading it walks every directory of the repository. A graph that cannot be read is `None`,
+/// and `target::define_in` then reads it again itself and reports why.
+#[derive(Default)]
+pub struct Graphs(HashMap<(PathBuf, ObjectId), Option<std::rc::Rc<Graph>>>);
+
+impl Graphs {
+    pub fn of(&mut self, dir: &Path, snap: &git::Snapshot<'_>) -> Option<std::rc::Rc<Graph>> {
+        self.0
+            .entry((dir.to_path_buf(), snap.commit))
+            .or_insert_with(|| Graph::of(snap).ok().map(std::rc::Rc::new))
+            .clone()
+    }
+}
+
 /// The overlays that set fields of the object `entry` is, in `build` at `snap`.
-fn overlays_of(snap: &git::Snapshot<'_>, build: &Build, entry: &manifest::Entry) -> Vec<PatchedBy> {
-    let Ok(setters) = crate::change::target::define(snap, build, entry).and_then(|d| d.setters())
+fn overlays_of(definition: &Result<Definition, String>) -> Vec<PatchedBy> {
+    let Ok(setters) = definition
+        .as_ref()
+        .map_err(|_| ())
+        .and_then(|d| d.setters().map_err(|_| ()))
     else {
         return Vec::new();
     };
@@ -274,6 +298,7 @@ impl Location {
             live,
             transform: manifest::Transform::default(),
             built_from: None,
+            definition: None,
             patched_by: Vec::new(),
         }
     }
@@ -348,7 +373,9 @@ struct IndexKey {
 /// Owners and sources read from the cluster, each once.
 #[derive(Default)]
 pub struct OwnerCache {
-    objects: HashMap<OwnerKey, Result<Option<Value>, String>>,
+    /// Shared, not copied: a Kustomization's inventory lists every object it applies, and each
+    /// of them asks for its owner.
+    objects: HashMap<OwnerKey, Result<Option<std::rc::Rc<Value>>, String>>,
 }
 
 impl OwnerCache {
@@ -359,7 +386,7 @@ impl OwnerCache {
         kind: &str,
         ns: &str,
         name: &str,
-    ) -> Result<Option<Value>, Error> {
+    ) -> Result<Option<std::rc::Rc<Value>>, Error> {
         let key = (
             group.to_string(),
             kind.to_string(),
@@ -376,7 +403,10 @@ impl OwnerCache {
                 .into()
             });
         }
-        let got = cluster.get_kind(group, kind, ns, name).await;
+        let got = cluster
+            .get_kind(group, kind, ns, name)
+            .await
+            .map(|v| v.map(std::rc::Rc::new));
         let stored = match &got {
             Ok(v) => Ok(v.clone()),
             Err(e) => Err(match e {
@@ -1034,7 +1064,7 @@ async fn plan_owner(
                 location.chart.clone().unwrap_or_else(|| "unknown".into())
             ),
         });
-        let text = serde_json::to_string(&hr).unwrap_or_default();
+        let text = serde_json::to_string(&*hr).unwrap_or_default();
         let hr_ref = ObjectRef::of(&hr);
         let parent = Object::from_json(&text)
             .ok()
@@ -1144,6 +1174,8 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
     // Charts of Argo CD Helm sources, keyed like the indexes (the build is the source's Helm
     // settings and path).
     let mut charts: HashMap<IndexKey, Result<Option<helm::ChartValues>, String>> = HashMap::new();
+    // The kustomization graph of each (repository, commit), read once for all its objects.
+    let mut graphs = Graphs::default();
     for Planned {
         mut location,
         target,
@@ -1288,7 +1320,12 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                     if entry.doc.is_some()
                         && let Ok(snap) = repo.snapshot(commit)
                     {
-                        location.patched_by = overlays_of(&snap, build, entry);
+                        let graph = graphs.of(&repo.dir, &snap);
+                        let definition =
+                            crate::change::target::define_in(&snap, build, entry, graph.as_deref())
+                                .map_err(|e| e.to_string());
+                        location.patched_by = overlays_of(&definition);
+                        location.definition = Some(std::rc::Rc::new(definition));
                     }
                     location.link =
                         git::url::file_link(&source.url, &commit.to_string(), &entry.file);

@@ -386,6 +386,7 @@ fn synthetic_benchmark_repository_agrees_with_git_log() {
         commits: 3_000,
         files: 400,
         seed: 11,
+        tenants: synthetic::DEFAULT_TENANTS,
     };
     let dir = tmp.path().join("bench-small");
     synthetic::build(&dir, &params);

@@ -1,5 +1,5 @@
 //! A synthetic GitOps repository for the benchmark (and, small, for tests): `files` manifests laid
-//! out as `tenants/tNN/apps/appNNN/<kind>.yaml` (10 per app), one commit adding them all, then
+//! out as `tenants/tNN/apps/appNNN/<kind>.yaml` (10 per app, app `a` in tenant `a % tenants`), one commit adding them all, then
 //! `commits - 1` more commits on `main`, most changing 1-3 manifests of a few busy apps, some
 //! touching quiet ones, and every ~25 commits a short side branch merged back with a merge commit.
 //! About 10% of the files are never changed after the first commit, so finding their last commit
@@ -18,7 +18,13 @@ pub struct Params {
     pub commits: usize,
     pub files: usize,
     pub seed: u64,
+    /// Tenant directories `tenants/t00` ... (app `a` lives in `a % tenants`); 20 unless a
+    /// benchmark needs more owner paths (the cache key names any other number).
+    pub tenants: usize,
 }
+
+/// The tenant directories of the original layout (and of the cached repositories' old names).
+pub const DEFAULT_TENANTS: usize = 20;
 
 const KINDS: [&str; 10] = [
     "deployment",
@@ -40,7 +46,7 @@ pub fn file_paths(p: &Params) -> Vec<String> {
             let app = i / KINDS.len();
             format!(
                 "tenants/t{:02}/apps/app{:04}/{}.yaml",
-                app % 20,
+                app % p.tenants.max(1),
                 app,
                 KINDS[i % KINDS.len()]
             )
@@ -260,15 +266,20 @@ fn generate(out: &mut impl Write, p: &Params) -> std::io::Result<()> {
     writeln!(out, "done")
 }
 
-/// The repository for `p` in `$HOME/.cache/gitops-guard/bench-repo-<commits>-<files>-<seed>-packed`,
-/// built on first use.
+/// The repository for `p` in `$HOME/.cache/gitops-guard/bench-repo-<commits>-<files>-<seed>-packed`
+/// (`...-<seed>-t<tenants>-packed` when `tenants` is not [`DEFAULT_TENANTS`]), built on first use.
 pub fn cached(p: &Params) -> PathBuf {
     let base = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
         .join(".cache/gitops-guard");
+    let tenants = if p.tenants == DEFAULT_TENANTS {
+        String::new()
+    } else {
+        format!("-t{}", p.tenants)
+    };
     let dir = base.join(format!(
-        "bench-repo-{}-{}-{}-packed",
+        "bench-repo-{}-{}-{}{tenants}-packed",
         p.commits, p.files, p.seed
     ));
     if dir.join("refs/heads/main").exists() || dir.join("packed-refs").exists() {

@@ -285,6 +285,18 @@ fn string_map(v: Option<&Value>) -> Map<String, Value> {
 
 /// The definition of the object `entry` describes, built by `build`, at the snapshot.
 pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Definition, Error> {
+    define_in(snap, build, entry, None)
+}
+
+/// [`define`] with the snapshot's kustomization graph, when the caller has read it
+/// (`shared::Graph::of` reads every directory of the repository: callers defining many objects
+/// at one commit read it once for all of them); `None` reads it here.
+pub fn define_in(
+    snap: &Snapshot<'_>,
+    build: &Build,
+    entry: &Entry,
+    graph: Option<&shared::Graph>,
+) -> Result<Definition, Error> {
     let Some(doc_index) = entry.doc else {
         return Err(ChangeError::GeneratedObject {
             resource: format!("{}/{}", entry.kind.to_ascii_lowercase(), entry.name),
@@ -357,7 +369,14 @@ pub fn define(snap: &Snapshot<'_>, build: &Build, entry: &Entry) -> Result<Defin
         }
     }
     // What else in the repository reads the files that define the object.
-    let graph = shared::Graph::of(snap)?;
+    let read_here;
+    let graph = match graph {
+        Some(g) => g,
+        None => {
+            read_here = shared::Graph::of(snap)?;
+            &read_here
+        }
+    };
     // Every file a step reads: the document, the layers, patch files, and the kustomization
     // files of components (whose entries and inline patches are steps too).
     let mut read: Vec<&str> = vec![doc.file.as_str()];

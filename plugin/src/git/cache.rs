@@ -50,6 +50,9 @@ pub struct RepoFinder {
     explicit_count: usize,
     cache_dir: PathBuf,
     cached: HashMap<RepoKey, Result<(Rc<Repo>, bool), String>>,
+    /// The local clones each source URL names, as [`clone_is`] finds them (it reads every
+    /// remote of every clone: a command locating 10,000 objects asks once per URL).
+    local_matches: HashMap<String, Vec<Rc<Repo>>>,
     /// Print "cloning …" / "fetching …" to stderr.
     pub announce: bool,
 }
@@ -167,6 +170,7 @@ impl RepoFinder {
             explicit_count,
             cache_dir,
             cached: HashMap::new(),
+            local_matches: HashMap::new(),
             announce: true,
         })
     }
@@ -181,12 +185,18 @@ impl RepoFinder {
                 source: None,
             });
         };
+        let locals = &self.locals;
         let mut matching: Vec<Rc<Repo>> = self
-            .locals
-            .iter()
-            .filter(|l| clone_is(&l.git, url))
-            .map(|l| l.repo.clone())
-            .collect();
+            .local_matches
+            .entry(url.to_string())
+            .or_insert_with(|| {
+                locals
+                    .iter()
+                    .filter(|l| clone_is(&l.git, url))
+                    .map(|l| l.repo.clone())
+                    .collect()
+            })
+            .clone();
         if matching.is_empty() && self.explicit_count == 1 {
             // One --repo and no remote matches: the user said which clone to use.
             matching.push(self.locals[0].repo.clone());
