@@ -88,6 +88,33 @@ impl<'a> Raw<'a> {
     fn first_byte(&self) -> Option<u8> {
         self.text.as_bytes().first().copied()
     }
+
+    /// An array's elements, split from the tape (a value without one is scanned first); `None` if
+    /// this is not an array (or, without a tape, cannot be scanned).
+    pub(crate) fn items(&self) -> Option<Vec<Raw<'a>>> {
+        if self.first_byte()? != b'[' {
+            return None;
+        }
+        let doc;
+        let this = if self.at.is_some() {
+            self
+        } else {
+            doc = Raw::document(self.text)?;
+            &doc
+        };
+        let mut scratch = None;
+        let items = this.view(&mut scratch).items()?;
+        Some(items.map(|v| this.inside(v)).collect())
+    }
+
+    /// The value as serde_json reads a `String`: `None` for anything but a string it decodes.
+    pub(crate) fn string(&self) -> Option<Cow<'a, str>> {
+        string_value(self.text)
+    }
+
+    pub(crate) fn is_null(&self) -> bool {
+        self.text == "null"
+    }
 }
 
 impl<'a> From<&'a RawValue> for Raw<'a> {

@@ -147,14 +147,36 @@ fn meta_command(verb: &str, what: &str, ns: &str, old: &StrMap<'_>, new: &StrMap
     format!("{verb} {what} {}{overwrite}{ns}", args.join(" "))
 }
 
+/// A container's name and image, read (through the scanned fields, without parsing anything else
+/// in it) as serde_json reads it into `struct { name: String, image: Option<String> }`: `None` for
+/// what serde_json refuses (not an object — or an array of exactly those two, serde's sequence
+/// form —, no name, a member given twice, a value of another type); `Some(None)` without an image.
+fn container_image(item: &crate::object::Raw<'_>) -> Option<Option<(String, String)>> {
+    let (name, image) = match Fields::parse(item) {
+        Some(fields) => {
+            let one = |key: &str| {
+                let mut values = fields.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
+                let first = values.next();
+                values.next().is_none().then_some(first)
+            };
+            (one("name")??.clone(), one("image")?.cloned())
+        }
+        None => match item.items()?.as_slice() {
+            [name, image] => (name.clone(), Some(image.clone())),
+            _ => return None,
+        },
+    };
+    let name = name.string()?.into_owned();
+    match image {
+        None => Some(None),
+        Some(image) if image.is_null() => Some(None),
+        Some(image) => Some(Some((name, image.string()?.into_owned()))),
+    }
+}
+
 /// `web=ghcr.io/acme/web:1.9.0 sidecar=…`: the containers whose image changed. Reads only the Pod
 /// template's container lists (through the scanned fields), each container's name and image.
 fn changed_images(old: &Object<'_>, new: &Object<'_>) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Container {
-        name: String,
-        image: Option<String>,
-    }
     let images = |o: &Object<'_>| -> Option<Vec<(String, String)>> {
         let spec = Fields::parse(o.fields.get("spec")?)?;
         let template = match spec.get("template") {
@@ -169,8 +191,11 @@ fn changed_images(old: &Object<'_>, new: &Object<'_>) -> Option<String> {
         let mut out = Vec::new();
         for key in ["initContainers", "containers"] {
             if let Some(raw) = pod.get(key) {
-                let list: Vec<Container> = serde_json::from_str(raw.get()).ok()?;
-                out.extend(list.into_iter().filter_map(|c| Some((c.name, c.image?))));
+                for item in raw.items()? {
+                    if let Some(image) = container_image(&item)? {
+                        out.push(image);
+                    }
+                }
             }
         }
         Some(out)
@@ -182,4 +207,45 @@ fn changed_images(old: &Object<'_>, new: &Object<'_>) -> Option<String> {
         .map(|(name, image)| format!("{name}={image}"))
         .collect();
     (!changed.is_empty()).then(|| changed.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_reads_as_serde_json_reads_it() {
+        #[derive(serde::Deserialize)]
+        struct Container {
+            name: String,
+            image: Option<String>,
+        }
+        for text in [
+            r#"{"name":"web","image":"web:2"}"#,
+            r#"{"image":"web:2","env":[{"name":"x"}],"name":"web"}"#,
+            r#"{"name":"web"}"#,
+            r#"{"name":"web","image":null}"#,
+            r#"{"name":"w\u0065b","image":"a\"b"}"#,
+            r#"{"n\u0061me":"web","image":"web:2"}"#,
+            r#"{"image":"web:2"}"#,
+            r#"{"name":null,"image":"web:2"}"#,
+            r#"{"name":"web","image":5}"#,
+            r#"{"name":"web","name":"api","image":"web:2"}"#,
+            r#"{"name":"web","image":"a","image":"b"}"#,
+            r#"{"name":"\ud800","image":"a"}"#,
+            r#"["web","web:2"]"#,
+            r#"["web",null]"#,
+            r#"["web"]"#,
+            r#"["web","a","b"]"#,
+            r#""web""#,
+            "null",
+            "5",
+        ] {
+            let serde = serde_json::from_str::<Container>(text)
+                .ok()
+                .map(|c| c.image.map(|i| (c.name, i)));
+            let doc = crate::object::Raw::document(text).unwrap();
+            assert_eq!(container_image(&doc), serde, "{text}");
+        }
+    }
 }
