@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::{Body, HttpBody};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -307,11 +307,57 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// responses: a refusal addressed to the review's uid for a body too large or too slow, else JSON
 /// errors.
 pub struct ReviewBody {
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     /// When the request's headers were in: its deadline counts from here.
     pub arrived: tokio::time::Instant,
     /// Counted in `gitops_guard_requests_in_flight` until the answer is made.
     _in_flight: Held,
+}
+
+/// A body as it arrives: a body that comes in one chunk (most do) is kept as it came, without a
+/// copy; one in several chunks is copied into one buffer.
+#[derive(Default)]
+struct Buffer {
+    first: Option<Bytes>,
+    joined: Vec<u8>,
+}
+
+impl Buffer {
+    fn as_slice(&self) -> &[u8] {
+        match &self.first {
+            Some(first) => first,
+            None => &self.joined,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Appends a whole chunk; `expect` is the size the body is expected to reach.
+    fn push(&mut self, chunk: Bytes, expect: usize) {
+        if self.first.is_none() && self.joined.is_empty() {
+            self.first = Some(chunk);
+            return;
+        }
+        self.push_slice(&chunk, expect);
+    }
+
+    /// Appends part of a chunk (copied).
+    fn push_slice(&mut self, part: &[u8], expect: usize) {
+        if let Some(first) = self.first.take() {
+            self.joined.reserve(expect.max(first.len() + part.len()));
+            self.joined.extend_from_slice(&first);
+        }
+        self.joined.extend_from_slice(part);
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self.first {
+            Some(first) => first,
+            None => Bytes::from(self.joined),
+        }
+    }
 }
 
 /// What reading a body found (the bytes are in the buffer it was given).
@@ -365,9 +411,10 @@ impl FromRequest<App> for ReviewBody {
             ));
         }
         let deadline = BODY_DEADLINE.min(app.inner.limits.request_timeout);
-        let mut bytes = Vec::new();
-        let Ok(read) = tokio::time::timeout(deadline, read_body(req.into_body(), &mut bytes)).await
-        else {
+        let mut buffer = Buffer::default();
+        let read = tokio::time::timeout(deadline, read_body(req.into_body(), &mut buffer)).await;
+        let bytes = buffer.into_bytes();
+        let Ok(read) = read else {
             app.inner.metrics.request_error(RequestError::Timeout);
             let waited = seconds(deadline);
             // What came may name the uid: then refuse it (fail closed), else an HTTP error.
@@ -440,7 +487,7 @@ impl FromRequest<App> for ReviewBody {
 /// Reads a body of at most [`MAX_BODY`] bytes into `bytes`; of a larger one, only the start. A
 /// body declared larger is not buffered past [`ENVELOPE_PREFIX`]. What arrived stays in `bytes`
 /// when the read is cut short.
-async fn read_body(body: Body, bytes: &mut Vec<u8>) -> Result<Read, axum::Error> {
+async fn read_body(body: Body, bytes: &mut Buffer) -> Result<Read, axum::Error> {
     let hint = body.size_hint();
     let declared = hint.exact();
     let oversized = hint.lower() > MAX_BODY as u64;
@@ -448,7 +495,6 @@ async fn read_body(body: Body, bytes: &mut Vec<u8>) -> Result<Read, axum::Error>
     let expect = usize::try_from(hint.lower())
         .unwrap_or(usize::MAX)
         .min(keep);
-    bytes.reserve(expect);
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
     let mut too_large = false;
@@ -458,13 +504,13 @@ async fn read_body(body: Body, bytes: &mut Vec<u8>) -> Result<Read, axum::Error>
         too_large |= total > MAX_BODY as u64;
         if too_large || oversized {
             let room = keep.saturating_sub(bytes.len()).min(chunk.len());
-            bytes.extend_from_slice(chunk.get(..room).unwrap_or_default());
+            bytes.push_slice(chunk.get(..room).unwrap_or_default(), expect);
             if too_large || bytes.len() >= keep {
                 break;
             }
             continue;
         }
-        bytes.extend_from_slice(&chunk);
+        bytes.push(chunk, expect);
     }
     if !(too_large || oversized) {
         return Ok(Read::Whole);
@@ -487,7 +533,7 @@ async fn read_body(body: Body, bytes: &mut Vec<u8>) -> Result<Read, axum::Error>
 /// within the request's deadline; past it, refuses the review (it names its uid: the body is in).
 async fn validate(State(app): State<App>, review: ReviewBody) -> Response {
     let deadline = review.arrived + app.inner.limits.request_timeout;
-    let body = review.bytes.as_slice();
+    let body: &[u8] = &review.bytes;
     let late = |error: RequestError, code: u16, why: &str| {
         app.inner.metrics.request_error(error);
         let Some(envelope) = Envelope::recover(body) else {
