@@ -26,7 +26,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::object::Object;
 use crate::owner::{OwnerRef, owners_of};
-use crate::workload::Steered;
+use crate::workload::{Steered, string_map};
 
 /// The API groups that serve Ingresses: `networking.k8s.io` (`v1`, `v1beta1`) and, before
 /// Kubernetes 1.22, `extensions/v1beta1` (the same objects).
@@ -147,16 +147,6 @@ pub struct Facts {
     pub hosts: Vec<Host>,
     /// Its `gitops-guard.dev/…` annotations (exceptions decided in Git).
     pub exceptions: BTreeMap<String, String>,
-}
-
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
-    v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The facts of an Ingress, from the whole object (or its shallow copy).

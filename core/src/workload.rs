@@ -175,7 +175,8 @@ pub struct Selector {
     everything: bool,
 }
 
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+/// The string members of a JSON object (labels, annotations, matchLabels); others are left out.
+pub(crate) fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_object)
         .map(|m| {
             m.iter()

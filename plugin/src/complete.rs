@@ -426,10 +426,7 @@ pub fn run(words: &[String], out: &mut dyn std::io::Write) -> std::io::Result<()
     root.build();
     let plan = plan(&root, words);
     let (candidates, directive) = answer(&plan, |plan| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|_| ())?;
+        let rt = crate::session::runtime().map_err(|_| ())?;
         rt.block_on(async {
             tokio::time::timeout(CLUSTER_TIMEOUT, from_cluster(plan))
                 .await

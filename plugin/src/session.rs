@@ -58,16 +58,21 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, Error> {
     })
 }
 
+/// The one-thread async runtime a command drives the cluster client with.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            path: "the async runtime".into(),
+            source,
+        })
+}
+
 impl Session {
     pub fn open(global: &Global) -> Result<Session, Error> {
         let config = load_config(global.guard_config.as_deref())?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| Error::Io {
-                path: "the async runtime".into(),
-                source,
-            })?;
+        let rt = runtime()?;
         let mut cluster = rt.block_on(cluster::connect(
             global.kubeconfig.as_deref(),
             global.context.as_deref(),

@@ -299,13 +299,7 @@ pub fn run(global: &Global, args: &VersionArgs) -> Result<bool, Error> {
     let guard = if args.client {
         None
     } else {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| Error::Io {
-                path: "the async runtime".into(),
-                source,
-            })?;
+        let rt = crate::session::runtime()?;
         Some(rt.block_on(async {
             match cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await {
                 Ok(mut c) => guard(&mut c).await,
