@@ -211,7 +211,7 @@ EXPECTED_DOCTOR: list[tuple[str, str, str, str]] = [
     ("ok", "guard", "ValidatingWebhookConfiguration gitops-guard-scale", "failurePolicy Ignore, timeoutSeconds 3"),
     ("fail", "guard", "Service gitops-guard/gitops-guard", "no ready endpoints: no guard Pod is answering"),
     ("ok", "guard", "scale", "the /scale of every kind that has one (5) is routed to the guard"),
-    ("ok", "guard", "status", "the /status of every kind the guard protects (2) is routed to the guard"),
+    ("ok", "guard", "status", "the /status of every kind the guard protects (4) is routed to the guard"),
     ("warn", "guard", "Deployment gitops-guard/gitops-guard", "0 of 2 replicas ready"),
     ("ok", "guard", "ConfigMap gitops-guard/gitops-guard-config", "the guard's config: its agents and system identities are the trusted ones below"),
     ("ok", "guard", "ValidatingWebhookConfiguration gitops-guard-argocd-annotations", "CA (caBundle of 9 configurations) gitops-guard-ca valid until …"),
@@ -288,7 +288,7 @@ def test_doctor_finds_only_the_missing_guard(
     # Every kind with a /scale (Rollouts' too) and the protected statuses are routed; no selector
     # lets writes past the guard.
     assert ("ok", "guard", "scale", "the /scale of every kind that has one (5) is routed to the guard") in rows
-    assert ("ok", "guard", "status", "the /status of every kind the guard protects (2) is routed to the guard") in rows
+    assert ("ok", "guard", "status", "the /status of every kind the guard protects (4) is routed to the guard") in rows
     assert not [r for r in rows if "Selector" in r[3]], rows
     # The chart's certificates, config, replicas and disruption budget.
     assert [r for r in rows if r[2] == f"Deployment {NAMESPACE}/{RELEASE}"] == [
