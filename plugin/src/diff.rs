@@ -242,8 +242,8 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
         ));
         return d;
     }
-    let session = cx.session;
-    // What locate built at the applied commit, when it did.
+    // What locate built at the applied commit (it builds every object with a document; only a
+    // commit it could not read is read here again, to say why).
     let built = loc.definition.as_deref().map(|d| {
         d.as_ref()
             .map_err(|e| e.clone())
@@ -251,7 +251,8 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
     });
     let git = match built {
         Some(g) => g,
-        None => session
+        None => cx
+            .session
             .finder
             .by_dir(dir)
             .ok_or_else(|| {
@@ -268,8 +269,7 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
                     }
                 })?;
                 let snap = repo.snapshot(id)?;
-                let graph = cx.graphs.of(dir, &snap);
-                target::define_in(&snap, build, entry, graph.as_deref())?.effective()
+                target::define(&snap, build, entry)?.effective()
             })
             .map_err(|e| e.to_string()),
     };
@@ -339,8 +339,6 @@ struct Context<'s> {
     namespaces: HashMap<String, Option<Rc<Value>>>,
     /// Per namespace: `(kind, name)` of what its HorizontalPodAutoscalers target.
     hpas: HashMap<String, HashSet<(String, String)>>,
-    /// The kustomization graph of each (repository, commit) compared with.
-    graphs: locate::Graphs,
 }
 
 impl Context<'_> {
@@ -671,7 +669,6 @@ pub fn scan(
             owners: HashMap::new(),
             namespaces: HashMap::new(),
             hpas: HashMap::new(),
-            graphs: locate::Graphs::default(),
         };
         for loc in &located {
             items.push(diff_located(&mut cx, loc));

@@ -236,10 +236,10 @@ impl Location {
 /// reading it walks every directory of the repository. A graph that cannot be read is `None`,
 /// and `target::define_in` then reads it again itself and reports why.
 #[derive(Default)]
-pub struct Graphs(HashMap<(PathBuf, ObjectId), Option<std::rc::Rc<Graph>>>);
+struct Graphs(HashMap<(PathBuf, ObjectId), Option<std::rc::Rc<Graph>>>);
 
 impl Graphs {
-    pub fn of(&mut self, dir: &Path, snap: &git::Snapshot<'_>) -> Option<std::rc::Rc<Graph>> {
+    fn of(&mut self, dir: &Path, snap: &git::Snapshot<'_>) -> Option<std::rc::Rc<Graph>> {
         self.0
             .entry((dir.to_path_buf(), snap.commit))
             .or_insert_with(|| Graph::of(snap).ok().map(std::rc::Rc::new))
@@ -249,11 +249,7 @@ impl Graphs {
 
 /// The overlays that set fields of the object `entry` is, in `build` at `snap`.
 fn overlays_of(definition: &Result<Definition, String>) -> Vec<PatchedBy> {
-    let Ok(setters) = definition
-        .as_ref()
-        .map_err(|_| ())
-        .and_then(|d| d.setters().map_err(|_| ()))
-    else {
+    let Ok(Ok(setters)) = definition.as_ref().map(Definition::setters) else {
         return Vec::new();
     };
     let mut out: Vec<PatchedBy> = Vec::new();
