@@ -21,12 +21,13 @@ pub(crate) fn get(port: u16, path: &str) -> Result<Response, String> {
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("{addr}: {e}"))?;
-    // HTTP/1.0: the server closes the connection after the body and does not chunk it.
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )
-    .map_err(|e| format!("GET {addr}{path}: {e}"))?;
+    // HTTP/1.0: the server closes the connection after the body and does not chunk it. The request
+    // goes out in one write: `write!` on a bare socket writes each piece separately, and a server
+    // that answers after the first piece and closes turns the next write into a broken pipe.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("GET {addr}{path}: {e}"))?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
@@ -108,9 +109,15 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut request = [0u8; 1024];
-            let n = conn.read(&mut request).unwrap();
-            let line = String::from_utf8_lossy(&request[..n])
+            // Read the whole head, as a real server does, before answering and closing.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 256];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "the client closed before the end of its request");
+                request.extend_from_slice(&buf[..n]);
+            }
+            let line = String::from_utf8_lossy(&request)
                 .lines()
                 .next()
                 .unwrap()
