@@ -572,7 +572,7 @@ fn denial_message_names_owner_revision_and_command() {
         ),
         (
             "kubectl label KEY-",
-            req("UPDATE", ANA, Some(relabelled), Some(unlabelled)),
+            req("UPDATE", ANA, Some(relabelled.clone()), Some(unlabelled)),
             change("label deployment/web team- -n prod"),
         ),
         (
@@ -605,6 +605,40 @@ fn denial_message_names_owner_revision_and_command() {
         (
             "more than one kind of change",
             req("UPDATE", ANA, Some(managed()), Some(image_and_replicas)),
+            change("edit deployment/web -n prod"),
+        ),
+        (
+            "an image and a label",
+            req(
+                "UPDATE",
+                ANA,
+                Some(managed()),
+                Some(with_image(relabelled.clone(), "web:2")),
+            ),
+            change("edit deployment/web -n prod"),
+        ),
+        (
+            "a label and an annotation",
+            req(
+                "UPDATE",
+                ANA,
+                Some(managed()),
+                Some(with_annotation(relabelled.clone(), "note", "x")),
+            ),
+            change("edit deployment/web -n prod"),
+        ),
+        (
+            "the Pod template's labels, not its image",
+            req(
+                "UPDATE",
+                ANA,
+                Some(managed()),
+                Some({
+                    let mut v = managed();
+                    v["spec"]["template"]["metadata"]["labels"]["extra"] = json!("x");
+                    v
+                }),
+            ),
             change("edit deployment/web -n prod"),
         ),
         (
