@@ -13,7 +13,7 @@ pub mod html;
 pub mod owners;
 pub mod windows;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::blame::fields::{self, Role};
+use crate::cluster::{Cluster, Seed};
 use crate::diff::compare::FieldDiff;
 use crate::diff::{self, ObjectDiff, Scan};
 use crate::doctor::{self, Finding, Severity};
@@ -300,45 +301,109 @@ fn in_force(
     out
 }
 
-/// The owners in scope, each with its source read from the cluster.
-fn owners(
-    session: &Session,
-    all_namespaces: bool,
-    items: &[ObjectDiff],
-) -> Result<Vec<OwnerReport>, Error> {
-    let cluster = &session.cluster;
-    let named: BTreeSet<&str> = items.iter().filter_map(|i| i.owner.as_deref()).collect();
-    let in_scope = |r: &OwnerReport| {
-        all_namespaces || r.namespace == session.namespace || named.contains(r.owner.as_str())
-    };
-    let list = |group: &str, kind: &str| -> Result<Vec<Value>, Error> {
-        match cluster.resource_for(group, kind) {
-            Some(r) => {
-                let r = r.clone();
-                Ok(session.rt.block_on(cluster.list(&r, None, None))?)
-            }
+/// The owners in the cluster and what each points at: a Kustomization and its source, a
+/// HelmRelease, its source and its HelmChart, an Application and its AppProject.
+#[derive(Default)]
+struct OwnerObjects {
+    kustomizations: Vec<(Value, Option<Value>)>,
+    helm_releases: Vec<(Value, Option<Value>, Option<Value>)>,
+    applications: Vec<(Value, Option<Value>)>,
+}
+
+/// Reads [`OwnerObjects`]; each source, chart and project is read once however many owners name it.
+async fn read_owners(cluster: &Cluster, argocd_namespace: &str) -> Result<OwnerObjects, Error> {
+    async fn list(cluster: &Cluster, group: &str, kind: &str) -> Result<Vec<Value>, Error> {
+        match cluster.resource_for(group, kind).cloned() {
+            Some(r) => Ok(cluster.list(&r, None, None).await?),
             None => Ok(Vec::new()),
         }
+    }
+    let mut seen: HashMap<(String, String, String, String), Option<Value>> = HashMap::new();
+    let mut get = async |group: &str, kind: &str, ns: &str, name: &str| -> Option<Value> {
+        let key = (
+            group.to_string(),
+            kind.to_string(),
+            ns.to_string(),
+            name.to_string(),
+        );
+        if let Some(v) = seen.get(&key) {
+            return v.clone();
+        }
+        let v = match cluster.resource_for(group, kind) {
+            Some(_) => cluster.get_kind(group, kind, ns, name).await.ok().flatten(),
+            None => None,
+        };
+        seen.insert(key, v.clone());
+        v
     };
-    let get = |group: &str, kind: &str, ns: &str, name: &str| -> Option<Value> {
-        cluster.resource_for(group, kind)?;
-        session
-            .rt
-            .block_on(cluster.get_kind(group, kind, ns, name))
-            .ok()
-            .flatten()
+    let mut out = OwnerObjects::default();
+    for ks in list(cluster, KUSTOMIZE, "Kustomization").await? {
+        let source = match owners::source_ref(&ks, "/spec/sourceRef") {
+            Some((kind, ns, name)) => get(SOURCE, &kind, &ns, &name).await,
+            None => None,
+        };
+        out.kustomizations.push((ks, source));
+    }
+    for hr in list(cluster, HELM, "HelmRelease").await? {
+        let (source, chart) = match owners::helm_source_ref(&hr) {
+            Some((kind, ns, name)) => {
+                let hr_ns = hr
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let hr_name = hr
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                // source-controller names the HelmChart `<namespace>-<name>`, in the source's
+                // namespace.
+                let chart_name = format!("{hr_ns}-{hr_name}");
+                (
+                    get(SOURCE, &kind, &ns, &name).await,
+                    get(SOURCE, "HelmChart", &ns, &chart_name).await,
+                )
+            }
+            None => (None, None),
+        };
+        out.helm_releases.push((hr, source, chart));
+    }
+    for app in list(cluster, ARGO, "Application").await? {
+        let project = app
+            .pointer("/spec/project")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        let app_ns = app
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let project_obj = match get(ARGO, "AppProject", &app_ns, &project).await {
+            Some(p) => Some(p),
+            None => get(ARGO, "AppProject", argocd_namespace, &project).await,
+        };
+        out.applications.push((app, project_obj));
+    }
+    Ok(out)
+}
+
+/// One report per owner in scope: those in the namespace of `-n` (every one with `-A`) and
+/// those that own an object in scope.
+fn owners(
+    objects: OwnerObjects,
+    namespace: &str,
+    all_namespaces: bool,
+    items: &[ObjectDiff],
+) -> Vec<OwnerReport> {
+    let named: BTreeSet<&str> = items.iter().filter_map(|i| i.owner.as_deref()).collect();
+    let in_scope = |r: &OwnerReport| {
+        all_namespaces || r.namespace == namespace || named.contains(r.owner.as_str())
     };
     let mut out = Vec::new();
-    for ks in list(KUSTOMIZE, "Kustomization")? {
-        let source = owners::source_ref(&ks, "/spec/sourceRef")
-            .and_then(|(kind, ns, name)| get(SOURCE, &kind, &ns, &name));
-        out.push(owners::kustomization(&ks, source.as_ref()));
+    for (ks, source) in &objects.kustomizations {
+        out.push(owners::kustomization(ks, source.as_ref()));
     }
-    for hr in list(HELM, "HelmRelease")? {
-        let source_ref = owners::helm_source_ref(&hr);
-        let source = source_ref
-            .as_ref()
-            .and_then(|(kind, ns, name)| get(SOURCE, kind, ns, name));
+    for (hr, source, chart) in &objects.helm_releases {
         let hr_ns = hr
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
@@ -347,48 +412,28 @@ fn owners(
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        // source-controller names the HelmChart `<namespace>-<name>`, in the source's namespace.
-        let chart = source_ref
-            .as_ref()
-            .and_then(|(_, ns, _)| get(SOURCE, "HelmChart", ns, &format!("{hr_ns}-{hr_name}")));
         let owner = format!("Flux HelmRelease {hr_ns}/{hr_name}");
         let count = items
             .iter()
             .filter(|i| i.owner.as_deref() == Some(owner.as_str()))
             .count();
         out.push(owners::helm_release(
-            &hr,
+            hr,
             source.as_ref(),
             chart.as_ref(),
             count,
         ));
     }
-    for app in list(ARGO, "Application")? {
-        let project = app
-            .pointer("/spec/project")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        let app_ns = app
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let project_obj = get(ARGO, "AppProject", app_ns, project).or_else(|| {
-            get(
-                ARGO,
-                "AppProject",
-                &session.config.argocd.namespace,
-                project,
-            )
-        });
-        out.push(owners::application(&app, project_obj.as_ref()));
+    for (app, project) in &objects.applications {
+        out.push(owners::application(app, project.as_ref()));
     }
     out.retain(|r| in_scope(r));
     out.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
-    Ok(out)
+    out
 }
 
 /// The guard's coverage, from `doctor`'s checks.
-fn coverage(session: &Session, given: Option<&gitops_guard_core::Config>) -> Coverage {
+async fn coverage(cluster: &Cluster, given: Option<&gitops_guard_core::Config>) -> Coverage {
     let mut c = Coverage {
         installed: false,
         webhook_configurations: Vec::new(),
@@ -399,7 +444,6 @@ fn coverage(session: &Session, given: Option<&gitops_guard_core::Config>) -> Cov
         findings: Vec::new(),
         error: None,
     };
-    let cluster = &session.cluster;
     if let Some(r) = cluster
         .resource_for(
             "admissionregistration.k8s.io",
@@ -407,7 +451,7 @@ fn coverage(session: &Session, given: Option<&gitops_guard_core::Config>) -> Cov
         )
         .cloned()
     {
-        match session.rt.block_on(cluster.list(&r, None, None)) {
+        match cluster.list(&r, None, None).await {
             Ok(all) => {
                 let mut names: Vec<String> = doctor::guard::guard_configurations(&all)
                     .iter()
@@ -421,7 +465,7 @@ fn coverage(session: &Session, given: Option<&gitops_guard_core::Config>) -> Cov
             Err(e) => c.error = Some(Error::from(e).report()),
         }
     }
-    match session.rt.block_on(doctor::diagnose(cluster, given)) {
+    match doctor::diagnose(cluster, given).await {
         Ok(mut findings) => {
             findings.sort_by(|a, b| {
                 (
@@ -472,6 +516,88 @@ pub fn build(
 ) -> Result<Report, Error> {
     let since = parse_duration("--since", since_text)?;
     let period_start = as_of.checked_sub(since).unwrap_or(jiff::Timestamp::MIN);
+    // What needs only the cluster (the owners and their sources, the guard's coverage and its
+    // Events) is read on a thread of its own while this one compares every object with Git.
+    let aside = Aside {
+        seed: session.cluster.seed(),
+        given: given_config.then(|| session.config.clone()),
+        events_in: (!all_namespaces).then(|| session.namespace.clone()),
+        argocd_namespace: session.config.argocd.namespace.clone(),
+    };
+    std::thread::scope(|scope| {
+        let aside = scope.spawn(move || aside.read());
+        build_with(
+            session,
+            all_namespaces,
+            as_of,
+            as_of_given,
+            since_text,
+            period_start,
+            // A panic there is one here, as if it had run on this thread.
+            || {
+                aside
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            },
+        )
+    })
+}
+
+/// What [`build`] reads from the cluster beside the comparison.
+struct Aside {
+    seed: Seed,
+    given: Option<gitops_guard_core::Config>,
+    /// The namespace of `-n` (Events of every namespace with `-A`).
+    events_in: Option<String>,
+    /// Where AppProjects are looked for when not beside their Application.
+    argocd_namespace: String,
+}
+
+/// What [`Aside`] read.
+struct AsideReport {
+    owners: OwnerObjects,
+    coverage: Coverage,
+    /// The guard's BreakGlass Events.
+    events: Vec<Value>,
+}
+
+impl Aside {
+    fn read(self) -> Result<AsideReport, Error> {
+        let rt = crate::session::runtime()?;
+        rt.block_on(async {
+            let cluster = self.seed.connect()?;
+            let owners = read_owners(&cluster, &self.argocd_namespace).await?;
+            let coverage = coverage(&cluster, self.given.as_ref()).await;
+            // The guard's BreakGlass Events (listings leave Events out): core/v1, as the guard
+            // records.
+            let mut events = Vec::new();
+            if let Some(r) = cluster.resource_for("", "Event").cloned() {
+                events.extend(
+                    cluster
+                        .list_lenient(&r, self.events_in.as_deref(), None)
+                        .await?
+                        .into_iter()
+                        .filter(|e| e.get("reason").and_then(Value::as_str) == Some("BreakGlass")),
+                );
+            }
+            Ok(AsideReport {
+                owners,
+                coverage,
+                events,
+            })
+        })
+    }
+}
+
+fn build_with(
+    session: &mut Session,
+    all_namespaces: bool,
+    as_of: jiff::Timestamp,
+    as_of_given: bool,
+    since_text: &str,
+    period_start: jiff::Timestamp,
+    aside: impl FnOnce() -> Result<AsideReport, Error>,
+) -> Result<Report, Error> {
     let Scan {
         items,
         mut listed,
@@ -488,7 +614,12 @@ pub fn build(
     {
         listed.push(ns);
     }
-    let owners = owners(session, all_namespaces, &items)?;
+    let AsideReport {
+        owners: owner_objects,
+        coverage,
+        events,
+    } = aside()?;
+    let owners = owners(owner_objects, &session.namespace, all_namespaces, &items);
 
     // Break-glass windows of the period, and whether what changed under them is back in Git.
     let by_key: BTreeMap<(String, String, String), &ObjectDiff> = items
@@ -521,18 +652,8 @@ pub fn build(
             .map(|h| (h.manager, h.time))
             .collect()
     };
-    // The guard's BreakGlass Events (listings leave Events out): core/v1, as the guard records.
     let mut with_events = listed.clone();
-    if let Some(r) = session.cluster.resource_for("", "Event").cloned() {
-        let ns = (!all_namespaces).then_some(session.namespace.as_str());
-        with_events.extend(
-            session
-                .rt
-                .block_on(session.cluster.list_lenient(&r, ns, None))?
-                .into_iter()
-                .filter(|e| e.get("reason").and_then(Value::as_str) == Some("BreakGlass")),
-        );
-    }
+    with_events.extend(events);
     let break_glass = windows::windows(&with_events, as_of, period_start, max_window, &back, &hand);
     let recorded: BTreeSet<(String, String)> = break_glass
         .iter()
@@ -622,8 +743,6 @@ pub fn build(
         .count();
     summary.objects = summary.managed + summary.strays + summary.unmanaged;
 
-    let given = given_config.then_some(&session.config);
-    let coverage = coverage(session, given);
     Ok(Report {
         api_version: API_VERSION,
         scope: Scope {

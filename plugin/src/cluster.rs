@@ -39,6 +39,8 @@ impl Resource {
 /// A connection to the cluster and what it serves.
 pub struct Cluster {
     pub client: kube::Client,
+    /// What the client was made from (for [`Cluster::seed`]).
+    config: kube::Config,
     /// The namespace `-n` defaults to (the context's namespace, else `default`).
     pub default_namespace: String,
     resources: Vec<Resource>,
@@ -102,14 +104,49 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
     };
     let default_namespace = config.default_namespace.clone();
     let cache = DiscoveryCache::for_server(&config.cluster_url.to_string());
-    let client = kube::Client::try_from(config).map_err(bad_kubeconfig)?;
+    let client = kube::Client::try_from(config.clone()).map_err(bad_kubeconfig)?;
     Ok(Cluster {
         client,
+        config,
         default_namespace,
         resources: Vec::new(),
         cache,
         from_cache: false,
     })
+}
+
+/// What a second connection to the same cluster needs: work on another thread has to have a
+/// client of its own, since a client's connections live on the runtime that made it.
+pub struct Seed {
+    config: kube::Config,
+    default_namespace: String,
+    resources: Vec<Resource>,
+}
+
+impl Cluster {
+    pub fn seed(&self) -> Seed {
+        Seed {
+            config: self.config.clone(),
+            default_namespace: self.default_namespace.clone(),
+            resources: self.resources.clone(),
+        }
+    }
+}
+
+impl Seed {
+    /// A connection of its own, knowing what this one's discovery found. Call it inside the
+    /// runtime that will use it.
+    pub fn connect(self) -> Result<Cluster, Error> {
+        let client = kube::Client::try_from(self.config.clone()).map_err(bad_kubeconfig)?;
+        Ok(Cluster {
+            client,
+            config: self.config,
+            default_namespace: self.default_namespace,
+            resources: self.resources,
+            cache: None,
+            from_cache: false,
+        })
+    }
 }
 
 fn add_list(out: &mut Vec<Resource>, group: &str, version: &str, list: APIResourceList) {

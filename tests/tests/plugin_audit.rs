@@ -701,3 +701,131 @@ guard: installed (gitops-guard), answering: yes
         }
     }
 }
+
+/// The owners Flux's helm-controller and Argo CD run, as the audit reads them beside the
+/// comparison: each HelmRelease with its chart's source and the HelmChart source-controller made
+/// for it (two releases of one HelmRepository), each Application with its AppProject (one beside
+/// it, one only in Argo CD's namespace).
+#[test]
+fn helm_releases_and_applications_are_reported_with_their_sources_and_projects() {
+    let cluster = Cluster::start();
+    cluster.install_crds();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("empty");
+    std::fs::create_dir_all(&dir).unwrap();
+    for ns in ["flux-system", "apps", "argocd", "team-argocd"] {
+        cluster
+            .kubectl(User::Admin, &["create", "namespace", ns])
+            .ok();
+    }
+    let apply = |yaml: &str| {
+        cluster
+            .kubectl_stdin(User::Admin, &["apply", "-f", "-"], yaml)
+            .ok();
+    };
+    apply(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  name: charts\n  namespace: flux-system\nspec:\n  url: https://charts.example.com\n  interval: 10m\n",
+    );
+    for (name, chart_version, installed) in [("web", "1.2.3", "1.2.3"), ("api", "2.0.1", "2.0.0")] {
+        apply(&format!(
+            "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {name}\n  namespace: apps\nspec:\n  interval: 10m\n  chart:\n    spec:\n      chart: {name}\n      sourceRef:\n        kind: HelmRepository\n        name: charts\n        namespace: flux-system\n"
+        ));
+        cluster
+            .patch_status(
+                User::Admin,
+                "helmreleases.helm.toolkit.fluxcd.io",
+                "apps",
+                name,
+                &format!(
+                    r#"{{"history":[{{"chartVersion":"{installed}","chartName":"{name}","name":"{name}","namespace":"apps","version":1,"status":"deployed","digest":"sha256:0","firstDeployed":"2026-01-01T00:00:00Z","lastDeployed":"2026-01-01T00:00:00Z"}}],"conditions":[{{"type":"Ready","status":"True","reason":"InstallSucceeded","message":"installed","lastTransitionTime":"2026-01-01T00:00:00Z"}}]}}"#
+                ),
+            )
+            .ok();
+        // source-controller's HelmChart for the release: `<namespace>-<name>` beside the source.
+        apply(&format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmChart\nmetadata:\n  name: apps-{name}\n  namespace: flux-system\nspec:\n  chart: {name}\n  interval: 10m\n  sourceRef:\n    kind: HelmRepository\n    name: charts\n"
+        ));
+        cluster
+            .patch_status(
+                User::Admin,
+                "helmcharts.source.toolkit.fluxcd.io",
+                "flux-system",
+                &format!("apps-{name}"),
+                &format!(
+                    r#"{{"artifact":{{"revision":"{chart_version}","path":"x","url":"http://x","digest":"sha256:0","lastUpdateTime":"2026-01-01T00:00:00Z"}}}}"#
+                ),
+            )
+            .ok();
+    }
+    apply(
+        "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata:\n  name: signed\n  namespace: argocd\nspec:\n  signatureKeys:\n  - keyID: 4AEE18F83AFDEB23\n",
+    );
+    for (app, ns) in [("shop", "argocd"), ("tenant", "team-argocd")] {
+        apply(&format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {app}\n  namespace: {ns}\nspec:\n  project: signed\n  source:\n    repoURL: {URL}\n    path: apps/{app}\n    targetRevision: main\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: {app}\nstatus:\n  sync:\n    status: Synced\n    revision: 3f2a9c1d0e5b7a8c9d0e1f2a3b4c5d6e7f8a9b0c\n  health:\n    status: Healthy\n  operationState:\n    phase: Succeeded\n    syncResult:\n      revision: 3f2a9c1d0e5b7a8c9d0e1f2a3b4c5d6e7f8a9b0c\n"
+        ));
+    }
+
+    let admin = cluster.kubeconfig(User::Admin);
+    let out = gitops(
+        &cluster,
+        &admin,
+        &dir,
+        &cache,
+        &["audit", "-A", "-o", "json"],
+    );
+    assert!(out.code == 0 || out.code == 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let owner = |name: &str| {
+        report["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["owner"] == name)
+            .unwrap_or_else(|| panic!("no owner {name} in {}", report["owners"]))
+            .clone()
+    };
+    for (name, installed, current, up_to_date) in [
+        ("web", "1.2.3", "1.2.3", true),
+        ("api", "2.0.0", "2.0.1", false),
+    ] {
+        let hr = owner(&format!("Flux HelmRelease apps/{name}"));
+        assert_eq!(
+            (
+                &hr["appliedRevision"],
+                &hr["currentRevision"],
+                &hr["upToDate"],
+                &hr["ready"],
+                &hr["source"]["url"],
+                &hr["source"]["path"],
+            ),
+            (
+                &serde_json::json!(installed),
+                &serde_json::json!(current),
+                &serde_json::json!(up_to_date),
+                &serde_json::json!(true),
+                &serde_json::json!("https://charts.example.com"),
+                &serde_json::json!(name),
+            ),
+            "{hr}"
+        );
+    }
+    for app in ["argocd/shop", "team-argocd/tenant"] {
+        let a = owner(&format!("Argo CD Application {app}"));
+        assert!(
+            a["verified"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("AppProject signed requires commits signed by 1 key(s)"),
+            "{a}"
+        );
+        assert_eq!(a["upToDate"], true, "{a}");
+    }
+    assert_eq!(report["summary"]["owners"], 4, "{}", report["summary"]);
+    assert_eq!(
+        report["summary"]["ownersBehind"], 1,
+        "{}",
+        report["summary"]
+    );
+}
