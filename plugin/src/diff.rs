@@ -244,11 +244,7 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
     }
     // What locate built at the applied commit (it builds every object with a document; only a
     // commit it could not read is read here again, to say why).
-    let built = loc.definition.as_deref().map(|d| {
-        d.as_ref()
-            .map_err(|e| e.clone())
-            .and_then(|d| d.effective().map_err(|e| e.to_string()))
-    });
+    let built = loc.effective.as_deref().cloned();
     let git = match built {
         Some(g) => g,
         None => cx

@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::change::shared::Graph;
-use crate::change::target::Definition;
+use crate::change::target::Setter;
 use crate::cluster::Cluster;
 use crate::git::{self, CommitInfo, RepoFinder, RepoOrigin, Revision, revision};
 use crate::locate::error::Error as LocateError;
@@ -199,11 +199,11 @@ pub struct Location {
     /// overlays of.
     #[serde(skip)]
     pub built_from: Option<(Build, manifest::Entry)>,
-    /// The definition of the object at the applied commit, as `locate_all` built it for the
-    /// overlays (not printed): `diff` compares with it instead of building it again. `Err`: why
-    /// it could not be built.
+    /// The object as its document and overlays define it at the applied commit, from the same
+    /// replay of the layers that found the overlays (not printed): `diff` compares with it
+    /// instead of building it again. `Err`: why it could not be built.
     #[serde(skip)]
-    pub definition: Option<std::rc::Rc<Result<Definition, String>>>,
+    pub effective: Option<std::rc::Rc<Result<Value, String>>>,
     /// Overlay files that set fields of the object on the way from its document (patches,
     /// `images`/`replicas` entries, common labels), each with the last commit that changed it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -248,10 +248,7 @@ impl Graphs {
 }
 
 /// The overlays that set fields of the object `entry` is, in `build` at `snap`.
-fn overlays_of(definition: &Result<Definition, String>) -> Vec<PatchedBy> {
-    let Ok(Ok(setters)) = definition.as_ref().map(Definition::setters) else {
-        return Vec::new();
-    };
+fn overlays_of(setters: Vec<Setter>) -> Vec<PatchedBy> {
     let mut out: Vec<PatchedBy> = Vec::new();
     for s in setters {
         match out.iter_mut().find(|p| p.file == s.file) {
@@ -294,7 +291,7 @@ impl Location {
             live,
             transform: manifest::Transform::default(),
             built_from: None,
-            definition: None,
+            effective: None,
             patched_by: Vec::new(),
         }
     }
@@ -1317,11 +1314,16 @@ pub fn locate_all(finder: &mut RepoFinder, planned: Vec<Planned>) -> Vec<Locatio
                         && let Ok(snap) = repo.snapshot(commit)
                     {
                         let graph = graphs.of(&repo.dir, &snap);
-                        let definition =
+                        // One replay of the layers gives both the overlays and the object.
+                        let built =
                             crate::change::target::define_in(&snap, build, entry, graph.as_deref())
+                                .and_then(|d| d.setters_and_effective())
                                 .map_err(|e| e.to_string());
-                        location.patched_by = overlays_of(&definition);
-                        location.definition = Some(std::rc::Rc::new(definition));
+                        let effective = built.map(|(setters, effective)| {
+                            location.patched_by = overlays_of(setters);
+                            effective
+                        });
+                        location.effective = Some(std::rc::Rc::new(effective));
                     }
                     location.link =
                         git::url::file_link(&source.url, &commit.to_string(), &entry.file);

@@ -60,6 +60,11 @@ impl Files {
         self.original.get(path).map(String::as_str)
     }
 
+    /// Whether the file has been edited (its text is not the one read).
+    pub fn is_edited(&self, path: &str) -> bool {
+        self.current.contains_key(path)
+    }
+
     pub fn set(&mut self, path: &str, text: String) {
         self.current.insert(path.to_string(), text);
     }
@@ -95,7 +100,11 @@ impl DocRef {
     /// The span of the document in `text`: by kind and name (and namespace when the file names
     /// one), else by position.
     pub fn span(&self, text: &str) -> Option<DocSpan> {
-        let docs = splice::find_documents(text);
+        self.span_in(&splice::find_documents(text))
+    }
+
+    /// [`DocRef::span`] among a file's documents already found.
+    fn span_in(&self, docs: &[DocSpan]) -> Option<DocSpan> {
         let matching: Vec<&DocSpan> = docs
             .iter()
             .filter(|d| d.is_object(&self.kind, &self.name, self.namespace.as_deref()))
@@ -197,6 +206,9 @@ struct OwnOverlay {
 #[derive(Debug, Clone)]
 pub struct Definition {
     pub doc: DocRef,
+    /// The document's span in its file as read, and the document parsed: what [`Definition::states`]
+    /// starts from while the file has no edit (so the file is not split and parsed again).
+    original: Option<(DocSpan, Value)>,
     /// The kustomization files around the document, innermost first.
     pub layers: Vec<String>,
     steps: Vec<Step>,
@@ -323,13 +335,14 @@ pub fn define_in(
         name: entry.source_name.clone(),
         namespace: source_ns,
     };
-    let span = doc.span(&text).ok_or_else(|| {
+    let span = doc.span_in(&docs).ok_or_else(|| {
         bad(
             &entry.file,
             format!("no document of {} {} in it", entry.kind, entry.source_name),
         )
     })?;
     let base = splice::parse_document(&text[span.range.clone()])?;
+    let original = (span.clone(), base.clone());
     let api_version = base
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -433,6 +446,7 @@ pub fn define_in(
     }
     Ok(Definition {
         doc,
+        original: Some(original),
         layers,
         steps,
         files: reader.files,
@@ -812,7 +826,17 @@ impl Definition {
     /// comes from the last setter whose path covers it, else from the document. The owner's own
     /// renames (name prefix, target namespace) are left out.
     pub fn setters(&self) -> Result<Vec<Setter>, Error> {
-        let states = self.states()?;
+        self.setters_from(&self.states()?)
+    }
+
+    /// [`Definition::setters`] and [`Definition::effective`] from one replay of the layers.
+    pub fn setters_and_effective(&self) -> Result<(Vec<Setter>, Value), Error> {
+        let mut states = self.states()?;
+        let setters = self.setters_from(&states)?;
+        Ok((setters, states.pop().unwrap_or(Value::Null)))
+    }
+
+    fn setters_from(&self, states: &[Value]) -> Result<Vec<Setter>, Error> {
         let mut out = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
             let (file, what) = match step {
@@ -925,6 +949,11 @@ impl Definition {
             .get(&self.doc.file)
             .ok_or_else(|| bad(&self.doc.file, "the file is gone"))?
             .to_string();
+        if let Some((span, _)) = &self.original
+            && !self.files.is_edited(&self.doc.file)
+        {
+            return Ok((text, span.clone()));
+        }
         let span = self.doc.span(&text).ok_or_else(|| {
             bad(
                 &self.doc.file,
@@ -975,8 +1004,13 @@ impl Definition {
     /// The object the sources give now, and the object before each step (`states[i]` is the
     /// object before step `i`; the last is the result).
     fn states(&self) -> Result<Vec<Value>, Error> {
-        let (text, span) = self.base_doc()?;
-        let mut v = splice::parse_document(&text[span.range])?;
+        let mut v = match &self.original {
+            Some((_, doc)) if !self.files.is_edited(&self.doc.file) => doc.clone(),
+            _ => {
+                let (text, span) = self.base_doc()?;
+                splice::parse_document(&text[span.range])?
+            }
+        };
         let mut states = vec![v.clone()];
         for step in &self.steps {
             match step {
