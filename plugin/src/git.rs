@@ -8,7 +8,9 @@ pub mod revision;
 pub mod url;
 pub mod walk;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
@@ -27,7 +29,16 @@ pub struct Repo {
     /// The directory (work tree, or the git dir of a bare clone).
     pub dir: PathBuf,
     pub origin: RepoOrigin,
+    /// Trees [`Snapshot::lookup`] read, by id: resolving thousands of paths at a few commits
+    /// reads each directory once, not once per path below it. Bounded: emptied when full.
+    trees: RefCell<IdMap<Rc<[u8]>>>,
 }
+
+/// Maps keyed by object id, hashed by the id's own bits.
+pub(crate) type IdMap<V> = gix::hashtable::HashMap<ObjectId, V>;
+
+/// The most trees [`Repo::trees`] keeps.
+const TREES_KEPT: usize = 4_096;
 
 /// Who made a commit and why, for tables and blame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -108,6 +119,7 @@ impl Repo {
             repo,
             dir: dir.to_path_buf(),
             origin,
+            trees: RefCell::default(),
         })
     }
 
@@ -272,6 +284,21 @@ impl Snapshot<'_> {
         Ok(data.kind)
     }
 
+    /// The raw tree `id`, read once per repository (see [`Repo::trees`]).
+    fn tree(&self, id: ObjectId, buf: &mut Vec<u8>) -> Result<Rc<[u8]>, Error> {
+        if let Some(t) = self.repo.trees.borrow().get(&id) {
+            return Ok(t.clone());
+        }
+        self.read_object(id, buf)?;
+        let tree: Rc<[u8]> = Rc::from(buf.as_slice());
+        let mut trees = self.repo.trees.borrow_mut();
+        if trees.len() >= TREES_KEPT {
+            trees.clear();
+        }
+        trees.insert(id, tree.clone());
+        Ok(tree)
+    }
+
     /// The entry at a repository-relative path (`""` is the root directory).
     pub fn lookup(&self, path: &str) -> Result<Option<(ObjectId, EntryKind)>, Error> {
         let Some(path) = normalize_path(path) else {
@@ -283,9 +310,9 @@ impl Snapshot<'_> {
             if current.1 != EntryKind::Dir {
                 return Ok(None);
             }
-            self.read_object(current.0, &mut buf)?;
+            let tree = self.tree(current.0, &mut buf)?;
             let mut found = None;
-            for e in TreeRefIter::from_bytes(&buf, self.repo.repo.object_hash()) {
+            for e in TreeRefIter::from_bytes(&tree, self.repo.repo.object_hash()) {
                 let e = e.map_err(|e| self.repo.read_err(None, e))?;
                 if e.filename.as_bytes() == component.as_bytes() {
                     let kind = if e.mode.is_tree() {

@@ -35,14 +35,13 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::{CommitRefIter, Find};
 
+use super::IdMap;
+
 /// A parent's tree, and (when not queued yet) its parents and date.
 type ParentInfo = (ObjectId, Option<(Vec<ObjectId>, i64)>);
 
 /// A commit's tree, parents and committer date.
 type CommitData = (ObjectId, Vec<ObjectId>, i64);
-
-/// Maps keyed by object id, hashed by the id's own bits.
-type IdMap<V> = gix::hashtable::HashMap<ObjectId, V>;
 
 /// What the walk did, for benchmarks and `--verbose` style diagnostics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
