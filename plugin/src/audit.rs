@@ -347,14 +347,7 @@ async fn read_owners(cluster: &Cluster, argocd_namespace: &str) -> Result<OwnerO
     for hr in list(cluster, HELM, "HelmRelease").await? {
         let (source, chart) = match owners::helm_source_ref(&hr) {
             Some((kind, ns, name)) => {
-                let hr_ns = hr
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let hr_name = hr
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let (hr_ns, hr_name) = namespace_name(&hr);
                 // source-controller names the HelmChart `<namespace>-<name>`, in the source's
                 // namespace.
                 let chart_name = format!("{hr_ns}-{hr_name}");
@@ -387,6 +380,12 @@ async fn read_owners(cluster: &Cluster, argocd_namespace: &str) -> Result<OwnerO
     Ok(out)
 }
 
+/// An object's namespace and name (empty when missing).
+fn namespace_name(v: &Value) -> (&str, &str) {
+    let at = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    (at("/metadata/namespace"), at("/metadata/name"))
+}
+
 /// One report per owner in scope: those in the namespace of `-n` (every one with `-A`) and
 /// those that own an object in scope.
 fn owners(
@@ -404,14 +403,7 @@ fn owners(
         out.push(owners::kustomization(ks, source.as_ref()));
     }
     for (hr, source, chart) in &objects.helm_releases {
-        let hr_ns = hr
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let hr_name = hr
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let (hr_ns, hr_name) = namespace_name(hr);
         let owner = format!("Flux HelmRelease {hr_ns}/{hr_name}");
         let count = items
             .iter()
