@@ -1162,6 +1162,59 @@ fn a_handmade_ingress_may_not_claim_a_managed_ingress_host() {
     dev(&["delete", "ingress/shop", "-n", "hosts-team"]).ok();
 }
 
+/// An Ingress from Git that is the catch-all (a rule without a host, or a default backend) takes
+/// what no host claims: a hand-made catch-all elsewhere overlaps it and is denied, in either form;
+/// a hand-made Ingress for a host takes nothing from it and passes.
+#[test]
+fn a_handmade_catch_all_ingress_may_not_overlap_a_managed_one() {
+    let cluster = &env().cluster;
+    for ns in ["catchall", "catchall-team"] {
+        cluster
+            .kubectl(User::Admin, &["create", "namespace", ns])
+            .ok();
+    }
+    let no_host = |ns: &str, name: &str, metadata: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: {ns}{metadata}}}\nspec:\n  rules:\n  - http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}\n"
+        )
+    };
+    cluster
+        .flux_apply(&no_host(
+            "catchall",
+            "web",
+            &format!(", labels: {{{FLUX_LABELS}}}"),
+        ))
+        .ok();
+    let create = |yaml: String| dev_stdin(&["create", "-f", "-"], &yaml);
+
+    let message = denied("a rule without a host beside a managed catch-all", || {
+        create(no_host("catchall-team", "grab", ""))
+    });
+    assert!(
+        message.contains("the default backend (no host)")
+            && message.contains("ingress/web in catchall"),
+        "{message}"
+    );
+    let default_backend = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: fallback, namespace: catchall-team}\nspec:\n  defaultBackend: {service: {name: web, port: {number: 80}}}\n";
+    let message = create(default_backend.to_string()).denied().to_string();
+    assert!(
+        message.contains("the default backend (no host)"),
+        "{message}"
+    );
+
+    // The legitimate neighbour: a host of its own takes nothing from the catch-all.
+    create(ingress(
+        "catchall-team",
+        "blog",
+        "networking.k8s.io/v1",
+        "blog.example.com",
+        "/",
+        "",
+    ))
+    .ok();
+    dev(&["delete", "ingress/blog", "-n", "catchall-team"]).ok();
+}
+
 /// `status.loadBalancer` of a Service or Ingress from Git is where its traffic arrives
 /// (external-dns publishes it): only Kubernetes, the agent and the controllers in
 /// `loadBalancerControllers` write it; a person writing it is denied, an unmanaged Service's stays
