@@ -366,11 +366,7 @@ async fn read_owners(cluster: &Cluster, argocd_namespace: &str) -> Result<OwnerO
             .and_then(Value::as_str)
             .unwrap_or("default")
             .to_string();
-        let app_ns = app
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let app_ns = namespace_name(&app).0.to_string();
         let project_obj = match get(ARGO, "AppProject", &app_ns, &project).await {
             Some(p) => Some(p),
             None => get(ARGO, "AppProject", argocd_namespace, &project).await,

@@ -102,24 +102,20 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
             .map_err(bad_kubeconfig)?,
         None => kube::Config::infer().await.map_err(bad_kubeconfig)?,
     };
-    let default_namespace = config.default_namespace.clone();
     let cache = DiscoveryCache::for_server(&config.cluster_url.to_string());
-    let client = kube::Client::try_from(config.clone()).map_err(bad_kubeconfig)?;
-    Ok(Cluster {
-        client,
+    let mut cluster = Seed {
         config,
-        default_namespace,
         resources: Vec::new(),
-        cache,
-        from_cache: false,
-    })
+    }
+    .connect()?;
+    cluster.cache = cache;
+    Ok(cluster)
 }
 
 /// What a second connection to the same cluster needs: work on another thread has to have a
 /// client of its own, since a client's connections live on the runtime that made it.
 pub struct Seed {
     config: kube::Config,
-    default_namespace: String,
     resources: Vec<Resource>,
 }
 
@@ -127,21 +123,20 @@ impl Cluster {
     pub fn seed(&self) -> Seed {
         Seed {
             config: self.config.clone(),
-            default_namespace: self.default_namespace.clone(),
             resources: self.resources.clone(),
         }
     }
 }
 
 impl Seed {
-    /// A connection of its own, knowing what this one's discovery found. Call it inside the
-    /// runtime that will use it.
+    /// A connection of its own, knowing what this one's discovery found (without a discovery
+    /// cache). Call it inside the runtime that will use it.
     pub fn connect(self) -> Result<Cluster, Error> {
         let client = kube::Client::try_from(self.config.clone()).map_err(bad_kubeconfig)?;
         Ok(Cluster {
             client,
+            default_namespace: self.config.default_namespace.clone(),
             config: self.config,
-            default_namespace: self.default_namespace,
             resources: self.resources,
             cache: None,
             from_cache: false,

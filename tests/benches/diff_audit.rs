@@ -33,7 +33,6 @@ use gitops_guard_tests::repo::{git, plugin_binary};
 use gitops_guard_tests::{Cluster, User};
 use serde_json::Value;
 
-const FLUX_KS: &str = "system:serviceaccount:flux-system:kustomize-controller";
 /// The objects a person changes: indexes into the generated files.
 const DRIFTED: [usize; 5] = [0, 2_501, 5_002, 7_503, 9_999];
 
@@ -299,19 +298,7 @@ spec: {{sourceRef: {{kind: GitRepository, name: fleet}}, interval: 10m, prune: t
                     if docs.is_empty() {
                         continue;
                     }
-                    cluster
-                        .kubectl_as_stdin(
-                            FLUX_KS,
-                            &[
-                                "apply",
-                                "--server-side",
-                                "--field-manager=kustomize-controller",
-                                "-f",
-                                "-",
-                            ],
-                            &docs,
-                        )
-                        .ok();
+                    cluster.flux_apply(&docs).ok();
                 }
             });
         }

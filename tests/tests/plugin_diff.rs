@@ -10,8 +10,6 @@ use std::time::Duration;
 use gitops_guard_tests::repo::{commit, git, plugin_binary, short, write};
 use gitops_guard_tests::{Cluster, Out, User, kubectl_program, run_command};
 
-const FLUX_KS: &str = "system:serviceaccount:flux-system:kustomize-controller";
-
 fn gitops(cluster: &Cluster, cwd: &Path, cache: &Path, args: &[&str]) -> Out {
     let mut cmd = Command::new(plugin_binary());
     cmd.args(args)
@@ -176,19 +174,7 @@ spec:
         labelled.contains("replicas: 3") && labelled.contains("memory: 1Gi"),
         "{labelled}"
     );
-    cluster
-        .kubectl_as_stdin(
-            FLUX_KS,
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager=kustomize-controller",
-                "-f",
-                "-",
-            ],
-            &labelled,
-        )
-        .ok();
+    cluster.flux_apply(&labelled).ok();
 
     // Clean: the overlay's memory and the Kustomization's replicas are Git's; defaults, status
     // and metadata are not drift.

@@ -994,8 +994,9 @@ const CERT_MANAGER: &str = "system:serviceaccount:cert-manager:cert-manager";
 const NGINX: &str = "system:serviceaccount:ingress-nginx:ingress-nginx";
 const METALLB: &str = "system:serviceaccount:metallb-system:controller";
 
-/// An Ingress `name` in `ns` for `host` and `path`, in `api_version` (`networking.k8s.io/v1`,
-/// `networking.k8s.io/v1beta1`, `extensions/v1beta1`), with `metadata` extra (`labels: …`).
+/// An Ingress `name` in `ns` for `host` (`""`: a rule without a host, the catch-all) and `path`,
+/// in `api_version` (`networking.k8s.io/v1`, `networking.k8s.io/v1beta1`,
+/// `extensions/v1beta1`), with `metadata` extra (`labels: …`).
 fn ingress(
     ns: &str,
     name: &str,
@@ -1009,6 +1010,11 @@ fn ingress(
     } else {
         "{serviceName: web, servicePort: 80}"
     };
+    let host = if host.is_empty() {
+        String::new()
+    } else {
+        format!("host: \"{host}\"\n    ")
+    };
     format!(
         r#"
 apiVersion: {api_version}
@@ -1016,8 +1022,7 @@ kind: Ingress
 metadata: {{name: {name}, namespace: {ns}{metadata}}}
 spec:
   rules:
-  - host: "{host}"
-    http: {{paths: [{{path: "{path}", backend: {backend}}}]}}
+  - {host}http: {{paths: [{{path: "{path}", backend: {backend}}}]}}
 "#
     )
 }
@@ -1174,9 +1179,7 @@ fn a_handmade_catch_all_ingress_may_not_overlap_a_managed_one() {
             .ok();
     }
     let no_host = |ns: &str, name: &str, metadata: &str| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: {ns}{metadata}}}\nspec:\n  rules:\n  - http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}\n"
-        )
+        ingress(ns, name, "networking.k8s.io/v1", "", "/", metadata)
     };
     cluster
         .flux_apply(&no_host(

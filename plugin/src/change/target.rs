@@ -208,7 +208,7 @@ pub struct Definition {
     pub doc: DocRef,
     /// The document's span in its file as read, and the document parsed: what [`Definition::states`]
     /// starts from while the file has no edit (so the file is not split and parsed again).
-    original: Option<(DocSpan, Value)>,
+    original: (DocSpan, Value),
     /// The kustomization files around the document, innermost first.
     pub layers: Vec<String>,
     steps: Vec<Step>,
@@ -446,7 +446,7 @@ pub fn define_in(
     }
     Ok(Definition {
         doc,
-        original: Some(original),
+        original,
         layers,
         steps,
         files: reader.files,
@@ -942,6 +942,11 @@ impl Definition {
         out
     }
 
+    /// The document's span and value as read, while its file has no edit.
+    fn unedited(&self) -> Option<&(DocSpan, Value)> {
+        (!self.files.is_edited(&self.doc.file)).then_some(&self.original)
+    }
+
     /// The text and span of the object's document now.
     pub fn base_doc(&self) -> Result<(String, DocSpan), Error> {
         let text = self
@@ -949,9 +954,7 @@ impl Definition {
             .get(&self.doc.file)
             .ok_or_else(|| bad(&self.doc.file, "the file is gone"))?
             .to_string();
-        if let Some((span, _)) = &self.original
-            && !self.files.is_edited(&self.doc.file)
-        {
+        if let Some((span, _)) = self.unedited() {
             return Ok((text, span.clone()));
         }
         let span = self.doc.span(&text).ok_or_else(|| {
@@ -1004,9 +1007,9 @@ impl Definition {
     /// The object the sources give now, and the object before each step (`states[i]` is the
     /// object before step `i`; the last is the result).
     fn states(&self) -> Result<Vec<Value>, Error> {
-        let mut v = match &self.original {
-            Some((_, doc)) if !self.files.is_edited(&self.doc.file) => doc.clone(),
-            _ => {
+        let mut v = match self.unedited() {
+            Some((_, doc)) => doc.clone(),
+            None => {
                 let (text, span) = self.base_doc()?;
                 splice::parse_document(&text[span.range])?
             }
