@@ -499,15 +499,29 @@ impl Cluster {
         namespace: Option<&str>,
         selector: Option<&str>,
     ) -> Result<Vec<Value>, Error> {
+        Ok(self
+            .list_or_skip(r, namespace, selector)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// [`Cluster::list_lenient`] that says when it skipped the type (`None`) rather than
+    /// listing it and finding nothing.
+    pub async fn list_or_skip(
+        &self,
+        r: &Resource,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Option<Vec<Value>>, Error> {
         match self.list(r, namespace, selector).await {
-            Ok(v) => Ok(v),
+            Ok(v) => Ok(Some(v)),
             // Not yours to list, gone, not listable; or a metrics API whose server is down
             // (metrics are nobody's GitOps objects).
             Err(Error::Kube { source, .. })
                 if [403, 404, 405].iter().any(|c| is_status(&source, *c))
                     || (is_status(&source, 503) && r.api.group.ends_with("metrics.k8s.io")) =>
             {
-                Ok(Vec::new())
+                Ok(None)
             }
             Err(e) => Err(e),
         }
@@ -586,6 +600,13 @@ struct NamedMeta {
     name: String,
     #[serde(default)]
     namespace: String,
+}
+
+/// `(group, kind)` of an object read from the cluster (its `apiVersion` and `kind`).
+pub fn group_kind_of(v: &Value) -> Option<(&str, &str)> {
+    let api_version = v.get("apiVersion")?.as_str()?;
+    let kind = v.get("kind")?.as_str()?;
+    Some((api_version.rsplit_once('/').map_or("", |(g, _)| g), kind))
 }
 
 fn to_json(obj: DynamicObject, r: &Resource) -> Value {

@@ -25,6 +25,7 @@ use crate::locate::{self, Location, ObjectRef, OwnerCache, Planned};
 use crate::object_args::{Selection, selection};
 use crate::output;
 use crate::session::{Global, Session};
+use crate::status::Listing;
 use compare::{Exceptions, FieldDiff, Inputs};
 
 /// `diff` output formats.
@@ -328,31 +329,70 @@ fn diff_located(cx: &mut Context<'_>, loc: &Location) -> ObjectDiff {
     d
 }
 
-/// Reads made once per run: owners, namespaces, autoscalers, postBuild variables.
+/// Reads made once per run: owners, namespaces, autoscalers, postBuild variables. What the
+/// listing already holds is not read again.
 struct Context<'s> {
     session: &'s Session,
-    owners: HashMap<(String, String), Option<Rc<Value>>>,
+    owners: OwnerCache,
     namespaces: HashMap<String, Option<Rc<Value>>>,
     /// Per namespace: `(kind, name)` of what its HorizontalPodAutoscalers target.
     hpas: HashMap<String, HashSet<(String, String)>>,
+    /// Whether `hpas` holds every namespace's autoscalers (a namespace not in it has none).
+    hpas_whole: bool,
 }
 
-impl Context<'_> {
+/// `(kind, name)` of what an autoscaler targets.
+fn scale_target(hpa: &Value) -> Option<(String, String)> {
+    let t = hpa.pointer("/spec/scaleTargetRef")?;
+    Some((
+        t.get("kind")?.as_str()?.to_string(),
+        t.get("name")?.as_str()?.to_string(),
+    ))
+}
+
+impl<'s> Context<'s> {
+    fn new(session: &'s Session, owners: OwnerCache, listing: Option<&Listing>) -> Context<'s> {
+        let mut cx = Context {
+            session,
+            owners,
+            namespaces: HashMap::new(),
+            hpas: HashMap::new(),
+            hpas_whole: false,
+        };
+        let Some(listing) = listing else { return cx };
+        for ns in listing.of_kind("", "Namespace") {
+            if let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str) {
+                cx.namespaces
+                    .insert(name.to_string(), Some(Rc::new(ns.clone())));
+            }
+        }
+        const HPA: (&str, &str) = ("autoscaling", "HorizontalPodAutoscaler");
+        if listing.has_whole(HPA.0, HPA.1) {
+            cx.hpas_whole = true;
+            for hpa in listing.of_kind(HPA.0, HPA.1) {
+                let ns = hpa
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if let Some(t) = scale_target(hpa) {
+                    cx.hpas.entry(ns.to_string()).or_default().insert(t);
+                }
+            }
+        }
+        cx
+    }
+
     fn owner(&mut self, o: &gitops_guard_core::owner::OwnerRef) -> Option<Rc<Value>> {
-        let key = (o.namespace.clone(), o.name.clone());
         let s = self.session;
-        self.owners
-            .entry(key)
-            .or_insert_with(|| {
-                s.rt.block_on(
-                    s.cluster
-                        .get_kind(KUSTOMIZE, "Kustomization", &o.namespace, &o.name),
-                )
-                .ok()
-                .flatten()
-                .map(Rc::new)
-            })
-            .clone()
+        s.rt.block_on(self.owners.get(
+            &s.cluster,
+            KUSTOMIZE,
+            "Kustomization",
+            &o.namespace,
+            &o.name,
+        ))
+        .ok()
+        .flatten()
     }
 
     fn namespace(&mut self, ns: &str) -> Option<Rc<Value>> {
@@ -378,6 +418,12 @@ impl Context<'_> {
             return false;
         }
         let s = self.session;
+        if self.hpas_whole {
+            return self
+                .hpas
+                .get(&o.namespace)
+                .is_some_and(|t| t.contains(&(o.kind.clone(), o.name.clone())));
+        }
         let targets = self.hpas.entry(o.namespace.clone()).or_insert_with(|| {
             let Some(r) = s
                 .cluster
@@ -389,13 +435,7 @@ impl Context<'_> {
             s.rt.block_on(s.cluster.list_lenient(&r, Some(&o.namespace), None))
                 .unwrap_or_default()
                 .iter()
-                .filter_map(|h| {
-                    let t = h.pointer("/spec/scaleTargetRef")?;
-                    Some((
-                        t.get("kind")?.as_str()?.to_string(),
-                        t.get("name")?.as_str()?.to_string(),
-                    ))
-                })
+                .filter_map(scale_target)
                 .collect()
         });
         targets.contains(&(o.kind.clone(), o.name.clone()))
@@ -477,75 +517,79 @@ fn key_of(o: &ObjectRef) -> Key {
 /// What the owners in the cluster declare: Flux Kustomizations' `status.inventory` (the objects
 /// they applied from Git at their revision) and Argo CD Applications' `status.resources`, each
 /// with the owner's name.
-fn declared(session: &Session) -> Result<Vec<(Key, String)>, Error> {
+/// A listing of every namespace that holds every object of a kind answers for it.
+fn declared(session: &Session, listing: Option<&Listing>) -> Result<Vec<(Key, String)>, Error> {
     let mut out = Vec::new();
     let cluster = &session.cluster;
-    if let Some(r) = cluster.resource_for(KUSTOMIZE, "Kustomization") {
-        let r = r.clone();
-        for ks in session.rt.block_on(cluster.list(&r, None, None))? {
-            let owner = format!(
-                "Flux Kustomization {}/{}",
-                ks.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-                ks.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            );
-            let entries = ks
-                .pointer("/status/inventory/entries")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for e in entries {
-                // `<namespace>_<name>_<group>_<kind>`.
-                let Some(id) = e.get("id").and_then(Value::as_str) else {
-                    continue;
-                };
-                let parts: Vec<&str> = id.splitn(4, '_').collect();
-                if let [ns, name, group, kind] = parts[..] {
-                    out.push((
-                        (
-                            group.to_string(),
-                            kind.to_string(),
-                            ns.to_string(),
-                            name.to_string(),
-                        ),
-                        owner.clone(),
-                    ));
-                }
-            }
+    let all_of = |group: &str, kind: &str| -> Result<Vec<Value>, Error> {
+        if let Some(l) = listing.filter(|l| l.has_whole(group, kind)) {
+            return Ok(l.of_kind(group, kind).cloned().collect());
         }
-    }
-    if let Some(r) = cluster.resource_for(ARGO, "Application") {
-        let r = r.clone();
-        for app in session.rt.block_on(cluster.list(&r, None, None))? {
-            let owner = format!(
-                "Argo CD Application {}/{}",
-                app.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-                app.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            );
-            let resources = app
-                .pointer("/status/resources")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for res in resources {
-                let s = |k: &str| {
-                    res.get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
+        match cluster.resource_for(group, kind) {
+            Some(r) => Ok(session.rt.block_on(cluster.list(&r.clone(), None, None))?),
+            None => Ok(Vec::new()),
+        }
+    };
+    for ks in all_of(KUSTOMIZE, "Kustomization")? {
+        let owner = format!(
+            "Flux Kustomization {}/{}",
+            ks.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            ks.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        );
+        let entries = ks
+            .pointer("/status/inventory/entries")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for e in entries {
+            // `<namespace>_<name>_<group>_<kind>`.
+            let Some(id) = e.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            let parts: Vec<&str> = id.splitn(4, '_').collect();
+            if let [ns, name, group, kind] = parts[..] {
                 out.push((
-                    (s("group"), s("kind"), s("namespace"), s("name")),
+                    (
+                        group.to_string(),
+                        kind.to_string(),
+                        ns.to_string(),
+                        name.to_string(),
+                    ),
                     owner.clone(),
                 ));
             }
+        }
+    }
+    for app in all_of(ARGO, "Application")? {
+        let owner = format!(
+            "Argo CD Application {}/{}",
+            app.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            app.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        );
+        let resources = app
+            .pointer("/status/resources")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for res in resources {
+            let s = |k: &str| {
+                res.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            out.push((
+                (s("group"), s("kind"), s("namespace"), s("name")),
+                owner.clone(),
+            ));
         }
     }
     Ok(out)
@@ -640,10 +684,12 @@ pub fn scan(
                 .chain(named.iter().map(|(t, _)| t.as_str())),
         )?;
     }
-    let (objects, not_found) = crate::status::objects(session, resources, all_namespaces, None)?;
-    let listed_values = objects.clone();
+    let mut listing = crate::status::objects(session, resources, all_namespaces, None)?;
+    let objects = listing.objects.clone();
+    let not_found = std::mem::take(&mut listing.missing);
     let listed: HashSet<Key> = objects.iter().map(|v| key_of(&ObjectRef::of(v))).collect();
-    let mut cache = OwnerCache::default();
+    // Owners and sources the listing holds are not read again.
+    let mut cache = OwnerCache::of_listed(objects.iter().chain(&listing.controlled));
     let planned: Vec<Planned> = session.rt.block_on(async {
         let mut out = Vec::with_capacity(objects.len());
         for v in objects {
@@ -660,12 +706,9 @@ pub fn scan(
     let mut guarded_namespaces = BTreeSet::new();
     let mut others = Vec::new();
     {
-        let mut cx = Context {
-            session: &*session,
-            owners: HashMap::new(),
-            namespaces: HashMap::new(),
-            hpas: HashMap::new(),
-        };
+        // Namespaces and autoscalers: from a listing of every namespace.
+        let listed_all = (all_namespaces && whole_scope).then_some(&listing);
+        let mut cx = Context::new(&*session, cache, listed_all);
         for loc in &located {
             items.push(diff_located(&mut cx, loc));
         }
@@ -685,7 +728,7 @@ pub fn scan(
     }
     // Missing objects and strays: only when the whole scope is asked for.
     if whole_scope {
-        let declared = declared(session)?;
+        let declared = declared(session, all_namespaces.then_some(&listing))?;
         let in_scope = |ns: &str| all_namespaces || ns == session.namespace;
         let guarded: HashSet<&str> = declared
             .iter()
@@ -757,7 +800,7 @@ pub fn scan(
     others.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
     Ok(Scan {
         items,
-        listed: listed_values,
+        listed: listing.objects,
         guarded: guarded_namespaces,
         unmanaged: others,
     })

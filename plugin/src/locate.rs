@@ -372,7 +372,40 @@ pub struct OwnerCache {
 }
 
 impl OwnerCache {
-    async fn get(
+    /// A cache that already holds the owners and sources among `listed` (a listing of the
+    /// cluster), so that planning the listed objects does not read them again. Anything else
+    /// is read when first asked for, as it would be without a listing.
+    pub fn of_listed<'a>(listed: impl IntoIterator<Item = &'a Value>) -> OwnerCache {
+        let mut objects = HashMap::new();
+        for v in listed {
+            let Some((group, kind)) = crate::cluster::group_kind_of(v) else {
+                continue;
+            };
+            if !gitops_guard_core::custody::KINDS
+                .iter()
+                .any(|k| k.group == group && k.kind == kind)
+            {
+                continue;
+            }
+            let meta = |f: &str| {
+                v.pointer(&format!("/metadata/{f}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let key = (
+                group.to_string(),
+                kind.to_string(),
+                meta("namespace"),
+                meta("name"),
+            );
+            objects.insert(key, Ok(Some(std::rc::Rc::new(v.clone()))));
+        }
+        OwnerCache { objects }
+    }
+
+    /// The object, from the cache or else read (and kept, found or not).
+    pub async fn get(
         &mut self,
         cluster: &Cluster,
         group: &str,

@@ -50,6 +50,49 @@ pub fn controlled(v: &Value) -> bool {
         })
 }
 
+/// How many list requests `objects` keeps in flight: the API server encodes one type while this
+/// process decodes another.
+const LISTS_AT_ONCE: usize = 4;
+
+/// What [`objects`] listed.
+pub struct Listing {
+    /// The objects (deduplicated by uid; objects a controller made from another left out).
+    pub objects: Vec<Value>,
+    /// The named objects that do not exist.
+    pub missing: Vec<Error>,
+    /// Objects a controller made whose kinds every object's comparison reads (owners and
+    /// sources, which an ApplicationSet makes; autoscalers, which KEDA makes): not listed as
+    /// objects, but there to read.
+    pub controlled: Vec<Value>,
+    /// `(group, kind)` of the types listed in every namespace without a selector, and not
+    /// skipped (forbidden, not served): every object of such a type is in `objects` or
+    /// `controlled`.
+    pub whole: HashSet<(String, String)>,
+}
+
+impl Listing {
+    /// Whether every object of the type was listed.
+    pub fn has_whole(&self, group: &str, kind: &str) -> bool {
+        self.whole.contains(&(group.to_string(), kind.to_string()))
+    }
+
+    /// Every listed object of the type, whoever made it.
+    pub fn of_kind<'a>(&'a self, group: &'a str, kind: &'a str) -> impl Iterator<Item = &'a Value> {
+        self.objects
+            .iter()
+            .chain(&self.controlled)
+            .filter(move |v| crate::cluster::group_kind_of(v) == Some((group, kind)))
+    }
+}
+
+/// Kinds whose controller-made objects a listing keeps in [`Listing::controlled`].
+fn read_by_comparisons(group: &str, kind: &str) -> bool {
+    (group == "autoscaling" && kind == "HorizontalPodAutoscaler")
+        || gitops_guard_core::custody::KINDS
+            .iter()
+            .any(|k| k.group == group && k.kind == kind)
+}
+
 /// Lists the objects the selection names (deduplicated by uid; objects a controller made from
 /// another left out), and the named objects that do not exist (said on stderr after the rows, as
 /// `kubectl get` does, rather than hiding them).
@@ -58,11 +101,15 @@ pub fn objects(
     resources: &[String],
     all_namespaces: bool,
     selector: Option<&str>,
-) -> Result<(Vec<Value>, Vec<Error>), Error> {
+) -> Result<Listing, Error> {
+    use futures::StreamExt;
     let ns = (!all_namespaces).then_some(session.namespace.as_str());
+    let whole_lists = all_namespaces && selector.is_none();
     let cluster = &session.cluster;
     let mut found: Vec<Value> = Vec::new();
     let mut missing = Vec::new();
+    let mut whole = HashSet::new();
+    let mut kept = Vec::new();
     match selection(resources)? {
         Selection::Everything => {
             let resources: Vec<Resource> = cluster
@@ -70,22 +117,39 @@ pub fn objects(
                 .into_iter()
                 .cloned()
                 .collect();
-            let lists = session.rt.block_on(async {
-                let mut out = Vec::new();
-                for r in &resources {
-                    out.push(cluster.list_lenient(r, ns, selector).await);
+            // In order, a few at a time.
+            let lists: Vec<_> = session.rt.block_on(
+                futures::stream::iter(
+                    resources
+                        .iter()
+                        .map(|r| cluster.list_or_skip(r, ns, selector)),
+                )
+                .buffered(LISTS_AT_ONCE)
+                .collect(),
+            );
+            for (r, list) in resources.iter().zip(lists) {
+                let Some(list) = list? else { continue };
+                if whole_lists {
+                    whole.insert((r.api.group.clone(), r.api.kind.clone()));
                 }
-                out
-            });
-            for list in lists {
                 // Objects a controller made from another (ReplicaSets, Pods, …) are not GitOps'.
-                found.extend(list?.into_iter().filter(|v| !controlled(v)));
+                let keep = read_by_comparisons(&r.api.group, &r.api.kind);
+                for v in list {
+                    if !controlled(&v) {
+                        found.push(v);
+                    } else if keep {
+                        kept.push(v);
+                    }
+                }
             }
         }
         Selection::Some { types, named } => {
             for t in &types {
                 let r = cluster.resolve_type(t)?.clone();
                 found.extend(session.rt.block_on(cluster.list(&r, ns, selector))?);
+                if whole_lists {
+                    whole.insert((r.api.group.clone(), r.api.kind.clone()));
+                }
             }
             for (t, n) in &named {
                 match session.get(t, n) {
@@ -107,7 +171,12 @@ pub fn objects(
             .to_string();
         uid.is_empty() || seen.insert(uid)
     });
-    Ok((found, missing))
+    Ok(Listing {
+        objects: found,
+        missing,
+        controlled: kept,
+        whole,
+    })
 }
 
 /// Fills in drift: live fields Git does not explain that a person or script wrote.
@@ -307,13 +376,17 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<bool, Error> {
                 .chain(named.iter().map(|(t, _)| t.as_str())),
         )?;
     }
-    let (objects, missing) = objects(
+    let listing = objects(
         &session,
         &args.resources,
         args.all_namespaces,
         args.selector.as_deref(),
     )?;
-    let mut cache = OwnerCache::default();
+    // Owners and sources the listing holds are not read again.
+    let mut cache = OwnerCache::of_listed(listing.objects.iter().chain(&listing.controlled));
+    let Listing {
+        objects, missing, ..
+    } = listing;
     let planned: Vec<Planned> = session.rt.block_on(async {
         let mut out = Vec::with_capacity(objects.len());
         for v in objects {

@@ -366,4 +366,52 @@ spec:
         .ok();
     let out = gitops(&cluster, &dir, &cache, &["diff", "-n", "dd"]);
     assert_eq!(out.code, 1, "{out}");
+
+    // Across all namespaces, owners, namespaces and autoscalers come from the one listing of
+    // the cluster; those a controller made (an operator's Kustomization, KEDA's autoscaler)
+    // count there as they do in one namespace.
+    cluster
+        .kubectl(
+            User::Admin,
+            &[
+                "patch",
+                "kustomization/dd",
+                "-n",
+                "flux-system",
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"ownerReferences":[{"apiVersion":"fluxcd.controlplane.io/v1","kind":"ResourceSet","name":"tenants","uid":"6c3f4b2e-0000-4000-8000-000000000001","controller":true}]}}"#,
+            ],
+        )
+        .ok();
+    let one = gitops(&cluster, &dir, &cache, &["diff", "-n", "dd"]);
+    let all = gitops(&cluster, &dir, &cache, &["diff", "-A"]);
+    assert_eq!((all.code, &all.stdout), (one.code, &one.stdout), "{all}");
+    assert!(
+        all.stdout.contains("# missing configmap/gone in dd: declared by Flux Kustomization flux-system/dd, not in the cluster\n")
+            && all.stdout.contains("+  replicas: 6\n"),
+        "{all}"
+    );
+    let keda_hpa = "apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata:
+  name: keda-hpa-web
+  namespace: dd
+  ownerReferences:
+  - {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: web, uid: 6c3f4b2e-0000-4000-8000-000000000002, controller: true}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 10
+";
+    cluster
+        .kubectl_stdin(User::Admin, &["create", "-f", "-"], keda_hpa)
+        .ok();
+    let one = gitops(&cluster, &dir, &cache, &["diff", "-n", "dd"]);
+    let all = gitops(&cluster, &dir, &cache, &["diff", "-A"]);
+    assert_eq!((all.code, &all.stdout), (one.code, &one.stdout), "{all}");
+    assert!(
+        !all.stdout.contains("replicas") && all.stdout.contains("+    team: blue\n"),
+        "{all}"
+    );
 }
