@@ -591,7 +591,9 @@ fn build_with(
         mut listed,
         guarded,
         unmanaged,
+        located,
     } = diff::scan(session, &[], all_namespaces, "applied")?;
+    crate::session::left_to_exit(located);
     let max_window = session.config.break_glass.max_duration;
     // The namespace objects carry namespace-wide windows: with -n, read the one namespace.
     if !all_namespaces
@@ -640,16 +642,6 @@ fn build_with(
             .map(|h| (h.manager, h.time))
             .collect()
     };
-    let mut with_events = listed.clone();
-    with_events.extend(events);
-    let break_glass = windows::windows(&with_events, as_of, period_start, max_window, &back, &hand);
-    let recorded: BTreeSet<(String, String)> = break_glass
-        .iter()
-        .flat_map(|w| &w.changes)
-        .filter(|c| c.evidence == "event")
-        .map(|c| (c.namespace.clone(), c.resource.clone()))
-        .collect();
-
     // Exceptions in force.
     let mut exceptions: Vec<ExceptionReport> =
         crate::exceptions::collect(&listed, as_of, jiff::SignedDuration::ZERO, max_window)
@@ -666,6 +658,17 @@ fn build_with(
     exceptions.sort_by(|a, b| {
         (&a.namespace, &a.resource, a.exception).cmp(&(&b.namespace, &b.resource, b.exception))
     });
+    // The objects and the guard's Events: the windows of the period and what changed under
+    // them.
+    let mut with_events = listed;
+    with_events.extend(events);
+    let break_glass = windows::windows(&with_events, as_of, period_start, max_window, &back, &hand);
+    let recorded: BTreeSet<(String, String)> = break_glass
+        .iter()
+        .flat_map(|w| &w.changes)
+        .filter(|c| c.evidence == "event")
+        .map(|c| (c.namespace.clone(), c.resource.clone()))
+        .collect();
 
     let config = &session.config;
     let objects: Vec<ObjectReport> = items
@@ -730,6 +733,8 @@ fn build_with(
         .filter(|o| !matches!(o.state, "missing" | "stray"))
         .count();
     summary.objects = summary.managed + summary.strays + summary.unmanaged;
+    crate::session::left_to_exit(by_key);
+    crate::session::left_to_exit((with_events, items));
 
     Ok(Report {
         api_version: API_VERSION,
@@ -1138,7 +1143,9 @@ pub fn run(global: &Global, args: &AuditArgs) -> Result<u8, Error> {
     if let Some(e) = &report.coverage.error {
         eprintln!("error: the guard's coverage: {e}");
     }
-    Ok(exit_code(&report))
+    let code = exit_code(&report);
+    crate::session::left_to_exit(report);
+    Ok(code)
 }
 
 #[cfg(test)]

@@ -665,6 +665,8 @@ pub struct Scan {
     /// Live objects in those namespaces that no owner declares and no person made (a
     /// namespace's default ServiceAccount, objects the agents make): neither managed nor strays.
     pub unmanaged: Vec<ObjectRef>,
+    /// Where each managed object was found in Git (what `items` were compared from).
+    pub located: Vec<Location>,
 }
 
 /// The comparison `diff` prints and `audit` reports: every managed object in scope against Git
@@ -803,6 +805,7 @@ pub fn scan(
         listed: listing.objects,
         guarded: guarded_namespaces,
         unmanaged: others,
+        located,
     })
 }
 
@@ -821,13 +824,14 @@ pub fn exit_code(items: &[ObjectDiff]) -> u8 {
 /// Runs `diff`; the exit status: 0 no drift, 1 drift (or missing objects or strays), 2 errors.
 pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
     let mut session = Session::open(global)?;
-    let Scan { items, .. } = scan(
+    let scan = scan(
         &mut session,
         &args.resources,
         args.all_namespaces,
         &args.revision,
     )?;
-    let summary = Summary::of(&items);
+    let items = &scan.items;
+    let summary = Summary::of(items);
     let mut stdout = std::io::stdout().lock();
     match args.output {
         DiffFormat::Json => output::json(
@@ -838,14 +842,16 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<u8, Error> {
                 items: items.clone(),
             },
         )?,
-        DiffFormat::Text => output::text(&mut stdout, &render(&items, &summary))?,
+        DiffFormat::Text => output::text(&mut stdout, &render(items, &summary))?,
     }
-    for i in &items {
+    for i in items {
         if let Some(e) = &i.error {
             eprintln!("error: {e}");
         }
     }
-    Ok(exit_code(&items))
+    let code = exit_code(items);
+    crate::session::left_to_exit(scan);
+    Ok(code)
 }
 
 /// The text output: a unified diff per drifted object, a line per missing object, stray and

@@ -43,6 +43,14 @@ pub struct Session {
     pub finder: RepoFinder,
 }
 
+/// Ends the life of what a command read without freeing it, when the process exits right
+/// after: the operating system takes the memory back at once, where freeing tens of thousands
+/// of objects piece by piece takes a noticeable part of a second (about 0.4 s of `audit -A`
+/// over 10,000 objects).
+pub fn left_to_exit<T>(value: T) {
+    std::mem::forget(value);
+}
+
 /// The guard config from `--guard-config`, else the defaults.
 pub fn load_config(path: Option<&Path>) -> Result<Config, Error> {
     let Some(path) = path else {
