@@ -19,6 +19,16 @@ const CONFIGURATION: &str = "gitops-guard";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_WEBHOOK: &str = "probe.gitops-guard.dev";
+/// How many times [`Webhook::start`] starts the binary when its ports were taken.
+pub const START_ATTEMPTS: u32 = 3;
+
+/// Why a started webhook did not become ready.
+#[derive(Debug)]
+struct NotReady {
+    /// It exited (rather than not answering in time).
+    exited: bool,
+    message: String,
+}
 
 /// The API groups of the GitOps owner and source kinds (Flux and Argo CD), whose status
 /// subresource is routed to the guard too (as the chart's `gitops-guard.custodyGroups`).
@@ -88,12 +98,38 @@ impl Webhook {
 
     /// [`Webhook::start_with_args`] with the webhook's own `--kubeconfig` (e.g. one whose server is
     /// a proxy in front of the API server, to cut its watches); it is registered as before.
+    ///
+    /// The ports are picked by binding and releasing them; a process running beside the test
+    /// may take one first. Such a start (the binary exits with "Address already in use") is
+    /// tried again with fresh ports, up to [`START_ATTEMPTS`] times.
     pub fn start_with_kubeconfig(
         cluster: &Cluster,
         config_yaml: &str,
         kubeconfig: &Path,
         args: &[&OsStr],
     ) -> Webhook {
+        let mut attempt = 1;
+        loop {
+            let mut webhook = Webhook::spawn(cluster, config_yaml, kubeconfig, args);
+            match webhook.wait_ready() {
+                Ok(()) => {
+                    webhook.register();
+                    return webhook;
+                }
+                Err(NotReady { exited, message })
+                    if exited
+                        && attempt < START_ATTEMPTS
+                        && message.contains("Address already in use") =>
+                {
+                    attempt += 1;
+                }
+                Err(NotReady { message, .. }) => panic!("{message}"),
+            }
+        }
+    }
+
+    /// Starts the binary on fresh ports (not waiting for it, not registering it).
+    fn spawn(cluster: &Cluster, config_yaml: &str, kubeconfig: &Path, args: &[&OsStr]) -> Webhook {
         let bin = webhook_binary();
         let [port, probe_port] = http::free_ports::<2>();
         let dir = cluster.dir().join(format!("webhook-{probe_port}"));
@@ -148,7 +184,7 @@ impl Webhook {
         let pid_file = cluster.dir().join(format!("webhook-{probe_port}.pid"));
         let _ = std::fs::write(&pid_file, child.id().to_string());
 
-        let mut webhook = Webhook {
+        Webhook {
             child,
             kubectl: cluster.kubectl_handle(),
             dir,
@@ -157,10 +193,7 @@ impl Webhook {
             probe_port,
             ca_cert: cluster.ca_cert(),
             ca_key: cluster.ca_key(),
-        };
-        webhook.wait_ready();
-        webhook.register();
-        webhook
+        }
     }
 
     /// Path of the config file (rewrite it to test reloading).
@@ -240,25 +273,31 @@ impl Webhook {
         self.child.try_wait().ok().flatten()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), NotReady> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.try_exit_status() {
-                panic!(
-                    "gitops-guard-webhook exited ({status}) before it was ready; its log:\n{}",
-                    self.log()
-                );
+                return Err(NotReady {
+                    exited: true,
+                    message: format!(
+                        "gitops-guard-webhook exited ({status}) before it was ready; its log:\n{}",
+                        self.log()
+                    ),
+                });
             }
             let last = match http::get(self.probe_port, "/readyz") {
-                Ok(r) if r.status == 200 => return,
+                Ok(r) if r.status == 200 => return Ok(()),
                 Ok(r) => format!("HTTP {}: {}", r.status, r.body.trim()),
                 Err(e) => e,
             };
             if Instant::now() >= deadline {
-                panic!(
-                    "gitops-guard-webhook not ready after {READY_TIMEOUT:?} (last /readyz: {last}); its log:\n{}",
-                    self.log()
-                );
+                return Err(NotReady {
+                    exited: false,
+                    message: format!(
+                        "gitops-guard-webhook not ready after {READY_TIMEOUT:?} (last /readyz: {last}); its log:\n{}",
+                        self.log()
+                    ),
+                });
             }
             thread::sleep(Duration::from_millis(50));
         }
