@@ -6,6 +6,7 @@
 
 pub mod compare;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
@@ -516,21 +517,11 @@ fn key_of(o: &ObjectRef) -> Key {
 
 /// What the owners in the cluster declare: Flux Kustomizations' `status.inventory` (the objects
 /// they applied from Git at their revision) and Argo CD Applications' `status.resources`, each
-/// with the owner's name.
-/// A listing of every namespace that holds every object of a kind answers for it.
+/// with the owner's name. The owners come from `listing` where it holds every one of their kind,
+/// else from a list of every namespace.
 fn declared(session: &Session, listing: Option<&Listing>) -> Result<Vec<(Key, String)>, Error> {
     let mut out = Vec::new();
-    let cluster = &session.cluster;
-    let all_of = |group: &str, kind: &str| -> Result<Vec<Value>, Error> {
-        if let Some(l) = listing.filter(|l| l.has_whole(group, kind)) {
-            return Ok(l.of_kind(group, kind).cloned().collect());
-        }
-        match cluster.resource_for(group, kind) {
-            Some(r) => Ok(session.rt.block_on(cluster.list(&r.clone(), None, None))?),
-            None => Ok(Vec::new()),
-        }
-    };
-    for ks in all_of(KUSTOMIZE, "Kustomization")? {
+    for ks in owners_of_kind(session, listing, KUSTOMIZE, "Kustomization")? {
         let owner = format!(
             "Flux Kustomization {}/{}",
             ks.pointer("/metadata/namespace")
@@ -564,7 +555,7 @@ fn declared(session: &Session, listing: Option<&Listing>) -> Result<Vec<(Key, St
             }
         }
     }
-    for app in all_of(ARGO, "Application")? {
+    for app in owners_of_kind(session, listing, ARGO, "Application")? {
         let owner = format!(
             "Argo CD Application {}/{}",
             app.pointer("/metadata/namespace")
@@ -593,6 +584,29 @@ fn declared(session: &Session, listing: Option<&Listing>) -> Result<Vec<(Key, St
         }
     }
     Ok(out)
+}
+
+/// Every object of an owner kind: from `listing` where it holds every one of the kind, else
+/// listed in every namespace.
+fn owners_of_kind<'l>(
+    session: &Session,
+    listing: Option<&'l Listing>,
+    group: &'static str,
+    kind: &'static str,
+) -> Result<Vec<Cow<'l, Value>>, Error> {
+    if let Some(l) = listing.filter(|l| l.has_whole(group, kind)) {
+        return Ok(l.of_kind(group, kind).map(Cow::Borrowed).collect());
+    }
+    let cluster = &session.cluster;
+    let Some(r) = cluster.resource_for(group, kind) else {
+        return Ok(Vec::new());
+    };
+    Ok(session
+        .rt
+        .block_on(cluster.list(r, None, None))?
+        .into_iter()
+        .map(Cow::Owned)
+        .collect())
 }
 
 /// Whether a person (neither an agent nor Kubernetes) wrote the object.

@@ -381,24 +381,11 @@ impl OwnerCache {
             let Some((group, kind)) = crate::cluster::group_kind_of(v) else {
                 continue;
             };
-            if !gitops_guard_core::custody::KINDS
-                .iter()
-                .any(|k| k.group == group && k.kind == kind)
-            {
+            if gitops_guard_core::custody::kind_of(group, kind).is_none() {
                 continue;
             }
-            let meta = |f: &str| {
-                v.pointer(&format!("/metadata/{f}"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let key = (
-                group.to_string(),
-                kind.to_string(),
-                meta("namespace"),
-                meta("name"),
-            );
+            let o = ObjectRef::of(v);
+            let key = (group.to_string(), o.kind, o.namespace, o.name);
             objects.insert(key, Ok(Some(std::rc::Rc::new(v.clone()))));
         }
         OwnerCache { objects }

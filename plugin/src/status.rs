@@ -88,9 +88,7 @@ impl Listing {
 /// Kinds whose controller-made objects a listing keeps in [`Listing::controlled`].
 fn read_by_comparisons(group: &str, kind: &str) -> bool {
     (group == "autoscaling" && kind == "HorizontalPodAutoscaler")
-        || gitops_guard_core::custody::KINDS
-            .iter()
-            .any(|k| k.group == group && k.kind == kind)
+        || gitops_guard_core::custody::kind_of(group, kind).is_some()
 }
 
 /// Lists the objects the selection names (deduplicated by uid; objects a controller made from
