@@ -1350,3 +1350,122 @@ spec: {{type: LoadBalancer, selector: {{app: web}}, ports: [{{port: 80, protocol
         "203.0.113.8"
     );
 }
+
+/// A Git exception reaches what runs beneath its workload, nothing else: a person who points a
+/// managed object's `ownerReferences` at a workload whose `allow: manual` came from Git (the
+/// namespace's sandbox) does not borrow that exception. Denied with the change and without it,
+/// beside the legitimate neighbours: the agent setting the same reference, and a hand-made Pod
+/// beneath the sandbox changed by hand.
+#[test]
+fn an_owner_reference_does_not_lend_a_workloads_exception_to_a_managed_object() {
+    let cluster = &env().cluster;
+    let ns = "borrow";
+    cluster
+        .kubectl(User::Admin, &["create", "namespace", ns])
+        .ok();
+    let config_map = |value: &str, owner: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: app-config, namespace: {ns}, labels: {{{FLUX_LABELS}}}{owner}}}
+data: {{DATABASE_URL: "{value}"}}
+"#
+        )
+    };
+    cluster
+        .flux_apply(&format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: sandbox
+  namespace: {ns}
+  labels: {{app: sandbox, {FLUX_LABELS}}}
+  annotations: {{gitops-guard.dev/allow: manual}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: sandbox}}}}
+  template:
+    metadata: {{labels: {{app: sandbox}}}}
+    spec: {{containers: [{{name: sandbox, image: "ghcr.io/acme/sandbox:1"}}]}}
+---{}"#,
+            config_map("postgres://db:5432/app", "")
+        ))
+        .ok();
+    let uid = get(ns, "deployment/sandbox", "{.metadata.uid}");
+    let beneath = format!(
+        r#"[{{"apiVersion":"apps/v1","kind":"Deployment","name":"sandbox","uid":"{uid}","controller":true}}]"#
+    );
+    let patch = |data: &str| {
+        format!(
+            r#"{{"metadata":{{"ownerReferences":{beneath}}},"data":{{"DATABASE_URL":"{data}"}}}}"#
+        )
+    };
+    let patch_cm = |body: &str| {
+        dev(&[
+            "patch",
+            "configmap/app-config",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            body,
+        ])
+    };
+
+    // The reference with a change, and the reference alone: the ConfigMap stays Git's.
+    for (what, body) in [
+        ("with a change", patch("postgres://evil.example.com/app")),
+        ("alone", patch("postgres://db:5432/app")),
+    ] {
+        let message = denied(&format!("the borrowed exception {what}"), || {
+            patch_cm(&body)
+        });
+        assert!(
+            message.contains(
+                "configmap/app-config in borrow is managed by Flux Kustomization flux-system/apps"
+            ),
+            "{what}: {message}"
+        );
+    }
+    assert_eq!(
+        get(ns, "configmap/app-config", "{.data.DATABASE_URL}"),
+        "postgres://db:5432/app"
+    );
+    assert_eq!(
+        get(ns, "configmap/app-config", "{.metadata.ownerReferences}"),
+        ""
+    );
+
+    // The agent may set it (Git says so).
+    cluster
+        .flux_apply(&config_map(
+            "postgres://db:5432/app",
+            &format!(", ownerReferences: {beneath}"),
+        ))
+        .ok();
+    assert!(get(ns, "configmap/app-config", "{.metadata.ownerReferences}").contains(&uid));
+
+    // What really runs beneath the sandbox keeps its exception: a hand-made Pod there.
+    let pod = |image: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: scratch
+  namespace: {ns}
+  labels: {{app: sandbox}}
+  ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: sandbox, uid: {uid}, controller: true}}]
+spec: {{containers: [{{name: scratch, image: "{image}"}}]}}
+"#
+        )
+    };
+    eventually("a hand-made Pod beneath the sandbox is created", || {
+        dev_stdin(&["create", "-f", "-"], &pod("busybox:1.36"))
+            .success()
+            .then_some(())
+    });
+    dev(&["label", "pod/scratch", "-n", ns, "debug=true"]).ok();
+}

@@ -100,6 +100,20 @@ fn managed_ancestor(c: &Ctx<'_, '_>) -> Option<Steered> {
         .find_map(|r| c.cluster.controlled(c.namespace, &r))
 }
 
+/// An UPDATE that puts an object Git manages beneath a managed workload it was not beneath (a
+/// controller `ownerReference` added or changed): the object is not Git's workload's to give away,
+/// so its own owners decide (`managed_object`), not the workload's allowances (its
+/// `allow: manual`, Pod operations, its trusted controllers), which would otherwise reach every
+/// managed object a person points at it.
+fn adopts_managed(c: &Ctx<'_, '_>) -> bool {
+    c.req.operation == Operation::Update
+        && !c.owners.is_empty()
+        && c.old
+            .and_then(controller_in)
+            .and_then(|r| c.cluster.controlled(c.namespace, &r))
+            .is_none()
+}
+
 /// Whether the requester is a controller the config trusts for one of `kinds` (`Kind.group`), with
 /// its service account's groups.
 fn trusted_controller<'k>(c: &Ctx<'_, '_>, mut kinds: impl Iterator<Item = &'k String>) -> bool {
@@ -132,6 +146,9 @@ fn revision_of(c: &Ctx<'_, '_>, owner: &OwnerRef) -> Option<String> {
 /// config choice, and are recorded.
 pub(super) fn descendant(c: &Ctx<'_, '_>) -> Option<Decision> {
     let root = managed_ancestor(c)?;
+    if adopts_managed(c) {
+        return None;
+    }
     let Some(owner) = foreign_owner(c, &root) else {
         return Some(Decision::allow(Reason::Agent));
     };

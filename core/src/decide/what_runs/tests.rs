@@ -1258,3 +1258,112 @@ fn load_balancer_status_of_managed_services_and_ingresses() {
     assert!(m.contains("service/web in prod is managed by Flux Kustomization flux-system/apps (main@sha1:3f2a9c1)"), "{m}");
     assert!(m.contains("loadBalancerControllers (kind Service)"), "{m}");
 }
+
+/// A person points a managed object's `ownerReferences` at another managed workload, one whose
+/// `allow: manual` came from Git (`sandbox`): the object stays Git's, decided by its own owners,
+/// and the workload's exception does not reach it. Objects that were beneath the workload before
+/// keep its allowances; the agent may still set the reference.
+#[test]
+fn pointing_a_managed_object_at_a_workload_does_not_borrow_its_exception() {
+    use Reason::*;
+    use Verdict::*;
+    let config = config();
+    let mut cl = cluster();
+    let mut sandbox = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta("sandbox", flux(), "d-sandbox", None),
+        "spec": {"selector": {"matchLabels": {"app": "sandbox"}},
+                 "template": {"metadata": {"labels": {"app": "sandbox"}}}}});
+    sandbox["metadata"]["annotations"] = json!({"gitops-guard.dev/allow": "manual"});
+    cl.facts
+        .push(workload::facts(kind("Deployment"), &sandbox, &config));
+    let beneath_sandbox = json!([{"apiVersion": "apps/v1", "kind": "Deployment",
+        "name": "sandbox", "uid": "d-sandbox", "controller": true}]);
+    let cm = |value: &str, owner: Option<&Value>| {
+        let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "app-config", "namespace": "prod", "uid": "cm-1",
+                         "labels": flux(), "annotations": {}},
+            "data": {"DATABASE_URL": value}});
+        if let Some(refs) = owner {
+            v["metadata"]["ownerReferences"] = refs.clone();
+        }
+        v
+    };
+    let web = |image: &str, owner: Option<&Value>| {
+        let mut v = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": meta("web", flux(), "d-web", None),
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "web", "image": image}]}}}});
+        if let Some(refs) = owner {
+            v["metadata"]["ownerReferences"] = refs.clone();
+        }
+        v
+    };
+    const CM: (&str, &str, &str) = ("", "ConfigMap", "configmaps");
+    let (db, evil) = (
+        "postgres://db.prod:5432/app",
+        "postgres://evil.example.com/app",
+    );
+    let hand_made_pod = |image: &str| {
+        let mut p = bare_pod(json!({"app": "sandbox"}));
+        p["metadata"]["ownerReferences"] = beneath_sandbox.clone();
+        p["spec"]["containers"][0]["image"] = json!(image);
+        p
+    };
+    let cases = vec![
+        (
+            "a managed ConfigMap pointed at sandbox while changed",
+            req("UPDATE", ANA, CM)
+                .sub("", "app-config")
+                .old(cm(db, None))
+                .object(cm(evil, Some(&beneath_sandbox))),
+            Deny,
+            Managed,
+        ),
+        (
+            "a managed ConfigMap only pointed at sandbox",
+            req("UPDATE", ANA, CM)
+                .sub("", "app-config")
+                .old(cm(db, None))
+                .object(cm(db, Some(&beneath_sandbox))),
+            Deny,
+            Managed,
+        ),
+        (
+            "a managed Deployment pointed at sandbox with a new image",
+            req("UPDATE", ANA, DEPLOY)
+                .sub("", "web")
+                .old(web("web:1", None))
+                .object(web("evil:latest", Some(&beneath_sandbox))),
+            Deny,
+            Managed,
+        ),
+        (
+            "the agent setting the reference",
+            req("UPDATE", KC, CM)
+                .sub("", "app-config")
+                .old(cm(db, None))
+                .object(cm(db, Some(&beneath_sandbox))),
+            Allow,
+            Agent,
+        ),
+        (
+            "a hand-made Pod already beneath sandbox, changed by hand",
+            req("UPDATE", ANA, POD)
+                .sub("", "evil")
+                .old(hand_made_pod("tool:1"))
+                .object(hand_made_pod("tool:2")),
+            Allow,
+            AllowManual,
+        ),
+    ];
+    for (name, r, verdict, reason) in cases {
+        let d = run_on(&r, &cl, &config, None);
+        assert_eq!(
+            (d.verdict, d.reason),
+            (verdict, reason),
+            "{name}: {:?}",
+            d.message
+        );
+    }
+}
