@@ -78,6 +78,12 @@ FLUX_HC = "system:serviceaccount:flux-system:helm-controller"
 ARGO_AC = "system:serviceaccount:argocd:argocd-application-controller"
 HPA = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
 RS_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+
+
+def sa(username: str) -> list[str]:
+    """The groups the API server gives a genuine service account's token."""
+    namespace = username.split(":")[2]
+    return ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]
 # What the neighbours entries route: (group, resource, operations).
 CUD = ["CREATE", "UPDATE", "DELETE"]
 NEIGHBOURS_ANY = [
@@ -312,14 +318,19 @@ def test_every_entry_is_safe(scenario: str) -> None:
             assert {g for r in hook["rules"] for g in r["apiGroups"]} <= set(CUSTODY_GROUPS), name
         elif name in LABEL_ENTRIES:
             # The status of what carries ownership labels: before 1.22 a status write keeps
-            # labels, annotations, finalizers and owner references.
-            assert subresources and all(res.endswith("/status") for res in subresources), name
+            # labels, annotations, finalizers and owner references; so does a Namespace's
+            # finalize write, on every version.
+            assert subresources and all(
+                res.endswith("/status") or res == "namespaces/finalize" for res in subresources
+            ), name
             assert "statefulsets/status" not in subresources and "pods/status" not in subresources
             assert not {g for r in hook["rules"] for g in r["apiGroups"]} & set(CUSTODY_GROUPS), name
         elif name in ("neighbours-unlabelled", "enforce-all"):
             # Only where a Service's or Ingress's traffic arrives (status.loadBalancer).
             assert subresources == {r for _, r in LOAD_BALANCER_STATUS}, name
             assert not {g for r in hook["rules"] for g in r["apiGroups"]} & set(CUSTODY_GROUPS), name
+        elif name == "argocd-namespaces":
+            assert subresources == {"namespaces/finalize"}, name
         else:
             assert subresources == set(), name
             assert not {g for r in hook["rules"] for g in r["apiGroups"]} & set(CUSTODY_GROUPS), name
@@ -430,6 +441,15 @@ def test_entries_partition_the_objects(kube: str | None) -> None:
     assert namespace_object("prod", {**enforce, KUSTOMIZE: "apps"}) == ["flux-kustomize"]
     assert namespace_object("kube-system", {KUSTOMIZE: "infra"}) == ([] if trusted else ["flux-kustomize"])
     assert namespace_object(NAMESPACE, {}) == ([] if trusted else ["argocd-namespaces"])
+    # A Namespace's finalize write keeps its metadata (labels, annotations such as
+    # gitops-guard.dev/mode), so it goes where the Namespace itself goes.
+    def finalize(name: str, labels: dict[str, str]) -> list[str]:
+        return routes(hooks, name, labels, {NAME_LABEL: name, **labels}, "", "namespaces/finalize")
+
+    assert finalize("prod", enforce) == ["argocd-namespaces"]
+    assert finalize("apps", {}) == ["argocd-namespaces"]
+    assert finalize("apps", {KUSTOMIZE: "apps"}) == ["flux-kustomize"]
+    assert finalize("web", {HELM: "web"}) == ["flux-helm"]
     # Cluster-scoped objects (a namespaceSelector never skips them) reach a Fail entry only with
     # an ownership label; the chart's own ClusterRole has none.
     assert routes(hooks, None, {}, {SELF[0]: SELF[1]}, "rbac.authorization.k8s.io", "clusterroles") == [
@@ -617,8 +637,8 @@ def test_custody_match_conditions_skip_kubernetes_and_agents_but_not_gitops_cont
         "metadata": {"name": "apps", "namespace": "flux-system", "labels": {KUSTOMIZE: "flux-system"}},
     }
     for controller in (FLUX_KC, "system:serviceaccount:flux-system:source-controller", ARGO_AC):
-        assert not _skips(custody, controller, ["system:serviceaccounts"], kustomization, kustomization)
-        assert not _skips(custody, controller, None, kustomization, None)
+        assert not _skips(custody, controller, sa(controller), kustomization, kustomization)
+        assert not _skips(custody, controller, sa(controller), kustomization, None)
     assert not _skips(custody, "ana", ["developers", "system:authenticated"])
 
 
@@ -1074,37 +1094,37 @@ def test_match_conditions_skip_exactly_the_agents_of_each_entry() -> None:
             assert not _skips(hook, user, groups), (name, user)
         # Kubernetes itself and the configured agents: skipped everywhere.
         assert _skips(hook, "system:kube-controller-manager", []), name
-        assert _skips(hook, HPA, None), name
+        assert _skips(hook, HPA, sa(HPA)), name
         assert _skips(hook, "system:node:worker-1", ["system:nodes", "system:authenticated"]), name
         assert _skips(hook, "ci-deployer", None), name
         assert _skips(hook, "robot", ["gitops-agents"]), name
     # Each tool's controllers only where the guard treats them as the agent.
     flux_obj = _obj({KUSTOMIZE: "apps"})
     for name in ("flux-kustomize", "flux-helm"):
-        assert _skips(hooks[name], FLUX_KC, ["system:serviceaccounts"], flux_obj, flux_obj), name
-        assert _skips(hooks[name], FLUX_KC, None, None, flux_obj), name  # delete
-        assert not _skips(hooks[name], ARGO_AC, None, flux_obj, flux_obj), name
+        assert _skips(hooks[name], FLUX_KC, sa(FLUX_KC), flux_obj, flux_obj), name
+        assert _skips(hooks[name], FLUX_KC, sa(FLUX_KC), None, flux_obj), name  # delete
+        assert not _skips(hooks[name], ARGO_AC, sa(ARGO_AC), flux_obj, flux_obj), name
         # A create, or an update that moves the object to another owner, is the guard's to check:
         # the new owner must come from Git (chain of custody).
-        assert not _skips(hooks[name], FLUX_HC, None, flux_obj, None), name  # create
+        assert not _skips(hooks[name], FLUX_HC, sa(FLUX_HC), flux_obj, None), name  # create
         moved = _obj({KUSTOMIZE: "evil"})
-        assert not _skips(hooks[name], FLUX_KC, None, moved, flux_obj), name
+        assert not _skips(hooks[name], FLUX_KC, sa(FLUX_KC), moved, flux_obj), name
         relabelled = _obj({KUSTOMIZE: "apps", "kustomize.toolkit.fluxcd.io/namespace": "team-x"})
-        assert not _skips(hooks[name], FLUX_KC, None, relabelled, flux_obj), name
-    assert not _skips(hooks["argocd-annotations"], FLUX_KC, None)
-    assert _skips(hooks["argocd-annotations"], ARGO_AC, None)
+        assert not _skips(hooks[name], FLUX_KC, sa(FLUX_KC), relabelled, flux_obj), name
+    assert not _skips(hooks["argocd-annotations"], FLUX_KC, sa(FLUX_KC))
+    assert _skips(hooks["argocd-annotations"], ARGO_AC, sa(ARGO_AC))
     tracked = _obj(None, {"argocd.argoproj.io/tracking-id": "web:apps/Deployment:apps/web"})
-    assert _skips(hooks["argocd-annotations"], ARGO_AC, None, tracked, tracked)
-    assert _skips(hooks["argocd-annotations"], ARGO_AC, None, None, tracked)  # delete
-    assert not _skips(hooks["argocd-annotations"], ARGO_AC, None, tracked, None)  # create
+    assert _skips(hooks["argocd-annotations"], ARGO_AC, sa(ARGO_AC), tracked, tracked)
+    assert _skips(hooks["argocd-annotations"], ARGO_AC, sa(ARGO_AC), None, tracked)  # delete
+    assert not _skips(hooks["argocd-annotations"], ARGO_AC, sa(ARGO_AC), tracked, None)  # create
     retracked = _obj(None, {"argocd.argoproj.io/tracking-id": "evil:apps/Deployment:apps/web"})
-    assert not _skips(hooks["argocd-annotations"], ARGO_AC, None, retracked, tracked)
-    assert _skips(hooks["enforce-all"], FLUX_KC, None, _obj(), _obj()) and _skips(
-        hooks["enforce-all"], ARGO_AC, None
+    assert not _skips(hooks["argocd-annotations"], ARGO_AC, sa(ARGO_AC), retracked, tracked)
+    assert _skips(hooks["enforce-all"], FLUX_KC, sa(FLUX_KC), _obj(), _obj()) and _skips(
+        hooks["enforce-all"], ARGO_AC, sa(ARGO_AC)
     )
-    assert not _skips(hooks["scale"], FLUX_KC, None) and not _skips(hooks["scale"], ARGO_AC, None)
+    assert not _skips(hooks["scale"], FLUX_KC, sa(FLUX_KC)) and not _skips(hooks["scale"], ARGO_AC, sa(ARGO_AC))
     # Owners and sources: what the GitOps controllers apply to them is checked too.
-    assert not _skips(hooks["custody"], FLUX_KC, None) and not _skips(hooks["custody"], ARGO_AC, None)
+    assert not _skips(hooks["custody"], FLUX_KC, sa(FLUX_KC)) and not _skips(hooks["custody"], ARGO_AC, sa(ARGO_AC))
     # A tenant service account (Flux impersonation) is decided by the guard, not skipped.
     assert not _skips(
         hooks["flux-kustomize"], "system:serviceaccount:team-a:reconciler", None, flux_obj, flux_obj
@@ -1118,21 +1138,46 @@ def test_flux_controllers_still_reach_the_guard_for_objects_argo_cd_also_owns() 
     flux_only = _obj({KUSTOMIZE: "apps"}, {"other": "x"})
     hooks = webhooks(rendered({}, "v1.30.0"))
     for name in ("flux-kustomize", "flux-helm"):
-        assert not _skips(hooks[name], FLUX_KC, None, both, both), name
-        assert not _skips(hooks[name], FLUX_KC, None, flux_only, both), name  # removing the annotation
-        assert not _skips(hooks[name], FLUX_KC, None, both, None), name  # create
-        assert not _skips(hooks[name], FLUX_KC, None, None, both), name  # delete
-        assert _skips(hooks[name], FLUX_KC, None, flux_only, flux_only), name
-    assert not _skips(hooks["enforce-all"], FLUX_KC, None, _obj(None, tracking), _obj(None, tracking))
+        assert not _skips(hooks[name], FLUX_KC, sa(FLUX_KC), both, both), name
+        assert not _skips(hooks[name], FLUX_KC, sa(FLUX_KC), flux_only, both), name  # removing the annotation
+        assert not _skips(hooks[name], FLUX_KC, sa(FLUX_KC), both, None), name  # create
+        assert not _skips(hooks[name], FLUX_KC, sa(FLUX_KC), None, both), name  # delete
+        assert _skips(hooks[name], FLUX_KC, sa(FLUX_KC), flux_only, flux_only), name
+    assert not _skips(hooks["enforce-all"], FLUX_KC, sa(FLUX_KC), _obj(None, tracking), _obj(None, tracking))
     # With label tracking, Argo CD's label makes it a co-owner as well.
     hooks = webhooks(rendered({"config": {"argocd": {"labelTracking": True}}}, "v1.30.0"))
     labelled = _obj({KUSTOMIZE: "apps", "app.kubernetes.io/instance": "web"})
-    assert not _skips(hooks["flux-kustomize"], FLUX_KC, None, labelled, labelled)
-    assert _skips(hooks["flux-kustomize"], FLUX_KC, None, flux_only, flux_only)
+    assert not _skips(hooks["flux-kustomize"], FLUX_KC, sa(FLUX_KC), labelled, labelled)
+    assert _skips(hooks["flux-kustomize"], FLUX_KC, sa(FLUX_KC), flux_only, flux_only)
     # ... and Flux's label makes Flux one for Argo CD's controller.
-    assert not _skips(hooks["argocd-labels"], ARGO_AC, None, labelled, labelled)
+    assert not _skips(hooks["argocd-labels"], ARGO_AC, sa(ARGO_AC), labelled, labelled)
     argo_only = _obj({"app.kubernetes.io/instance": "web"})
-    assert _skips(hooks["argocd-labels"], ARGO_AC, None, argo_only, argo_only)
+    assert _skips(hooks["argocd-labels"], ARGO_AC, sa(ARGO_AC), argo_only, argo_only)
+
+
+def test_match_conditions_skip_a_service_account_only_with_its_groups() -> None:
+    """A user merely named like a service account (a static token, OIDC or x509 user called
+    system:serviceaccount:flux-system:kustomize-controller) is nobody's agent and not Kubernetes:
+    the API server must send its requests to the guard, which judges it so, instead of skipping
+    them by the name alone. A genuine service account carries its namespace's group."""
+    hooks = webhooks(rendered({}, "v1.30.0"))
+    flux_obj = _obj({KUSTOMIZE: "apps"})
+    impostor_groups: list[list[str] | None] = [
+        None,
+        [],
+        ["system:authenticated"],
+        ["system:serviceaccounts", "system:authenticated"],
+        ["system:serviceaccounts", "system:serviceaccounts:team-a", "system:authenticated"],
+    ]
+    for name, hook in hooks.items():
+        for groups in impostor_groups:
+            assert not _skips(hook, HPA, groups), (name, groups)
+            assert not _skips(hook, RS_CONTROLLER, groups), (name, groups)
+        assert _skips(hook, HPA, sa(HPA)), name
+    for name in ("flux-kustomize", "flux-helm"):
+        for groups in impostor_groups:
+            assert not _skips(hooks[name], FLUX_KC, groups, flux_obj, flux_obj), (name, groups)
+        assert _skips(hooks[name], FLUX_KC, sa(FLUX_KC), flux_obj, flux_obj), name
 
 
 def test_match_conditions_follow_the_configured_namespaces() -> None:
@@ -1142,11 +1187,10 @@ def test_match_conditions_follow_the_configured_namespaces() -> None:
         )
     )
     flux_obj = _obj({KUSTOMIZE: "apps"})
-    assert _skips(
-        hooks["flux-kustomize"], "system:serviceaccount:gitops:kustomize-controller", None, flux_obj, flux_obj
-    )
-    assert not _skips(hooks["flux-kustomize"], FLUX_KC, None, flux_obj, flux_obj)
-    assert not _skips(hooks["flux-kustomize"], FLUX_HC, None, flux_obj, flux_obj)
+    gitops_kc = "system:serviceaccount:gitops:kustomize-controller"
+    assert _skips(hooks["flux-kustomize"], gitops_kc, sa(gitops_kc), flux_obj, flux_obj)
+    assert not _skips(hooks["flux-kustomize"], FLUX_KC, sa(FLUX_KC), flux_obj, flux_obj)
+    assert not _skips(hooks["flux-kustomize"], FLUX_HC, sa(FLUX_HC), flux_obj, flux_obj)
 
 
 def test_neighbours_match_conditions_skip_kubernetes_and_the_agents() -> None:
@@ -1159,11 +1203,11 @@ def test_neighbours_match_conditions_skip_kubernetes_and_the_agents() -> None:
     eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "web-1", "namespace": "apps"}}
     for name in ("neighbours", "neighbours-unlabelled"):
         hook = hooks[name]
-        assert _skips(hook, RS_CONTROLLER, ["system:serviceaccounts"], pod, None), name
-        assert _skips(hook, HPA, None), name
+        assert _skips(hook, RS_CONTROLLER, sa(RS_CONTROLLER), pod, None), name
+        assert _skips(hook, HPA, sa(HPA)), name
         assert _skips(hook, "ci-deployer", None), name
-        assert _skips(hook, FLUX_KC, None, _obj(), _obj()), name
-        assert _skips(hook, ARGO_AC, None, _obj(), _obj()), name
+        assert _skips(hook, FLUX_KC, sa(FLUX_KC), _obj(), _obj()), name
+        assert _skips(hook, ARGO_AC, sa(ARGO_AC), _obj(), _obj()), name
         assert not _skips(hook, "ana", ["developers"], pod, pod), name
         assert not _skips(hook, "ana", ["developers"], pod, None), name
     neighbours = hooks["neighbours"]

@@ -399,7 +399,19 @@ fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Optio
         // What else a status write changes, the API server may keep (see `status_write`).
         "status" if !beyond_status(req).is_empty() => None,
         "status" => Some(Reason::Status),
+        "finalize" if keeps_metadata(req) && !beyond_status(req).is_empty() => None,
         _ => Some(Reason::Subresource),
+    }
+}
+
+/// A write whose `metadata` the API server may keep besides what the subresource is for: a
+/// status write (before Kubernetes 1.22), and a Namespace's `finalize` (on every version: it
+/// resets only the status, so labels and annotations sent with `spec.finalizers` are kept).
+fn keeps_metadata(req: &AdmissionRequest<'_>) -> bool {
+    match req.sub_resource.as_str() {
+        "status" => true,
+        "finalize" => req.resource.group.is_empty() && req.resource.resource == "namespaces",
+        _ => false,
     }
 }
 
@@ -872,15 +884,26 @@ fn excluded_namespace(c: &Ctx<'_, '_>) -> Option<Decision> {
 /// but Kubernetes and the agents changes metadata through the object itself, where the rules
 /// decide it.
 fn status_write(c: &Ctx<'_, '_>) -> Option<Decision> {
-    if c.req.sub_resource != "status" || c.custody.is_some() || c.identity != Identity::Other {
+    if !keeps_metadata(c.req) || c.custody.is_some() || c.identity != Identity::Other {
         return None;
     }
     let changed = beyond_status(c.req);
     if changed.is_empty() {
         return None;
     }
+    let (write, kept) = if c.req.sub_resource == "finalize" {
+        (
+            "a finalize write may change only spec.finalizers",
+            "which the API server keeps (a Namespace's finalize write keeps its metadata)",
+        )
+    } else {
+        (
+            "a status write may change only the status",
+            "which this API server would keep (before Kubernetes 1.22 a status write keeps labels, annotations, finalizers and owner references)",
+        )
+    };
     let message = format!(
-        "{what}: a status write may change only the status, and this one also changes {changed}, which this API server would keep (before Kubernetes 1.22 a status write keeps labels, annotations, finalizers and owner references), out of the guard's sight.\nMake the change on the object itself, where the guard decides it like any other: kubectl edit {kind}/{name}{ns}",
+        "{what}: {write}, and this one also changes {changed}, {kept}, out of the guard's sight.\nMake the change on the object itself, where the guard decides it like any other: kubectl edit {kind}/{name}{ns}",
         what = c.what(),
         changed = changed.join(", "),
         kind = c.kind.to_lowercase(),

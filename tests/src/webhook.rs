@@ -45,7 +45,8 @@ pub const CUSTODY_GROUPS: [&str; 6] = [
 /// (webhook `guard.gitops-guard.dev`, every group/version, resources `*`, `*/scale` and `*/status`
 /// (the chart routes the status of objects with ownership labels and of the GitOps owner and source
 /// groups ([`CUSTODY_GROUPS`]); no controller writes status in the test cluster), CREATE/UPDATE/DELETE,
-/// the Pod subresources and a StatefulSet's status, as the chart's neighbours entry routes them,
+/// the Pod subresources and a StatefulSet's status, as the chart's neighbours entry routes them, and a
+/// Namespace's `finalize` (which keeps its metadata), as the chart routes it,
 /// failurePolicy Fail, timeout 5 s). Like the Helm chart on Kubernetes 1.20, it excludes no
 /// namespace by label (`kubernetes.io/metadata.name` is an ordinary label before 1.21): the guard
 /// leaves kube-system alone by name (config `excludedNamespaces`). Dropping it deregisters it (and
@@ -331,6 +332,10 @@ webhooks:
     resources: ["*/status"]
     operations: [CREATE, UPDATE, DELETE]
     scope: Namespaced
+  - apiGroups: [""]
+    apiVersions: ["*"]
+    resources: ["namespaces/finalize"]
+    operations: [UPDATE]
   - apiGroups: [""]
     apiVersions: ["*"]
     resources: ["pods/exec", "pods/attach", "pods/portforward"]

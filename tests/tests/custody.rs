@@ -382,6 +382,7 @@ const CI: Who = Who::Person(User::CiBot);
 /// Every row of the matrix, in the order they run.
 fn cases() -> Vec<Case> {
     let apps = flux("flux-system", "apps");
+    let apps_json = r#""kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"flux-system""#;
     let until = rfc3339_in(30 * 60);
     let open_window = |ns: &str| {
         Cmd::new(
@@ -816,6 +817,33 @@ fn cases() -> Vec<Case> {
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: status-namespace-audit-mode\n  labels: {{{apps}}}\n"
         ))])
         .denied("namespace/status-namespace-audit-mode: a status write may change only the status"),
+        case(
+            "finalize-namespace-audit-mode",
+            s,
+            "annotate a namespace from Git gitops-guard.dev/mode: audit through its finalize subresource (the API server keeps a finalize write's metadata on every version)",
+            DEV,
+            &["replace", "--raw", "/api/v1/namespaces/finalize-namespace-audit-mode/finalize", "-f", "-"],
+        )
+        .stdin(format!(
+            r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"finalize-namespace-audit-mode","labels":{{{apps_json}}},"annotations":{{"gitops-guard.dev/mode":"audit"}}}},"spec":{{"finalizers":["kubernetes"]}}}}"#
+        ))
+        .setup(vec![kc_apply(format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: finalize-namespace-audit-mode\n  labels: {{{apps}}}\n"
+        ))])
+        .denied("namespace/finalize-namespace-audit-mode: a finalize write may change only spec.finalizers"),
+        case(
+            "finalize-namespace-release",
+            s,
+            "clear the spec.finalizers of a namespace from Git through its finalize subresource (how a stuck namespace is let go)",
+            DEV,
+            &["replace", "--raw", "/api/v1/namespaces/finalize-namespace-release/finalize", "-f", "-"],
+        )
+        .stdin(format!(
+            r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"finalize-namespace-release","labels":{{{apps_json}}}}},"spec":{{"finalizers":[]}}}}"#
+        ))
+        .setup(vec![kc_apply(format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: finalize-namespace-release\n  labels: {{{apps}}}\n"
+        ))]),
         case(
             "status-plants-exception-before-adoption",
             s,

@@ -356,12 +356,42 @@ The core and apps groups are listed by resource, every other group is "*"; each 
 {{- end -}}
 {{- $cud := list "CREATE" "UPDATE" "DELETE" -}}
 {{- /* With their status: before Kubernetes 1.22 a status write keeps labels, annotations,
-finalizers and owner references (statefulsets/status is the neighbours entry's). */ -}}
+finalizers and owner references (statefulsets/status is the neighbours entry's). A Namespace's
+finalize write keeps its metadata on every version. */ -}}
 {{- $rules := list
-    (dict "apiGroups" (list "") "resources" (list "configmaps" "limitranges" "namespaces" "namespaces/status" "nodes" "nodes/status" "persistentvolumeclaims" "persistentvolumeclaims/status" "persistentvolumes" "persistentvolumes/status" "podtemplates" "replicationcontrollers" "replicationcontrollers/status" "resourcequotas" "resourcequotas/status" "secrets" "serviceaccounts" "services" "services/status") "operations" $cud)
+    (dict "apiGroups" (list "") "resources" (list "configmaps" "limitranges" "namespaces" "namespaces/finalize" "namespaces/status" "nodes" "nodes/status" "persistentvolumeclaims" "persistentvolumeclaims/status" "persistentvolumes" "persistentvolumes/status" "podtemplates" "replicationcontrollers" "replicationcontrollers/status" "resourcequotas" "resourcequotas/status" "secrets" "serviceaccounts" "services" "services/status") "operations" $cud)
     (dict "apiGroups" (list "apps") "resources" (list "daemonsets" "daemonsets/status" "deployments" "deployments/status" "statefulsets") "operations" $cud) -}}
 {{- if $wild -}}
 {{- $rules = append $rules (dict "apiGroups" $wild "resources" (list "*" "*/status") "operations" $cud) -}}
 {{- end -}}
 {{- toJson $rules -}}
+{{- end -}}
+
+{{/*
+A CEL expression, true when the request's user is one of the usernames given (a list): a
+service account's name (system:serviceaccount:<ns>:<name>) counts only with the group the API
+server gives every service account of that namespace (system:serviceaccounts:<ns>), as the guard
+itself judges it, so a static-token, OIDC or x509 user merely named like the service account is
+not skipped before the guard sees it.
+*/}}
+{{- define "gitops-guard.celUserIn" -}}
+{{- $plain := list -}}
+{{- $byNamespace := dict -}}
+{{- range uniq . -}}
+{{- $parts := splitList ":" . -}}
+{{- if and (eq (len $parts) 4) (eq (index $parts 0) "system") (eq (index $parts 1) "serviceaccount") -}}
+{{- $ns := index $parts 2 -}}
+{{- $_ := set $byNamespace $ns (append (get $byNamespace $ns | default list) (toJson .)) -}}
+{{- else -}}
+{{- $plain = append $plain (toJson .) -}}
+{{- end -}}
+{{- end -}}
+{{- $terms := list -}}
+{{- if $plain -}}
+{{- $terms = append $terms (printf "request.userInfo.username in [%s]" (join ", " $plain)) -}}
+{{- end -}}
+{{- range $ns := keys $byNamespace | sortAlpha -}}
+{{- $terms = append $terms (printf "(has(request.userInfo.groups) && %s in request.userInfo.groups && request.userInfo.username in [%s])" (toJson (printf "system:serviceaccounts:%s" $ns)) (join ", " (get $byNamespace $ns))) -}}
+{{- end -}}
+{{- if $terms -}}({{ join "\n            || " $terms }}){{- else -}}false{{- end -}}
 {{- end -}}

@@ -3568,3 +3568,64 @@ fn status_writes_change_only_the_status() {
         "{message}"
     );
 }
+
+/// A Namespace's `finalize` write keeps its metadata on every Kubernetes version (only the status
+/// is reset), so labels and annotations sent with it count as a change to the Namespace: a person
+/// softening a namespace from Git to audit mode through it is refused, while clearing
+/// `spec.finalizers` (how a stuck namespace is let go) stays a subresource write.
+#[test]
+fn a_namespace_finalize_write_changes_only_its_finalizers() {
+    let finalize = |user, old: Value, new: Value| {
+        on_namespace(
+            req("UPDATE", user, Some(old), Some(new)).sub("finalize"),
+            "prod",
+        )
+    };
+    let mut namespace = namespace_object("prod", flux_labels("flux-system"));
+    namespace["spec"] = json!({"finalizers": ["kubernetes"]});
+    namespace["status"] = json!({"phase": "Active"});
+    let audited = with_annotation(namespace.clone(), "gitops-guard.dev/mode", "audit");
+    let mut released = namespace.clone();
+    released["spec"] = json!({"finalizers": []});
+    let mut unenforced = namespace_object("team", json!({"gitops-guard.dev/enforce": "all"}));
+    unenforced["spec"] = json!({"finalizers": ["kubernetes"]});
+    let mut relabelled = unenforced.clone();
+    relabelled["metadata"]["labels"] = json!({});
+    let cases = [
+        (
+            "a person puts a namespace from Git into audit mode",
+            finalize(ANA, namespace.clone(), audited.clone()),
+            (Verdict::Deny, Reason::StatusWrite),
+        ),
+        (
+            "or takes enforce: all off one",
+            finalize(ANA, unenforced, relabelled),
+            (Verdict::Deny, Reason::StatusWrite),
+        ),
+        (
+            "clearing the finalizers only",
+            finalize(ANA, namespace.clone(), released),
+            (Verdict::Allow, Reason::Subresource),
+        ),
+        (
+            "the namespace controller",
+            finalize(
+                "system:serviceaccount:kube-system:namespace-controller",
+                namespace.clone(),
+                audited.clone(),
+            ),
+            (Verdict::Allow, Reason::System),
+        ),
+    ];
+    for (what, r, want) in cases {
+        let d = run(&r);
+        assert_eq!((d.verdict, d.reason), want, "{what}: {d:?}");
+    }
+    let d = run(&finalize(ANA, namespace, audited));
+    let message = d.message.unwrap_or_default();
+    assert!(
+        message.contains("a finalize write may change only spec.finalizers, and this one also changes metadata.annotations['gitops-guard.dev/mode']")
+            && message.ends_with("kubectl edit namespace/prod"),
+        "{message}"
+    );
+}
