@@ -396,10 +396,10 @@ fn decided_without_objects(req: &AdmissionRequest<'_>, config: &Config) -> Optio
         "status" if what_runs::has_load_balancer(&req.resource.group, &req.resource.resource) => {
             None
         }
-        // What else a status write changes, the API server may keep (see `status_write`).
-        "status" if !beyond_status(req).is_empty() => None,
+        // What else a status or finalize write changes, the API server may keep (see
+        // `status_write`).
+        _ if keeps_metadata(req) && !beyond_status(req).is_empty() => None,
         "status" => Some(Reason::Status),
-        "finalize" if keeps_metadata(req) && !beyond_status(req).is_empty() => None,
         _ => Some(Reason::Subresource),
     }
 }

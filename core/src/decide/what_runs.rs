@@ -88,30 +88,21 @@ fn controller_in(o: &Object<'_>) -> Option<ControllerRef> {
 /// The managed workload the object's `ownerReferences` lead to (for an UPDATE, what they led to
 /// before, or lead to after), through the cluster's workloads.
 fn managed_ancestor(c: &Ctx<'_, '_>) -> Option<Steered> {
-    let objects = match c.req.operation {
-        Operation::Create => [c.new, None],
-        Operation::Delete => [c.old, None],
-        _ => [c.old, c.new],
-    };
-    objects
-        .into_iter()
-        .flatten()
-        .filter_map(controller_in)
-        .find_map(|r| c.cluster.controlled(c.namespace, &r))
+    ancestor(c).map(|(root, _)| root)
 }
 
-/// An UPDATE that puts an object Git manages beneath a managed workload it was not beneath (a
-/// controller `ownerReference` added or changed): the object is not Git's workload's to give away,
-/// so its own owners decide (`managed_object`), not the workload's allowances (its
-/// `allow: manual`, Pod operations, its trusted controllers), which would otherwise reach every
-/// managed object a person points at it.
-fn adopts_managed(c: &Ctx<'_, '_>) -> bool {
-    c.req.operation == Operation::Update
-        && !c.owners.is_empty()
-        && c.old
-            .and_then(controller_in)
-            .and_then(|r| c.cluster.controlled(c.namespace, &r))
-            .is_none()
+/// [`managed_ancestor`], and whether the object was beneath it before the request (its old
+/// object's references lead there).
+fn ancestor(c: &Ctx<'_, '_>) -> Option<(Steered, bool)> {
+    let objects = match c.req.operation {
+        Operation::Create => [(c.new, false), (None, false)],
+        Operation::Delete => [(c.old, true), (None, true)],
+        _ => [(c.old, true), (c.new, false)],
+    };
+    objects.into_iter().find_map(|(o, before)| {
+        let r = controller_in(o?)?;
+        Some((c.cluster.controlled(c.namespace, &r)?, before))
+    })
 }
 
 /// Whether the requester is a controller the config trusts for one of `kinds` (`Kind.group`), with
@@ -145,8 +136,13 @@ fn revision_of(c: &Ctx<'_, '_>, owner: &OwnerRef) -> Option<String> {
 /// change what they run. Deleting and evicting a Pod, exec and debug stay operational, each a
 /// config choice, and are recorded.
 pub(super) fn descendant(c: &Ctx<'_, '_>) -> Option<Decision> {
-    let root = managed_ancestor(c)?;
-    if adopts_managed(c) {
+    let (root, before) = ancestor(c)?;
+    // An UPDATE that puts an object Git manages beneath a managed workload it was not beneath (a
+    // controller `ownerReference` added or changed): the object is not Git's workload's to give
+    // away, so its own owners decide (`managed_object`), not the workload's allowances (its
+    // `allow: manual`, Pod operations, its trusted controllers), which would otherwise reach every
+    // managed object a person points at it.
+    if c.req.operation == Operation::Update && !before && !c.owners.is_empty() {
         return None;
     }
     let Some(owner) = foreign_owner(c, &root) else {

@@ -1276,28 +1276,19 @@ fn pointing_a_managed_object_at_a_workload_does_not_borrow_its_exception() {
     sandbox["metadata"]["annotations"] = json!({"gitops-guard.dev/allow": "manual"});
     cl.facts
         .push(workload::facts(kind("Deployment"), &sandbox, &config));
-    let beneath_sandbox = json!([{"apiVersion": "apps/v1", "kind": "Deployment",
-        "name": "sandbox", "uid": "d-sandbox", "controller": true}]);
-    let cm = |value: &str, owner: Option<&Value>| {
-        let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "app-config", "namespace": "prod", "uid": "cm-1",
-                         "labels": flux(), "annotations": {}},
-            "data": {"DATABASE_URL": value}});
-        if let Some(refs) = owner {
-            v["metadata"]["ownerReferences"] = refs.clone();
-        }
-        v
+    // `ownerReferences` naming the sandbox as controller (`meta`'s last argument).
+    let sandbox_ref = ("Deployment", "sandbox", "d-sandbox");
+    let cm = |value: &str, owner| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": meta("app-config", flux(), "cm-1", owner),
+            "data": {"DATABASE_URL": value}})
     };
-    let web = |image: &str, owner: Option<&Value>| {
-        let mut v = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": meta("web", flux(), "d-web", None),
+    let web = |image: &str, owner| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": meta("web", flux(), "d-web", owner),
             "spec": {"selector": {"matchLabels": {"app": "web"}},
                      "template": {"metadata": {"labels": {"app": "web"}},
-                                  "spec": {"containers": [{"name": "web", "image": image}]}}}});
-        if let Some(refs) = owner {
-            v["metadata"]["ownerReferences"] = refs.clone();
-        }
-        v
+                                  "spec": {"containers": [{"name": "web", "image": image}]}}}})
     };
     const CM: (&str, &str, &str) = ("", "ConfigMap", "configmaps");
     let (db, evil) = (
@@ -1305,10 +1296,9 @@ fn pointing_a_managed_object_at_a_workload_does_not_borrow_its_exception() {
         "postgres://evil.example.com/app",
     );
     let hand_made_pod = |image: &str| {
-        let mut p = bare_pod(json!({"app": "sandbox"}));
-        p["metadata"]["ownerReferences"] = beneath_sandbox.clone();
-        p["spec"]["containers"][0]["image"] = json!(image);
-        p
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": meta("evil", json!({"app": "sandbox"}), "p-2", Some(sandbox_ref)),
+            "spec": {"containers": [{"name": "c", "image": image}]}})
     };
     let cases = vec![
         (
@@ -1316,7 +1306,7 @@ fn pointing_a_managed_object_at_a_workload_does_not_borrow_its_exception() {
             req("UPDATE", ANA, CM)
                 .sub("", "app-config")
                 .old(cm(db, None))
-                .object(cm(evil, Some(&beneath_sandbox))),
+                .object(cm(evil, Some(sandbox_ref))),
             Deny,
             Managed,
         ),
@@ -1325,7 +1315,7 @@ fn pointing_a_managed_object_at_a_workload_does_not_borrow_its_exception() {
             req("UPDATE", ANA, CM)
                 .sub("", "app-config")
                 .old(cm(db, None))
-                .object(cm(db, Some(&beneath_sandbox))),
+                .object(cm(db, Some(sandbox_ref))),
             Deny,
             Managed,
         ),
@@ -1334,7 +1324,7 @@ fn pointing_a_managed_object_at_a_workload_does_not_borrow_its_exception() {
             req("UPDATE", ANA, DEPLOY)
                 .sub("", "web")
                 .old(web("web:1", None))
-                .object(web("evil:latest", Some(&beneath_sandbox))),
+                .object(web("evil:latest", Some(sandbox_ref))),
             Deny,
             Managed,
         ),
@@ -1343,7 +1333,7 @@ fn pointing_a_managed_object_at_a_workload_does_not_borrow_its_exception() {
             req("UPDATE", KC, CM)
                 .sub("", "app-config")
                 .old(cm(db, None))
-                .object(cm(db, Some(&beneath_sandbox))),
+                .object(cm(db, Some(sandbox_ref))),
             Allow,
             Agent,
         ),
